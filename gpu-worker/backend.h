@@ -1,0 +1,110 @@
+/* backend.h: the narrow interface every compute backend implements (cpu: the plain-C
+ * reference; cuda: the product). The engine above it owns sequences, tokens, sampling and
+ * the block tables; a backend owns the model's device-side state, each slot's KV (the open
+ * block, the local block pool, compressed keys, eviction scores), selection, the block delta
+ * and the copies to and from the host arena.
+ *
+ * Semantics every backend must follow, so that backends, modes and placements compare
+ * exactly:
+ * - A sequence lives in a slot [0, max_seqs). prefill(n tokens) == n single-token steps: the
+ *   same per-token block selection, the same KV, so chunking never changes a result.
+ * - K and V are stored in bf16 (kv_geometry.h) whether resident or offloaded; arithmetic is
+ *   f32 (cpu) or bf16 operands with f32 accumulation (cuda).
+ * - When cfg.arena is set, each block is written to its arena group once, when it completes
+ *   (its last token is appended); the caller must have put that group into the sequence's
+ *   block table before the call. With offload, complete blocks that a step selects and the
+ *   local pool lacks are read from the arena (the delta); the pool evicts what it must. */
+#ifndef NOSA_BACKEND_H
+#define NOSA_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv_geometry.h"
+#include "model.h"
+
+/* The host arena's block array as mapped in this process. */
+struct nosa_kv_arena {
+    uint8_t *base;     /* block 0 of group 0 */
+    uint64_t n_groups; /* groups the arena holds */
+    struct nosa_kv_geometry geom;
+};
+
+struct nosa_backend_config {
+    enum nosa_attn_mode mode;
+    int offload;     /* 1: complete blocks live in the arena, a bounded pool holds selections */
+    int max_seqs;    /* slots */
+    int max_context; /* tokens per sequence, <= model max_position */
+    int pool_blocks; /* offload: pool blocks per (slot, layer, KV head); 0: 2 * budget */
+    const struct nosa_kv_arena *arena; /* required with offload; optional otherwise */
+    int device;      /* CUDA device ordinal (cuda only) */
+};
+
+/* A sequence's block table, as the caller keeps it: groups[m] is the arena group of logical
+ * block m. n_groups must cover every block that is complete after the call. NULL (or
+ * n_groups 0) is fine when no arena is configured. */
+struct nosa_seq_blocks {
+    const uint32_t *groups;
+    uint32_t n_groups;
+};
+
+struct nosa_layer_stats {
+    uint64_t selected;    /* complete blocks selected, summed over tokens and KV heads */
+    uint64_t transferred; /* of those, pulled from the arena (the delta) */
+    uint64_t hits;        /* of those, already in the local pool (or resident) */
+};
+
+/* Statistics of the last prefill or decode call. selected == transferred + hits per layer.
+ * The open (incomplete) block is always local and is not counted. */
+struct nosa_step_stats {
+    uint32_t n_layers;
+    uint64_t tokens;             /* tokens processed by the call */
+    uint64_t blocks_selected;
+    uint64_t blocks_transferred;
+    uint64_t block_hits;
+    uint64_t bytes_h2d;          /* bytes read from the arena */
+    uint64_t bytes_d2h;          /* bytes written to the arena (completed blocks) */
+    double seconds;              /* wall time of the call */
+    struct nosa_layer_stats layer[NOSA_MAX_LAYERS];
+};
+
+struct nosa_backend;
+
+struct nosa_backend_ops {
+    const char *name;
+    int (*create)(const struct nosa_model *model, const struct nosa_backend_config *cfg,
+                  struct nosa_backend **out, char *err, size_t errlen);
+    void (*destroy)(struct nosa_backend *b); /* accepts NULL */
+    /* Empties the slot: the next token appended is position 0. */
+    int (*seq_reset)(struct nosa_backend *b, int slot, char *err, size_t errlen);
+    /* Appends n >= 1 tokens to slot; writes the last token's logits [vocab] when logits is
+     * not NULL. */
+    int (*prefill)(struct nosa_backend *b, int slot, const int32_t *tokens, int n,
+                   const struct nosa_seq_blocks *blocks, float *logits, char *err,
+                   size_t errlen);
+    /* One decode step: tokens[i] is appended to slots[i] (distinct); logits[i * vocab ...]. */
+    int (*decode)(struct nosa_backend *b, int n, const int *slots, const int32_t *tokens,
+                  const struct nosa_seq_blocks *blocks, float *logits, char *err,
+                  size_t errlen);
+    /* Rebuilds slot from n_blocks complete blocks already in the arena (a sequence moved from
+     * a failed worker): afterwards the context is positions [0, n_blocks * block_size), with
+     * no recomputation; the caller prefills the tokens of the open block after that. */
+    int (*seq_resume)(struct nosa_backend *b, int slot, const struct nosa_seq_blocks *blocks,
+                      uint32_t n_blocks, char *err, size_t errlen);
+    /* The blocks selected for (slot, layer, KV head) by the last token processed, ascending
+     * logical block numbers, complete blocks only; returns the count (<= cap) or -errno. */
+    int (*last_selection)(const struct nosa_backend *b, int slot, int layer, int kv_head,
+                          int32_t *out, int cap);
+    void (*stats)(const struct nosa_backend *b, struct nosa_step_stats *out);
+};
+
+extern const struct nosa_backend_ops nosa_backend_cpu_ops;
+#ifdef NOSA_HAVE_CUDA
+extern const struct nosa_backend_ops nosa_backend_cuda_ops;
+#endif
+
+/* "cpu", "cuda" or "auto" (cuda when built with it and a GPU is visible). NULL with err set
+ * when the name is unknown or that backend is not built/usable here. */
+const struct nosa_backend_ops *nosa_backend_find(const char *name, char *err, size_t errlen);
+
+#endif
