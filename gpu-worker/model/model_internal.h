@@ -80,15 +80,24 @@ void nosa_model_finish(struct nosa_model *m);
  * docs/MODEL.md). parse validates; what is named "where" appears in error messages. */
 int nosa_model_config_from_json(const char *text, size_t len, const char *where,
                                 struct nosa_model_config *out, char *err, size_t errlen);
-/* Returns a malloc'd, NUL-terminated JSON text, or NULL on allocation failure. */
-char *nosa_model_config_to_json(const struct nosa_model_config *cfg);
+/* Reads and parses a config.json file (nosa-mkmodel --config FILE). */
+int nosa_model_config_load_file(const char *path, struct nosa_model_config *out, char *err,
+                                size_t errlen);
+/* Returns a malloc'd, NUL-terminated JSON text (torch_dtype: "bfloat16" or "float32"), or
+ * NULL on allocation failure. */
+char *nosa_model_config_to_json(const struct nosa_model_config *cfg, const char *torch_dtype);
 
 /* The streaming writer behind nosa_model_save and nosa-mkmodel: writes dir/config.json and
- * dir/model.safetensors; each tensor's f32 values come from get(ctx, desc, index, scratch),
- * which returns a pointer to desc->numel floats (scratch has room for the largest tensor). */
+ * dir/model.safetensors (dtype "bf16" or "f32"), each through a temporary file renamed into
+ * place. Tensor i's f32 values come from get(ctx, desc, i): desc->numel floats, or NULL on
+ * failure (with err set by get). */
 typedef const float *(*nosa_tensor_source_fn)(void *ctx, const struct nosa_tensor_desc *desc,
-                                              size_t index, float *scratch);
+                                              size_t index, char *err, size_t errlen);
 int nosa_model_write(const struct nosa_model_config *cfg, const char *dir, const char *dtype,
                      nosa_tensor_source_fn get, void *ctx, char *err, size_t errlen);
+/* Writes the model nosa_model_init_random(cfg, seed) would make, one tensor at a time (the
+ * 1b model never exists in memory as a whole). */
+int nosa_model_write_random(const struct nosa_model_config *cfg, uint64_t seed, const char *dir,
+                            const char *dtype, char *err, size_t errlen);
 
 #endif
