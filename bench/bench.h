@@ -1,0 +1,208 @@
+/* bench.h: nosa-bench, the decode-throughput benchmark (issue 6), shared between its files.
+ *
+ * The driver is in-process: it builds the model, owns a host KV arena, creates a backend per
+ * (backend, mode, context) and calls prefill/seq_resume/decode on it directly (no engine,
+ * coordinator or kv-host process in the loop). Files:
+ *   bench_main.c     flags, the grid loop, the target ratios
+ *   bench_run.c      one backend instance: fill the context, time decode steps, one row per point
+ *   bench_arena.c    the in-process host arena and the shared-prefix block tables
+ *   bench_mem.c      device memory (cudaMemGetInfo when built with CUDA) and the estimates
+ *   bench_output.c   terminal table, CSV, JSON, gnuplot PNGs */
+#ifndef NOSA_BENCH_H
+#define NOSA_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "model.h"
+
+#define BENCH_MAX_LIST 16
+
+/* A grid mode: an attention mode and a placement ("nosa-offload", "dense-resident", ...). */
+struct bench_mode {
+    enum nosa_attn_mode attn;
+    int offload;
+    char name[32];
+};
+
+/* Decode-time input tokens. rho = 0 is "random" (uniform ids every step); rho > 0 is
+ * "correlated": each slot's next input repeats its previous input with probability rho, else
+ * a uniform id. A repeated input gives the same layer-0 hidden state up to RoPE, so queries
+ * drift slowly and query-aware selection becomes more local. */
+struct bench_workload {
+    double rho;
+    char name[32];
+};
+
+/* How each sequence's context is put in place before timing.
+ * SHARED: one template sequence is prefilled once (nosa-offload filler backend) to the largest
+ *   context; every slot of every instance is seq_resume'd from the template's first ctx/block
+ *   groups (a shared, read-only prefix in the arena). Fast; sequences share their prefix KV.
+ * SYNTHETIC: like SHARED but the template blocks are written directly (random bf16 K/V of the
+ *   model's scale, cis computed from V with the model's eviction head): no model compute.
+ * PREFILL: every slot prefilled with its own random tokens, in chunks. Honest and slow. */
+enum bench_fill {
+    BENCH_FILL_SHARED = 0,
+    BENCH_FILL_SYNTHETIC = 1,
+    BENCH_FILL_PREFILL = 2,
+};
+
+struct bench_opts {
+    const char *backends[4];
+    int n_backends;
+    struct bench_mode modes[8];
+    int n_modes;
+    int batches[BENCH_MAX_LIST];
+    int n_batches;
+    int contexts[BENCH_MAX_LIST];
+    int n_contexts;
+    struct bench_workload workloads[8];
+    int n_workloads;
+    int steps;         /* timed decode steps per point */
+    int warmup;        /* untimed decode steps before them (the pool fills after a resume) */
+    const char *model_dir;
+    const char *config_name;
+    uint64_t seed;
+    uint64_t gpu_mem_limit; /* bytes for the dense largest-batch search; 0: measured free */
+    int dense_max_cap;      /* never run dense above this batch */
+    enum bench_fill fill;
+    int prefill_chunk;
+    int pool_blocks;        /* 0: backend default (2 x budget) */
+    int device;
+    const char *out_dir;
+    int budget_blocks;      /* > 0: overrides the model's sparse budget */
+    int query_aware_blocks; /* > 0: overrides the model's query-aware share */
+};
+
+/* One result row: one (backend, mode, workload, context, batch) point. NAN = not available. */
+struct bench_point {
+    char backend[16];
+    char mode[32];
+    char workload[32];
+    double rho;
+    int batch;
+    int context;         /* target context length at fill */
+    double context_mean; /* mean context over the timed steps (it grows by one per step) */
+    int steps;
+    double tokens_per_s;
+    double step_ms;
+    /* Step time split; the backend stats (backend.h) carry no per-phase times, so NAN. */
+    double gemm_ms, attn_ms, select_ms, copy_ms, other_ms;
+    double blocks_per_step; /* blocks transferred (the delta) per step, all layers and heads */
+    double bytes_h2d_per_step;
+    double bytes_d2h_per_step;
+    double hit_rate;        /* hits / selected over the timed steps */
+    double copy_gbps;       /* bytes_h2d / copy time; derived (see bench_main.c), NAN if none */
+    uint64_t blocks_selected, blocks_transferred, block_hits, bytes_h2d, bytes_d2h;
+    uint64_t block_bytes;
+    double gpu_mem_bytes;    /* device memory this backend instance holds (NAN on cpu) */
+    double gpu_mem_per_seq;  /* per slot: measured slope on cuda, estimate on cpu */
+    const char *gpu_mem_source; /* "measured" or "estimated" */
+    double host_arena_bytes; /* arena bytes the active sequences reference (shared prefix once) */
+    double host_kv_bytes;    /* KV bytes the sequences would hold unshared */
+    int dense_max_batch;     /* dense rows: the largest batch that fits; else 0 */
+    double fill_s;           /* seconds spent putting this point's contexts in place */
+};
+
+struct bench_results {
+    struct bench_point *rows;
+    int n, cap;
+};
+
+int bench_results_add(struct bench_results *r, const struct bench_point *p);
+void bench_results_free(struct bench_results *r);
+
+/* ---- bench_arena.c ---- */
+struct bench_arena;
+/* A host arena of n_groups groups of geom (anonymous mapping, faulted in on first write). */
+int bench_arena_create(const struct nosa_kv_geometry *geom, uint64_t n_groups,
+                       struct bench_arena **out, char *err, size_t errlen);
+void bench_arena_destroy(struct bench_arena *a);
+const struct nosa_kv_arena *bench_arena_view(const struct bench_arena *a);
+/* Bytes of the arena's block array. */
+uint64_t bench_arena_bytes(const struct bench_arena *a);
+
+/* ---- bench_mem.c ---- */
+/* Free and total device memory (cudaMemGetInfo); -ENOTSUP when built without CUDA. */
+int bench_mem_device_info(int device, uint64_t *free_b, uint64_t *total_b, char *err,
+                          size_t errlen);
+/* The device's name (cudaGetDeviceProperties); -ENOTSUP without CUDA. */
+int bench_mem_device_name(int device, char *out, size_t len);
+/* Estimates of what a backend must hold on the device: per slot at max_context for one
+ * placement, and the weights (bf16). Used where nothing can be measured (cpu backend). */
+double bench_mem_estimate_per_seq(const struct nosa_model_config *cfg, int offload,
+                                  int pool_blocks, int max_context);
+double bench_mem_estimate_weights(const struct nosa_model_config *cfg);
+
+/* ---- bench_run.c ---- */
+struct bench_ctx {
+    const struct bench_opts *opts;
+    const struct nosa_model *model;
+    struct bench_arena *arena;
+    uint64_t template_groups;  /* groups [0, template_groups) hold the shared prefix */
+    uint64_t slot_groups;      /* private groups per slot, after the template */
+    int template_tokens;       /* tokens the template holds (0 before it is filled) */
+    int32_t last_template_token;
+};
+
+/* Puts the template prefix in place (SHARED: prefill on a filler backend; SYNTHETIC: write
+ * blocks) for contexts up to max_ctx tokens. No-op for PREFILL. */
+int bench_template_fill(struct bench_ctx *c, const struct nosa_backend_ops *ops, int max_ctx,
+                        double *seconds, char *err, size_t errlen);
+
+/* One backend instance: (backend, mode, context) and the batches to run in it. */
+struct bench_instance_spec {
+    const char *backend_name;
+    const struct bench_mode *mode;
+    int context;
+    const int *batches;
+    int n_batches;
+    int dense_max_batch;        /* written into the rows (0 for other modes) */
+    double gpu_per_seq;         /* per-slot device bytes for the rows */
+    const char *gpu_mem_source; /* "measured" or "estimated" */
+};
+
+/* Creates the backend with max(batches) slots, fills the slots each batch needs and appends
+ * one row per (workload, batch) to res. */
+int bench_run_instance(struct bench_ctx *c, const struct nosa_backend_ops *ops,
+                       const struct bench_instance_spec *sp, struct bench_results *res,
+                       char *err, size_t errlen);
+
+/* Memory a backend instance holds on the device, measured: creates it with 1 and 2 slots
+ * (cuda) and returns the fixed part and the per-slot slope; -ENOTSUP on backends without
+ * device memory. */
+int bench_run_probe_memory(struct bench_ctx *c, const struct nosa_backend_ops *ops,
+                           const struct bench_mode *mode, int max_context, double *fixed_b,
+                           double *per_seq_b, char *err, size_t errlen);
+
+/* Tokens each slot may reach in an instance for context ctx (fill + every decode step). */
+int bench_run_max_context(const struct bench_opts *o, const struct nosa_model_config *cfg,
+                          int ctx);
+
+/* ---- bench_grid.c ---- */
+/* One (backend, mode, context) of the grid: works out which batches fit the device memory
+ * (measured on cuda, estimated on cpu; dense: its largest fitting batch too), then runs them
+ * in one instance. Points that do not fit are skipped with a message. */
+int bench_grid_instance(struct bench_ctx *c, const struct nosa_backend_ops *ops,
+                        const struct bench_mode *mode, int context, int max_slots,
+                        struct bench_results *res, char *err, size_t errlen);
+/* Fills the rows' derived copy bandwidth and returns the target ratios as a cJSON array
+ * (caller frees; NULL when out of memory), printing them as a table. */
+struct cJSON *bench_ratios(struct bench_results *res);
+
+/* ---- bench_output.c ---- */
+void bench_output_table(const struct bench_results *r);
+int bench_output_csv(const struct bench_results *r, const char *path, char *err,
+                     size_t errlen);
+/* JSON: {"driver":..., "device":..., "model":..., "rows":[...], "ratios":[...]}. ratios_json
+ * is a cJSON array owned by the caller (may be NULL). */
+int bench_output_json(const struct bench_results *r, const struct bench_opts *o,
+                      const char *model_desc, const void *ratios_json, const char *path,
+                      char *err, size_t errlen);
+/* One PNG per (workload, context): tokens/s against batch, a line per (backend, mode).
+ * Returns 0, -ENOENT when gnuplot is missing (a message is printed), or another -errno. */
+int bench_output_plots(const struct bench_results *r, const char *dir, char *err,
+                       size_t errlen);
+
+#endif
