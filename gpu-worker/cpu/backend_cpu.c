@@ -202,7 +202,7 @@ static int cpu_create(const struct nosa_model *model, const struct nosa_backend_
     nosa_cpu_rope_table_fill(b->rope_cos, b->rope_sin, cfg->max_context, mc->head_dim,
                              (double)mc->rope_theta);
     b->stats.n_layers = (uint32_t)mc->n_layers;
-    LOG_INFO("cpu", "backend created mode=%s offload=%d slots=%d max_context=%d pool_blocks=%d",
+    LOG_DEBUG("cpu", "backend created mode=%s offload=%d slots=%d max_context=%d pool_blocks=%d",
              nosa_attn_mode_name(cfg->mode), cfg->offload, cfg->max_seqs, cfg->max_context,
              b->cfg.pool_blocks);
     *out = b;

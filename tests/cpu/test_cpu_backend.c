@@ -1,0 +1,344 @@
+/* test_cpu_backend: the CPU backend's exactness properties on the tiny random model (block
+ * size 8, budget 10 blocks unless a test says otherwise): every comparison is bit-for-bit.
+ * - full budget: infllmv2 and nosa (resident and offloaded) give the dense logits;
+ * - offloaded == resident over 200+ decode steps with really sparse selection, default pool
+ *   and a pool of budget + 2 that must evict;
+ * - batched decode (sequences joining mid-way) == each sequence alone;
+ * - prefill in one call == in chunks == one token at a time;
+ * - seq_resume from the arena, then continuing == the uninterrupted sequence;
+ * - bad arguments are rejected with an error. */
+#include <errno.h>
+#include <string.h>
+
+#include "cpu_harness.h"
+
+#define CTX 512
+#define VOCAB_MAX 512
+
+static float g_la[HARNESS_MAX_SEQS * VOCAB_MAX], g_lb[HARNESS_MAX_SEQS * VOCAB_MAX];
+
+static int same_logits(const float *a, const float *b, int n)
+{
+    return memcmp(a, b, (size_t)n * sizeof(float)) == 0;
+}
+
+/* Full budget: with budget_blocks covering the whole context, every sparse mode selects
+ * every block and must reproduce dense exactly (docs/CPU_BACKEND.md: all modes share the
+ * attention formula, eviction bias included). */
+static void test_full_budget(void)
+{
+    struct nosa_model *m = harness_model(CTX / 8 + 1, 10, 11);
+    int vocab = m->cfg.vocab_size;
+    const int plen[3] = {5, 37, 130};
+    struct {
+        enum nosa_attn_mode mode;
+        int offload;
+    } variants[5] = {{NOSA_ATTN_DENSE, 0}, {NOSA_ATTN_INFLLMV2, 0}, {NOSA_ATTN_NOSA, 0},
+                     {NOSA_ATTN_INFLLMV2, 1}, {NOSA_ATTN_NOSA, 1}};
+    for (int bs = 1; bs <= 3; bs++) {
+        struct test_arena ta;
+        test_arena_init(&ta, &m->cfg, 5 * 3 * (CTX / 8 + 2));
+        struct harness h[5];
+        for (int v = 0; v < 5; v++)
+            harness_open(&h[v], m, variants[v].mode, variants[v].offload, 3, CTX, 0, &ta);
+        int slots[3] = {0, 1, 2};
+        int32_t tok[3];
+        for (int s = 0; s < bs; s++) {
+            int32_t prompt[130];
+            harness_prompt(prompt, plen[s], (uint32_t)(s + 1), vocab);
+            harness_prefill(&h[0], s, prompt, plen[s], g_la + s * vocab);
+            for (int v = 1; v < 5; v++) {
+                harness_prefill(&h[v], s, prompt, plen[s], g_lb + s * vocab);
+                CHECK(same_logits(g_la + s * vocab, g_lb + s * vocab, vocab),
+                      "prefill: variant %d differs from dense (prompt %d)", v, s);
+            }
+            tok[s] = harness_argmax(g_la + s * vocab, vocab);
+        }
+        for (int step = 0; step < 24; step++) {
+            harness_decode(&h[0], bs, slots, tok, g_la);
+            for (int v = 1; v < 5; v++) {
+                harness_decode(&h[v], bs, slots, tok, g_lb);
+                CHECK(same_logits(g_la, g_lb, bs * vocab),
+                      "batch %d step %d: variant %d differs from dense", bs, step, v);
+            }
+            for (int s = 0; s < bs; s++) tok[s] = harness_argmax(g_la + s * vocab, vocab);
+        }
+        for (int v = 0; v < 5; v++) harness_close(&h[v]);
+        test_arena_free(&ta);
+    }
+    nosa_model_free(m);
+}
+
+/* Offloaded vs resident, same mode, same token stream, 2 sequences batched. */
+static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_blocks)
+{
+    struct nosa_model *m = harness_model(0, 0, 7);
+    int vocab = m->cfg.vocab_size, budget = m->cfg.sparse.budget_blocks;
+    struct test_arena ta;
+    test_arena_init(&ta, &m->cfg, 4 * (CTX / 8 + 1));
+    struct harness res, off;
+    harness_open(&res, m, mode, 0, 2, CTX, 0, &ta);
+    harness_open(&off, m, mode, 1, 2, CTX, pool_blocks, &ta);
+    const int plen[2] = {300, 277};
+    int slots[2] = {0, 1};
+    int32_t tok[2], prompt[300];
+    for (int s = 0; s < 2; s++) {
+        harness_prompt(prompt, plen[s], (uint32_t)(10 + s), vocab);
+        harness_prefill(&res, s, prompt, plen[s], g_la + s * vocab);
+        harness_prefill(&off, s, prompt, plen[s], g_lb + s * vocab);
+        CHECK(same_logits(g_la + s * vocab, g_lb + s * vocab, vocab), "prefill %d differs", s);
+        tok[s] = harness_argmax(g_la + s * vocab, vocab);
+    }
+    uint64_t transferred = 0, selected = 0, hits = 0, mismatches = 0;
+    const int steps = 210;
+    for (int step = 0; step < steps; step++) {
+        harness_decode(&res, 2, slots, tok, g_la);
+        harness_decode(&off, 2, slots, tok, g_lb);
+        if (!same_logits(g_la, g_lb, 2 * vocab)) mismatches++;
+        struct nosa_step_stats st;
+        off.ops->stats(off.b, &st);
+        transferred += st.blocks_transferred;
+        selected += st.blocks_selected;
+        hits += st.block_hits;
+        CHECK(st.blocks_selected == st.blocks_transferred + st.block_hits, "stats add up");
+        CHECK(st.bytes_h2d == st.blocks_transferred * nosa_kv_block_bytes(&ta.arena.geom),
+              "bytes_h2d");
+        res.ops->stats(res.b, &st);
+        CHECK(st.blocks_transferred == 0 && st.bytes_h2d == 0, "resident transfers nothing");
+        for (int s = 0; s < 2; s++) {
+            int32_t a = harness_argmax(g_la + s * vocab, vocab);
+            CHECK(a == harness_argmax(g_lb + s * vocab, vocab), "token differs");
+            tok[s] = a;
+        }
+    }
+    CHECK(mismatches == 0, "%s pool %d: %llu of %d steps differ", nosa_attn_mode_name(mode),
+          pool_blocks, (unsigned long long)mismatches, steps);
+    /* The selection really is sparse, and identical in both placements. */
+    int32_t sa[CTX / 8], sb[CTX / 8];
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        for (int hd = 0; hd < m->cfg.n_kv_heads; hd++) {
+            int na = res.ops->last_selection(res.b, 1, l, hd, sa, CTX / 8);
+            int nb = off.ops->last_selection(off.b, 1, l, hd, sb, CTX / 8);
+            CHECK(na == budget - 1 && nb == na && memcmp(sa, sb, (size_t)na * 4) == 0,
+                  "last selection %d vs %d (budget %d)", na, nb, budget);
+        }
+    }
+    CHECK(transferred > 0, "the pool must miss sometimes");
+    printf("offload %-8s pool %2d: %d steps x 2 seqs, selected %llu, transferred %llu, hit "
+           "rate %.3f\n",
+           nosa_attn_mode_name(mode), pool_blocks ? pool_blocks : 2 * budget, steps,
+           (unsigned long long)selected, (unsigned long long)transferred,
+           selected ? (double)hits / (double)selected : 0.0);
+    harness_close(&res);
+    harness_close(&off);
+    test_arena_free(&ta);
+    nosa_model_free(m);
+}
+
+/* Three sequences decoded together (the third joining after 10 steps, prefilled while the
+ * others decode) against each decoded alone in a fresh backend. */
+static void test_batched_equals_alone(void)
+{
+    struct nosa_model *m = harness_model(0, 0, 3);
+    int vocab = m->cfg.vocab_size;
+    enum { NS = 3, STEPS = 40, JOIN = 10 };
+    const int plen[NS] = {50, 123, 200};
+    static float alone[NS][STEPS][VOCAB_MAX];
+    static int32_t toks[NS][STEPS];
+    struct test_arena ta;
+    test_arena_init(&ta, &m->cfg, 2 * NS * (CTX / 8 + 1));
+    int32_t prompt[200];
+    for (int s = 0; s < NS; s++) {
+        struct harness h;
+        harness_open(&h, m, NOSA_ATTN_NOSA, 1, 3, CTX, 12, &ta);
+        int slot = 2 - s; /* a different slot than in the batch */
+        harness_prompt(prompt, plen[s], (uint32_t)(20 + s), vocab);
+        harness_prefill(&h, slot, prompt, plen[s], g_la);
+        int32_t t = harness_argmax(g_la, vocab);
+        for (int step = 0; step < STEPS; step++) {
+            toks[s][step] = t;
+            harness_decode(&h, 1, &slot, &t, alone[s][step]);
+            t = harness_argmax(alone[s][step], vocab);
+        }
+        harness_close(&h);
+    }
+    struct harness h;
+    harness_open(&h, m, NOSA_ATTN_NOSA, 1, 3, CTX, 12, &ta);
+    int done[NS] = {0};
+    for (int s = 0; s < 2; s++) {
+        harness_prompt(prompt, plen[s], (uint32_t)(20 + s), vocab);
+        harness_prefill(&h, s, prompt, plen[s], NULL);
+    }
+    int mism = 0;
+    for (int iter = 0; iter < STEPS + JOIN; iter++) {
+        if (iter == JOIN) {
+            harness_prompt(prompt, plen[2], 22, vocab);
+            harness_prefill(&h, 2, prompt, plen[2], NULL);
+        }
+        int slots[NS], n = 0;
+        int32_t tk[NS];
+        for (int s = 0; s < NS; s++) {
+            if ((s == 2 && iter < JOIN) || done[s] >= STEPS) continue;
+            slots[n] = s;
+            tk[n++] = toks[s][done[s]];
+        }
+        if (n == 0) break;
+        harness_decode(&h, n, slots, tk, g_lb);
+        for (int i = 0; i < n; i++) {
+            int s = slots[i];
+            if (!same_logits(alone[s][done[s]], g_lb + i * vocab, vocab)) mism++;
+            done[s]++;
+        }
+    }
+    CHECK(mism == 0 && done[0] == STEPS && done[2] == STEPS, "batched vs alone: %d differ", mism);
+    harness_close(&h);
+    test_arena_free(&ta);
+    nosa_model_free(m);
+}
+
+/* prefill(150) == prefill in chunks of 7 == 1 token then 149 decode steps; then 20 more. */
+static void test_prefill_chunking(void)
+{
+    struct nosa_model *m = harness_model(0, 0, 5);
+    int vocab = m->cfg.vocab_size;
+    enum { P = 150 };
+    int32_t prompt[P];
+    harness_prompt(prompt, P, 99, vocab);
+    struct test_arena ta;
+    test_arena_init(&ta, &m->cfg, 3 * (CTX / 8 + 1));
+    struct harness h[3];
+    int slot = 0;
+    for (int v = 0; v < 3; v++) harness_open(&h[v], m, NOSA_ATTN_NOSA, 1, 1, CTX, 0, &ta);
+    harness_prefill(&h[0], 0, prompt, P, g_la);
+    for (int i = 0; i < P; i += 7) harness_prefill(&h[1], 0, prompt + i, i + 7 <= P ? 7 : P - i, g_lb);
+    CHECK(same_logits(g_la, g_lb, vocab), "chunked prefill differs");
+    harness_prefill(&h[2], 0, prompt, 1, g_lb);
+    for (int i = 1; i < P; i++) harness_decode(&h[2], 1, &slot, prompt + i, g_lb);
+    CHECK(same_logits(g_la, g_lb, vocab), "token-by-token differs");
+    int32_t t = harness_argmax(g_la, vocab);
+    for (int step = 0; step < 20; step++) {
+        harness_decode(&h[0], 1, &slot, &t, g_la);
+        for (int v = 1; v < 3; v++) {
+            harness_decode(&h[v], 1, &slot, &t, g_lb);
+            CHECK(same_logits(g_la, g_lb, vocab), "variant %d step %d differs", v, step);
+        }
+        t = harness_argmax(g_la, vocab);
+    }
+    for (int v = 0; v < 3; v++) harness_close(&h[v]);
+    test_arena_free(&ta);
+    nosa_model_free(m);
+}
+
+/* A runs uninterrupted; B resumes from A's first R blocks in the arena, re-prefills the
+ * tokens after them and decodes: every logit B produces equals A's at that position. */
+static void test_resume(enum nosa_attn_mode mode, int offload)
+{
+    struct nosa_model *m = harness_model(0, 0, 9);
+    int vocab = m->cfg.vocab_size, bs = m->cfg.sparse.block_size;
+    enum { P = 203, STEPS = 40, T = P + STEPS };
+    static int32_t stream[T];
+    static float ref[T][VOCAB_MAX]; /* ref[i]: logits after token i */
+    harness_prompt(stream, P, 77, vocab);
+    struct test_arena ta;
+    test_arena_init(&ta, &m->cfg, 3 * (CTX / 8 + 1));
+    struct harness a;
+    harness_open(&a, m, mode, offload, 1, CTX, 0, &ta);
+    int slot = 0;
+    for (int i = 0; i < P; i++) harness_prefill(&a, 0, stream + i, 1, ref[i]);
+    for (int i = P; i < T; i++) {
+        stream[i] = harness_argmax(ref[i - 1], vocab);
+        harness_decode(&a, 1, &slot, stream + i, ref[i]);
+    }
+    const int resume_blocks[2] = {P / 8, (P + 17) / 8};
+    for (int r = 0; r < 2; r++) {
+        int nb = resume_blocks[r], start = nb * bs;
+        struct harness b;
+        harness_open(&b, m, mode, offload, 2, CTX, 0, &ta);
+        slot = 1;
+        struct test_seq_table *tb = &b.tables[1];
+        memcpy(tb->groups, a.tables[0].groups, (size_t)nb * sizeof(uint32_t));
+        tb->blocks.n_groups = (uint32_t)nb;
+        char err[256];
+        int rc = b.ops->seq_resume(b.b, 1, &tb->blocks, (uint32_t)nb, err, sizeof(err));
+        REQUIRE(rc == 0, "seq_resume: %s", err);
+        b.len[1] = start;
+        int upto = start + 5; /* re-prefill the open block's tokens, then decode */
+        harness_prefill(&b, 1, stream + start, upto - start, g_lb);
+        CHECK(same_logits(ref[upto - 1], g_lb, vocab), "resume %d blocks: prefill differs", nb);
+        int mism = 0;
+        for (int i = upto; i < T; i++) {
+            harness_decode(&b, 1, &slot, stream + i, g_lb);
+            if (!same_logits(ref[i], g_lb, vocab)) mism++;
+        }
+        CHECK(mism == 0, "%s offload %d resume %d blocks: %d positions differ",
+              nosa_attn_mode_name(mode), offload, nb, mism);
+        harness_close(&b);
+    }
+    harness_close(&a);
+    test_arena_free(&ta);
+    nosa_model_free(m);
+}
+
+static void test_errors(void)
+{
+    struct nosa_model *m = harness_model(0, 0, 1);
+    struct test_arena ta;
+    test_arena_init(&ta, &m->cfg, 8);
+    const struct nosa_backend_ops *ops = &nosa_backend_cpu_ops;
+    struct nosa_backend *b = NULL;
+    char err[256];
+    struct nosa_backend_config cfg = {.mode = NOSA_ATTN_DENSE, .offload = 1, .max_seqs = 2,
+                                      .max_context = 64, .arena = &ta.arena};
+    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL && !b, "dense + offload");
+    cfg.mode = NOSA_ATTN_NOSA;
+    cfg.pool_blocks = m->cfg.sparse.budget_blocks - 2;
+    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL, "pool too small: %s", err);
+    cfg.pool_blocks = 0;
+    cfg.arena = NULL;
+    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL, "offload without arena");
+    cfg.arena = &ta.arena;
+    cfg.max_context = m->cfg.max_position + 1;
+    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL, "max_context too large");
+    cfg.max_context = 64;
+    REQUIRE(ops->create(m, &cfg, &b, err, sizeof(err)) == 0, "%s", err);
+    int32_t tok[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    int32_t bad = m->cfg.vocab_size;
+    CHECK(ops->prefill(b, 0, &bad, 1, NULL, NULL, err, sizeof(err)) == -EINVAL, "bad token");
+    CHECK(ops->prefill(b, 2, tok, 1, NULL, NULL, err, sizeof(err)) == -EINVAL, "bad slot");
+    CHECK(ops->prefill(b, 0, tok, 8, NULL, NULL, err, sizeof(err)) == -EINVAL,
+          "a completed block with no block table: %s", err);
+    uint32_t groups[4] = {0, 1, 2, 99};
+    struct nosa_seq_blocks tbl = {groups, 4};
+    CHECK(ops->prefill(b, 0, tok, 7, &tbl, NULL, err, sizeof(err)) == 0, "%s", err);
+    int slots[2] = {0, 0};
+    CHECK(ops->decode(b, 2, slots, tok, NULL, NULL, err, sizeof(err)) == -EINVAL,
+          "duplicate slots");
+    for (int i = 0; i < 3; i++) /* up to 31 tokens: blocks 0-2 complete */
+        REQUIRE(ops->prefill(b, 0, tok, 8, &tbl, NULL, err, sizeof(err)) == 0, "%s", err);
+    CHECK(ops->prefill(b, 0, tok, 8, &tbl, NULL, err, sizeof(err)) == -EINVAL,
+          "block 3 maps to group 99, beyond the arena: %s", err);
+    int32_t many[65] = {0};
+    CHECK(ops->prefill(b, 1, many, 65, NULL, NULL, err, sizeof(err)) == -ENOSPC,
+          "beyond max_context");
+    CHECK(ops->last_selection(b, 0, m->cfg.n_layers, 0, (int32_t *)groups, 8) == -EINVAL,
+          "bad layer");
+    ops->destroy(b);
+    ops->destroy(NULL);
+    test_arena_free(&ta);
+    nosa_model_free(m);
+}
+
+int main(void)
+{
+    test_full_budget();
+    test_offload_equals_resident(NOSA_ATTN_INFLLMV2, 0);
+    test_offload_equals_resident(NOSA_ATTN_NOSA, 0);
+    test_offload_equals_resident(NOSA_ATTN_INFLLMV2, 12);
+    test_offload_equals_resident(NOSA_ATTN_NOSA, 12);
+    test_batched_equals_alone();
+    test_prefill_chunking();
+    test_resume(NOSA_ATTN_NOSA, 1);
+    test_resume(NOSA_ATTN_INFLLMV2, 0);
+    test_errors();
+    return test_report("test_cpu_backend");
+}
