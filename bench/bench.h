@@ -68,6 +68,8 @@ struct bench_opts {
     int dense_max_cap;      /* never run dense above this batch */
     enum bench_fill fill;
     int prefill_chunk;
+    double fill_timeout;    /* SHARED: > 0: synthesize instead when the template prefill would
+                               take longer than this many seconds (projected after one chunk) */
     int pool_blocks;        /* 0: backend default (2 x budget) */
     int device;
     const char *out_dir;
@@ -143,6 +145,8 @@ struct bench_ctx {
     uint64_t template_groups;  /* groups [0, template_groups) hold the shared prefix */
     uint64_t slot_groups;      /* private groups per slot, after the template */
     int template_tokens;       /* tokens the template holds (0 before it is filled) */
+    enum bench_fill fill_used; /* what filled the template (SHARED may fall back) */
+    char fill_note[160];       /* how, for the outputs */
     int32_t last_template_token;
 };
 
@@ -198,8 +202,8 @@ int bench_output_csv(const struct bench_results *r, const char *path, char *err,
 /* JSON: {"driver":..., "device":..., "model":..., "rows":[...], "ratios":[...]}. ratios_json
  * is a cJSON array owned by the caller (may be NULL). */
 int bench_output_json(const struct bench_results *r, const struct bench_opts *o,
-                      const char *model_desc, const void *ratios_json, const char *path,
-                      char *err, size_t errlen);
+                      const char *model_desc, const char *fill_desc, const void *ratios_json,
+                      const char *path, char *err, size_t errlen);
 /* One PNG per (workload, context): tokens/s against batch, a line per (backend, mode).
  * Returns 0, -ENOENT when gnuplot is missing (a message is printed), or another -errno. */
 int bench_output_plots(const struct bench_results *r, const char *dir, char *err,

@@ -32,6 +32,8 @@ static void bench_usage(FILE *f)
             "  --warmup N         untimed steps before them (default 4)\n"
             "  --fill KIND        shared | synthetic | prefill (default shared)\n"
             "  --prefill-chunk N  tokens per prefill call (default 8192)\n"
+            "  --fill-timeout S   shared: synthesize the template when its prefill would take\n"
+            "                     longer than S seconds (default 0: never)\n"
             "  --gpu-mem SIZE     device memory for the dense largest-batch search\n"
             "                     (default: free memory measured at start; cpu: none)\n"
             "  --dense-max N      never run dense above this batch (default 512)\n"
@@ -126,7 +128,7 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
         {"fill", 1, 0, 'f'},     {"prefill-chunk", 1, 0, 'p'}, {"gpu-mem", 1, 0, 'g'},
         {"dense-max", 1, 0, 'D'}, {"pool-blocks", 1, 0, 'P'}, {"budget", 1, 0, 'u'},
         {"query-aware", 1, 0, 'q'}, {"device", 1, 0, 'd'}, {"seed", 1, 0, 'S'},
-        {"out", 1, 0, 'o'},      {"help", 0, 0, 'h'},     {0, 0, 0, 0},
+        {"out", 1, 0, 'o'},      {"fill-timeout", 1, 0, 'T'},      {"help", 0, 0, 'h'},     {0, 0, 0, 0},
     };
     static char backend_buf[64] = "auto", modes_buf[256] =
         "dense-resident,infllmv2-offload,nosa-offload,nosa-resident";
@@ -160,6 +162,7 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
         case 'S': rc = nosa_parse_u64(optarg, 0, UINT64_MAX, &o->seed, err, errlen); break;
         case 'g': rc = nosa_parse_size(optarg, &o->gpu_mem_limit, err, errlen); break;
         case 'o': o->out_dir = optarg; break;
+        case 'T': rc = nosa_parse_double(optarg, 0.0, 1e9, &o->fill_timeout, err, errlen); break;
         case 'f':
             if (!strcmp(optarg, "shared")) o->fill = BENCH_FILL_SHARED;
             else if (!strcmp(optarg, "synthetic")) o->fill = BENCH_FILL_SYNTHETIC;
@@ -305,7 +308,7 @@ int main(int argc, char **argv)
         }
         double fill_s = 0.0;
         if ((rc = bench_template_fill(&ctx, ops, lmax, &fill_s, err, sizeof(err)))) goto fail;
-        if (fill_s > 0.0) printf("template: %d tokens in %.2f s (%s)\n", lmax, fill_s, ops->name);
+        if (fill_s > 0.0) printf("fill: %s\n", ctx.fill_note);
         for (int ci = 0; ci < o.n_contexts; ci++) {
             for (int mi = 0; mi < o.n_modes; mi++) {
                 rc = bench_grid_instance(&ctx, ops, &o.modes[mi], o.contexts[ci], arena_slots,
@@ -331,7 +334,7 @@ int main(int argc, char **argv)
         snprintf(path, sizeof(path), "%s/bench.csv", o.out_dir);
         if ((rc = bench_output_csv(&res, path, err, sizeof(err)))) goto fail;
         snprintf(path, sizeof(path), "%s/bench.json", o.out_dir);
-        if ((rc = bench_output_json(&res, &o, desc, ratios, path, err, sizeof(err)))) goto fail;
+        if ((rc = bench_output_json(&res, &o, desc, ctx.fill_note, ratios, path, err, sizeof(err)))) goto fail;
         rc = bench_output_plots(&res, o.out_dir, err, sizeof(err));
         if (rc && rc != -ENOENT) goto fail;
         rc = 0;

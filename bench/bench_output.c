@@ -191,8 +191,8 @@ static cJSON *bench_row_json(const struct bench_point *p)
 }
 
 int bench_output_json(const struct bench_results *r, const struct bench_opts *o,
-                      const char *model_desc, const void *ratios_json, const char *path,
-                      char *err, size_t errlen)
+                      const char *model_desc, const char *fill_desc, const void *ratios_json,
+                      const char *path, char *err, size_t errlen)
 {
     int rc = -ENOMEM;
     char *text = NULL;
@@ -203,9 +203,7 @@ int bench_output_json(const struct bench_results *r, const struct bench_opts *o,
     cJSON_AddStringToObject(root, "driver", "in-process (backend called directly; no engine, "
                                             "coordinator or kv-host process)");
     cJSON_AddStringToObject(root, "model", model_desc);
-    cJSON_AddStringToObject(root, "fill", o->fill == BENCH_FILL_PREFILL    ? "prefill"
-                                          : o->fill == BENCH_FILL_SYNTHETIC ? "synthetic"
-                                                                            : "shared");
+    cJSON_AddStringToObject(root, "fill", fill_desc);
     cJSON_AddNumberToObject(root, "steps", o->steps);
     cJSON_AddNumberToObject(root, "warmup", o->warmup);
     cJSON_AddNumberToObject(root, "seed", (double)o->seed);

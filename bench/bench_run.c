@@ -72,7 +72,7 @@ static float bench_softplus(float x)
 
 /* SYNTHETIC: K and V uniform in [-1, 1) (bf16), cis from V with the model's eviction head, so
  * the query-agnostic scores follow the model as they would after a real prefill. */
-static void bench_template_synthesize(struct bench_ctx *c, uint64_t n_groups)
+static void bench_template_blocks(struct bench_ctx *c, uint64_t n_groups)
 {
     const struct nosa_model_config *cfg = &c->model->cfg;
     const struct nosa_kv_arena *ar = bench_arena_view(c->arena);
@@ -116,6 +116,18 @@ static void bench_template_synthesize(struct bench_ctx *c, uint64_t n_groups)
     }
 }
 
+static void bench_template_synthesize(struct bench_ctx *c, int max_ctx, double t0,
+                                      double *seconds)
+{
+    const struct nosa_model_config *cfg = &c->model->cfg;
+    bench_template_blocks(c, (uint64_t)(max_ctx / cfg->sparse.block_size));
+    uint64_t rng = c->opts->seed ^ 0x7e3ull;
+    c->last_template_token = bench_rng_token(&rng, cfg->vocab_size);
+    c->template_tokens = max_ctx;
+    c->fill_used = BENCH_FILL_SYNTHETIC;
+    *seconds = bench_now() - t0;
+}
+
 int bench_template_fill(struct bench_ctx *c, const struct nosa_backend_ops *ops, int max_ctx,
                         double *seconds, char *err, size_t errlen)
 {
@@ -123,7 +135,13 @@ int bench_template_fill(struct bench_ctx *c, const struct nosa_backend_ops *ops,
     const struct nosa_model_config *cfg = &c->model->cfg;
     int bs = cfg->sparse.block_size;
     *seconds = 0.0;
-    if (o->fill == BENCH_FILL_PREFILL || c->template_tokens >= max_ctx) return 0;
+    if (o->fill == BENCH_FILL_PREFILL) {
+        c->fill_used = BENCH_FILL_PREFILL;
+        snprintf(c->fill_note, sizeof(c->fill_note), "every sequence prefilled (chunks of %d)",
+                 o->prefill_chunk);
+        return 0;
+    }
+    if (c->template_tokens >= max_ctx) return 0;
     if ((uint64_t)(max_ctx / bs) > c->template_groups) {
         nosa_set_error(err, errlen, "template: %d tokens need %d groups, arena has %llu",
                        max_ctx, max_ctx / bs, (unsigned long long)c->template_groups);
@@ -135,11 +153,9 @@ int bench_template_fill(struct bench_ctx *c, const struct nosa_backend_ops *ops,
     }
     double t0 = bench_now();
     if (o->fill == BENCH_FILL_SYNTHETIC) {
-        bench_template_synthesize(c, (uint64_t)(max_ctx / bs));
-        uint64_t rng = o->seed ^ 0x7e3ull;
-        c->last_template_token = bench_rng_token(&rng, cfg->vocab_size);
-        c->template_tokens = max_ctx;
-        *seconds = bench_now() - t0;
+        bench_template_synthesize(c, max_ctx, t0, seconds);
+        snprintf(c->fill_note, sizeof(c->fill_note), "synthetic template (%d tokens, %.1f s)",
+                 max_ctx, *seconds);
         return 0;
     }
     /* SHARED: prefill one sequence on a filler backend (nosa, offloaded: the product path). */
@@ -175,9 +191,25 @@ int bench_template_fill(struct bench_ctx *c, const struct nosa_backend_ops *ops,
         rc = ops->prefill(b, 0, tokens, n, &tbl, NULL, err, errlen);
         if (rc) goto out;
         c->last_template_token = tokens[n - 1];
+        double el = bench_now() - t0, projected = el * max_ctx / (pos + n);
+        if (pos == 0 && n < max_ctx && o->fill_timeout > 0.0 && projected > o->fill_timeout) {
+            /* Too slow to finish in the run's time: keep the run, change how it fills. */
+            printf("template: prefill would take %.1f s (%.0f tokens/s) > --fill-timeout %.1f s:"
+                   " synthesizing the template instead\n", projected, (pos + n) / el,
+                   o->fill_timeout);
+            bench_template_synthesize(c, max_ctx, bench_now(), seconds);
+            snprintf(c->fill_note, sizeof(c->fill_note),
+                     "synthetic template (%d tokens, %.1f s): prefill too slow (%.0f tokens/s)",
+                     max_ctx, *seconds, (pos + n) / el);
+            goto out;
+        }
     }
     c->template_tokens = max_ctx;
+    c->fill_used = BENCH_FILL_SHARED;
     *seconds = bench_now() - t0;
+    snprintf(c->fill_note, sizeof(c->fill_note),
+             "shared template prefilled by %s (%d tokens, %.1f s, %.0f tokens/s)", ops->name,
+             max_ctx, *seconds, max_ctx / *seconds);
     LOG_INFO("bench", "template prefilled tokens=%d seconds=%.2f", max_ctx, *seconds);
 out:
     ops->destroy(b);
