@@ -245,61 +245,84 @@ static int bench_build_model(const struct bench_opts *o, struct nosa_model **out
     return nosa_model_config_validate(cfg, err, errlen);
 }
 
+/* Writes bench.csv and bench.json (and, at the end, the plots) into --out. Called after every
+ * instance too, so that a run stopped by a time limit keeps what it measured. */
+static int bench_write_files(const struct bench_results *res, const struct bench_opts *o,
+                             const char *desc, const char *fill_note, const cJSON *ratios,
+                             int plots, char *err, size_t errlen)
+{
+    char path[4096];
+    int rc;
+    snprintf(path, sizeof(path), "%s/bench.csv", o->out_dir);
+    if ((rc = bench_output_csv(res, path, err, errlen))) return rc;
+    snprintf(path, sizeof(path), "%s/bench.json", o->out_dir);
+    if ((rc = bench_output_json(res, o, desc, fill_note, ratios, path, err, errlen))) return rc;
+    if (!plots) return 0;
+    rc = bench_output_plots(res, o->out_dir, err, errlen);
+    return rc == -ENOENT ? 0 : rc;
+}
+
+/* Arena layout from the grid (see bench_run.c) and the arena itself. *slots: the slots it has
+ * room for: the grid's largest batch, or dense's cap when dense may run larger (address space
+ * only: the mapping is NORESERVE). */
+static int bench_ctx_setup(struct bench_ctx *c, int *slots, char *err, size_t errlen)
+{
+    const struct bench_opts *o = c->opts;
+    const struct nosa_model_config *cfg = &c->model->cfg;
+    int bs = cfg->sparse.block_size, lmax = 0, min_ctx = INT_MAX, max_batch = 0, dense = 0;
+    for (int i = 0; i < o->n_contexts; i++) {
+        if (o->fill != BENCH_FILL_PREFILL && o->contexts[i] % bs) {
+            nosa_set_error(err, errlen, "context %d is not a multiple of the block size %d "
+                           "(needed by --fill shared/synthetic)", o->contexts[i], bs);
+            return -EINVAL;
+        }
+        lmax = o->contexts[i] > lmax ? o->contexts[i] : lmax;
+        min_ctx = o->contexts[i] < min_ctx ? o->contexts[i] : min_ctx;
+    }
+    for (int i = 0; i < o->n_batches; i++)
+        max_batch = o->batches[i] > max_batch ? o->batches[i] : max_batch;
+    for (int i = 0; i < o->n_modes; i++) dense |= o->modes[i].attn == NOSA_ATTN_DENSE;
+    if (o->fill == BENCH_FILL_PREFILL) {
+        c->slot_groups = (uint64_t)bench_run_max_context(o, cfg, lmax) / bs + 1;
+    } else {
+        c->template_groups = (uint64_t)lmax / bs;
+        c->slot_groups = (uint64_t)(bench_run_max_context(o, cfg, min_ctx) - min_ctx) / bs + 2;
+    }
+    *slots = dense && o->dense_max_cap > max_batch ? o->dense_max_cap : max_batch;
+    struct nosa_kv_geometry geom = {(uint32_t)cfg->n_layers, (uint32_t)cfg->n_kv_heads,
+                                    (uint32_t)bs, (uint32_t)cfg->head_dim, NOSA_KV_DTYPE_BF16};
+    return bench_arena_create(&geom, c->template_groups + (uint64_t)*slots * c->slot_groups,
+                              &c->arena, err, errlen);
+}
+
 int main(int argc, char **argv)
 {
-    char err[512] = "";
+    char err[512] = "", desc[512] = "", devname[256];
     struct bench_opts o;
     struct nosa_model *model = NULL;
-    struct bench_arena *arena = NULL;
     struct bench_results res = {0};
+    struct bench_ctx ctx = {.opts = &o};
     cJSON *ratios = NULL;
-    int rc;
+    int rc, slots = 0, lmax = 0;
     nosa_log_init_from_env();
     if ((rc = bench_parse_args(argc, argv, &o, err, sizeof(err)))) goto fail;
     printf("nosa-bench: driver: in-process (the backend is called directly; no engine, "
            "coordinator or kv-host process in the loop)\n");
-    char desc[512];
-    if ((rc = bench_build_model(&o, &model, desc, sizeof(desc), err, sizeof(err)))) goto fail;
-    const struct nosa_model_config *cfg = &model->cfg;
-    int bs = cfg->sparse.block_size, lmax = 0, max_batch = 0, has_dense = 0;
-    for (int i = 0; i < o.n_contexts; i++) {
-        if (o.fill != BENCH_FILL_PREFILL && o.contexts[i] % bs) {
-            rc = -EINVAL;
-            nosa_set_error(err, sizeof(err), "context %d is not a multiple of the block size "
-                           "%d (needed by --fill shared/synthetic)", o.contexts[i], bs);
-            goto fail;
-        }
-        if (o.contexts[i] > lmax) lmax = o.contexts[i];
-    }
-    for (int i = 0; i < o.n_batches; i++)
-        if (o.batches[i] > max_batch) max_batch = o.batches[i];
-    for (int i = 0; i < o.n_modes; i++) has_dense |= o.modes[i].attn == NOSA_ATTN_DENSE;
-    struct nosa_kv_geometry geom = {(uint32_t)cfg->n_layers, (uint32_t)cfg->n_kv_heads,
-                                    (uint32_t)bs, (uint32_t)cfg->head_dim, NOSA_KV_DTYPE_BF16};
-    struct bench_ctx ctx = {.opts = &o, .model = model};
-    int min_ctx = lmax;
-    for (int i = 0; i < o.n_contexts; i++) min_ctx = o.contexts[i] < min_ctx ? o.contexts[i] : min_ctx;
-    if (o.fill == BENCH_FILL_PREFILL) {
-        ctx.slot_groups = (uint64_t)bench_run_max_context(&o, cfg, lmax) / bs + 1;
-    } else {
-        ctx.template_groups = (uint64_t)lmax / bs;
-        ctx.slot_groups = (uint64_t)(bench_run_max_context(&o, cfg, min_ctx) - min_ctx) / bs + 2;
-    }
-    printf("model: %s; layers %d, kv heads %d, head_dim %d, block %d, budget %d blocks "
-           "(%d query-aware); fill: %s\n", desc, cfg->n_layers, cfg->n_kv_heads, cfg->head_dim,
-           bs, cfg->sparse.budget_blocks, cfg->sparse.query_aware_blocks,
-           o.fill == BENCH_FILL_PREFILL ? "prefill" : o.fill == BENCH_FILL_SYNTHETIC
-                                                          ? "synthetic" : "shared");
-    /* Dense may run above the grid's batches (its largest fitting batch, capped): the arena
-     * has slots for that too (address space only: the mapping is NORESERVE). */
-    int arena_slots = has_dense && o.dense_max_cap > max_batch ? o.dense_max_cap : max_batch;
-    if ((rc = bench_arena_create(&geom, ctx.template_groups + (uint64_t)arena_slots *
-                                            ctx.slot_groups, &arena, err, sizeof(err))))
+    if (o.out_dir && mkdir(o.out_dir, 0755) != 0 && errno != EEXIST) {
+        rc = -errno;
+        nosa_set_error(err, sizeof(err), "mkdir %s: %s", o.out_dir, strerror(errno));
         goto fail;
-    ctx.arena = arena;
-    char devname[256];
+    }
+    if ((rc = bench_build_model(&o, &model, desc, sizeof(desc), err, sizeof(err)))) goto fail;
+    ctx.model = model;
+    const struct nosa_model_config *cfg = &model->cfg;
+    printf("model: %s; layers %d, kv heads %d, head_dim %d, block %d, budget %d blocks "
+           "(%d query-aware)\n", desc, cfg->n_layers, cfg->n_kv_heads, cfg->head_dim,
+           cfg->sparse.block_size, cfg->sparse.budget_blocks, cfg->sparse.query_aware_blocks);
+    if ((rc = bench_ctx_setup(&ctx, &slots, err, sizeof(err)))) goto fail;
     if (bench_mem_device_name(o.device, devname, sizeof(devname)) == 0)
         printf("device: %s\n", devname);
+    for (int i = 0; i < o.n_contexts; i++) lmax = o.contexts[i] > lmax ? o.contexts[i] : lmax;
     for (int bi = 0; bi < o.n_backends; bi++) {
         const struct nosa_backend_ops *ops = nosa_backend_find(o.backends[bi], err, sizeof(err));
         if (!ops) {
@@ -308,36 +331,27 @@ int main(int argc, char **argv)
         }
         double fill_s = 0.0;
         if ((rc = bench_template_fill(&ctx, ops, lmax, &fill_s, err, sizeof(err)))) goto fail;
-        if (fill_s > 0.0) printf("fill: %s\n", ctx.fill_note);
+        printf("fill: %s\n", ctx.fill_note);
         for (int ci = 0; ci < o.n_contexts; ci++) {
             for (int mi = 0; mi < o.n_modes; mi++) {
-                rc = bench_grid_instance(&ctx, ops, &o.modes[mi], o.contexts[ci], arena_slots,
-                                         &res, err, sizeof(err));
+                rc = bench_grid_instance(&ctx, ops, &o.modes[mi], o.contexts[ci], slots, &res,
+                                         err, sizeof(err));
+                if (!rc && o.out_dir)
+                    rc = bench_write_files(&res, &o, desc, ctx.fill_note, NULL, 0, err,
+                                           sizeof(err));
                 if (rc) goto fail;
             }
         }
     }
     bench_output_table(&res);
-    ratios = bench_ratios(&res);
-    if (!ratios) {
+    if (!(ratios = bench_ratios(&res))) {
         rc = -ENOMEM;
         nosa_set_error(err, sizeof(err), "ratios: out of memory");
         goto fail;
     }
     if (o.out_dir) {
-        char path[4096];
-        if (mkdir(o.out_dir, 0755) != 0 && errno != EEXIST) {
-            rc = -errno;
-            nosa_set_error(err, sizeof(err), "mkdir %s: %s", o.out_dir, strerror(errno));
+        if ((rc = bench_write_files(&res, &o, desc, ctx.fill_note, ratios, 1, err, sizeof(err))))
             goto fail;
-        }
-        snprintf(path, sizeof(path), "%s/bench.csv", o.out_dir);
-        if ((rc = bench_output_csv(&res, path, err, sizeof(err)))) goto fail;
-        snprintf(path, sizeof(path), "%s/bench.json", o.out_dir);
-        if ((rc = bench_output_json(&res, &o, desc, ctx.fill_note, ratios, path, err, sizeof(err)))) goto fail;
-        rc = bench_output_plots(&res, o.out_dir, err, sizeof(err));
-        if (rc && rc != -ENOENT) goto fail;
-        rc = 0;
         printf("wrote %s/bench.csv, %s/bench.json and the plots\n", o.out_dir, o.out_dir);
     }
     goto out;
@@ -346,7 +360,7 @@ fail:
 out:
     cJSON_Delete(ratios);
     bench_results_free(&res);
-    bench_arena_destroy(arena);
+    bench_arena_destroy(ctx.arena);
     nosa_model_free(model);
     return rc ? 1 : 0;
 }
