@@ -88,6 +88,13 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
         harness_prefill(&off, s, prompt, plen[s], g_lb + s * vocab);
         CHECK(same_logits(g_la + s * vocab, g_lb + s * vocab, vocab), "prefill %d differs", s);
         tok[s] = harness_argmax(g_la + s * vocab, vocab);
+        /* Each completed block is written once, per layer and KV head. */
+        struct nosa_step_stats st;
+        off.ops->stats(off.b, &st);
+        uint64_t blocks = (uint64_t)(plen[s] / 8) * (uint64_t)m->cfg.n_layers *
+                          (uint64_t)m->cfg.n_kv_heads;
+        CHECK(st.bytes_d2h == blocks * nosa_kv_block_bytes(&ta.arena.geom) && st.tokens ==
+              (uint64_t)plen[s], "prefill wrote %llu bytes", (unsigned long long)st.bytes_d2h);
     }
     uint64_t transferred = 0, selected = 0, hits = 0, mismatches = 0;
     const int steps = 210;
@@ -124,6 +131,16 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
         }
     }
     CHECK(transferred > 0, "the pool must miss sometimes");
+    /* Both placements wrote the same bytes to their own arena groups. */
+    size_t gb = nosa_kv_group_bytes(&ta.arena.geom);
+    for (int s = 0; s < 2; s++) {
+        int differ = 0;
+        for (uint32_t i = 0; i < res.tables[s].blocks.n_groups; i++)
+            differ += memcmp(ta.arena.base + res.tables[s].groups[i] * gb,
+                             ta.arena.base + off.tables[s].groups[i] * gb, gb) != 0;
+        CHECK(differ == 0 && res.tables[s].blocks.n_groups == (uint32_t)(res.len[s] / 8),
+              "seq %d: %d arena groups differ", s, differ);
+    }
     printf("offload %-8s pool %2d: %d steps x 2 seqs, selected %llu, transferred %llu, hit "
            "rate %.3f\n",
            nosa_attn_mode_name(mode), pool_blocks ? pool_blocks : 2 * budget, steps,
