@@ -73,6 +73,9 @@ void nosa_tensor_fill_random(const struct nosa_model_config *cfg,
 /* Allocates an empty model (zeroed, storage allocated) for cfg. */
 int nosa_model_alloc(const struct nosa_model_config *cfg, struct nosa_model **out, char *err,
                      size_t errlen);
+/* Allocates storage->owned for n floats (one anonymous mapping, prefaulted: faulting 4 GB
+ * page by page costs seconds per GB on VMs). Returns 0 or -ENOMEM. */
+int nosa_model_storage_alloc(struct nosa_model_storage *s, size_t n);
 /* Sets lm_head = tok_embed when tied. Call after every slot is filled. */
 void nosa_model_finish(struct nosa_model *m);
 

@@ -240,13 +240,11 @@ static int load_weights(struct nosa_model *m, const char *dir, char *err, size_t
         if ((rc = find_tensor(s, dir, &descs[i], &found[i], &file, err, errlen))) goto out;
         if (needs_copy(found[i])) copy_floats += found[i]->numel;
     }
-    if (copy_floats && !(s->owned = malloc(copy_floats * sizeof(float)))) {
+    if ((rc = nosa_model_storage_alloc(s, copy_floats))) {
         nosa_set_error(err, errlen, "%s: out of memory converting %zu bf16 values", dir,
                        copy_floats);
-        rc = -ENOMEM;
         goto out;
     }
-    s->owned_floats = copy_floats;
     float *p = s->owned;
     for (size_t i = 0; i < n; i++) {
         const float **slot = nosa_tensor_slot(m, &descs[i]);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "log.h"
 #include "model_internal.h"
@@ -197,6 +198,18 @@ int nosa_model_alloc(const struct nosa_model_config *cfg, struct nosa_model **ou
     return 0;
 }
 
+int nosa_model_storage_alloc(struct nosa_model_storage *s, size_t n)
+{
+    if (n == 0) return 0;
+    if (n > SIZE_MAX / sizeof(float)) return -ENOMEM;
+    void *p = mmap(NULL, n * sizeof(float), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (p == MAP_FAILED) return -ENOMEM;
+    s->owned = p;
+    s->owned_floats = n;
+    return 0;
+}
+
 void nosa_model_finish(struct nosa_model *m)
 {
     if (m->cfg.tie_word_embeddings) m->lm_head = m->tok_embed;
@@ -212,11 +225,7 @@ int nosa_model_init_random(const struct nosa_model_config *cfg, uint64_t seed,
     if (rc) return rc;
     if ((rc = nosa_tensor_table_build(cfg, &t, &n))) goto oom;
     for (size_t i = 0; i < n; i++) total += t[i].numel;
-    if (total > SIZE_MAX / sizeof(float) || !(m->storage->owned = malloc(total * sizeof(float)))) {
-        rc = -ENOMEM;
-        goto oom;
-    }
-    m->storage->owned_floats = total;
+    if ((rc = nosa_model_storage_alloc(m->storage, total))) goto oom;
     float *p = m->storage->owned;
     for (size_t i = 0; i < n; i++) {
         nosa_tensor_fill_random(cfg, &t[i], i, seed, p);
@@ -240,7 +249,7 @@ void nosa_model_free(struct nosa_model *m)
     if (m->storage) {
         for (size_t i = 0; i < m->storage->n_files; i++) nosa_st_file_close(m->storage->files[i]);
         free(m->storage->files);
-        free(m->storage->owned);
+        if (m->storage->owned) munmap(m->storage->owned, m->storage->owned_floats * sizeof(float));
         free(m->storage);
     }
     free(m);

@@ -229,7 +229,8 @@ int nosa_st_file_open(const char *path, struct nosa_st_file **out, char *err, si
         goto fail;
     }
     f->map_len = (size_t)st.st_size;
-    f->map = mmap(NULL, f->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
+    /* Prefault in one call: page faults one by one cost more than the read on VMs. */
+    f->map = mmap(NULL, f->map_len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
     if (f->map == MAP_FAILED) {
         f->map = NULL;
         rc = -errno;
