@@ -251,15 +251,24 @@ static int bench_write_files(const struct bench_results *res, const struct bench
                              const char *desc, const char *fill_note, const cJSON *ratios,
                              int plots, char *err, size_t errlen)
 {
-    char path[4096];
+    char tmp[4096], path[4096];
     int rc;
+    /* Written aside and renamed: a run killed mid-write leaves the previous complete file. */
+    snprintf(tmp, sizeof(tmp), "%s/bench.csv.tmp", o->out_dir);
     snprintf(path, sizeof(path), "%s/bench.csv", o->out_dir);
-    if ((rc = bench_output_csv(res, path, err, errlen))) return rc;
+    if ((rc = bench_output_csv(res, tmp, err, errlen))) return rc;
+    if (rename(tmp, path) != 0) goto rename_failed;
+    snprintf(tmp, sizeof(tmp), "%s/bench.json.tmp", o->out_dir);
     snprintf(path, sizeof(path), "%s/bench.json", o->out_dir);
-    if ((rc = bench_output_json(res, o, desc, fill_note, ratios, path, err, errlen))) return rc;
+    if ((rc = bench_output_json(res, o, desc, fill_note, ratios, tmp, err, errlen))) return rc;
+    if (rename(tmp, path) != 0) goto rename_failed;
     if (!plots) return 0;
     rc = bench_output_plots(res, o->out_dir, err, errlen);
     return rc == -ENOENT ? 0 : rc;
+rename_failed:
+    rc = -errno;
+    nosa_set_error(err, errlen, "rename %s: %s", tmp, strerror(errno));
+    return rc;
 }
 
 /* Arena layout from the grid (see bench_run.c) and the arena itself. *slots: the slots it has
