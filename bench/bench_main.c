@@ -245,6 +245,26 @@ static int bench_build_model(const struct bench_opts *o, struct nosa_model **out
     return nosa_model_config_validate(cfg, err, errlen);
 }
 
+/* The backend called name: through the registry (nosa_backend_find) when it is built; until
+ * then the backends linked into nosa-bench, "auto" meaning cuda when a device answers. */
+static const struct nosa_backend_ops *bench_backend_find(const char *name, int device, char *err,
+                                                         size_t errlen)
+{
+#ifdef BENCH_HAVE_REGISTRY
+    (void)device;
+    return nosa_backend_find(name, err, errlen);
+#else
+    uint64_t f, t;
+    int gpu = bench_mem_device_info(device, &f, &t, NULL, 0) == 0;
+    if (!strcmp(name, "cpu") || (!strcmp(name, "auto") && !gpu)) return &nosa_backend_cpu_ops;
+#ifdef NOSA_HAVE_CUDA
+    if (!strcmp(name, "cuda") || !strcmp(name, "auto")) return &nosa_backend_cuda_ops;
+#endif
+    nosa_set_error(err, errlen, "backend '%s' is unknown or not built into nosa-bench", name);
+    return NULL;
+#endif
+}
+
 /* Writes bench.csv and bench.json (and, at the end, the plots) into --out. Called after every
  * instance too, so that a run stopped by a time limit keeps what it measured. */
 static int bench_write_files(const struct bench_results *res, const struct bench_opts *o,
@@ -333,7 +353,8 @@ int main(int argc, char **argv)
         printf("device: %s\n", devname);
     for (int i = 0; i < o.n_contexts; i++) lmax = o.contexts[i] > lmax ? o.contexts[i] : lmax;
     for (int bi = 0; bi < o.n_backends; bi++) {
-        const struct nosa_backend_ops *ops = nosa_backend_find(o.backends[bi], err, sizeof(err));
+        const struct nosa_backend_ops *ops = bench_backend_find(o.backends[bi], o.device, err,
+                                                                sizeof(err));
         if (!ops) {
             rc = -ENODEV;
             goto fail;
