@@ -223,6 +223,24 @@ static void convert_tensor(const struct nosa_st_tensor *t, float *dst)
     }
 }
 
+/* The reference's o_proj takes a bias when attention_bias is set; model.h has no field for
+ * it, so a file that has one is refused rather than run without it. */
+static int check_o_proj_bias(const struct nosa_model *m, char *err, size_t errlen)
+{
+    char name[NOSA_TENSOR_NAME_MAX];
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        snprintf(name, sizeof(name), "model.layers.%d.self_attn.o_proj.bias", l);
+        for (size_t i = 0; i < m->storage->n_files; i++) {
+            if (nosa_st_file_find(m->storage->files[i], name)) {
+                nosa_set_error(err, errlen, "%s: tensor '%s': an o_proj bias is not supported",
+                               m->storage->files[i]->path, name);
+                return -ENOTSUP;
+            }
+        }
+    }
+    return 0;
+}
+
 static int load_weights(struct nosa_model *m, const char *dir, char *err, size_t errlen)
 {
     struct nosa_model_storage *s = m->storage;
@@ -257,6 +275,7 @@ static int load_weights(struct nosa_model *m, const char *dir, char *err, size_t
         }
     }
     nosa_model_finish(m);
+    if ((rc = check_o_proj_bias(m, err, errlen))) goto out;
     for (size_t i = 0; i < s->n_files; i++) in_files += s->files[i]->n_tensors;
     if (in_files > n)
         LOG_WARN("model", "ignoring tensors the model does not use dir=%s unused=%zu", dir,

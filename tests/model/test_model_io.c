@@ -215,6 +215,23 @@ static void mut_huge(cJSON *r)
     cJSON_ReplaceItemInObject(cJSON_GetObjectItem(r, N0), "shape",
                               cJSON_CreateDoubleArray((double[]){4e15, 4e15, 4e15}, 3));
 }
+static void mut_o_bias(cJSON *r)
+{
+    /* An empty o_proj bias at the end of the data: its presence alone must be refused. */
+    double end = 0;
+    cJSON *it;
+    cJSON_ArrayForEach(it, r)
+    {
+        cJSON *o = cJSON_GetObjectItem(it, "data_offsets");
+        if (o && cJSON_GetArrayItem(o, 1)->valuedouble > end)
+            end = cJSON_GetArrayItem(o, 1)->valuedouble;
+    }
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddStringToObject(t, "dtype", "F32");
+    cJSON_AddItemToObject(t, "shape", cJSON_CreateDoubleArray((double[]){0}, 1));
+    cJSON_AddItemToObject(t, "data_offsets", cJSON_CreateDoubleArray((double[]){end, end}, 2));
+    cJSON_AddItemToObject(r, "model.layers.1.self_attn.o_proj.bias", t);
+}
 static void mut_not_object(cJSON *r)
 {
     cJSON_ReplaceItemInObject(r, N0, cJSON_CreateNumber(3));
@@ -237,6 +254,8 @@ static void test_corrupt_safetensors(void)
         {"negative dim", mut_negative, -EINVAL, N0, "shape"},
         {"overflowing shape", mut_huge, -EINVAL, N0, "overflowing"},
         {"entry not object", mut_not_object, -EINVAL, N0, "not an object"},
+        {"o_proj bias", mut_o_bias, -ENOTSUP, "model.layers.1.self_attn.o_proj.bias",
+         "not supported"},
     };
     char dir[300];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
