@@ -332,7 +332,7 @@ int main(int argc, char **argv)
     struct bench_results res = {0};
     struct bench_ctx ctx = {.opts = &o};
     cJSON *ratios = NULL;
-    int rc, slots = 0, lmax = 0;
+    int rc, slots = 0, lmax = 0, failed = 0;
     nosa_log_init_from_env();
     if ((rc = bench_parse_args(argc, argv, &o, err, sizeof(err)))) goto fail;
     printf("nosa-bench: driver: in-process (the backend is called directly; no engine, "
@@ -366,10 +366,15 @@ int main(int argc, char **argv)
             for (int mi = 0; mi < o.n_modes; mi++) {
                 rc = bench_grid_instance(&ctx, ops, &o.modes[mi], o.contexts[ci], slots, &res,
                                          err, sizeof(err));
-                if (!rc && o.out_dir)
-                    rc = bench_write_files(&res, &o, desc, ctx.fill_note, NULL, 0, err,
-                                           sizeof(err));
-                if (rc) goto fail;
+                if (rc) {
+                    /* One failing (mode, context) must not cost the rest of a timed run. */
+                    fprintf(stderr, "nosa-bench: %s %s context %d failed: %s\n", ops->name,
+                            o.modes[mi].name, o.contexts[ci], err);
+                    failed++;
+                }
+                if (o.out_dir && (rc = bench_write_files(&res, &o, desc, ctx.fill_note, NULL, 0,
+                                                         err, sizeof(err))))
+                    goto fail;
             }
         }
     }
@@ -383,6 +388,11 @@ int main(int argc, char **argv)
         if ((rc = bench_write_files(&res, &o, desc, ctx.fill_note, ratios, 1, err, sizeof(err))))
             goto fail;
         printf("wrote %s/bench.csv, %s/bench.json and the plots\n", o.out_dir, o.out_dir);
+    }
+    if (failed) {
+        rc = -EIO;
+        nosa_set_error(err, sizeof(err), "%d grid instance(s) failed (see above)", failed);
+        goto fail;
     }
     goto out;
 fail:
