@@ -1,0 +1,17 @@
+/* attention: sparse decode attention, flash-decoding style. For each (token, KV head) the
+ * block list of pool.cuh (ptrs[0 .. n_ent), the last entry the open block holding
+ * pos % block_size + 1 tokens) is split into chunks of `chunk` blocks; one CTA per (chunk,
+ * token x KV head) computes, for the rep query heads of the group, the partial softmax state
+ * (max, sum, weighted V) with logit = (q . k) * scale + cis (the eviction score as an
+ * additive bias after the 1/sqrt(d) scaling, as the CPU reference); attention_combine merges
+ * the chunks into out[token][q head * d]. q is read from the qkv buffer (row stride ld). */
+#ifndef NOSA_CUDA_ATTENTION_CUH
+#define NOSA_CUDA_ATTENTION_CUH
+#include "cuda_common.cuh"
+
+/* Floats of partial state per (token x KV head, chunk): rep * (head_dim + 2). */
+void attention_launch(float *out, float *part, const float *qkv, int ld,
+                      const uint8_t *const *ptrs, const int32_t *n_ent, cuda_kv kv,
+                      cuda_step st, int rep, float scale, int chunk, int n_chunks,
+                      cudaStream_t s);
+#endif

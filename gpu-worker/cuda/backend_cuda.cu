@@ -1,0 +1,913 @@
+/* backend_cuda.cu: the CUDA backend (nosa_backend_cuda_ops, backend.h).
+ *
+ * Same semantics as the CPU reference (gpu-worker/cpu/): prefill of n tokens is n
+ * single-token steps; a decode step runs its sequences as one batch. Per step and layer, on
+ * one stream: RMSNorm -> q/k/v GEMM -> RoPE -> eviction scores -> append K/V to the open
+ * block + compression -> selection -> delta against the pool -> gather of the misses from the
+ * mapped arena -> attention -> (pool install of completed blocks) -> output GEMM -> MLP.
+ * Indices (selection, pool slots, misses) live only on the GPU; the host knows positions,
+ * which is enough to size launches and to schedule the write-back of completed blocks.
+ *
+ * Overlap: the write-back of a completed block to the arena (one cudaMemcpy2DAsync per token
+ * and layer, all KV heads, copy engine) runs on a side stream after that layer's attention and
+ * overlaps the rest of the step (later layers); the step joins it before returning, so a
+ * block is in the arena when the call returns (ARCHITECTURE.md). The gather of layer l
+ * depends on layer l's selection, which depends on layer l's query, so it cannot start
+ * earlier.
+ *
+ * Everything is allocated in create(): no cudaMalloc on the decode path. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "argmax.cuh"
+#include "attention.cuh"
+#include "cuda_common.cuh"
+#include "embed.cuh"
+#include "evict_cis.cuh"
+#include "gather.cuh"
+#include "gemm.cuh"
+#include "kv_append.cuh"
+#include "pool.cuh"
+#include "rmsnorm.cuh"
+#include "rope.cuh"
+#include "select.cuh"
+#include "swiglu.cuh"
+
+extern "C" {
+#include "backend.h"
+#include "bf16.h"
+#include "ops.h"
+}
+
+#define REG_CHUNK (64ull << 30) /* cudaHostRegister at most 64 GiB per call */
+#define MAX_REG_CHUNKS 64
+#define ATT_CHUNK_TOKENS 256    /* tokens per attention split (flash-decoding chunk) */
+
+struct layer_dev {
+    uint16_t *wqkv, *wo, *wgu, *wdown; /* bf16 [out][in] */
+    float *bqkv;                       /* NULL without attention bias */
+    float *attn_norm, *mlp_norm, *ev_w, *ev_b, *ev_A;
+};
+
+struct nosa_backend {
+    const struct nosa_model *model;
+    struct nosa_backend_config cfg;
+    struct nosa_kv_arena arena;
+    int have_arena;
+    uint8_t *arena_dev;              /* the arena as the GPU addresses it */
+    void *reg_ptr[MAX_REG_CHUNKS];   /* registrations we own */
+    int n_reg;
+    cudaStream_t stream, side;
+    cudaEvent_t ev_main, ev_side;
+    cublasHandle_t blas;
+    int hid, qdim, kvdim, qkvdim, inter, vocab, n_heads, n_kv, d, rep, bs, max_n, max_tok;
+    int chunk, max_chunks;
+    float scale;
+    select_params sp;
+    cuda_kv kv;
+    struct layer_dev *layers; /* host array of device pointers */
+    float *tok_embed, *final_norm, *rope_cos, *rope_sin;
+    uint16_t *lm_head;
+    /* step buffers */
+    int32_t *d_tok, *d_slot, *d_pos, *h_info; /* h_info pinned: [3][max_tok] */
+    uint32_t *d_groups, *h_groups;           /* [max_seqs][max_blocks] and its host mirror */
+    int *n_known;                            /* [max_seqs] entries of h_groups uploaded */
+    float *x, *gout, *qkv, *att, *cis, *logits, *sel_scratch, *att_part, *h_logits;
+    uint16_t *xs;
+    pool_lists pl;
+    unsigned long long *d_stats, *h_stats;
+    int *len, *stepped;
+    struct nosa_step_stats stats;
+};
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+#define CUDA_FREE(p) (void)cudaFree((void *)(p))
+
+static void cuda_destroy(struct nosa_backend *b)
+{
+    if (!b) return;
+    if (b->stream) (void)cudaStreamSynchronize(b->stream);
+    if (b->side) (void)cudaStreamSynchronize(b->side);
+    if (b->layers) {
+        for (int l = 0; l < b->model->cfg.n_layers; l++) {
+            struct layer_dev *L = &b->layers[l];
+            CUDA_FREE(L->wqkv), CUDA_FREE(L->wo), CUDA_FREE(L->wgu), CUDA_FREE(L->wdown);
+            CUDA_FREE(L->bqkv), CUDA_FREE(L->attn_norm), CUDA_FREE(L->mlp_norm);
+            CUDA_FREE(L->ev_w), CUDA_FREE(L->ev_b), CUDA_FREE(L->ev_A);
+        }
+        free(b->layers);
+    }
+    CUDA_FREE(b->tok_embed), CUDA_FREE(b->final_norm), CUDA_FREE(b->lm_head);
+    CUDA_FREE(b->rope_cos), CUDA_FREE(b->rope_sin);
+    CUDA_FREE(b->kv.blocks), CUDA_FREE(b->kv.open), CUDA_FREE(b->kv.pool_of);
+    CUDA_FREE(b->kv.block_of), CUDA_FREE(b->kv.stamp), CUDA_FREE(b->kv.key_ring);
+    CUDA_FREE(b->kv.cis_ring), CUDA_FREE(b->kv.kc), CUDA_FREE(b->kv.ce);
+    CUDA_FREE(b->kv.last_sel), CUDA_FREE(b->kv.n_sel);
+    CUDA_FREE(b->d_tok), CUDA_FREE(b->d_slot), CUDA_FREE(b->d_pos), CUDA_FREE(b->d_groups);
+    CUDA_FREE(b->x), CUDA_FREE(b->gout), CUDA_FREE(b->qkv), CUDA_FREE(b->att);
+    CUDA_FREE(b->cis), CUDA_FREE(b->logits), CUDA_FREE(b->sel_scratch);
+    CUDA_FREE(b->att_part), CUDA_FREE(b->xs), CUDA_FREE(b->d_stats);
+    CUDA_FREE(b->pl.ptrs), CUDA_FREE(b->pl.n_ent), CUDA_FREE(b->pl.src), CUDA_FREE(b->pl.dst);
+    CUDA_FREE(b->pl.n_miss);
+    if (b->h_info) (void)cudaFreeHost(b->h_info);
+    if (b->h_logits) (void)cudaFreeHost(b->h_logits);
+    if (b->h_stats) (void)cudaFreeHost(b->h_stats);
+    for (int i = 0; i < b->n_reg; i++) (void)cudaHostUnregister(b->reg_ptr[i]);
+    if (b->blas) (void)cublasDestroy(b->blas);
+    if (b->ev_main) (void)cudaEventDestroy(b->ev_main);
+    if (b->ev_side) (void)cudaEventDestroy(b->ev_side);
+    if (b->stream) (void)cudaStreamDestroy(b->stream);
+    if (b->side) (void)cudaStreamDestroy(b->side);
+    free(b->h_groups);
+    free(b->n_known);
+    free(b->len);
+    free(b->stepped);
+    free(b);
+}
+
+/* cudaMalloc of n elements of sz bytes into *p. */
+static cudaError_t dev_alloc(void *p, size_t n, size_t sz)
+{
+    return cudaMalloc((void **)p, (n ? n : 1) * sz);
+}
+
+/* Uploads n floats as f32 (bf16 == 0) or converted once to bf16 (bf16 == 1); parts[] of
+ * counts[] are concatenated (fused weights). */
+static int upload(void *dst_out, int bf16, const float *const *parts, const size_t *counts,
+                  int n_parts, char *err, size_t errlen)
+{
+    int rc = 0;
+    size_t total = 0;
+    for (int i = 0; i < n_parts; i++) total += counts[i];
+    size_t esz = bf16 ? 2 : 4;
+    void *dev = NULL, *host = malloc(total * esz);
+    if (!host) {
+        nosa_set_error(err, errlen, "cuda backend: out of host memory converting weights");
+        return -ENOMEM;
+    }
+    size_t off = 0;
+    for (int i = 0; i < n_parts; i++) {
+        for (size_t j = 0; j < counts[i]; j++, off++) {
+            if (bf16)
+                ((nosa_bf16 *)host)[off] = nosa_f32_to_bf16(parts[i][j]);
+            else
+                ((float *)host)[off] = parts[i][j];
+        }
+    }
+    CUDA_CHECK(dev_alloc(&dev, total, esz));
+    CUDA_CHECK(cudaMemcpy(dev, host, total * esz, cudaMemcpyHostToDevice));
+    *(void **)dst_out = dev;
+    dev = NULL;
+fail:
+    if (dev) CUDA_FREE(dev);
+    free(host);
+    return rc;
+}
+
+static int upload1(void *dst, int bf16, const float *src, size_t n, char *err, size_t errlen)
+{
+    if (!src) return 0;
+    return upload(dst, bf16, &src, &n, 1, err, errlen);
+}
+
+static int upload_weights(struct nosa_backend *b, char *err, size_t errlen)
+{
+    const struct nosa_model *m = b->model;
+    const struct nosa_model_config *mc = &m->cfg;
+    size_t hid = (size_t)b->hid, inter = (size_t)b->inter;
+    int rc;
+    b->layers = (struct layer_dev *)calloc((size_t)mc->n_layers, sizeof(*b->layers));
+    if (!b->layers) return -ENOMEM;
+    for (int l = 0; l < mc->n_layers; l++) {
+        const struct nosa_layer_weights *w = &m->layers[l];
+        struct layer_dev *L = &b->layers[l];
+        const float *qkv[3] = {w->wq, w->wk, w->wv};
+        size_t qkvn[3] = {(size_t)b->qdim * hid, (size_t)b->kvdim * hid, (size_t)b->kvdim * hid};
+        const float *gu[2] = {w->w_gate, w->w_up};
+        size_t gun[2] = {inter * hid, inter * hid};
+        if ((rc = upload(&L->wqkv, 1, qkv, qkvn, 3, err, errlen))) return rc;
+        if ((rc = upload(&L->wgu, 1, gu, gun, 2, err, errlen))) return rc;
+        if ((rc = upload1(&L->wo, 1, w->wo, hid * (size_t)b->qdim, err, errlen))) return rc;
+        if ((rc = upload1(&L->wdown, 1, w->w_down, hid * inter, err, errlen))) return rc;
+        if (mc->attention_bias) {
+            const float *bs[3] = {w->bq, w->bk, w->bv};
+            size_t bn[3] = {(size_t)b->qdim, (size_t)b->kvdim, (size_t)b->kvdim};
+            if ((rc = upload(&L->bqkv, 0, bs, bn, 3, err, errlen))) return rc;
+            if ((rc = upload1(&L->ev_b, 0, w->evict_delta_b, (size_t)b->n_kv, err, errlen)))
+                return rc;
+        }
+        if ((rc = upload1(&L->attn_norm, 0, w->attn_norm, hid, err, errlen))) return rc;
+        if ((rc = upload1(&L->mlp_norm, 0, w->mlp_norm, hid, err, errlen))) return rc;
+        if ((rc = upload1(&L->ev_w, 0, w->evict_delta_w, (size_t)b->n_kv * (size_t)b->kvdim, err,
+                          errlen)))
+            return rc;
+        if ((rc = upload1(&L->ev_A, 0, w->evict_A, (size_t)b->n_kv, err, errlen))) return rc;
+    }
+    if ((rc = upload1(&b->tok_embed, 0, m->tok_embed, (size_t)b->vocab * hid, err, errlen)))
+        return rc;
+    if ((rc = upload1(&b->lm_head, 1, m->lm_head, (size_t)b->vocab * hid, err, errlen)))
+        return rc;
+    return upload1(&b->final_norm, 0, m->final_norm, hid, err, errlen);
+}
+
+/* Registers the arena (mapped, in chunks of at most 64 GiB, page-aligned outward) and finds
+ * the address the GPU uses for it. An arena another backend of this process already
+ * registered is used as it is. */
+static int register_arena(struct nosa_backend *b, char *err, size_t errlen)
+{
+    int rc = 0;
+    size_t page = 4096;
+    size_t bytes = (size_t)b->arena.n_groups * nosa_kv_group_bytes(&b->arena.geom);
+    uintptr_t lo = (uintptr_t)b->arena.base / page * page;
+    uintptr_t hi = ((uintptr_t)b->arena.base + bytes + page - 1) / page * page;
+    int host_ptr_ok = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&host_ptr_ok, cudaDevAttrCanUseHostPointerForRegisteredMem,
+                                      b->cfg.device));
+    if (!host_ptr_ok && hi - lo > REG_CHUNK) {
+        nosa_set_error(err, errlen, "cuda backend: arena of %zu bytes needs several "
+                                    "registrations, but this GPU cannot use host pointers of "
+                                    "registered memory", bytes);
+        return -ENOTSUP;
+    }
+    for (uintptr_t p = lo; p < hi; p += REG_CHUNK) {
+        size_t len = hi - p < REG_CHUNK ? hi - p : REG_CHUNK;
+        cudaError_t e = cudaHostRegister((void *)p, len, cudaHostRegisterMapped);
+        if (e == cudaErrorHostMemoryAlreadyRegistered) {
+            (void)cudaGetLastError();
+            continue;
+        }
+        CUDA_CHECK(e);
+        if (b->n_reg == MAX_REG_CHUNKS) {
+            nosa_set_error(err, errlen, "cuda backend: arena too large (%zu bytes)", bytes);
+            return -E2BIG;
+        }
+        b->reg_ptr[b->n_reg++] = (void *)p;
+    }
+    if (host_ptr_ok) {
+        b->arena_dev = b->arena.base;
+    } else {
+        void *dp = NULL;
+        CUDA_CHECK(cudaHostGetDevicePointer(&dp, b->arena.base, 0));
+        b->arena_dev = (uint8_t *)dp;
+    }
+    LOG_INFO("cuda", "arena registered bytes=%zu chunks=%d host_pointer=%d", bytes, b->n_reg,
+             host_ptr_ok);
+fail:
+    return rc;
+}
+
+static int alloc_kv(struct nosa_backend *b, char *err, size_t errlen)
+{
+    int rc = 0;
+    cuda_kv *kv = &b->kv;
+    const struct nosa_model_config *mc = &b->model->cfg;
+    size_t nh = (size_t)b->cfg.max_seqs * (size_t)mc->n_layers * (size_t)b->n_kv;
+    size_t local = kv->offload ? (size_t)kv->pool_blocks : (size_t)kv->max_blocks;
+    size_t d = (size_t)b->d;
+    CUDA_CHECK(dev_alloc(&kv->blocks, nh * local, kv->block_bytes));
+    CUDA_CHECK(dev_alloc(&kv->key_ring, nh * (size_t)kv->kernel * d, sizeof(uint16_t)));
+    CUDA_CHECK(dev_alloc(&kv->cis_ring, nh * (size_t)kv->kernel, sizeof(float)));
+    CUDA_CHECK(dev_alloc(&kv->kc, nh * (size_t)kv->max_c * d, sizeof(float)));
+    CUDA_CHECK(dev_alloc(&kv->ce, nh * (size_t)kv->max_c, sizeof(float)));
+    CUDA_CHECK(dev_alloc(&kv->last_sel, nh * (size_t)kv->max_blocks, sizeof(int32_t)));
+    CUDA_CHECK(dev_alloc(&kv->n_sel, nh, sizeof(int32_t)));
+    CUDA_CHECK(cudaMemset(kv->n_sel, 0, nh * sizeof(int32_t)));
+    if (kv->offload) {
+        CUDA_CHECK(dev_alloc(&kv->open, nh, kv->block_bytes));
+        CUDA_CHECK(dev_alloc(&kv->pool_of, nh * (size_t)kv->max_blocks, sizeof(int32_t)));
+        CUDA_CHECK(dev_alloc(&kv->block_of, nh * local, sizeof(int32_t)));
+        CUDA_CHECK(dev_alloc(&kv->stamp, nh * local, sizeof(uint32_t)));
+        CUDA_CHECK(cudaMemset(kv->pool_of, 0xff, nh * (size_t)kv->max_blocks * sizeof(int32_t)));
+        CUDA_CHECK(cudaMemset(kv->block_of, 0xff, nh * local * sizeof(int32_t)));
+        CUDA_CHECK(cudaMemset(kv->stamp, 0, nh * local * sizeof(uint32_t)));
+    }
+fail:
+    return rc;
+}
+
+static int alloc_step(struct nosa_backend *b, char *err, size_t errlen)
+{
+    int rc = 0;
+    size_t n = (size_t)b->max_n, mb = (size_t)b->kv.max_blocks, nkv = (size_t)b->n_kv;
+    size_t wide = (size_t)b->qkvdim;
+    if ((size_t)2 * b->inter > wide) wide = (size_t)2 * b->inter;
+    if ((size_t)b->vocab > wide) wide = (size_t)b->vocab;
+    size_t xs_w = (size_t)b->hid;
+    if ((size_t)b->qdim > xs_w) xs_w = (size_t)b->qdim;
+    if ((size_t)b->inter > xs_w) xs_w = (size_t)b->inter;
+    size_t mt = (size_t)b->max_tok;
+    CUDA_CHECK(dev_alloc(&b->d_tok, mt, sizeof(int32_t)));
+    CUDA_CHECK(dev_alloc(&b->d_slot, mt, sizeof(int32_t)));
+    CUDA_CHECK(dev_alloc(&b->d_pos, mt, sizeof(int32_t)));
+    CUDA_CHECK(cudaMallocHost((void **)&b->h_info, 3 * mt * sizeof(int32_t)));
+    CUDA_CHECK(dev_alloc(&b->d_groups, (size_t)b->cfg.max_seqs * mb, sizeof(uint32_t)));
+    CUDA_CHECK(dev_alloc(&b->x, n * (size_t)b->hid, sizeof(float)));
+    CUDA_CHECK(dev_alloc(&b->xs, 2 * n * xs_w, sizeof(uint16_t)));
+    CUDA_CHECK(dev_alloc(&b->gout, 2 * n * wide, sizeof(float)));
+    CUDA_CHECK(dev_alloc(&b->qkv, n * (size_t)b->qkvdim, sizeof(float)));
+    CUDA_CHECK(dev_alloc(&b->att, n * (size_t)b->qdim, sizeof(float)));
+    CUDA_CHECK(dev_alloc(&b->cis, n * nkv, sizeof(float)));
+    CUDA_CHECK(dev_alloc(&b->logits, n * (size_t)b->vocab, sizeof(float)));
+    CUDA_CHECK(cudaMallocHost((void **)&b->h_logits, n * (size_t)b->vocab * sizeof(float)));
+    CUDA_CHECK(dev_alloc(&b->sel_scratch, n * nkv * select_scratch_floats(b->kv), sizeof(float)));
+    CUDA_CHECK(dev_alloc(&b->att_part,
+                         n * nkv * (size_t)b->max_chunks * (size_t)b->rep * (size_t)(b->d + 2),
+                         sizeof(float)));
+    CUDA_CHECK(dev_alloc(&b->pl.ptrs, n * nkv * (mb + 1), sizeof(uint8_t *)));
+    CUDA_CHECK(dev_alloc(&b->pl.n_ent, n * nkv, sizeof(int32_t)));
+    CUDA_CHECK(dev_alloc(&b->pl.src, n * nkv * mb, sizeof(uint8_t *)));
+    CUDA_CHECK(dev_alloc(&b->pl.dst, n * nkv * mb, sizeof(uint8_t *)));
+    CUDA_CHECK(dev_alloc(&b->pl.n_miss, n * nkv, sizeof(int32_t)));
+    CUDA_CHECK(dev_alloc(&b->d_stats, 3 * (size_t)b->model->cfg.n_layers,
+                         sizeof(unsigned long long)));
+    CUDA_CHECK(cudaMallocHost((void **)&b->h_stats,
+                              3 * (size_t)b->model->cfg.n_layers * sizeof(unsigned long long)));
+fail:
+    return rc;
+}
+
+static int check_config(const struct nosa_model *model, const struct nosa_backend_config *cfg,
+                        char *err, size_t errlen)
+{
+    const struct nosa_model_config *mc = &model->cfg;
+    int rc = nosa_model_config_validate(mc, err, errlen);
+    if (rc) return rc;
+    if (cfg->mode != NOSA_ATTN_DENSE && cfg->mode != NOSA_ATTN_INFLLMV2 &&
+        cfg->mode != NOSA_ATTN_NOSA) {
+        nosa_set_error(err, errlen, "cuda backend: unknown attention mode %d", (int)cfg->mode);
+        return -EINVAL;
+    }
+    if (cfg->mode == NOSA_ATTN_DENSE && cfg->offload) {
+        nosa_set_error(err, errlen, "cuda backend: dense attention needs resident KV");
+        return -EINVAL;
+    }
+    if (cfg->max_seqs < 1 || cfg->max_context < 1 || cfg->max_context > mc->max_position) {
+        nosa_set_error(err, errlen, "cuda backend: max_seqs = %d, max_context = %d (max %d)",
+                       cfg->max_seqs, cfg->max_context, mc->max_position);
+        return -EINVAL;
+    }
+    if (cfg->offload && !cfg->arena) {
+        nosa_set_error(err, errlen, "cuda backend: offload needs a host arena");
+        return -EINVAL;
+    }
+    if (cfg->arena) {
+        const struct nosa_kv_geometry *g = &cfg->arena->geom;
+        if (g->n_layers != (uint32_t)mc->n_layers || g->n_kv_heads != (uint32_t)mc->n_kv_heads ||
+            g->block_size != (uint32_t)mc->sparse.block_size ||
+            g->head_dim != (uint32_t)mc->head_dim || g->dtype != NOSA_KV_DTYPE_BF16 ||
+            !cfg->arena->base || ((uintptr_t)cfg->arena->base & 15u)) {
+            nosa_set_error(err, errlen, "cuda backend: arena geometry does not match the model, "
+                                        "or its base is not mapped and 16-byte aligned");
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int cuda_create(const struct nosa_model *model, const struct nosa_backend_config *cfg,
+                       struct nosa_backend **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!model || !cfg) {
+        nosa_set_error(err, errlen, "cuda backend: model and config are required");
+        return -EINVAL;
+    }
+    int rc = check_config(model, cfg, err, errlen);
+    if (rc) return rc;
+    const struct nosa_model_config *mc = &model->cfg;
+    const struct nosa_sparse_config *sc = &mc->sparse;
+    int pool = cfg->pool_blocks ? cfg->pool_blocks : 2 * sc->budget_blocks;
+    int min_pool = sc->budget_blocks - 1 > 1 ? sc->budget_blocks - 1 : 1;
+    if (cfg->offload && pool < min_pool) {
+        nosa_set_error(err, errlen, "cuda backend: pool_blocks = %d < %d (one selection)", pool,
+                       min_pool);
+        return -EINVAL;
+    }
+    int n_dev = 0;
+    float *cos_h = NULL, *sin_h = NULL;
+    struct nosa_backend *b = (struct nosa_backend *)calloc(1, sizeof(*b));
+    if (!b) return -ENOMEM;
+    b->model = model;
+    b->cfg = *cfg;
+    b->cfg.pool_blocks = cfg->offload ? pool : 0;
+    b->cfg.arena = NULL;
+    if (cfg->arena) {
+        b->arena = *cfg->arena;
+        b->have_arena = 1;
+    }
+    CUDA_CHECK(cudaGetDeviceCount(&n_dev));
+    if (cfg->device < 0 || cfg->device >= n_dev) {
+        nosa_set_error(err, errlen, "cuda backend: device %d not present (%d GPUs)", cfg->device,
+                       n_dev);
+        rc = -ENODEV;
+        goto fail;
+    }
+    CUDA_CHECK(cudaSetDevice(cfg->device));
+    b->hid = mc->hidden_size, b->d = mc->head_dim, b->n_heads = mc->n_heads;
+    b->n_kv = mc->n_kv_heads, b->rep = mc->n_heads / mc->n_kv_heads;
+    b->qdim = mc->n_heads * mc->head_dim, b->kvdim = mc->n_kv_heads * mc->head_dim;
+    b->qkvdim = b->qdim + 2 * b->kvdim, b->inter = mc->intermediate_size;
+    b->vocab = mc->vocab_size, b->bs = sc->block_size;
+    b->max_n = cfg->max_seqs;
+    b->max_tok = cfg->max_seqs > cfg->max_context ? cfg->max_seqs : cfg->max_context;
+    b->scale = 1.0f / sqrtf((float)mc->head_dim);
+    b->sp.mode = (int)cfg->mode, b->sp.rep = b->rep;
+    b->sp.k_total = sc->budget_blocks - 1, b->sp.k_query = sc->query_aware_blocks - 1;
+    b->sp.sink = sc->sink_blocks, b->sp.window = sc->window_blocks;
+    b->sp.units = sc->block_size / sc->compress_stride;
+    b->sp.span = sc->compress_kernel / sc->compress_stride;
+    b->sp.scale = b->scale;
+    {
+        cuda_kv *kv = &b->kv;
+        struct nosa_kv_geometry g = {(uint32_t)mc->n_layers, (uint32_t)mc->n_kv_heads,
+                                     (uint32_t)sc->block_size, (uint32_t)mc->head_dim,
+                                     NOSA_KV_DTYPE_BF16};
+        kv->block_bytes = nosa_kv_block_bytes(&g);
+        kv->v_off = nosa_kv_block_v_offset(&g);
+        kv->bias_off = nosa_kv_block_bias_offset(&g);
+        kv->offload = cfg->offload ? 1 : 0;
+        kv->max_blocks = (cfg->max_context + sc->block_size - 1) / sc->block_size;
+        kv->pool_blocks = cfg->offload ? pool : 0;
+        kv->kernel = sc->compress_kernel, kv->stride = sc->compress_stride;
+        kv->max_c = cfg->max_context < kv->kernel
+                        ? 0
+                        : (cfg->max_context - kv->kernel) / kv->stride + 1;
+        kv->n_layers = mc->n_layers, kv->n_kv = mc->n_kv_heads, kv->head_dim = mc->head_dim;
+        kv->block_size = sc->block_size;
+    }
+    b->chunk = ATT_CHUNK_TOKENS / b->bs > 1 ? ATT_CHUNK_TOKENS / b->bs : 1;
+    b->max_chunks = (b->kv.max_blocks + 1 + b->chunk - 1) / b->chunk;
+    b->len = (int *)calloc((size_t)cfg->max_seqs, sizeof(int));
+    b->stepped = (int *)calloc((size_t)cfg->max_seqs, sizeof(int));
+    b->n_known = (int *)calloc((size_t)cfg->max_seqs, sizeof(int));
+    b->h_groups = (uint32_t *)calloc((size_t)cfg->max_seqs * (size_t)b->kv.max_blocks,
+                                     sizeof(uint32_t));
+    if (!b->len || !b->stepped || !b->n_known || !b->h_groups) {
+        rc = -ENOMEM;
+        nosa_set_error(err, errlen, "cuda backend: out of host memory");
+        goto fail;
+    }
+    CUDA_CHECK(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&b->side, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_main, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_side, cudaEventDisableTiming));
+    CUBLAS_CHECK(cublasCreate(&b->blas));
+    CUBLAS_CHECK(cublasSetStream(b->blas, b->stream));
+    if ((rc = upload_weights(b, err, errlen))) goto fail;
+    cos_h = (float *)malloc((size_t)cfg->max_context * (size_t)(b->d / 2) * sizeof(float));
+    sin_h = (float *)malloc((size_t)cfg->max_context * (size_t)(b->d / 2) * sizeof(float));
+    if (!cos_h || !sin_h) {
+        rc = -ENOMEM;
+        nosa_set_error(err, errlen, "cuda backend: out of host memory");
+        goto fail;
+    }
+    nosa_cpu_rope_table_fill(cos_h, sin_h, cfg->max_context, b->d, (double)mc->rope_theta);
+    if ((rc = upload1(&b->rope_cos, 0, cos_h, (size_t)cfg->max_context * (size_t)(b->d / 2), err,
+                      errlen)))
+        goto fail;
+    if ((rc = upload1(&b->rope_sin, 0, sin_h, (size_t)cfg->max_context * (size_t)(b->d / 2), err,
+                      errlen)))
+        goto fail;
+    if ((rc = alloc_kv(b, err, errlen))) goto fail;
+    if ((rc = alloc_step(b, err, errlen))) goto fail;
+    if (b->have_arena && (rc = register_arena(b, err, errlen))) goto fail;
+    CUDA_CHECK(cudaDeviceSynchronize());
+    b->stats.n_layers = (uint32_t)mc->n_layers;
+    LOG_INFO("cuda", "backend created mode=%s offload=%d slots=%d max_context=%d pool_blocks=%d",
+             nosa_attn_mode_name(cfg->mode), cfg->offload, cfg->max_seqs, cfg->max_context,
+             b->cfg.pool_blocks);
+    free(cos_h);
+    free(sin_h);
+    *out = b;
+    return 0;
+fail:
+    free(cos_h);
+    free(sin_h);
+    cuda_destroy(b);
+    return rc ? rc : -EIO;
+}
+
+static int check_slot(const struct nosa_backend *b, int slot, char *err, size_t errlen)
+{
+    if (slot < 0 || slot >= b->cfg.max_seqs) {
+        nosa_set_error(err, errlen, "cuda backend: slot %d out of range [0, %d)", slot,
+                       b->cfg.max_seqs);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* The block table must cover every block complete after the call (see the CPU backend). */
+static int check_blocks(const struct nosa_backend *b, int slot, int n_after,
+                        const struct nosa_seq_blocks *blocks, char *err, size_t errlen)
+{
+    if (!b->have_arena) return 0;
+    uint32_t need = (uint32_t)(n_after / b->bs);
+    if (need == 0) return 0;
+    if (!blocks || !blocks->groups || blocks->n_groups < need) {
+        nosa_set_error(err, errlen, "cuda backend: slot %d needs %u blocks in its block table",
+                       slot, need);
+        return -EINVAL;
+    }
+    for (uint32_t m = 0; m < need; m++) {
+        if (blocks->groups[m] >= b->arena.n_groups) {
+            nosa_set_error(err, errlen, "cuda backend: slot %d block %u maps to group %u, "
+                                        "arena has %llu", slot, m, blocks->groups[m],
+                           (unsigned long long)b->arena.n_groups);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int check_append(const struct nosa_backend *b, int slot, const int32_t *tokens, int n,
+                        const struct nosa_seq_blocks *blocks, char *err, size_t errlen)
+{
+    int rc = check_slot(b, slot, err, errlen);
+    if (rc) return rc;
+    if (n < 1 || !tokens || n > b->cfg.max_context - b->len[slot]) {
+        nosa_set_error(err, errlen, "cuda backend: slot %d holds %d tokens; %d more exceed "
+                                    "max_context %d", slot, b->len[slot], n, b->cfg.max_context);
+        return n < 1 || !tokens ? -EINVAL : -ENOSPC;
+    }
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= b->vocab) {
+            nosa_set_error(err, errlen, "cuda backend: token %d out of range [0, %d)", tokens[i],
+                           b->vocab);
+            return -EINVAL;
+        }
+    }
+    return check_blocks(b, slot, b->len[slot] + n, blocks, err, errlen);
+}
+
+/* Uploads the entries of slot's block table that the GPU lacks or that changed (in practice
+ * the groups of newly allocated blocks): one small copy per block boundary. */
+static int sync_groups(struct nosa_backend *b, int slot, const struct nosa_seq_blocks *blocks,
+                       int n_after, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (!b->have_arena || !blocks || !blocks->groups) return 0;
+    int need = n_after / b->bs;
+    if (need > (int)blocks->n_groups) need = (int)blocks->n_groups;
+    if (need > b->kv.max_blocks) need = b->kv.max_blocks;
+    uint32_t *mirror = b->h_groups + (size_t)slot * (size_t)b->kv.max_blocks;
+    int first = 0;
+    while (first < need && first < b->n_known[slot] && mirror[first] == blocks->groups[first])
+        first++;
+    if (first >= need) return 0;
+    memcpy(mirror + first, blocks->groups + first, (size_t)(need - first) * sizeof(uint32_t));
+    CUDA_CHECK(cudaMemcpyAsync(b->d_groups + (size_t)slot * (size_t)b->kv.max_blocks + first,
+                               mirror + first, (size_t)(need - first) * sizeof(uint32_t),
+                               cudaMemcpyHostToDevice, b->stream));
+    /* The mirror is pageable and reused by the next call: make the copy complete. */
+    CUDA_CHECK(cudaStreamSynchronize(b->stream));
+    b->n_known[slot] = need;
+fail:
+    return rc;
+}
+
+#define LAUNCHED() CUDA_CHECK_LAUNCH()
+
+/* One forward pass of n tokens (token i at h_pos[i] of slot h_slot[i], distinct slots),
+ * their step info at offset `off` of d_tok/d_slot/d_pos. Logits of every token go to
+ * b->logits when want_logits. Enqueued on b->stream; nothing is waited for. */
+static int forward(struct nosa_backend *b, int n, int off, const int *h_slot, const int *h_pos,
+                   int want_logits, char *err, size_t errlen)
+{
+    int rc = 0;
+    const struct nosa_model_config *mc = &b->model->cfg;
+    cudaStream_t s = b->stream;
+    cuda_step st = {b->d_slot + off, b->d_pos + off, n};
+    int max_sel = 0, completes = 0;
+    for (int i = 0; i < n; i++) {
+        int nb = h_pos[i] / b->bs;
+        int ns = b->sp.mode == NOSA_ATTN_DENSE || nb <= b->sp.k_total ? nb : b->sp.k_total;
+        if (ns > max_sel) max_sel = ns;
+        if ((h_pos[i] + 1) % b->bs == 0) completes++;
+    }
+    int n_chunks = (max_sel + 1 + b->chunk - 1) / b->chunk;
+    int qd = b->qdim, kvd = b->kvdim, ld = b->qkvdim;
+    size_t bb = b->kv.block_bytes;
+    int side_used = 0;
+
+    embed_launch(b->x, b->tok_embed, b->d_tok + off, n, b->hid, s);
+    LAUNCHED();
+    for (int l = 0; l < mc->n_layers; l++) {
+        const struct layer_dev *L = &b->layers[l];
+        rmsnorm_split_launch(b->xs, b->x, L->attn_norm, n, b->hid, mc->rms_eps, s);
+        LAUNCHED();
+        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wqkv, b->xs, 2 * n, ld, b->hid));
+        combine_launch(b->qkv, ld, b->gout, L->bqkv, n, ld, 0, s);
+        LAUNCHED();
+        rope_launch(b->qkv, ld, b->n_heads + b->n_kv, b->d, b->rope_cos, b->rope_sin, st.pos, n,
+                    s);
+        LAUNCHED();
+        evict_cis_launch(b->cis, b->qkv, ld, qd + kvd, L->ev_w, L->ev_b, L->ev_A, n, b->n_kv, kvd,
+                         s);
+        LAUNCHED();
+        kv_append_launch(b->kv, st, l, b->qkv, ld, qd, qd + kvd, b->cis, s);
+        LAUNCHED();
+        select_launch(b->kv, st, l, b->sp, b->qkv, ld, b->sel_scratch, s);
+        LAUNCHED();
+        pool_delta_launch(b->kv, st, l, b->pl, b->arena_dev, b->d_groups, b->kv.max_blocks,
+                          b->d_stats, s);
+        LAUNCHED();
+        if (b->kv.offload) {
+            gather_launch(b->pl.src, b->pl.dst, b->pl.n_miss, n * b->n_kv, max_sel,
+                          b->kv.max_blocks, bb, s);
+            LAUNCHED();
+        }
+        attention_launch(b->att, b->att_part, b->qkv, ld, b->pl.ptrs, b->pl.n_ent, b->kv, st,
+                         b->rep, b->scale, b->chunk, n_chunks, s);
+        LAUNCHED();
+        if (completes && b->kv.offload) {
+            pool_complete_launch(b->kv, st, l, s);
+            LAUNCHED();
+        }
+        if (completes && b->have_arena) {
+            /* Write-back on the side stream, overlapping the rest of the step. */
+            CUDA_CHECK(cudaEventRecord(b->ev_main, s));
+            CUDA_CHECK(cudaStreamWaitEvent(b->side, b->ev_main, 0));
+            for (int i = 0; i < n; i++) {
+                int pos = h_pos[i], slot = h_slot[i];
+                if ((pos + 1) % b->bs != 0) continue;
+                uint32_t group = b->h_groups[(size_t)slot * (size_t)b->kv.max_blocks +
+                                             (size_t)(pos / b->bs)];
+                size_t ih0 = ((size_t)slot * (size_t)mc->n_layers + (size_t)l) * (size_t)b->n_kv;
+                const uint8_t *src;
+                size_t spitch;
+                if (b->kv.offload) {
+                    src = b->kv.open + ih0 * bb;
+                    spitch = bb;
+                } else {
+                    spitch = (size_t)b->kv.max_blocks * bb;
+                    src = b->kv.blocks + ih0 * spitch + (size_t)(pos / b->bs) * bb;
+                }
+                uint8_t *dst = b->arena.base +
+                               nosa_kv_block_index(&b->arena.geom, group, (uint32_t)l, 0) * bb;
+                CUDA_CHECK(cudaMemcpy2DAsync(dst, bb, src, spitch, bb, (size_t)b->n_kv,
+                                             cudaMemcpyDeviceToHost, b->side));
+                b->stats.bytes_d2h += bb * (uint64_t)b->n_kv;
+            }
+            side_used = 1;
+        }
+        split_launch(b->xs, b->att, n, qd, s);
+        LAUNCHED();
+        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wo, b->xs, 2 * n, b->hid, qd));
+        combine_launch(b->x, b->hid, b->gout, NULL, n, b->hid, 1, s);
+        LAUNCHED();
+        rmsnorm_split_launch(b->xs, b->x, L->mlp_norm, n, b->hid, mc->rms_eps, s);
+        LAUNCHED();
+        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wgu, b->xs, 2 * n, 2 * b->inter,
+                                      b->hid));
+        swiglu_split_launch(b->xs, b->gout, n, b->inter, s);
+        LAUNCHED();
+        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wdown, b->xs, 2 * n, b->hid,
+                                      b->inter));
+        combine_launch(b->x, b->hid, b->gout, NULL, n, b->hid, 1, s);
+        LAUNCHED();
+    }
+    if (side_used) {
+        /* The next step's append reuses the open blocks the write-back reads. */
+        CUDA_CHECK(cudaEventRecord(b->ev_side, b->side));
+        CUDA_CHECK(cudaStreamWaitEvent(s, b->ev_side, 0));
+    }
+    if (want_logits) {
+        rmsnorm_split_launch(b->xs, b->x, b->final_norm, n, b->hid, mc->rms_eps, s);
+        LAUNCHED();
+        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, b->lm_head, b->xs, 2 * n, b->vocab,
+                                      b->hid));
+        combine_launch(b->logits, b->vocab, b->gout, NULL, n, b->vocab, 0, s);
+        LAUNCHED();
+    }
+fail:
+    return rc;
+}
+
+static int stats_begin(struct nosa_backend *b, char *err, size_t errlen)
+{
+    int rc = 0;
+    memset(&b->stats, 0, sizeof(b->stats));
+    b->stats.n_layers = (uint32_t)b->model->cfg.n_layers;
+    b->stats.seconds = now_seconds();
+    CUDA_CHECK(cudaMemsetAsync(b->d_stats, 0,
+                               3 * (size_t)b->model->cfg.n_layers * sizeof(unsigned long long),
+                               b->stream));
+fail:
+    return rc;
+}
+
+/* Copies back logits (n rows when logits != NULL) and stats, waits for the step. */
+static int finish_call(struct nosa_backend *b, int n, const float *d_logits, float *logits,
+                       char *err, size_t errlen)
+{
+    int rc = 0;
+    int L = b->model->cfg.n_layers;
+    size_t lb = (size_t)n * (size_t)b->vocab * sizeof(float);
+    if (logits)
+        CUDA_CHECK(cudaMemcpyAsync(b->h_logits, d_logits, lb, cudaMemcpyDeviceToHost, b->stream));
+    CUDA_CHECK(cudaMemcpyAsync(b->h_stats, b->d_stats, 3 * (size_t)L * sizeof(unsigned long long),
+                               cudaMemcpyDeviceToHost, b->stream));
+    CUDA_CHECK(cudaStreamSynchronize(b->stream));
+    if (logits) memcpy(logits, b->h_logits, lb);
+    for (int l = 0; l < L; l++) {
+        struct nosa_layer_stats *ls = &b->stats.layer[l];
+        ls->selected = b->h_stats[3 * l], ls->transferred = b->h_stats[3 * l + 1];
+        ls->hits = b->h_stats[3 * l + 2];
+        b->stats.blocks_selected += ls->selected;
+        b->stats.blocks_transferred += ls->transferred;
+        b->stats.block_hits += ls->hits;
+    }
+    b->stats.bytes_h2d = b->stats.blocks_transferred * b->kv.block_bytes;
+    b->stats.seconds = now_seconds() - b->stats.seconds;
+fail:
+    return rc;
+}
+
+static int cuda_prefill(struct nosa_backend *b, int slot, const int32_t *tokens, int n,
+                        const struct nosa_seq_blocks *blocks, float *logits, char *err,
+                        size_t errlen)
+{
+    int rc = check_append(b, slot, tokens, n, blocks, err, errlen);
+    if (rc) return rc;
+    CUDA_CHECK(cudaSetDevice(b->cfg.device));
+    if ((rc = sync_groups(b, slot, blocks, b->len[slot] + n, err, errlen))) return rc;
+    {
+        int32_t *ht = b->h_info, *hs = ht + b->max_tok, *hp = hs + b->max_tok;
+        for (int i = 0; i < n; i++) ht[i] = tokens[i], hs[i] = slot, hp[i] = b->len[slot] + i;
+        CUDA_CHECK(cudaMemcpyAsync(b->d_tok, ht, (size_t)n * sizeof(int32_t),
+                                   cudaMemcpyHostToDevice, b->stream));
+        CUDA_CHECK(cudaMemcpyAsync(b->d_slot, hs, (size_t)n * sizeof(int32_t),
+                                   cudaMemcpyHostToDevice, b->stream));
+        CUDA_CHECK(cudaMemcpyAsync(b->d_pos, hp, (size_t)n * sizeof(int32_t),
+                                   cudaMemcpyHostToDevice, b->stream));
+        if ((rc = stats_begin(b, err, errlen))) return rc;
+        /* n single-token steps: the definition of prefill (backend.h). */
+        for (int i = 0; i < n; i++)
+            if ((rc = forward(b, 1, i, hs + i, hp + i, logits && i == n - 1, err, errlen)))
+                return rc;
+        b->stats.tokens = (uint64_t)n;
+        if ((rc = finish_call(b, 1, b->logits, logits, err, errlen))) return rc;
+    }
+    b->len[slot] += n;
+    b->stepped[slot] = 1;
+fail:
+    return rc;
+}
+
+static int cuda_decode(struct nosa_backend *b, int n, const int *slots, const int32_t *tokens,
+                       const struct nosa_seq_blocks *blocks, float *logits, char *err,
+                       size_t errlen)
+{
+    int rc = 0;
+    if (n < 1 || n > b->cfg.max_seqs || !slots || !tokens) {
+        nosa_set_error(err, errlen, "cuda backend: decode of %d sequences (1 .. %d)", n,
+                       b->cfg.max_seqs);
+        return -EINVAL;
+    }
+    int32_t *ht = b->h_info, *hs = ht + b->max_tok, *hp = hs + b->max_tok;
+    for (int i = 0; i < n; i++) {
+        if ((rc = check_append(b, slots[i], tokens + i, 1, blocks ? blocks + i : NULL, err,
+                               errlen)))
+            return rc;
+        for (int j = 0; j < i; j++) {
+            if (slots[j] == slots[i]) {
+                nosa_set_error(err, errlen, "cuda backend: slot %d appears twice in one step",
+                               slots[i]);
+                return -EINVAL;
+            }
+        }
+    }
+    CUDA_CHECK(cudaSetDevice(b->cfg.device));
+    for (int i = 0; i < n; i++) {
+        if ((rc = sync_groups(b, slots[i], blocks ? blocks + i : NULL, b->len[slots[i]] + 1, err,
+                              errlen)))
+            return rc;
+        ht[i] = tokens[i], hs[i] = slots[i], hp[i] = b->len[slots[i]];
+    }
+    CUDA_CHECK(cudaMemcpyAsync(b->d_tok, ht, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice,
+                               b->stream));
+    CUDA_CHECK(cudaMemcpyAsync(b->d_slot, hs, (size_t)n * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, b->stream));
+    CUDA_CHECK(cudaMemcpyAsync(b->d_pos, hp, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice,
+                               b->stream));
+    if ((rc = stats_begin(b, err, errlen))) return rc;
+    if ((rc = forward(b, n, 0, hs, hp, logits != NULL, err, errlen))) return rc;
+    b->stats.tokens = (uint64_t)n;
+    if ((rc = finish_call(b, n, b->logits, logits, err, errlen))) return rc;
+    for (int i = 0; i < n; i++) {
+        b->len[slots[i]]++;
+        b->stepped[slots[i]] = 1;
+    }
+fail:
+    return rc;
+}
+
+/* Empties the slot's selection state and pool (device), stream-ordered. */
+static int reset_slot_state(struct nosa_backend *b, int slot, char *err, size_t errlen)
+{
+    int rc = 0;
+    cuda_kv *kv = &b->kv;
+    size_t nh = (size_t)b->model->cfg.n_layers * (size_t)b->n_kv, ih0 = (size_t)slot * nh;
+    CUDA_CHECK(cudaMemsetAsync(kv->n_sel + ih0, 0, nh * sizeof(int32_t), b->stream));
+    if (kv->offload) {
+        size_t mb = (size_t)kv->max_blocks, pb = (size_t)kv->pool_blocks;
+        CUDA_CHECK(cudaMemsetAsync(kv->pool_of + ih0 * mb, 0xff, nh * mb * sizeof(int32_t),
+                                   b->stream));
+        CUDA_CHECK(cudaMemsetAsync(kv->block_of + ih0 * pb, 0xff, nh * pb * sizeof(int32_t),
+                                   b->stream));
+        CUDA_CHECK(cudaMemsetAsync(kv->stamp + ih0 * pb, 0, nh * pb * sizeof(uint32_t),
+                                   b->stream));
+    }
+    b->len[slot] = 0;
+    b->stepped[slot] = 0;
+    b->n_known[slot] = 0;
+fail:
+    return rc;
+}
+
+static int cuda_seq_reset(struct nosa_backend *b, int slot, char *err, size_t errlen)
+{
+    int rc = check_slot(b, slot, err, errlen);
+    if (rc) return rc;
+    CUDA_CHECK(cudaSetDevice(b->cfg.device));
+    rc = reset_slot_state(b, slot, err, errlen);
+fail:
+    return rc;
+}
+
+static int cuda_seq_resume(struct nosa_backend *b, int slot, const struct nosa_seq_blocks *blocks,
+                           uint32_t n_blocks, char *err, size_t errlen)
+{
+    int rc = check_slot(b, slot, err, errlen);
+    if (rc) return rc;
+    if (!b->have_arena) {
+        nosa_set_error(err, errlen, "cuda backend: seq_resume needs a host arena");
+        return -EINVAL;
+    }
+    if (n_blocks > (uint32_t)(b->cfg.max_context / b->bs)) {
+        nosa_set_error(err, errlen, "cuda backend: resuming %u blocks exceeds max_context %d",
+                       n_blocks, b->cfg.max_context);
+        return -ENOSPC;
+    }
+    if ((rc = check_blocks(b, slot, (int)n_blocks * b->bs, blocks, err, errlen))) return rc;
+    CUDA_CHECK(cudaSetDevice(b->cfg.device));
+    if ((rc = reset_slot_state(b, slot, err, errlen))) return rc;
+    if ((rc = sync_groups(b, slot, blocks, (int)n_blocks * b->bs, err, errlen))) return rc;
+    for (uint32_t m = 0; m < n_blocks; m++) {
+        for (int l = 0; l < b->model->cfg.n_layers; l++) {
+            uint64_t first = nosa_kv_block_index(&b->arena.geom, blocks->groups[m], (uint32_t)l, 0);
+            kv_replay_launch(b->kv, slot, l, (int)m, b->arena_dev, first, b->stream);
+            LAUNCHED();
+        }
+    }
+    CUDA_CHECK(cudaStreamSynchronize(b->stream));
+    b->len[slot] = (int)n_blocks * b->bs;
+fail:
+    return rc;
+}
+
+static int cuda_last_selection(const struct nosa_backend *b, int slot, int layer, int kv_head,
+                               int32_t *out, int cap)
+{
+    if (slot < 0 || slot >= b->cfg.max_seqs || layer < 0 || layer >= b->model->cfg.n_layers ||
+        kv_head < 0 || kv_head >= b->n_kv)
+        return -EINVAL;
+    size_t ih = ((size_t)slot * (size_t)b->model->cfg.n_layers + (size_t)layer) *
+                    (size_t)b->n_kv + (size_t)kv_head;
+    int32_t n = 0;
+    if (cudaSetDevice(b->cfg.device) != cudaSuccess ||
+        cudaStreamSynchronize(b->stream) != cudaSuccess ||
+        cudaMemcpy(&n, b->kv.n_sel + ih, sizeof(n), cudaMemcpyDeviceToHost) != cudaSuccess)
+        return -EIO;
+    if (n > cap) return -ENOSPC;
+    if (n > 0 && cudaMemcpy(out, b->kv.last_sel + ih * (size_t)b->kv.max_blocks,
+                            (size_t)n * sizeof(int32_t), cudaMemcpyDeviceToHost) != cudaSuccess)
+        return -EIO;
+    return n;
+}
+
+static void cuda_stats(const struct nosa_backend *b, struct nosa_step_stats *out)
+{
+    *out = b->stats;
+}
+
+extern "C" const struct nosa_backend_ops nosa_backend_cuda_ops = {
+    "cuda",
+    cuda_create,
+    cuda_destroy,
+    cuda_seq_reset,
+    cuda_prefill,
+    cuda_decode,
+    cuda_seq_resume,
+    cuda_last_selection,
+    cuda_stats,
+};

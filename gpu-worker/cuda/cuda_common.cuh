@@ -1,0 +1,100 @@
+/* cuda_common.cuh: what every op of the CUDA backend shares: the error macros (file, line,
+ * message into the caller's error buffer), bf16 bit conversions that match common/bf16.h
+ * exactly, and the device view of the KV state (struct cuda_kv), passed to kernels by value.
+ *
+ * Errors: a CUDA or cuBLAS failure is fatal to the worker (STYLE.md); the macros format
+ * "file:line: call: message" into (err, errlen), set rc = -EIO and jump to the function's
+ * cleanup label `fail`. */
+#ifndef NOSA_CUDA_COMMON_CUH
+#define NOSA_CUDA_COMMON_CUH
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "log.h"
+}
+
+#define CUDA_CHECK(call)                                                                    \
+    do {                                                                                    \
+        cudaError_t e_ = (call);                                                            \
+        if (e_ != cudaSuccess) {                                                            \
+            nosa_set_error(err, errlen, "%s:%d: %s: %s", __FILE__, __LINE__, #call,         \
+                           cudaGetErrorString(e_));                                         \
+            rc = -EIO;                                                                      \
+            goto fail;                                                                      \
+        }                                                                                   \
+    } while (0)
+
+#define CUBLAS_CHECK(call)                                                                  \
+    do {                                                                                    \
+        cublasStatus_t s_ = (call);                                                         \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                  \
+            nosa_set_error(err, errlen, "%s:%d: %s: %s", __FILE__, __LINE__, #call,         \
+                           cublasGetStatusString(s_));                                      \
+            rc = -EIO;                                                                      \
+            goto fail;                                                                      \
+        }                                                                                   \
+    } while (0)
+
+/* After a kernel launch: launch-configuration errors show up here. */
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+
+/* common/bf16.h on the device: round to nearest even, NaN kept quiet. */
+__device__ __forceinline__ uint16_t cu_f32_to_bf16(float f)
+{
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+__device__ __forceinline__ float cu_bf16_to_f32(uint16_t h)
+{
+    return __uint_as_float((uint32_t)h << 16);
+}
+
+/* Per (slot, layer, KV head) state, head index ih = (slot * n_layers + layer) * n_kv + head.
+ * Blocks use the arena block format (kv_geometry.h) so copies are plain byte copies. */
+struct cuda_kv {
+    uint8_t *blocks;    /* resident: [ih][max_blocks] blocks; offload: the pool [ih][pool] */
+    uint8_t *open;      /* offload: [ih] the open block; resident: NULL */
+    int32_t *pool_of;   /* offload: [ih][max_blocks] pool slot of a logical block or -1 */
+    int32_t *block_of;  /* offload: [ih][pool] logical block in a pool slot or -1 */
+    uint32_t *stamp;    /* offload: [ih][pool] position + 1 of the last step selecting it */
+    uint16_t *key_ring; /* [ih][kernel][head_dim] bf16 */
+    float *cis_ring;    /* [ih][kernel] */
+    float *kc;          /* [ih][max_c][head_dim] compressed keys */
+    float *ce;          /* [ih][max_c] compressed eviction scores */
+    int32_t *last_sel;  /* [ih][max_blocks] the last selection, ascending */
+    int32_t *n_sel;     /* [ih] */
+    size_t block_bytes, v_off, bias_off;
+    int offload, max_blocks, pool_blocks, max_c;
+    int n_layers, n_kv, head_dim, block_size, kernel, stride;
+};
+
+__device__ __forceinline__ size_t cu_kv_head_index(const cuda_kv &kv, int slot, int layer,
+                                                   int head)
+{
+    return ((size_t)slot * kv.n_layers + (size_t)layer) * kv.n_kv + (size_t)head;
+}
+
+/* The block that holds position pos while it is open. */
+__device__ __forceinline__ uint8_t *cu_kv_open_block(const cuda_kv &kv, size_t ih, int pos)
+{
+    if (kv.offload) return kv.open + ih * kv.block_bytes;
+    return kv.blocks + (ih * (size_t)kv.max_blocks + (size_t)(pos / kv.block_size)) *
+                           kv.block_bytes;
+}
+
+/* Per-step inputs of token i of a batch: its slot and position. */
+struct cuda_step {
+    const int32_t *slot; /* [n] */
+    const int32_t *pos;  /* [n] */
+    int n;
+};
+
+#endif

@@ -1,0 +1,144 @@
+/* pool: block delta, slot replacement and completion install (see pool.cuh). One warp per
+ * (token, KV head): lanes scan the pool, a warp minimum picks the victim. */
+#include "pool.cuh"
+
+/* Victim key of pool slot p: free slots first (lowest slot), then the oldest stamp below
+ * `below` (ties: lowest slot); UINT64_MAX when the slot may not be taken. */
+static __device__ __forceinline__ uint64_t victim_key(const int32_t *block_of,
+                                                      const uint32_t *stamp, int p,
+                                                      uint64_t below)
+{
+    if (block_of[p] < 0) return (uint64_t)p;
+    if ((uint64_t)stamp[p] >= below) return UINT64_MAX;
+    return (((uint64_t)stamp[p] + 1u) << 32) | (uint64_t)p;
+}
+
+static __device__ int warp_victim(const cuda_kv &kv, const int32_t *block_of,
+                                  const uint32_t *stamp, uint64_t below)
+{
+    uint64_t best = UINT64_MAX;
+    for (int p = threadIdx.x; p < kv.pool_blocks; p += 32) {
+        uint64_t k = victim_key(block_of, stamp, p, below);
+        best = k < best ? k : best;
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        uint64_t other = __shfl_xor_sync(0xffffffffu, best, o);
+        best = other < best ? other : best;
+    }
+    return best == UINT64_MAX ? -1 : (int)(best & 0xffffffffu);
+}
+
+static __global__ void pool_delta_kernel(cuda_kv kv, cuda_step st, int layer, pool_lists pl,
+                                         const uint8_t *arena, const uint32_t *groups,
+                                         int groups_ld, unsigned long long *stats)
+{
+    int i = blockIdx.x, h = blockIdx.y, lane = threadIdx.x;
+    int pos = st.pos[i], slot = st.slot[i];
+    size_t ih = cu_kv_head_index(kv, slot, layer, h);
+    size_t li = (size_t)i * kv.n_kv + (size_t)h;
+    const int32_t *sel = kv.last_sel + ih * (size_t)kv.max_blocks;
+    int n = kv.n_sel[ih];
+    const uint8_t **ptrs = pl.ptrs + li * ((size_t)kv.max_blocks + 1u);
+    size_t bb = kv.block_bytes;
+    if (!kv.offload) {
+        uint8_t *base = kv.blocks + ih * (size_t)kv.max_blocks * bb;
+        for (int e = lane; e < n; e += 32) ptrs[e] = base + (size_t)sel[e] * bb;
+        if (lane == 0) {
+            ptrs[n] = cu_kv_open_block(kv, ih, pos);
+            pl.n_ent[li] = n + 1;
+            pl.n_miss[li] = 0;
+            atomicAdd(&stats[3 * layer + 0], (unsigned long long)n);
+            atomicAdd(&stats[3 * layer + 2], (unsigned long long)n);
+        }
+        return;
+    }
+    int32_t *pool_of = kv.pool_of + ih * (size_t)kv.max_blocks;
+    int32_t *block_of = kv.block_of + ih * (size_t)kv.pool_blocks;
+    uint32_t *stamp = kv.stamp + ih * (size_t)kv.pool_blocks;
+    uint8_t *pool = kv.blocks + ih * (size_t)kv.pool_blocks * bb;
+    uint32_t now = (uint32_t)pos + 1u;
+    /* Hits first, so that no block this step selects can become a victim. */
+    int hits = 0;
+    for (int e = lane; e < n; e += 32) {
+        int p = pool_of[sel[e]];
+        ptrs[e] = NULL;
+        if (p < 0) continue;
+        stamp[p] = now;
+        ptrs[e] = pool + (size_t)p * bb;
+        hits++;
+    }
+    for (int o = 16; o > 0; o >>= 1) hits += __shfl_xor_sync(0xffffffffu, hits, o);
+    __syncwarp();
+    const uint8_t **src = pl.src + li * (size_t)kv.max_blocks;
+    uint8_t **dst = pl.dst + li * (size_t)kv.max_blocks;
+    const uint32_t *grp = groups + (size_t)slot * (size_t)groups_ld;
+    int misses = 0;
+    for (int e = 0; e < n; e++) {
+        if (ptrs[e]) continue; /* uniform across the warp: written before the sync */
+        int p = warp_victim(kv, block_of, stamp, now);
+        int m = sel[e];
+        if (lane == 0) {
+            /* create() sizes the pool for the largest selection, so p >= 0. */
+            if (block_of[p] >= 0) pool_of[block_of[p]] = -1;
+            block_of[p] = m;
+            pool_of[m] = p;
+            stamp[p] = now;
+            uint64_t bi = ((uint64_t)grp[m] * (uint64_t)kv.n_layers + (uint64_t)layer) *
+                              (uint64_t)kv.n_kv + (uint64_t)h;
+            src[misses] = arena + bi * bb;
+            dst[misses] = pool + (size_t)p * bb;
+            ptrs[e] = pool + (size_t)p * bb;
+        }
+        misses++;
+        __syncwarp();
+    }
+    if (lane == 0) {
+        ptrs[n] = kv.open + ih * bb;
+        pl.n_ent[li] = n + 1;
+        pl.n_miss[li] = misses;
+        atomicAdd(&stats[3 * layer + 0], (unsigned long long)n);
+        atomicAdd(&stats[3 * layer + 1], (unsigned long long)misses);
+        atomicAdd(&stats[3 * layer + 2], (unsigned long long)hits);
+    }
+}
+
+static __global__ void pool_complete_kernel(cuda_kv kv, cuda_step st, int layer)
+{
+    __shared__ int victim;
+    int i = blockIdx.x, h = blockIdx.y;
+    int pos = st.pos[i];
+    if ((pos + 1) % kv.block_size != 0) return;
+    size_t ih = cu_kv_head_index(kv, st.slot[i], layer, h);
+    int32_t *pool_of = kv.pool_of + ih * (size_t)kv.max_blocks;
+    int32_t *block_of = kv.block_of + ih * (size_t)kv.pool_blocks;
+    uint32_t *stamp = kv.stamp + ih * (size_t)kv.pool_blocks;
+    if (threadIdx.x < 32) {
+        int p = warp_victim(kv, block_of, stamp, UINT64_MAX);
+        if (threadIdx.x == 0) {
+            int m = pos / kv.block_size;
+            if (block_of[p] >= 0) pool_of[block_of[p]] = -1;
+            block_of[p] = m;
+            pool_of[m] = p;
+            stamp[p] = (uint32_t)pos + 1u;
+            victim = p;
+        }
+    }
+    __syncthreads();
+    const uint4 *src = (const uint4 *)(kv.open + ih * kv.block_bytes);
+    uint4 *dst = (uint4 *)(kv.blocks + (ih * (size_t)kv.pool_blocks + (size_t)victim) *
+                                           kv.block_bytes);
+    for (size_t o = threadIdx.x; o < kv.block_bytes / 16; o += blockDim.x) dst[o] = src[o];
+}
+
+void pool_delta_launch(cuda_kv kv, cuda_step st, int layer, pool_lists pl,
+                       const uint8_t *arena_dev, const uint32_t *groups, int groups_ld,
+                       unsigned long long *stats, cudaStream_t s)
+{
+    pool_delta_kernel<<<dim3(st.n, kv.n_kv), 32, 0, s>>>(kv, st, layer, pl, arena_dev, groups,
+                                                          groups_ld, stats);
+}
+
+void pool_complete_launch(cuda_kv kv, cuda_step st, int layer, cudaStream_t s)
+{
+    pool_complete_kernel<<<dim3(st.n, kv.n_kv), 128, 0, s>>>(kv, st, layer);
+}

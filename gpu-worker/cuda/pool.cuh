@@ -1,0 +1,32 @@
+/* pool: the block delta against the GPU block pool, per (token, KV head) of a step, and the
+ * pool install of a block that completes. All on the GPU: the host never sees indices.
+ *
+ * pool_delta_launch, after select: for each selected block, the address of its local copy
+ * goes to ptrs[ih'][e] (ih' = token * n_kv + head, e < n_sel; entry n_sel is the open
+ * block, so n_ent = n_sel + 1). Resident: every block is local. Offload (the CPU
+ * reference's policy in gpu-worker/cpu/kv.c, so hits and transfers match it exactly):
+ * still-selected blocks stay in their slots (stamp = pos + 1); each miss takes a free slot
+ * (lowest first), else the least recently selected slot not selected by this step (ties:
+ * the lower slot), and is listed (arena source, pool destination) for gather. Counts go to
+ * stats[layer] = {selected, transferred, hits}.
+ *
+ * pool_complete_launch, after attention, for tokens whose block completes (offload): the
+ * open block is copied into the pool at the least recently selected slot (any slot may go:
+ * the step is done with them) with stamp pos + 1. */
+#ifndef NOSA_CUDA_POOL_CUH
+#define NOSA_CUDA_POOL_CUH
+#include "cuda_common.cuh"
+
+struct pool_lists {
+    const uint8_t **ptrs;  /* [n * n_kv][max_blocks + 1] */
+    int32_t *n_ent;        /* [n * n_kv] */
+    const uint8_t **src;   /* [n * n_kv][max_blocks] miss: arena block (device address) */
+    uint8_t **dst;         /* [n * n_kv][max_blocks] miss: pool block */
+    int32_t *n_miss;       /* [n * n_kv] */
+};
+
+void pool_delta_launch(cuda_kv kv, cuda_step st, int layer, pool_lists pl,
+                       const uint8_t *arena_dev, const uint32_t *groups, int groups_ld,
+                       unsigned long long *stats, cudaStream_t s);
+void pool_complete_launch(cuda_kv kv, cuda_step st, int layer, cudaStream_t s);
+#endif
