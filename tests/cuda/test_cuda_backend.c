@@ -1,0 +1,365 @@
+/* test_cuda_backend: the cuda backend against the cpu reference on the tiny model.
+ *
+ * The model is written as bf16 and loaded back, so its weights are bf16-exact, as with a real
+ * checkpoint: the GPU's bf16 weights then lose nothing, its activations enter the GEMMs as
+ * two bf16 terms (~2^-17 relative), and the two backends differ only by f32 accumulation
+ * order and by libm/CUDA expf/log1pf ulps, ~1e-6 relative per op. But K and V are stored
+ * in bf16: where the two backends' f32 values straddle a rounding boundary, that element
+ * differs by one bf16 ulp (2^-8 relative), and that moves later logits by up to a few 1e-4
+ * of max |logit| (4.5e-4 measured on the H100, bench/RESULTS.md). Logits are checked to
+ * LOGIT_TOL = 2e-3 of max |logit|; a greedy token may differ only where the CPU's top-2 gap
+ * is under twice that.
+ *
+ * Per mode (dense, infllmv2, nosa; resident and offloaded), two slots, prompts of 21 and 13
+ * tokens, then g_steps batched decode steps with the next tokens chosen greedily from the CPU's
+ * logits (so one near-tie cannot derail the rest of the run):
+ * - the GPU's greedy token equals the CPU's, except where the CPU's top-2 gap is under
+ *   GAP_TOL (counted, reported; must stay rare);
+ * - every (slot, layer, KV head) selection equals the CPU's, except where the CPU's block
+ *   scores have a near tie at a top-k boundary (score gap under SCORE_TOL, relative): scores
+ *   within the numeric differences above may legitimately rank differently;
+ * - while all selections agree, blocks transferred / hits equal the CPU's exactly (same pool
+ *   policy);
+ * - offloaded logits are bit-identical to resident logits (offload only moves bytes);
+ * - with a budget covering the whole context, infllmv2 and nosa logits are bit-identical to
+ *   dense. */
+#include <cuda_runtime_api.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "backend_cpu.h"
+#include "model.h"
+#include "parse.h"
+#include "test_arena.h"
+#include "test_util.h"
+
+#define STEPS_DEFAULT 220 /* NOSA_TEST_STEPS overrides (shorter runs under sanitizers) */
+#define N_SLOTS 2
+#define MAX_CTX 512
+#define LOGIT_TOL 2e-3
+#define GAP_TOL (2 * LOGIT_TOL)
+#define SCORE_TOL 1e-4
+#define MAX_NB (MAX_CTX / 8 + 1)
+
+static int g_steps = STEPS_DEFAULT;
+
+struct run_cfg {
+    const char *name;
+    enum nosa_attn_mode mode;
+    int offload;
+};
+
+static int argmax(const float *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+static float top2_gap(const float *x, int n)
+{
+    int b = argmax(x, n);
+    float second = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (i != b && x[i] > second) second = x[i];
+    return x[b] - second;
+}
+
+/* The CPU's ordering boundary for a top-k over s[0 .. nb): the gap between the k-th and
+ * (k+1)-th best finite scores (forced +inf entries never tie with finite ones). */
+static float boundary_gap(const float *s, int nb, int k)
+{
+    float v[MAX_NB];
+    int n = 0;
+    for (int i = 0; i < nb; i++) v[n++] = s[i];
+    /* selection sort of the top k+1, descending */
+    for (int a = 0; a <= k && a < n; a++) {
+        int best = a;
+        for (int j = a + 1; j < n; j++)
+            if (v[j] > v[best]) best = j;
+        float t = v[a];
+        v[a] = v[best];
+        v[best] = t;
+    }
+    if (k >= n || k < 1) return INFINITY;
+    if (isinf(v[k - 1]) && isinf(v[k])) return INFINITY;
+    return fabsf(v[k - 1] - v[k]) / fmaxf(1.0f, fabsf(v[k - 1]));
+}
+
+/* 1 when the CPU's selection for this head sits on a near tie of its scores. */
+static int near_tie(struct nosa_backend *cpu, const struct nosa_model_config *mc,
+                    enum nosa_attn_mode mode, int slot, int layer, int head)
+{
+    float bq[MAX_NB], be[MAX_NB];
+    int nb = nosa_backend_cpu_block_scores(cpu, slot, layer, head, bq, be, MAX_NB);
+    if (nb < 0 || nb > MAX_NB) return 0;
+    const struct nosa_sparse_config *sc = &mc->sparse;
+    for (int m = 0; m < nb; m++) {
+        int forced = m < sc->sink_blocks || m >= nb - sc->window_blocks;
+        if (forced) bq[m] = be[m] = INFINITY;
+    }
+    if (boundary_gap(bq, nb, mode == NOSA_ATTN_NOSA ? sc->query_aware_blocks - 1
+                                                     : sc->budget_blocks - 1) < SCORE_TOL)
+        return 1;
+    return mode == NOSA_ATTN_NOSA && boundary_gap(be, nb, sc->budget_blocks - 1) < SCORE_TOL;
+}
+
+struct side {
+    const struct nosa_backend_ops *ops;
+    struct nosa_backend *b;
+    struct test_arena ta;
+    struct test_seq_table tab[N_SLOTS];
+};
+
+static void side_open(struct side *s, const struct nosa_backend_ops *ops,
+                      const struct nosa_model *m, const struct run_cfg *rc)
+{
+    char err[256];
+    memset(s, 0, sizeof(*s));
+    s->ops = ops;
+    test_arena_init(&s->ta, &m->cfg, 2 * MAX_CTX / (uint64_t)m->cfg.sparse.block_size + 4);
+    for (int i = 0; i < N_SLOTS; i++) test_seq_table_init(&s->tab[i]);
+    struct nosa_backend_config cfg = {
+        .mode = rc->mode,
+        .offload = rc->offload,
+        .max_seqs = N_SLOTS,
+        .max_context = MAX_CTX,
+        .pool_blocks = m->cfg.sparse.budget_blocks + 2, /* tight: the pool must evict */
+        .arena = &s->ta.arena,
+        .device = 0,
+    };
+    int r = ops->create(m, &cfg, &s->b, err, sizeof(err));
+    REQUIRE(r == 0, "%s create (%s): %s", ops->name, rc->name, err);
+}
+
+static void side_close(struct side *s)
+{
+    s->ops->destroy(s->b);
+    test_arena_free(&s->ta);
+}
+
+/* Runs one configuration; the GPU logits of every step go to trace[g_steps][N_SLOTS][vocab]
+ * (and the prompt logits first) when trace is not NULL. */
+static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float *trace)
+{
+    char err[256];
+    const struct nosa_model_config *mc = &m->cfg;
+    int vocab = mc->vocab_size;
+    struct side cpu, gpu;
+    side_open(&cpu, &nosa_backend_cpu_ops, m, rc);
+    side_open(&gpu, &nosa_backend_cuda_ops, m, rc);
+    float *lc = malloc(sizeof(float) * (size_t)vocab * N_SLOTS);
+    float *lg = malloc(sizeof(float) * (size_t)vocab * N_SLOTS);
+    REQUIRE(lc && lg, "out of memory");
+    int len[N_SLOTS] = {21, 13}, next[N_SLOTS], slots[N_SLOTS] = {0, 1};
+    int32_t prompt[32];
+    double max_err = 0.0;
+    int near_ties = 0, sel_checked = 0, sel_mismatch = 0, sel_tie = 0, diverged = 0;
+    uint64_t transferred = 0;
+    for (int s = 0; s < N_SLOTS; s++) {
+        for (int i = 0; i < len[s]; i++) prompt[i] = (int32_t)((i * 37 + s * 101 + 5) % 256);
+        struct side *sides[2] = {&cpu, &gpu};
+        float *outs[2] = {lc + (size_t)s * vocab, lg + (size_t)s * vocab};
+        for (int k = 0; k < 2; k++) {
+            test_seq_table_cover(&sides[k]->ta, &sides[k]->tab[s], len[s]);
+            int r = sides[k]->ops->prefill(sides[k]->b, s, prompt, len[s],
+                                          &sides[k]->tab[s].blocks, outs[k], err, sizeof(err));
+            REQUIRE(r == 0, "%s prefill: %s", sides[k]->ops->name, err);
+        }
+        next[s] = argmax(lc + (size_t)s * vocab, vocab);
+    }
+    struct nosa_seq_blocks bc[N_SLOTS], bg[N_SLOTS];
+    for (int step = 0; step < g_steps; step++) {
+        int32_t toks[N_SLOTS];
+        for (int s = 0; s < N_SLOTS; s++) {
+            toks[s] = next[s];
+            test_seq_table_cover(&cpu.ta, &cpu.tab[s], len[s] + 1);
+            test_seq_table_cover(&gpu.ta, &gpu.tab[s], len[s] + 1);
+            bc[s] = cpu.tab[s].blocks;
+            bg[s] = gpu.tab[s].blocks;
+        }
+        int r = cpu.ops->decode(cpu.b, N_SLOTS, slots, toks, bc, lc, err, sizeof(err));
+        REQUIRE(r == 0, "cpu decode: %s", err);
+        r = gpu.ops->decode(gpu.b, N_SLOTS, slots, toks, bg, lg, err, sizeof(err));
+        REQUIRE(r == 0, "cuda decode step %d: %s", step, err);
+        if (trace) memcpy(trace + (size_t)step * N_SLOTS * vocab, lg,
+                          sizeof(float) * (size_t)vocab * N_SLOTS);
+        for (int s = 0; s < N_SLOTS; s++) {
+            len[s]++;
+            const float *c = lc + (size_t)s * vocab, *g = lg + (size_t)s * vocab;
+            int tie_here = 0;
+            for (int l = 0; l < mc->n_layers; l++) {
+                for (int h = 0; h < mc->n_kv_heads; h++) {
+                    int32_t sc_[MAX_NB], sg[MAX_NB];
+                    int nc = cpu.ops->last_selection(cpu.b, s, l, h, sc_, MAX_NB);
+                    int ng = gpu.ops->last_selection(gpu.b, s, l, h, sg, MAX_NB);
+                    REQUIRE(nc >= 0 && ng >= 0, "last_selection failed (%d, %d)", nc, ng);
+                    sel_checked++;
+                    if (nc == ng && memcmp(sc_, sg, sizeof(int32_t) * (size_t)nc) == 0) continue;
+                    diverged = 1;
+                    if (near_tie(cpu.b, mc, rc->mode, s, l, h)) {
+                        sel_tie++;
+                        tie_here = 1;
+                        continue;
+                    }
+                    sel_mismatch++;
+                    CHECK(0, "%s step %d slot %d layer %d head %d: selections differ "
+                          "(%d vs %d blocks) with no near tie", rc->name, step, s, l, h, nc, ng);
+                }
+            }
+            double mx = 0.0, de = 0.0;
+            for (int v = 0; v < vocab; v++) {
+                mx = fmax(mx, fabs(c[v]));
+                de = fmax(de, fabs((double)c[v] - g[v]));
+            }
+            if (!tie_here) max_err = fmax(max_err, de / mx);
+            /* A near-tie selection difference changes this step's attention legitimately. */
+            CHECK(tie_here || de <= LOGIT_TOL * mx, "%s step %d slot %d: logits differ by %g (max %g)",
+                  rc->name, step, s, de, mx);
+            int tc = argmax(c, vocab), tg = argmax(g, vocab);
+            if (tc != tg && !tie_here) {
+                if (top2_gap(c, vocab) < GAP_TOL * mx)
+                    near_ties++;
+                else
+                    CHECK(tc == tg, "%s step %d slot %d: greedy token %d (cpu) vs %d (cuda)",
+                          rc->name, step, s, tc, tg);
+            }
+            next[s] = tc;
+        }
+        struct nosa_step_stats sc, sg;
+        cpu.ops->stats(cpu.b, &sc);
+        gpu.ops->stats(gpu.b, &sg);
+        CHECK(sg.blocks_selected == sg.blocks_transferred + sg.block_hits,
+              "%s: selected != transferred + hits", rc->name);
+        if (!diverged) {
+            CHECK(sc.blocks_selected == sg.blocks_selected &&
+                      sc.blocks_transferred == sg.blocks_transferred &&
+                      sc.block_hits == sg.block_hits && sc.bytes_h2d == sg.bytes_h2d &&
+                      sc.bytes_d2h == sg.bytes_d2h,
+                  "%s step %d: stats differ: selected %llu/%llu transferred %llu/%llu "
+                  "d2h %llu/%llu", rc->name, step, (unsigned long long)sc.blocks_selected,
+                  (unsigned long long)sg.blocks_selected,
+                  (unsigned long long)sc.blocks_transferred,
+                  (unsigned long long)sg.blocks_transferred, (unsigned long long)sc.bytes_d2h,
+                  (unsigned long long)sg.bytes_d2h);
+        }
+        transferred += sg.blocks_transferred;
+    }
+    printf("%-14s max logit err %.3g (tol %g), greedy near-ties %d, selections %d checked, "
+           "%d near-tie differences, %d mismatches, blocks transferred %llu\n",
+           rc->name, max_err, LOGIT_TOL, near_ties, sel_checked, sel_tie, sel_mismatch,
+           (unsigned long long)transferred);
+    CHECK(near_ties <= 2 + g_steps / 50, "%s: %d greedy near-ties", rc->name, near_ties);
+    if (rc->offload && g_steps >= 100) CHECK(transferred > 0, "%s: offload never transferred a block", rc->name);
+    free(lc);
+    free(lg);
+    side_close(&cpu);
+    side_close(&gpu);
+}
+
+/* GPU only: logits of the whole run for one configuration, next tokens fixed. */
+static void gpu_trace(const struct nosa_model *m, const struct run_cfg *rc, float *trace)
+{
+    char err[256];
+    struct side gpu;
+    side_open(&gpu, &nosa_backend_cuda_ops, m, rc);
+    int vocab = m->cfg.vocab_size, len[N_SLOTS] = {21, 13}, slots[N_SLOTS] = {0, 1};
+    int32_t prompt[32], toks[N_SLOTS];
+    struct nosa_seq_blocks bg[N_SLOTS];
+    for (int s = 0; s < N_SLOTS; s++) {
+        for (int i = 0; i < len[s]; i++) prompt[i] = (int32_t)((i * 37 + s * 101 + 5) % 256);
+        test_seq_table_cover(&gpu.ta, &gpu.tab[s], len[s]);
+        int r = gpu.ops->prefill(gpu.b, s, prompt, len[s], &gpu.tab[s].blocks, NULL, err,
+                                 sizeof(err));
+        REQUIRE(r == 0, "prefill: %s", err);
+    }
+    for (int step = 0; step < g_steps; step++) {
+        for (int s = 0; s < N_SLOTS; s++) {
+            toks[s] = (int32_t)((step * 13 + s * 7) % 256);
+            test_seq_table_cover(&gpu.ta, &gpu.tab[s], len[s] + 1);
+            bg[s] = gpu.tab[s].blocks;
+            len[s]++;
+        }
+        int r = gpu.ops->decode(gpu.b, N_SLOTS, slots, toks, bg,
+                                trace + (size_t)step * N_SLOTS * vocab, err, sizeof(err));
+        REQUIRE(r == 0, "decode: %s", err);
+    }
+    side_close(&gpu);
+}
+
+static int same_trace(const float *a, const float *b, size_t n)
+{
+    return memcmp(a, b, n * sizeof(float)) == 0;
+}
+
+int main(void)
+{
+    int n_dev = 0;
+    if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
+        printf("test_cuda_backend: skipped: no CUDA GPU visible\n");
+        return TEST_SKIP_EXIT;
+    }
+    char err[256], dir[] = "/tmp/nosa-cuda-test-XXXXXX";
+    const char *steps_env = getenv("NOSA_TEST_STEPS");
+    long steps = STEPS_DEFAULT;
+    if (steps_env)
+        REQUIRE(nosa_parse_long(steps_env, 1, 100000, &steps, err, sizeof(err)) == 0,
+                "NOSA_TEST_STEPS: %s", err);
+    g_steps = (int)steps;
+    struct nosa_model_config cfg;
+    struct nosa_model *m0 = NULL, *m = NULL;
+    REQUIRE(nosa_model_config_builtin("tiny", &cfg, err, sizeof(err)) == 0, "%s", err);
+    REQUIRE(nosa_model_init_random(&cfg, 1234, &m0, err, sizeof(err)) == 0, "%s", err);
+    REQUIRE(mkdtemp(dir), "mkdtemp");
+    REQUIRE(nosa_model_save(m0, dir, "bf16", err, sizeof(err)) == 0, "%s", err);
+    REQUIRE(nosa_model_load(dir, &m, err, sizeof(err)) == 0, "%s", err);
+    nosa_model_free(m0);
+
+    static const struct run_cfg runs[] = {
+        {"dense", NOSA_ATTN_DENSE, 0},
+        {"infllmv2-res", NOSA_ATTN_INFLLMV2, 0},
+        {"infllmv2-off", NOSA_ATTN_INFLLMV2, 1},
+        {"nosa-res", NOSA_ATTN_NOSA, 0},
+        {"nosa-off", NOSA_ATTN_NOSA, 1},
+    };
+    /* NOSA_TEST_ONLY=<run name>: that configuration against the CPU, nothing else (for slow
+     * tools such as racecheck). */
+    const char *only = getenv("NOSA_TEST_ONLY");
+    for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++)
+        if (!only || strcmp(only, runs[i].name) == 0) run_mode(m, &runs[i], NULL);
+    if (only) {
+        nosa_model_free(m);
+        return test_report("test_cuda_backend");
+    }
+
+    size_t tn = (size_t)g_steps * N_SLOTS * (size_t)m->cfg.vocab_size;
+    float *ta = malloc(tn * sizeof(float)), *tb = malloc(tn * sizeof(float));
+    REQUIRE(ta && tb, "out of memory");
+    /* Offloaded == resident, bit for bit. */
+    for (int k = 1; k < 5; k += 2) {
+        gpu_trace(m, &runs[k], ta);
+        gpu_trace(m, &runs[k + 1], tb);
+        CHECK(same_trace(ta, tb, tn), "%s and %s logits differ", runs[k].name, runs[k + 1].name);
+    }
+    /* A budget covering every block: the sparse modes are dense, bit for bit. */
+    m->cfg.sparse.budget_blocks = MAX_CTX / m->cfg.sparse.block_size + 1;
+    m->cfg.sparse.query_aware_blocks = m->cfg.sparse.budget_blocks;
+    gpu_trace(m, &runs[0], ta);
+    for (int k = 1; k < 5; k++) {
+        gpu_trace(m, &runs[k], tb);
+        CHECK(same_trace(ta, tb, tn), "full budget %s differs from dense", runs[k].name);
+    }
+    free(ta);
+    free(tb);
+    nosa_model_free(m);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    return test_report("test_cuda_backend");
+}

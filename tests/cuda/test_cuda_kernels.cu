@@ -1,0 +1,314 @@
+/* test_cuda_kernels: each CUDA op against the CPU reference math (gpu-worker/cpu/ops.h),
+ * table-driven over shapes, fresh random inputs per case, outputs poisoned (NaN) first so an
+ * unwritten element fails. Error measure: ||out - ref|| / ||ref||. Tolerances:
+ * - rmsnorm + bf16 GEMM + combine, swiglu: 1e-5. Weights are bf16-exact on both sides and
+ *   the activation goes in as two bf16 terms (hi + lo, ~2^-17 relative), so what remains is
+ *   f32 accumulation order (~1e-7 per term, sqrt(K) growth);
+ * - rope: 1e-6 (same table, same roundings, no fused multiply-add);
+ * - attention: 1e-5 (f32 arithmetic in another order, expf ulps);
+ * - gather, argmax: exact. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vector>
+
+#include "attention.cuh"
+#include "gather.cuh"
+#include "argmax.cuh"
+#include "gemm.cuh"
+#include "rmsnorm.cuh"
+#include "rope.cuh"
+#include "swiglu.cuh"
+
+extern "C" {
+#include "bf16.h"
+#include "kv_geometry.h"
+#include "ops.h"
+}
+#include "test_util.h"
+
+#define CK(call)                                                                          \
+    do {                                                                                  \
+        cudaError_t e_ = (call);                                                          \
+        REQUIRE(e_ == cudaSuccess, "%s: %s", #call, cudaGetErrorString(e_));             \
+    } while (0)
+
+static uint64_t g_rng = 0x1234567887654321ull;
+static float frand(void) /* uniform [-1, 1) */
+{
+    g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((g_rng >> 40) * 0x1p-24) * 2.0f - 1.0f;
+}
+static float bf16_round(float x) { return nosa_bf16_to_f32(nosa_f32_to_bf16(x)); }
+
+template <typename T> static T *dev_copy(const std::vector<T> &h)
+{
+    T *d = NULL;
+    CK(cudaMalloc((void **)&d, h.size() * sizeof(T) + 16));
+    CK(cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+    return d;
+}
+template <typename T> static std::vector<T> host_copy(const T *d, size_t n)
+{
+    std::vector<T> h(n);
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+}
+static double rel_err(const std::vector<float> &a, const std::vector<float> &ref)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); i++) {
+        if (!isfinite(a[i])) return INFINITY;
+        num += (a[i] - (double)ref[i]) * (a[i] - (double)ref[i]);
+        den += (double)ref[i] * ref[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+/* RMSNorm -> two-term bf16 -> cuBLAS GEMM -> combine (+bias, +residual). */
+static void test_norm_gemm(cublasHandle_t h, int n, int in, int out)
+{
+    std::vector<float> x(n * in), w(in), W(out * in), bias(out), resid(n * out);
+    for (auto &v : x) v = frand() * 2;
+    for (auto &v : w) v = 1 + 0.1f * frand();
+    for (auto &v : W) v = bf16_round(frand() / sqrtf((float)in));
+    for (auto &v : bias) v = frand();
+    for (auto &v : resid) v = frand();
+    std::vector<uint16_t> Wb(W.size());
+    for (size_t i = 0; i < W.size(); i++) Wb[i] = nosa_f32_to_bf16(W[i]);
+    float *dx = dev_copy(x), *dw = dev_copy(w), *db = dev_copy(bias), *dy = dev_copy(resid);
+    uint16_t *dW = dev_copy(Wb), *dxs;
+    float *dG;
+    CK(cudaMalloc((void **)&dxs, 2 * n * in * sizeof(uint16_t)));
+    CK(cudaMalloc((void **)&dG, 2 * n * out * sizeof(float)));
+    rmsnorm_split_launch(dxs, dx, dw, n, in, 1e-6f, 0);
+    REQUIRE(gemm_bf16_launch(h, dG, dW, dxs, 2 * n, out, in) == CUBLAS_STATUS_SUCCESS, "gemm");
+    combine_launch(dy, out, dG, db, n, out, 1, 0);
+    CK(cudaGetLastError());
+    std::vector<float> got = host_copy(dy, n * out), ref(n * out), xn(in), yr(out);
+    for (int i = 0; i < n; i++) {
+        nosa_cpu_rmsnorm(xn.data(), &x[i * in], w.data(), in, 1e-6f);
+        nosa_cpu_matvec(yr.data(), W.data(), bias.data(), xn.data(), out, in);
+        for (int o = 0; o < out; o++) ref[i * out + o] = resid[i * out + o] + yr[o];
+    }
+    double e = rel_err(got, ref);
+    CHECK(e <= 1e-5, "norm+gemm n=%d in=%d out=%d: rel err %g", n, in, out, e);
+    cudaFree(dx), cudaFree(dw), cudaFree(db), cudaFree(dy), cudaFree(dW), cudaFree(dxs);
+    cudaFree(dG);
+}
+
+static void test_rope(int n, int heads, int d)
+{
+    int half = d / 2, n_pos = 300;
+    std::vector<float> ct(n_pos * half), st(n_pos * half), x(n * heads * d);
+    nosa_cpu_rope_table_fill(ct.data(), st.data(), n_pos, d, 10000.0);
+    for (auto &v : x) v = frand();
+    std::vector<int32_t> pos(n);
+    for (auto &p : pos) p = (int32_t)((frand() + 1) * 149);
+    float *dx = dev_copy(x), *dc = dev_copy(ct), *ds = dev_copy(st);
+    int32_t *dp = dev_copy(pos);
+    rope_launch(dx, heads * d, heads, d, dc, ds, dp, n, 0);
+    CK(cudaGetLastError());
+    std::vector<float> got = host_copy(dx, x.size()), ref = x;
+    for (int i = 0; i < n; i++)
+        for (int hd = 0; hd < heads; hd++)
+            nosa_cpu_rope_apply(&ref[(i * heads + hd) * d], &ct[pos[i] * half],
+                                &st[pos[i] * half], d);
+    double e = rel_err(got, ref);
+    CHECK(e <= 1e-6, "rope n=%d heads=%d d=%d: rel err %g", n, heads, d, e);
+    cudaFree(dx), cudaFree(dc), cudaFree(ds), cudaFree(dp);
+}
+
+static void test_swiglu(int n, int inter)
+{
+    std::vector<float> G(2 * n * 2 * inter);
+    for (auto &v : G) v = 3 * frand();
+    float *dG = dev_copy(G);
+    uint16_t *dout;
+    CK(cudaMalloc((void **)&dout, 2 * n * inter * sizeof(uint16_t)));
+    CK(cudaMemset(dout, 0xff, 2 * n * inter * sizeof(uint16_t)));
+    swiglu_split_launch(dout, dG, n, inter, 0);
+    CK(cudaGetLastError());
+    std::vector<uint16_t> o = host_copy(dout, 2 * n * inter);
+    std::vector<float> got(n * inter), ref(n * inter), g(inter), u(inter);
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < inter; j++) {
+            g[j] = G[i * 2 * inter + j] + G[(n + i) * 2 * inter + j];
+            u[j] = G[i * 2 * inter + inter + j] + G[(n + i) * 2 * inter + inter + j];
+            got[i * inter + j] = nosa_bf16_to_f32(o[i * inter + j]) +
+                                 nosa_bf16_to_f32(o[(n + i) * inter + j]);
+        }
+        nosa_cpu_swiglu(&ref[i * inter], g.data(), u.data(), inter);
+    }
+    double e = rel_err(got, ref);
+    CHECK(e <= 1e-5, "swiglu n=%d inter=%d: rel err %g", n, inter, e);
+    cudaFree(dG), cudaFree(dout);
+}
+
+/* Attention over random blocks in the arena format, against softmax(q.k*scale + cis) v. */
+static void test_attention(int n_kv, int rep, int d, int bs, int n_sel, int open_tokens,
+                           int chunk)
+{
+    struct nosa_kv_geometry g = {1, (uint32_t)n_kv, (uint32_t)bs, (uint32_t)d, 1};
+    size_t bb = nosa_kv_block_bytes(&g);
+    int mb = n_sel + 1, n_ent = n_sel + 1, n_chunks = (n_ent + chunk - 1) / chunk;
+    std::vector<uint8_t> blocks(n_kv * mb * bb, 0);
+    for (size_t o = 0; o + 1 < blocks.size(); o += 2) {
+        uint16_t v = nosa_f32_to_bf16(frand());
+        memcpy(&blocks[o], &v, 2);
+    }
+    for (int hb = 0; hb < n_kv * mb; hb++)
+        for (int t = 0; t < bs; t++) {
+            float c = frand();
+            memcpy(&blocks[hb * bb + nosa_kv_block_bias_offset(&g) + t * 4], &c, 4);
+        }
+    int qkv_ld = (n_kv * rep + 2 * n_kv) * d;
+    std::vector<float> qkv(qkv_ld);
+    for (auto &v : qkv) v = 2 * frand();
+    uint8_t *dblk = dev_copy(blocks);
+    std::vector<const uint8_t *> ptrs(n_kv * mb);
+    std::vector<int32_t> ne(n_kv, n_ent), slot(1, 0), pos(1, n_sel * bs + open_tokens - 1);
+    for (int h = 0; h < n_kv; h++)
+        for (int e = 0; e < mb; e++) ptrs[h * mb + e] = dblk + (h * mb + (mb - 1 - e)) * bb;
+    const uint8_t **dptrs = dev_copy(ptrs);
+    int32_t *dne = dev_copy(ne), *dslot = dev_copy(slot), *dpos = dev_copy(pos);
+    float *dq = dev_copy(qkv), *dout, *dpart;
+    CK(cudaMalloc((void **)&dout, n_kv * rep * d * sizeof(float)));
+    CK(cudaMemset(dout, 0xff, n_kv * rep * d * sizeof(float)));
+    CK(cudaMalloc((void **)&dpart, n_kv * n_chunks * rep * (d + 2) * sizeof(float)));
+    cuda_kv kv;
+    memset(&kv, 0, sizeof(kv));
+    kv.block_bytes = bb, kv.v_off = nosa_kv_block_v_offset(&g);
+    kv.bias_off = nosa_kv_block_bias_offset(&g);
+    kv.max_blocks = mb - 1, kv.n_layers = 1, kv.n_kv = n_kv, kv.head_dim = d, kv.block_size = bs;
+    cuda_step st = {dslot, dpos, 1};
+    float scale = 1.0f / sqrtf((float)d);
+    attention_launch(dout, dpart, dq, qkv_ld, dptrs, dne, kv, st, rep, scale, chunk, n_chunks, 0);
+    CK(cudaGetLastError());
+    std::vector<float> got = host_copy(dout, n_kv * rep * d), ref(got.size());
+    std::vector<float> lg(mb * bs);
+    for (int h = 0; h < n_kv; h++) {
+        for (int gq = 0; gq < rep; gq++) {
+            const float *q = &qkv[(h * rep + gq) * d];
+            int nt = 0;
+            for (int e = 0; e < n_ent; e++) {
+                const uint8_t *blk = &blocks[(h * mb + (mb - 1 - e)) * bb];
+                int ntok = e == n_ent - 1 ? open_tokens : bs;
+                for (int t = 0; t < ntok; t++) {
+                    float c;
+                    memcpy(&c, blk + kv.bias_off + t * 4, 4);
+                    lg[nt++] = nosa_cpu_dot_bf16(q, (const nosa_bf16 *)blk + t * d, d) * scale + c;
+                }
+            }
+            nosa_cpu_softmax(lg.data(), nt);
+            float *o = &ref[(h * rep + gq) * d];
+            for (int x = 0; x < d; x++) o[x] = 0;
+            nt = 0;
+            for (int e = 0; e < n_ent; e++) {
+                const uint8_t *blk = &blocks[(h * mb + (mb - 1 - e)) * bb];
+                int ntok = e == n_ent - 1 ? open_tokens : bs;
+                for (int t = 0; t < ntok; t++, nt++)
+                    for (int x = 0; x < d; x++)
+                        o[x] += lg[nt] * nosa_bf16_to_f32(
+                                             ((const nosa_bf16 *)(blk + kv.v_off))[t * d + x]);
+            }
+        }
+    }
+    double e = rel_err(got, ref);
+    CHECK(e <= 1e-5, "attention kv=%d rep=%d d=%d bs=%d sel=%d open=%d chunk=%d: rel err %g",
+          n_kv, rep, d, bs, n_sel, open_tokens, chunk, e);
+    cudaFree(dblk), cudaFree(dptrs), cudaFree(dne), cudaFree(dslot), cudaFree(dpos);
+    cudaFree(dq), cudaFree(dout), cudaFree(dpart);
+}
+
+/* Gather from registered, mapped host memory: exact bytes, only the listed blocks. */
+static void test_gather(int n_heads, int max_miss, size_t bb)
+{
+    size_t n_blocks = (size_t)n_heads * max_miss;
+    std::vector<uint8_t> host(n_blocks * bb);
+    for (auto &v : host) v = (uint8_t)(frand() * 127 + 128);
+    CK(cudaHostRegister(host.data(), host.size(), cudaHostRegisterMapped));
+    uint8_t *hdev, *pool;
+    CK(cudaHostGetDevicePointer((void **)&hdev, host.data(), 0));
+    CK(cudaMalloc((void **)&pool, n_blocks * bb));
+    CK(cudaMemset(pool, 0x5a, n_blocks * bb));
+    std::vector<const uint8_t *> src(n_blocks);
+    std::vector<uint8_t *> dst(n_blocks);
+    std::vector<int32_t> nm(n_heads);
+    for (int h = 0; h < n_heads; h++) {
+        nm[h] = h % (max_miss + 1);
+        for (int e = 0; e < max_miss; e++) {
+            size_t k = (size_t)h * max_miss + e;
+            src[k] = hdev + (n_blocks - 1 - k) * bb; /* scattered: reversed */
+            dst[k] = pool + k * bb;
+        }
+    }
+    const uint8_t **ds = dev_copy(src);
+    uint8_t **dd = dev_copy(dst);
+    int32_t *dn = dev_copy(nm);
+    gather_launch(ds, dd, dn, n_heads, max_miss, max_miss, bb, 0);
+    CK(cudaGetLastError());
+    std::vector<uint8_t> got = host_copy(pool, n_blocks * bb);
+    int bad = 0;
+    for (int h = 0; h < n_heads; h++)
+        for (int e = 0; e < max_miss; e++) {
+            size_t k = (size_t)h * max_miss + e;
+            const uint8_t *g = &got[k * bb];
+            if (e < nm[h])
+                bad += memcmp(g, &host[(n_blocks - 1 - k) * bb], bb) != 0;
+            else
+                for (size_t o = 0; o < bb; o++) bad += g[o] != 0x5a;
+        }
+    CHECK(bad == 0, "gather heads=%d miss=%d bb=%zu: %d bad blocks", n_heads, max_miss, bb, bad);
+    CK(cudaHostUnregister(host.data()));
+    cudaFree(pool), cudaFree(ds), cudaFree(dd), cudaFree(dn);
+}
+
+static void test_argmax(int n, int vocab)
+{
+    std::vector<float> x(n * vocab);
+    for (auto &v : x) v = (float)(int)(frand() * 50); /* many exact ties */
+    float *dx = dev_copy(x);
+    int32_t *dout;
+    CK(cudaMalloc((void **)&dout, n * sizeof(int32_t)));
+    argmax_launch(dout, dx, n, vocab, 0);
+    CK(cudaGetLastError());
+    std::vector<int32_t> got = host_copy(dout, n);
+    for (int i = 0; i < n; i++) {
+        int b = 0;
+        for (int j = 1; j < vocab; j++)
+            if (x[i * vocab + j] > x[i * vocab + b]) b = j;
+        CHECK(got[i] == b, "argmax row %d: %d vs %d", i, got[i], b);
+    }
+    cudaFree(dx), cudaFree(dout);
+}
+
+int main(void)
+{
+    int n_dev = 0;
+    if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
+        printf("test_cuda_kernels: skipped: no CUDA GPU visible\n");
+        return TEST_SKIP_EXIT;
+    }
+    cublasHandle_t h;
+    REQUIRE(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS, "cublasCreate");
+    static const int gemm_cases[][3] = {{1, 64, 96}, {3, 64, 512}, {16, 2048, 2560}, {5, 128, 7}};
+    for (auto &c : gemm_cases) test_norm_gemm(h, c[0], c[1], c[2]);
+    static const int rope_cases[][3] = {{1, 6, 16}, {4, 18, 128}, {2, 3, 64}};
+    for (auto &c : rope_cases) test_rope(c[0], c[1], c[2]);
+    static const int swiglu_cases[][2] = {{1, 128}, {7, 8192}, {2, 33}};
+    for (auto &c : swiglu_cases) test_swiglu(c[0], c[1]);
+    /* n_kv, rep, d, bs, n_sel, open tokens, chunk (blocks per split) */
+    static const int att_cases[][7] = {{2, 2, 16, 8, 9, 3, 32}, {2, 2, 16, 8, 9, 8, 2},
+                                       {2, 8, 128, 64, 63, 1, 4}, {1, 4, 64, 16, 0, 5, 1},
+                                       {3, 1, 32, 8, 20, 7, 3}};
+    for (auto &c : att_cases) test_attention(c[0], c[1], c[2], c[3], c[4], c[5], c[6]);
+    test_gather(7, 5, 33024);
+    test_gather(3, 2, 768);
+    test_argmax(5, 512);
+    test_argmax(2, 73448);
+    cublasDestroy(h);
+    return test_report("test_cuda_kernels");
+}
