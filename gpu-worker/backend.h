@@ -65,6 +65,10 @@ struct nosa_step_stats {
     uint64_t bytes_h2d;          /* bytes read from the arena */
     uint64_t bytes_d2h;          /* bytes written to the arena (completed blocks) */
     double seconds;              /* wall time of the call */
+    /* Where the time went, in seconds (a split of `seconds`; what a backend cannot time it
+     * leaves 0 and the remainder is "other"): projections and MLP GEMMs, attention, block
+     * scoring and selection, the delta copy from the arena. cuda times with events. */
+    double gemm_s, attn_s, select_s, copy_s;
     struct nosa_layer_stats layer[NOSA_MAX_LAYERS];
 };
 
