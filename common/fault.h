@@ -1,0 +1,27 @@
+/* fault.h: named fault points for the fault-injection tests (tests/fault). A process calls
+ * NOSA_FAULT_POINT("kvhost.alloc.table_written") where a crash would be interesting; when
+ * the environment names that point, the process kills itself there with SIGKILL.
+ *
+ *   NOSA_FAULT=name[,name...]   points armed (exact names; "*" arms every point)
+ *   NOSA_FAULT_SKIP=N           pass an armed point N times before firing (default 0)
+ *   NOSA_FAULT_SEED=S, NOSA_FAULT_PROB=P
+ *                               instead of SKIP: fire at each armed pass with probability P,
+ *                               from a generator seeded with S (random, reproducible)
+ *
+ * Unarmed, a point costs one load and a branch. Names are listed in docs/FAULTS.md. */
+#ifndef NOSA_FAULT_H
+#define NOSA_FAULT_H
+
+extern int g_nosa_fault_armed; /* set by nosa_fault_init when NOSA_FAULT is present */
+
+/* Reads the environment; call once at process start. Returns -1 (and logs) on a malformed
+ * setting, so a typo in a test never silently runs without its fault. */
+int nosa_fault_init(void);
+void nosa_fault_hit(const char *name);
+
+#define NOSA_FAULT_POINT(name)                  \
+    do {                                        \
+        if (g_nosa_fault_armed) nosa_fault_hit(name); \
+    } while (0)
+
+#endif
