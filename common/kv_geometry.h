@@ -3,8 +3,9 @@
  *
  * A block is block_size consecutive tokens of one (layer, KV head):
  *   K[block_size][head_dim] bf16, then V[block_size][head_dim] bf16 (keys after RoPE,
- *   values plain), then bias[block_size] f32 (NOSA's per-token eviction score cis; zero in
- *   modes without an eviction head), padded to a multiple of NOSA_KV_BLOCK_ALIGN bytes.
+ *   values plain), then bias[block_size] f32 (NOSA's per-token eviction score cis, which
+ *   every attention mode adds to the logits of a NOSA model, so modes differ only in their
+ *   selection), padded to a multiple of NOSA_KV_BLOCK_ALIGN bytes.
  * A group is one logical block of a sequence (block_size token positions) across all layers
  * and KV heads: n_layers * n_kv_heads blocks stored contiguously, layer-major. The allocator
  * hands out groups, so a sequence's block table is one group id per logical block, and the

@@ -96,7 +96,9 @@ struct nosa_backend_ops {
     int (*seq_resume)(struct nosa_backend *b, int slot, const struct nosa_seq_blocks *blocks,
                       uint32_t n_blocks, char *err, size_t errlen);
     /* The blocks selected for (slot, layer, KV head) by the last token processed, ascending
-     * logical block numbers, complete blocks only; returns the count (<= cap) or -errno. */
+     * logical block numbers, complete blocks only (the open block the token sits in is always
+     * attended and not listed; the budget counts it, so at most budget - 1 are listed);
+     * returns the count (<= cap) or -errno. */
     int (*last_selection)(const struct nosa_backend *b, int slot, int layer, int kv_head,
                           int32_t *out, int cap);
     void (*stats)(const struct nosa_backend *b, struct nosa_step_stats *out);
