@@ -127,6 +127,45 @@ int nosa_msg_send(void *sock, const struct nosa_msg_peer *peer, const ProtobufCM
     return rc;
 }
 
+/* Frees msg's unknown fields and those of every sub-message it holds. */
+static void drop_unknown_fields(ProtobufCMessage *msg)
+{
+    for (unsigned i = 0; i < msg->n_unknown_fields; i++) free(msg->unknown_fields[i].data);
+    free(msg->unknown_fields);
+    msg->unknown_fields = NULL;
+    msg->n_unknown_fields = 0;
+    const ProtobufCMessageDescriptor *desc = msg->descriptor;
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *fd = &desc->fields[i];
+        if (fd->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+        char *base = (char *)msg;
+        /* A oneof member's storage is shared: only the member that is set is a message. */
+        if ((fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)(base + fd->quantifier_offset) != fd->id)
+            continue;
+        if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + fd->quantifier_offset);
+            ProtobufCMessage **items = *(ProtobufCMessage ***)(base + fd->offset);
+            for (size_t k = 0; k < n; k++) drop_unknown_fields(items[k]);
+        } else {
+            ProtobufCMessage *sub = *(ProtobufCMessage **)(base + fd->offset);
+            if (sub) drop_unknown_fields(sub);
+        }
+    }
+}
+
+ProtobufCMessage *nosa_msg_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                                  size_t len, char *err, size_t errlen)
+{
+    ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, len, data);
+    if (!msg) {
+        nosa_set_error(err, errlen, "undecodable %s (%zu bytes)", desc->name, len);
+        return NULL;
+    }
+    drop_unknown_fields(msg);
+    return msg;
+}
+
 int nosa_msg_bind(void *sock, const char *endpoint, char *err, size_t errlen)
 {
     const char *ipc = strncmp(endpoint, "ipc://", 6) == 0 ? endpoint + 6 : NULL;

@@ -49,6 +49,16 @@ void nosa_msg_frame_free(struct nosa_msg_frame *f);
 int nosa_msg_send(void *sock, const struct nosa_msg_peer *peer, const ProtobufCMessage *msg,
                   char *err, size_t errlen);
 
+/* Decodes a received payload as desc (e.g. &nosa__kvh__kvh_request__descriptor). Unknown
+ * fields (a newer peer's, or junk) are dropped: protobuf-c keeps them and re-encodes them,
+ * and it keeps some (field number 0, behind an overlong tag) that it then refuses to decode,
+ * so a message re-sent or journaled as received could be unreadable (fuzz/ found it).
+ * Returns the message (free with protobuf_c_message_free_unpacked(msg, NULL)), or NULL with
+ * err naming the message type and size. Decoding says nothing of the version or the body:
+ * the receiver checks those. */
+ProtobufCMessage *nosa_msg_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                                  size_t len, char *err, size_t errlen);
+
 /* Binds sock to endpoint ("ipc://PATH" or "tcp://HOST:PORT"). For ipc, a stale socket file
  * left by a killed process is removed first and the new file is made mode 0600. */
 int nosa_msg_bind(void *sock, const char *endpoint, char *err, size_t errlen);

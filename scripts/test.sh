@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs what it needs, builds, runs every test with ctest; then builds
 # the C code again under AddressSanitizer + UndefinedBehaviorSanitizer and runs the tests
-# there too. GPU tests skip with a message where there is no GPU.
-#   scripts/test.sh            both passes
+# there too, and fuzzes every decoder and loader briefly (scripts/fuzz.sh, clang + libFuzzer).
+# GPU tests skip with a message where there is no GPU.
+#   scripts/test.sh            all three passes
 #   scripts/test.sh --fast     the plain pass only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,4 +19,6 @@ if [ "${1:-}" != "--fast" ]; then
   echo "== ctest (ASan + UBSan)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 900 -LE slow
+  echo "== fuzz (libFuzzer + ASan + UBSan, clang; a short run over the committed corpora)"
+  scripts/fuzz.sh
 fi

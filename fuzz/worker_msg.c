@@ -1,0 +1,11 @@
+/* worker_msg.c: fuzz target for WorkerMsg (proto/serve.proto),
+ * the frame the coordinator decodes. */
+#include "serve.pb-c.h"
+#include "fuzz_proto.h"
+#include "fuzz_target.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    nosa_fuzz_proto(&nosa__serve__worker_msg__descriptor, NULL, data, size);
+    return 0;
+}
