@@ -1,0 +1,351 @@
+#!/usr/bin/env bash
+# node.sh: starts, stops and shows one nosa-serve node (docs/DEPLOY.md, docs/PROCESSES.md):
+# one nosa-kvhost per NUMA node (pinned there), one nosa-worker per GPU (pinned to its GPU's
+# NUMA node) or, with no GPU, --cpu-workers N CPU workers, and one nosa-coordinator. Logs
+# and pid files live in the run directory next to the sockets.
+#
+#   deploy/node.sh start  [flags]     start everything, wait until each process is ready
+#   deploy/node.sh stop   [flags]     SIGTERM, then SIGKILL after --stop-timeout; reports
+#   deploy/node.sh status [flags]     what runs (pid files) and `nosa status`
+#   deploy/node.sh exec kvhost N | worker NAME | coordinator
+#                                     runs one process in the foreground, pinned (systemd)
+#
+# Every flag has an environment default (NOSA_*), so systemd units read one file.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+
+usage() {
+  cat <<EOF
+usage: deploy/node.sh start|stop|status [flags]
+       deploy/node.sh exec kvhost NUMA_NODE | worker gpuN|cpuN | coordinator [flags]
+  --run-dir D        run directory (\$NOSA_RUN_DIR, else \$XDG_RUNTIME_DIR/nosa, else /tmp/nosa-\$UID)
+  --bin DIR          where the nosa-* binaries are (\$NOSA_BIN, else build/bin, else PATH)
+  --model DIR        model folder (\$NOSA_MODEL, default \$XDG_CACHE_HOME/nosa/model-CONFIG);
+                     generated with nosa-mkmodel when it has no config.json
+  --model-config C   configuration nosa-mkmodel uses when it generates it (\$NOSA_MODEL_CONFIG, tiny)
+  --mode M           dense|infllmv2|nosa (\$NOSA_MODE, default nosa)
+  --arena SIZE       arena size per kv-host, e.g. 256M, 64G (\$NOSA_ARENA, default 256M)
+  --cpu-workers N    CPU workers when there is no GPU (\$NOSA_CPU_WORKERS, default 2)
+  --backend B        auto|cpu|cuda (\$NOSA_BACKEND, default auto: cuda when nvidia-smi lists a GPU)
+  --metrics-port P   coordinator's Prometheus port, 0 = off (\$NOSA_METRICS_PORT, default 9464)
+  --ready-timeout S  seconds to wait for each process to be ready (default 60)
+  --stop-timeout S   seconds between SIGTERM and SIGKILL (default 10)
+  \$NOSA_NODE_TAG     appended to the kv-host names (arenas): several nodes of one user
+  --fresh            start: remove the arenas and the job journal first (else a kv-host
+                     re-opens its arena with --recover and the coordinator its journal)
+EOF
+}
+
+die() { echo "node.sh: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- flags
+cmd=${1:-}
+[ -n "$cmd" ] || { usage >&2; exit 2; }
+shift
+exec_args=()
+if [ "$cmd" = exec ]; then
+  [ $# -ge 1 ] || die "exec needs kvhost N | worker NAME | coordinator"
+  exec_args+=("$1"); shift
+  if [ "${exec_args[0]}" != coordinator ]; then
+    [ $# -ge 1 ] || die "exec ${exec_args[0]} needs its instance"
+    exec_args+=("$1"); shift
+  fi
+fi
+
+run_dir=${NOSA_RUN_DIR:-}
+bin_dir=${NOSA_BIN:-}
+model=${NOSA_MODEL:-}
+model_config=${NOSA_MODEL_CONFIG:-tiny}
+mode=${NOSA_MODE:-nosa}
+arena=${NOSA_ARENA:-256M}
+cpu_workers=${NOSA_CPU_WORKERS:-2}
+backend=${NOSA_BACKEND:-auto}
+metrics_port=${NOSA_METRICS_PORT:-9464}
+# Suffix of the kv-host names (so of the /dev/shm arenas): two nodes of one user on one
+# machine (tests) need different ones.
+kvh_suffix=${NOSA_NODE_TAG:+-$NOSA_NODE_TAG}
+ready_timeout=60
+stop_timeout=10
+fresh=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    -h|--help) usage; exit 0 ;;
+    --fresh) fresh=1; shift; continue ;;
+    --run-dir|--bin|--model|--model-config|--mode|--arena|--cpu-workers|--backend|\
+    --metrics-port|--ready-timeout|--stop-timeout)
+      [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"
+      case $1 in
+        --run-dir) run_dir=$2 ;; --bin) bin_dir=$2 ;; --model) model=$2 ;;
+        --model-config) model_config=$2 ;; --mode) mode=$2 ;; --arena) arena=$2 ;;
+        --cpu-workers) cpu_workers=$2 ;; --backend) backend=$2 ;;
+        --metrics-port) metrics_port=$2 ;; --ready-timeout) ready_timeout=$2 ;;
+        --stop-timeout) stop_timeout=$2 ;;
+      esac
+      shift 2 ;;
+    *) usage >&2; die "unknown argument '$1'" ;;
+  esac
+done
+case $mode in dense|infllmv2|nosa) ;; *) die "--mode '$mode': expected dense, infllmv2 or nosa" ;; esac
+case $backend in auto|cpu|cuda) ;; *) die "--backend '$backend': expected auto, cpu or cuda" ;; esac
+for n in cpu_workers metrics_port ready_timeout stop_timeout; do
+  [[ ${!n} =~ ^[0-9]+$ ]] || die "--${n//_/-} '${!n}': expected a non-negative integer"
+done
+[ "$cpu_workers" -ge 1 ] || die "--cpu-workers must be at least 1"
+
+if [ -z "$run_dir" ]; then
+  if [ -n "${XDG_RUNTIME_DIR:-}" ]; then run_dir=$XDG_RUNTIME_DIR/nosa; else run_dir=/tmp/nosa-$(id -u); fi
+fi
+if [ -z "$bin_dir" ]; then
+  if [ -x "$repo/build/bin/nosa-coordinator" ]; then bin_dir=$repo/build/bin
+  else bin_dir=$(dirname "$(command -v nosa-coordinator || echo /usr/local/bin/x)"); fi
+fi
+[ -n "$model" ] || model=${XDG_CACHE_HOME:-$HOME/.cache}/nosa/model-$model_config
+coord_ep=ipc://$run_dir/coord.sock
+workers_ep=ipc://$run_dir/coord-workers.sock
+
+binary() { # binary NAME: the path of a nosa binary, or an error naming where it looked
+  local p=$bin_dir/$1
+  [ -x "$p" ] || die "$1 not found in $bin_dir (build with scripts/build.sh, or pass --bin DIR)"
+  echo "$p"
+}
+
+# ---------------------------------------------------------------- topology
+# NUMA nodes with memory, from sysfs; "" when the kernel has no NUMA support (one node, unbound).
+numa_nodes() {
+  local f=/sys/devices/system/node/has_memory list="" part
+  [ -r "$f" ] || f=/sys/devices/system/node/online
+  [ -r "$f" ] || return 0
+  IFS=, read -ra parts <"$f"
+  for part in "${parts[@]}"; do
+    if [[ $part == *-* ]]; then list+=" $(seq -s ' ' "${part%-*}" "${part#*-}")"; else list+=" $part"; fi
+  done
+  echo $list
+}
+
+# GPUs as "index bus_id" lines (empty without nvidia-smi or without GPUs).
+gpu_list() {
+  command -v nvidia-smi >/dev/null 2>&1 || return 0
+  nvidia-smi --query-gpu=index,pci.bus_id --format=csv,noheader 2>/dev/null | tr -d ' ' | tr , ' ' || true
+}
+
+# The NUMA node of a GPU: sysfs of its PCI device, else `nvidia-smi topo -m`, else 0.
+gpu_numa_node() { # index bus_id
+  local bus node=""
+  bus=$(echo "$2" | tr 'A-F' 'a-f' | sed -E 's/^[0-9a-f]{4}([0-9a-f]{4}:)/\1/')
+  [ -r "/sys/bus/pci/devices/$bus/numa_node" ] && node=$(cat "/sys/bus/pci/devices/$bus/numa_node")
+  if ! [[ $node =~ ^[0-9]+$ ]]; then
+    # topo -m: a row per GPU, the "NUMA Affinity" column (header names it).
+    node=$(nvidia-smi topo -m 2>/dev/null | awk -v g="GPU$1" '
+      NR == 1 { for (i = 1; i <= NF; i++) if ($i == "NUMA") col = i; next }
+      $1 == g && col { print $(col); exit }' || true)
+  fi
+  [[ $node =~ ^[0-9]+$ ]] && echo "$node" || echo 0
+}
+
+# Command prefix that pins a process's CPUs (and preferred memory) to a NUMA node.
+pin_prefix() { # node
+  local cpus=/sys/devices/system/node/node$1/cpulist
+  if command -v numactl >/dev/null 2>&1; then
+    echo "numactl --cpunodebind=$1 --preferred=$1"
+  elif [ -s "$cpus" ]; then
+    echo "taskset -c $(cat "$cpus")"
+  fi
+}
+
+# The worker plan, one "name gpu numa_node" line per worker.
+worker_plan() {
+  local nodes gpus want=$backend i=0 n
+  nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
+  gpus=$(gpu_list)
+  [ "$want" != auto ] || { [ -n "$gpus" ] && want=cuda || want=cpu; }
+  if [ "$want" = cuda ]; then
+    [ -n "$gpus" ] || die "--backend cuda: nvidia-smi lists no GPU"
+    while read -r idx bus; do echo "gpu$idx $idx $(gpu_numa_node "$idx" "$bus")"; done <<<"$gpus"
+  else
+    for ((i = 0; i < cpu_workers; i++)); do
+      n=${nodes[$((i % ${#nodes[@]}))]}
+      echo "cpu$i -1 $n"
+    done
+  fi
+}
+
+kvhost_of_node() { # node: the endpoint of the kv-host serving it (its own, else the first)
+  local nodes; nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
+  for n in "${nodes[@]}"; do [ "$n" = "$1" ] && { echo "ipc://$run_dir/kvh$1.sock"; return; }; done
+  echo "ipc://$run_dir/kvh${nodes[0]}.sock"
+}
+
+# ---------------------------------------------------------------- one process
+# argv of each process (printed into an array by name, so `exec` and `start` share it).
+proc_argv() { # kvhost N | worker NAME | coordinator  -> sets argv=()
+  local exe
+  case $1 in kvhost|worker|coordinator) exe=$(binary "nosa-$1") || exit 1 ;; esac
+  case $1 in
+    kvhost)
+      argv=($(pin_prefix "$2") "$exe" --run-dir "$run_dir" --name "kvh$2$kvh_suffix"
+            --endpoint "ipc://$run_dir/kvh$2.sock" --arena "$arena" --model "$model")
+      [ -z "$(numa_nodes)" ] || argv+=(--numa-node "$2")
+      # An arena left by a crash (or a stop) holds every sequence's KV: re-open it.
+      [ ! -e "$(arena_path "kvh$2")" ] || argv+=(--recover) ;;
+    worker)
+      local line name gpu node
+      line=$(worker_plan | awk -v w="$2" '$1 == w') || true
+      [ -n "$line" ] || die "no worker '$2' on this node (plan: $(worker_plan | awk '{print $1}' | xargs))"
+      read -r name gpu node <<<"$line"
+      argv=($(pin_prefix "$node") "$exe" --run-dir "$run_dir" --name "$name"
+            --coordinator "$workers_ep" --kvhost "$(kvhost_of_node "$node")" --model "$model"
+            --mode "$mode")
+      if [ "$gpu" -ge 0 ]; then argv+=(--backend cuda --gpu "$gpu"); else argv+=(--backend cpu); fi ;;
+    coordinator)
+      local nodes; nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
+      argv=("$exe" --run-dir "$run_dir" --workers "$workers_ep"
+            --clients "$coord_ep" --kvhost "ipc://$run_dir/kvh${nodes[0]}.sock"
+            --journal "$run_dir/coordinator.journal" --metrics-port "$metrics_port") ;;
+    *) die "unknown process kind '$1' (kvhost, worker, coordinator)" ;;
+  esac
+}
+
+# docs/PROCESSES.md: the arena of kv-host NAME is the shm object /nosa-<uid>-NAME.
+arena_path() { echo "/dev/shm/nosa-$(id -u)-$1$kvh_suffix"; }
+
+ensure_run_dir() {
+  mkdir -p "$run_dir" && chmod 0700 "$run_dir" || die "cannot create run directory $run_dir"
+  [ -O "$run_dir" ] || die "run directory $run_dir is not owned by $(id -un)"
+}
+
+ensure_model() {
+  [ -f "$model/config.json" ] && return 0
+  echo "node.sh: no model in $model: generating one (nosa-mkmodel --config $model_config)"
+  mkdir -p "$(dirname "$model")"
+  "$(binary nosa-mkmodel)" --config "$model_config" --out "$model" ||
+    die "nosa-mkmodel --config $model_config --out $model failed"
+}
+
+# ---------------------------------------------------------------- pid files
+pid_alive() { # name: 0 when name.pid names a live process running a nosa binary
+  local f=$run_dir/$1.pid pid
+  [ -r "$f" ] || return 1
+  pid=$(cat "$f")
+  [[ $pid =~ ^[0-9]+$ ]] && grep -qa 'nosa-' "/proc/$pid/cmdline" 2>/dev/null
+}
+
+started_names() { # names with a pid file, workers first (stop order), kv-hosts last
+  local f names=() kinds=(gpu cpu coordinator kvh)
+  for k in "${kinds[@]}"; do
+    for f in "$run_dir"/$k*.pid; do [ -e "$f" ] && names+=("$(basename "$f" .pid)"); done
+  done
+  echo "${names[@]:-}"
+}
+
+launch() { # name argv...: starts it detached, logs to name.log, pid in name.pid
+  local name=$1; shift
+  local log=$run_dir/$name.log
+  echo "== $(date -Is) $*" >>"$log"
+  ( exec setsid "$@" >>"$log" 2>&1 </dev/null ) &
+  echo $! >"$run_dir/$name.pid"
+  printf 'node.sh: started %-12s pid %-7s log %s\n' "$name" "$!" "$log"
+}
+
+fail_start() { # name why: reports with the log's tail, stops what started, exits 1
+  local log=$run_dir/$1.log
+  echo "node.sh: $1 did not become ready: $2" >&2
+  echo "node.sh: see $log; its last lines:" >&2
+  tail -n 15 "$log" 2>/dev/null | sed 's/^/    /' >&2 || true
+  do_stop >&2 || true
+  exit 1
+}
+
+wait_ready() { # name check-command...: polls until check succeeds, the process dies or time runs out
+  local name=$1; shift
+  local deadline=$((SECONDS + ready_timeout))
+  while :; do
+    pid_alive "$name" || fail_start "$name" "the process exited"
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    [ $SECONDS -lt $deadline ] || fail_start "$name" "not ready after ${ready_timeout}s"
+    sleep 0.2
+  done
+}
+
+nosa_cli() { "$(binary nosa)" --run-dir "$run_dir" --coordinator "$coord_ep" "$@"; }
+worker_registered() { nosa_cli status 2>/dev/null | grep -qw -- "$1"; }
+
+# ---------------------------------------------------------------- commands
+do_start() {
+  ensure_run_dir
+  local n
+  for n in $(started_names); do
+    pid_alive "$n" && die "$n already runs (pid $(cat "$run_dir/$n.pid")) in $run_dir: deploy/node.sh stop first"
+    rm -f "$run_dir/$n.pid"
+  done
+  for b in nosa-kvhost nosa-worker nosa-coordinator nosa; do binary "$b" >/dev/null; done
+  ensure_model
+  local nodes plan name gpu node
+  nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
+  if [ $fresh = 1 ]; then
+    for n in "${nodes[@]}"; do rm -f "$(arena_path "kvh$n")"; done
+    rm -f "$run_dir/coordinator.journal"
+  fi
+  plan=$(worker_plan)
+  echo "node.sh: run dir $run_dir, model $model, mode $mode, NUMA nodes ${nodes[*]}," \
+       "workers $(echo "$plan" | awk '{print $1}' | xargs)"
+  for n in "${nodes[@]}"; do
+    proc_argv kvhost "$n"; launch "kvh$n" "${argv[@]}"
+  done
+  for n in "${nodes[@]}"; do wait_ready "kvh$n" test -S "$run_dir/kvh$n.sock"; done
+  proc_argv coordinator; launch coordinator "${argv[@]}"
+  wait_ready coordinator nosa_cli status
+  while read -r name gpu node; do
+    proc_argv worker "$name"; launch "$name" "${argv[@]}"
+  done <<<"$plan"
+  while read -r name gpu node; do wait_ready "$name" worker_registered "$name"; done <<<"$plan"
+  echo "node.sh: node ready; submit with: $(binary nosa) --run-dir $run_dir submit --prompt TEXT --max-tokens N"
+}
+
+do_stop() {
+  local names pid n t0 deadline status=0
+  names=$(started_names)
+  [ -n "$names" ] || { echo "node.sh: nothing runs in $run_dir"; return 0; }
+  for n in $names; do # stop order: workers, coordinator, kv-hosts
+    if ! pid_alive "$n"; then
+      echo "node.sh: $n was not running (stale pid file removed)"; rm -f "$run_dir/$n.pid"; continue
+    fi
+    pid=$(cat "$run_dir/$n.pid"); t0=$SECONDS; deadline=$((SECONDS + stop_timeout))
+    kill -TERM "$pid" 2>/dev/null || true
+    while pid_alive "$n" && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    if pid_alive "$n"; then
+      kill -KILL "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do pid_alive "$n" || break; sleep 0.1; done
+      echo "node.sh: $n (pid $pid) ignored SIGTERM for ${stop_timeout}s: killed (SIGKILL); see $run_dir/$n.log"
+      status=1
+    else
+      echo "node.sh: $n (pid $pid) stopped after $((SECONDS - t0))s"
+    fi
+    rm -f "$run_dir/$n.pid"
+  done
+  return $status
+}
+
+do_status() {
+  local names n pid any=0
+  names=$(started_names)
+  [ -n "$names" ] || { echo "node.sh: nothing runs in $run_dir"; return 3; }
+  printf '%-12s %-8s %-8s %s\n' PROCESS PID STATE LOG
+  for n in $names; do
+    pid=$(cat "$run_dir/$n.pid")
+    if pid_alive "$n"; then printf '%-12s %-8s %-8s %s\n' "$n" "$pid" running "$run_dir/$n.log"; any=1
+    else printf '%-12s %-8s %-8s %s\n' "$n" "$pid" dead "$run_dir/$n.log"; fi
+  done
+  if pid_alive coordinator; then echo; nosa_cli status || true; fi
+  [ $any = 1 ] || return 3
+}
+
+case $cmd in
+  start) do_start ;;
+  stop) do_stop ;;
+  status) do_status ;;
+  exec) ensure_run_dir; [ "${exec_args[0]}" != kvhost ] || ensure_model
+        proc_argv "${exec_args[@]}"; exec "${argv[@]}" ;;
+  *) usage >&2; die "unknown command '$cmd'" ;;
+esac

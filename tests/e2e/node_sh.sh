@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# node_sh.sh NODE_SH BIN_DIR: deploy/node.sh on CPU workers in a private run directory:
+# start (model generated, every process ready), status, one job through `nosa submit`,
+# stop (every process exits on SIGTERM), status after; a second start refuses a running node.
+# Nothing may be left running or in /dev/shm on any exit path.
+set -uo pipefail
+node_sh=$1 bin=$2
+for b in nosa-kvhost nosa-worker nosa-coordinator nosa nosa-mkmodel; do
+  [ -x "$bin/$b" ] || { echo "node_sh: skipped: $b is not built"; exit 77; }
+done
+tag=nodesh-$$
+run=$(mktemp -d "${TMPDIR:-/tmp}/nosa-$tag-XXXXXX")
+export NOSA_NODE_TAG=$tag
+flags=(--run-dir "$run" --bin "$bin" --model "$run/model" --cpu-workers 2 --arena 64M
+       --metrics-port 0 --ready-timeout 30 --stop-timeout 5)
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+cleanup() {
+  "$node_sh" stop "${flags[@]}" >/dev/null 2>&1
+  for f in "$run"/*.pid; do [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null; done
+  rm -f /dev/shm/nosa-"$(id -u)"-*"$tag"*
+  rm -rf "$run"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+out=$("$node_sh" start "${flags[@]}" 2>&1) || fail "start: $out"
+echo "$out"
+[ -f "$run/model/config.json" ] || fail "start did not generate the model"
+for n in kvh0 coordinator cpu0 cpu1; do
+  [ -s "$run/$n.pid" ] && [ -s "$run/$n.log" ] || fail "no pid file or log for $n"
+done
+st=$("$node_sh" status "${flags[@]}" 2>&1) || fail "status exit $?: $st"
+for n in kvh0 coordinator cpu0 cpu1; do
+  echo "$st" | grep -E "^$n +[0-9]+ +running" >/dev/null || fail "status does not show $n running: $st"
+done
+again=$("$node_sh" start "${flags[@]}" 2>&1) && fail "a second start succeeded"
+echo "$again" | grep -q "already runs" || fail "second start: $again"
+
+job=$("$bin/nosa" --run-dir "$run" submit --prompt "hello node" --max-tokens 8 2>&1) ||
+  fail "nosa submit: $job"
+echo "$job"
+
+pids=$(cat "$run"/*.pid)
+stop=$("$node_sh" stop "${flags[@]}" 2>&1) || fail "stop: $stop"
+echo "$stop"
+for n in kvh0 coordinator cpu0 cpu1; do
+  echo "$stop" | grep -q "$n (pid [0-9]*) stopped" || fail "stop did not report $n stopped"
+done
+for p in $pids; do kill -0 "$p" 2>/dev/null && fail "pid $p still runs after stop"; done
+ls "$run"/*.pid >/dev/null 2>&1 && fail "pid files left after stop"
+"$node_sh" status "${flags[@]}" >/dev/null 2>&1; [ $? = 3 ] || fail "status after stop is not 3"
+
+# A process that cannot start: a clear error naming its log, and nothing left running.
+bad=$("$node_sh" start "${flags[@]}" --model "$run/not-a-model" --model-config /nonexistent.json 2>&1) &&
+  fail "start with a bad model succeeded"
+echo "$bad" | grep -q "nosa-mkmodel" || fail "bad model: no clear error: $bad"
+ls "$run"/*.pid >/dev/null 2>&1 && fail "pid files left after a failed start"
+
+echo "node_sh: $fails failed"
+[ $fails = 0 ]
