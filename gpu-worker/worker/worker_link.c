@@ -1,0 +1,401 @@
+/* worker_link.c: see worker_link.h.
+ *
+ * The socket has ZMQ_IMMEDIATE set, so nothing is queued towards a coordinator that is not
+ * connected: a send that cannot go now fails at once (send timeout 0) and the message waits
+ * in our own outbox. That keeps the order we need after a coordinator restart: Register
+ * first, then what was held back. Connection changes come from a socket monitor. */
+#include "worker_link.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "log.h"
+#include "nosa_msg.h"
+#include "worker_clock.h"
+
+/* Beyond this much held-back output the worker stops stepping (worker_link_send fails). */
+#define LINK_OUTBOX_MAX_BYTES (64u << 20)
+/* While unregistered and connected, Register is sent again this often. */
+#define LINK_REGISTER_RESEND_MS 500
+
+struct link_packed {
+    uint8_t *data;
+    size_t len;
+};
+
+struct worker_link {
+    void *sock;
+    void *monitor;
+    char monitor_endpoint[64];
+    char endpoint[512];
+    Nosa__Serve__Register reg; /* strings borrowed from the caller */
+    uint64_t *running;
+    size_t n_running;
+    int connected;
+    int registered;
+    int ever_registered;
+    int heartbeat_ms;
+    int64_t last_register_ms;
+    struct link_packed *outbox;
+    size_t outbox_len, outbox_cap, outbox_head, outbox_bytes;
+};
+
+static uint8_t *pack_msg(const ProtobufCMessage *msg, size_t *len, char *err, size_t errlen)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) {
+        nosa_set_error(err, errlen, "out of memory packing a %zu-byte %s", n,
+                       msg->descriptor->name);
+        return NULL;
+    }
+    protobuf_c_message_pack(msg, buf);
+    *len = n;
+    return buf;
+}
+
+/* 0 sent, 1 not now (no coordinator connected, or its queue is full), -1 failed. */
+static int send_bytes(struct worker_link *l, const uint8_t *data, size_t len, char *err,
+                      size_t errlen)
+{
+    if (zmq_send(l->sock, data, len, ZMQ_DONTWAIT) >= 0) return 0;
+    int e = zmq_errno();
+    if (e == EAGAIN || e == EINTR) return 1;
+    nosa_set_error(err, errlen, "send to coordinator %s: %s", l->endpoint, zmq_strerror(e));
+    return -1;
+}
+
+static int send_now(struct worker_link *l, Nosa__Serve__WorkerMsg *msg, char *err,
+                    size_t errlen)
+{
+    msg->version = NOSA__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
+    size_t len = 0;
+    uint8_t *buf = pack_msg(&msg->base, &len, err, errlen);
+    if (!buf) return -1;
+    int rc = send_bytes(l, buf, len, err, errlen);
+    free(buf);
+    return rc;
+}
+
+static void send_register(struct worker_link *l)
+{
+    Nosa__Serve__WorkerMsg msg = NOSA__SERVE__WORKER_MSG__INIT;
+    Nosa__Serve__Register reg = l->reg;
+    reg.running_jobs = l->running;
+    reg.n_running_jobs = l->n_running;
+    msg.body_case = NOSA__SERVE__WORKER_MSG__BODY_REGISTER;
+    msg.register_ = &reg;
+    char err[256];
+    l->last_register_ms = worker_now_ms();
+    int rc = send_now(l, &msg, err, sizeof(err));
+    if (rc < 0) LOG_WARN("worker", "register: %s", err);
+    else if (rc == 0)
+        LOG_INFO("worker", "register sent coordinator=%s running_jobs=%zu", l->endpoint,
+                 l->n_running);
+}
+
+static int outbox_push(struct worker_link *l, uint8_t *data, size_t len, char *err,
+                       size_t errlen)
+{
+    if (l->outbox_bytes + len > LINK_OUTBOX_MAX_BYTES) {
+        nosa_set_error(err, errlen, "coordinator %s unreachable: %zu bytes of output held back",
+                       l->endpoint, l->outbox_bytes);
+        return -1;
+    }
+    if (l->outbox_head > 0 && l->outbox_len == l->outbox_cap) {
+        size_t live = l->outbox_len - l->outbox_head;
+        memmove(l->outbox, l->outbox + l->outbox_head, live * sizeof(*l->outbox));
+        l->outbox_len = live;
+        l->outbox_head = 0;
+    }
+    if (l->outbox_len == l->outbox_cap) {
+        size_t cap = l->outbox_cap ? 2 * l->outbox_cap : 16;
+        struct link_packed *p = realloc(l->outbox, cap * sizeof(*p));
+        if (!p) {
+            nosa_set_error(err, errlen, "out of memory holding back coordinator output");
+            return -1;
+        }
+        l->outbox = p;
+        l->outbox_cap = cap;
+    }
+    l->outbox[l->outbox_len].data = data;
+    l->outbox[l->outbox_len].len = len;
+    l->outbox_len++;
+    l->outbox_bytes += len;
+    return 0;
+}
+
+/* Sends held-back output in order until the socket would block. */
+static int outbox_flush(struct worker_link *l, char *err, size_t errlen)
+{
+    while (l->outbox_head < l->outbox_len) {
+        struct link_packed *p = &l->outbox[l->outbox_head];
+        int rc = send_bytes(l, p->data, p->len, err, errlen);
+        if (rc < 0) return -1;
+        if (rc > 0) return 0;
+        l->outbox_bytes -= p->len;
+        free(p->data);
+        p->data = NULL;
+        l->outbox_head++;
+    }
+    l->outbox_head = l->outbox_len = 0;
+    return 0;
+}
+
+int worker_link_open(void *zctx, const struct nosa_msg_security *sec, const char *endpoint,
+                     const Nosa__Serve__Register *reg, int heartbeat_ms,
+                     struct worker_link **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct worker_link *l = calloc(1, sizeof(*l));
+    if (!l) {
+        nosa_set_error(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    l->reg = *reg;
+    l->heartbeat_ms = heartbeat_ms;
+    snprintf(l->endpoint, sizeof(l->endpoint), "%s", endpoint);
+    int one = 1, zero = 0;
+    l->sock = zmq_socket(zctx, ZMQ_DEALER);
+    if (!l->sock) {
+        nosa_set_error(err, errlen, "coordinator link: zmq_socket: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    if (nosa_msg_socket_defaults(l->sock, -1, err, errlen)) goto fail;
+    if (zmq_setsockopt(l->sock, ZMQ_IMMEDIATE, &one, sizeof(one)) ||
+        zmq_setsockopt(l->sock, ZMQ_SNDTIMEO, &zero, sizeof(zero))) {
+        nosa_set_error(err, errlen, "coordinator link: setsockopt: %s",
+                       zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    snprintf(l->monitor_endpoint, sizeof(l->monitor_endpoint), "inproc://worker-link-%p",
+             (void *)l);
+    if (zmq_socket_monitor(l->sock, l->monitor_endpoint,
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED)) {
+        nosa_set_error(err, errlen, "coordinator link: monitor: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    l->monitor = zmq_socket(zctx, ZMQ_PAIR);
+    if (!l->monitor || nosa_msg_socket_defaults(l->monitor, -1, err, errlen) ||
+        zmq_connect(l->monitor, l->monitor_endpoint)) {
+        nosa_set_error(err, errlen, "coordinator link: monitor socket: %s",
+                       zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    char why[512];
+    if (nosa_msg_connect_secure(sec, l->sock, endpoint, why, sizeof(why))) {
+        nosa_set_error(err, errlen, "coordinator link: connect %s: %s", endpoint, why);
+        goto fail;
+    }
+    *out = l;
+    return 0;
+fail:
+    worker_link_close(l);
+    return -EIO;
+}
+
+void worker_link_close(struct worker_link *l)
+{
+    if (!l) return;
+    if (l->sock) {
+        zmq_socket_monitor(l->sock, NULL, 0);
+        zmq_close(l->sock);
+    }
+    if (l->monitor) zmq_close(l->monitor);
+    for (size_t i = l->outbox_head; i < l->outbox_len; i++) free(l->outbox[i].data);
+    free(l->outbox);
+    free(l->running);
+    free(l);
+}
+
+int worker_link_set_running(struct worker_link *l, const uint64_t *job_ids, size_t n,
+                            char *err, size_t errlen)
+{
+    uint64_t *copy = NULL;
+    if (n) {
+        copy = malloc(n * sizeof(*copy));
+        if (!copy) {
+            nosa_set_error(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+        memcpy(copy, job_ids, n * sizeof(*copy));
+    }
+    free(l->running);
+    l->running = copy;
+    l->n_running = n;
+    return 0;
+}
+
+int worker_link_send(struct worker_link *l, Nosa__Serve__WorkerMsg *msg, char *err,
+                     size_t errlen)
+{
+    msg->version = NOSA__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
+    size_t len = 0;
+    uint8_t *buf = pack_msg(&msg->base, &len, err, errlen);
+    if (!buf) return -1;
+    if (l->registered && l->outbox_head == l->outbox_len) {
+        int rc = send_bytes(l, buf, len, err, errlen);
+        if (rc <= 0) {
+            free(buf);
+            return rc;
+        }
+    }
+    if (outbox_push(l, buf, len, err, errlen)) {
+        free(buf);
+        return -1;
+    }
+    return 0;
+}
+
+int worker_link_send_error(struct worker_link *l, Nosa__ErrorCode code, const char *message,
+                           char *err, size_t errlen)
+{
+    Nosa__Serve__WorkerMsg msg = NOSA__SERVE__WORKER_MSG__INIT;
+    Nosa__Error e = NOSA__ERROR__INIT;
+    e.code = code;
+    e.message = (char *)message;
+    msg.body_case = NOSA__SERVE__WORKER_MSG__BODY_ERROR;
+    msg.error = &e;
+    LOG_WARN("worker", "error to coordinator: %s", message);
+    return send_now(l, &msg, err, errlen) < 0 ? -1 : 0;
+}
+
+static void handle_monitor_event(struct worker_link *l)
+{
+    zmq_msg_t ev, addr;
+    zmq_msg_init(&ev);
+    zmq_msg_init(&addr);
+    if (zmq_msg_recv(&ev, l->monitor, ZMQ_DONTWAIT) < 0) goto done;
+    /* Frame 1: event (u16) + value (u32); frame 2: the endpoint. */
+    if (zmq_msg_more(&ev)) zmq_msg_recv(&addr, l->monitor, 0);
+    if (zmq_msg_size(&ev) < 2) goto done;
+    uint16_t event;
+    memcpy(&event, zmq_msg_data(&ev), sizeof(event));
+    if (event == ZMQ_EVENT_CONNECTED) {
+        l->connected = 1;
+        LOG_INFO("worker", "coordinator connected endpoint=%s", l->endpoint);
+        if (!l->registered) send_register(l);
+    } else if (event == ZMQ_EVENT_DISCONNECTED) {
+        l->connected = 0;
+        if (l->registered)
+            LOG_WARN("worker", "coordinator went away endpoint=%s: holding jobs until it is "
+                     "back", l->endpoint);
+        /* A coordinator that comes back may be a new process: it must hear Register again. */
+        l->registered = 0;
+    }
+done:
+    zmq_msg_close(&ev);
+    zmq_msg_close(&addr);
+}
+
+/* Handles what the link itself answers; returns WORKER_LINK_IDLE/REGISTERED for those, or
+ * WORKER_LINK_MESSAGE when the caller gets msg. */
+static int handle_coord_msg(struct worker_link *l, Nosa__Serve__CoordMsg *msg, char *err,
+                            size_t errlen)
+{
+    char why[320];
+    if (msg->version != NOSA__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT) {
+        snprintf(why, sizeof(why), "CoordMsg version %u, this worker speaks %d", msg->version,
+                 NOSA__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT);
+        worker_link_send_error(l, NOSA__ERROR_CODE__ERROR_BAD_VERSION, why, err, errlen);
+        return WORKER_LINK_IDLE;
+    }
+    switch (msg->body_case) {
+    case NOSA__SERVE__COORD_MSG__BODY_REGISTER_ACK: {
+        const Nosa__Serve__RegisterAck *ack = msg->register_ack;
+        if (ack->heartbeat_ms) l->heartbeat_ms = (int)ack->heartbeat_ms;
+        int again = l->ever_registered;
+        l->registered = 1;
+        l->ever_registered = 1;
+        LOG_INFO("worker", "registered%s name=%s heartbeat_ms=%d", again ? " again" : "",
+                 ack->worker_name, l->heartbeat_ms);
+        if (outbox_flush(l, err, errlen)) return -1;
+        return WORKER_LINK_REGISTERED;
+    }
+    case NOSA__SERVE__COORD_MSG__BODY_ERROR: {
+        const Nosa__Error *e = msg->error;
+        LOG_WARN("worker", "coordinator error code=%d: %s", (int)e->code,
+                 e->message ? e->message : "");
+        /* The coordinator does not know us (it restarted, or declared us dead): register. */
+        if (e->code == NOSA__ERROR_CODE__ERROR_UNKNOWN_ID ||
+            e->code == NOSA__ERROR_CODE__ERROR_UNAUTHORIZED) {
+            if (l->registered) {
+                l->registered = 0;
+                send_register(l);
+            }
+        }
+        return WORKER_LINK_IDLE;
+    }
+    case NOSA__SERVE__COORD_MSG__BODY_ASSIGN:
+    case NOSA__SERVE__COORD_MSG__BODY_CANCEL:
+    case NOSA__SERVE__COORD_MSG__BODY_SHUTDOWN: return WORKER_LINK_MESSAGE;
+    default:
+        snprintf(why, sizeof(why), "CoordMsg without a known body (case %d)",
+                 (int)msg->body_case);
+        worker_link_send_error(l, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, why, err, errlen);
+        return WORKER_LINK_IDLE;
+    }
+}
+
+static int receive_one(struct worker_link *l, Nosa__Serve__CoordMsg **out, char *err,
+                       size_t errlen)
+{
+    struct nosa_msg_frame frame;
+    char why[256];
+    enum nosa_msg_recv_status st =
+        nosa_msg_recv(l->sock, NULL, &frame, NOSA_MSG_MAX_BYTES, ZMQ_DONTWAIT, why, sizeof(why));
+    if (st == NOSA_MSG_AGAIN) return WORKER_LINK_IDLE;
+    if (st == NOSA_MSG_FAILED) {
+        nosa_set_error(err, errlen, "coordinator link: %s", why);
+        return -1;
+    }
+    if (st == NOSA_MSG_MALFORMED) {
+        worker_link_send_error(l, NOSA__ERROR_CODE__ERROR_TOO_LARGE, why, err, errlen);
+        return WORKER_LINK_IDLE;
+    }
+    Nosa__Serve__CoordMsg *msg = (Nosa__Serve__CoordMsg *)nosa_msg_unpack(
+        &nosa__serve__coord_msg__descriptor, frame.data, frame.len, why, sizeof(why));
+    nosa_msg_frame_free(&frame);
+    if (!msg) {
+        worker_link_send_error(l, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, why, err, errlen);
+        return WORKER_LINK_IDLE;
+    }
+    int rc = handle_coord_msg(l, msg, err, errlen);
+    if (rc == WORKER_LINK_MESSAGE) *out = msg;
+    else nosa__serve__coord_msg__free_unpacked(msg, NULL);
+    return rc;
+}
+
+int worker_link_poll(struct worker_link *l, int timeout_ms, Nosa__Serve__CoordMsg **out,
+                     char *err, size_t errlen)
+{
+    *out = NULL;
+    if (l->registered && outbox_flush(l, err, errlen)) return -1;
+    if (!l->registered && l->connected &&
+        worker_now_ms() - l->last_register_ms >= LINK_REGISTER_RESEND_MS)
+        send_register(l);
+    zmq_pollitem_t items[2] = {
+        {.socket = l->sock, .events = ZMQ_POLLIN},
+        {.socket = l->monitor, .events = ZMQ_POLLIN},
+    };
+    if (!l->registered && timeout_ms > LINK_REGISTER_RESEND_MS)
+        timeout_ms = LINK_REGISTER_RESEND_MS;
+    int n = zmq_poll(items, 2, timeout_ms);
+    if (n < 0) {
+        int e = zmq_errno();
+        if (e == EINTR) return WORKER_LINK_IDLE;
+        nosa_set_error(err, errlen, "coordinator link: poll: %s", zmq_strerror(e));
+        return -1;
+    }
+    if (items[1].revents & ZMQ_POLLIN) handle_monitor_event(l);
+    if (items[0].revents & ZMQ_POLLIN) return receive_one(l, out, err, errlen);
+    return WORKER_LINK_IDLE;
+}
+
+int worker_link_registered(const struct worker_link *l) { return l->registered; }
+int worker_link_ever_registered(const struct worker_link *l) { return l->ever_registered; }
+int worker_link_heartbeat_ms(const struct worker_link *l) { return l->heartbeat_ms; }
