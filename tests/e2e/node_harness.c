@@ -117,6 +117,13 @@ static int read_block_size(struct nh_node *node)
 int nh_node_init(struct nh_node *node, const char *test_name, const char *bin_dir,
                  const char *model_config, unsigned deadline_s)
 {
+    return nh_node_init_needing(node, test_name, bin_dir, model_config, deadline_s, NULL);
+}
+
+int nh_node_init_needing(struct nh_node *node, const char *test_name, const char *bin_dir,
+                         const char *model_config, unsigned deadline_s,
+                         const char *const *needed)
+{
     memset(node, 0, sizeof *node);
     const char *bins = bin_dir ? bin_dir : getenv("NOSA_BIN");
     if (!bins) {
@@ -127,13 +134,15 @@ int nh_node_init(struct nh_node *node, const char *test_name, const char *bin_di
         fprintf(stderr, "node_harness: binary directory path too long: %s\n", bins);
         return -1;
     }
-    static const char *const needed[] = {"nosa-kvhost", "nosa-worker", "nosa-coordinator",
-                                         "nosa", "nosa-generate", "nosa-mkmodel"};
-    for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++) {
+    static const char *const whole_node[] = {"nosa-kvhost", "nosa-worker", "nosa-coordinator",
+                                             "nosa", "nosa-generate", NULL};
+    if (!needed) needed = whole_node;
+    for (size_t i = 0; i == 0 || needed[i - 1]; i++) {
+        const char *name = needed[i] ? needed[i] : "nosa-mkmodel";
         char p[NH_PATH * 2];
-        snprintf(p, sizeof p, "%s/%s", node->bin_dir, needed[i]);
+        snprintf(p, sizeof p, "%s/%s", node->bin_dir, name);
         if (access(p, X_OK) != 0) {
-            printf("%s: skipped: %s is not built (%s)\n", test_name, needed[i], p);
+            printf("%s: skipped: %s is not built (%s)\n", test_name, name, p);
             return 77;
         }
     }

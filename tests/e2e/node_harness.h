@@ -59,6 +59,12 @@ struct nh_job {
  * (a binary is not built: the caller exits 77 with the message printed) or -1. */
 int nh_node_init(struct nh_node *node, const char *test_name, const char *bin_dir,
                  const char *model_config, unsigned deadline_s);
+/* The same, skipping only when one of needed (NULL-terminated binary names; NULL = the six
+ * of a whole node: kv-host, worker, coordinator, nosa, nosa-generate, nosa-mkmodel) is
+ * missing. nosa-mkmodel is always needed (the model). */
+int nh_node_init_needing(struct nh_node *node, const char *test_name, const char *bin_dir,
+                         const char *model_config, unsigned deadline_s,
+                         const char *const *needed);
 void nh_node_free(struct nh_node *node);
 
 /* Starts a process: argv[0] is a binary name looked up in bin_dir; env_extra is a

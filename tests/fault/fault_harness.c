@@ -1,0 +1,515 @@
+/* fault_harness.c: fault injection over the real processes (issue 7, docs/FAULTS.md).
+ *
+ *   fault_harness BIN_DIR --fault KIND [--seed S] [--at-tokens T] [--arm PROC:POINT[:SKIP]]
+ *                 [--model-config FILE]
+ *   fault_harness BIN_DIR --soak [--faults N] [--seconds M] [--seed S] [--model-config FILE]
+ *
+ * KIND (each reachable deterministically: the harness acts once the jobs have streamed
+ * --at-tokens tokens in all, default 24, or when the process hits the armed NOSA_FAULT point;
+ * and at random: with --seed and no --at-tokens the moment and the victim come from the seed):
+ *   worker-kill     SIGKILL of a worker mid-decode; its jobs move to the other worker
+ *   worker-hang     SIGSTOP of a worker; the coordinator must declare it dead (heartbeats)
+ *   kvhost-kill     SIGKILL of the kv-host (workers paused around it), restart --recover:
+ *                   every sequence's block table must be the same after as before
+ *   coord-kill      SIGKILL of the coordinator, restart on the same journal
+ *   arena-truncate  the arena file truncated: --recover must refuse it with a clear error
+ *   arena-header    a header byte flipped: --recover must refuse it with a clear error
+ *   journal-full    the coordinator's journal on /dev/full: refused with a clear error
+ *   journal-fsize   RLIMIT_FSIZE on the coordinator: its journal fills up mid-run
+ *
+ * After each run: every job completed, or failed with a reason (none silently lost);
+ * completed outputs equal nosa-generate's (the fault-free reference) exactly; recomputed
+ * tokens per job <= the open block (block_size). Exit 0 when all holds, 1 otherwise, 77 when
+ * a binary is not built. Soak: N random faults (or M seconds), then a summary table. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kvh_probe.h"
+#include "node_harness.h"
+#include "parse.h"
+#include "test_util.h"
+
+enum fault_kind {
+    FAULT_WORKER_KILL,
+    FAULT_WORKER_HANG,
+    FAULT_KVHOST_KILL,
+    FAULT_COORD_KILL,
+    FAULT_ARENA_TRUNCATE,
+    FAULT_ARENA_HEADER,
+    FAULT_JOURNAL_FULL,
+    FAULT_JOURNAL_FSIZE,
+    FAULT_KINDS
+};
+static const char *const g_fault_names[FAULT_KINDS] = {
+    "worker-kill",    "worker-hang",  "kvhost-kill",  "coord-kill",
+    "arena-truncate", "arena-header", "journal-full", "journal-fsize"};
+
+#define N_JOBS 6
+static const int g_prompt_len[N_JOBS] = {12, 30, 57, 64, 90, 121};
+static const int g_max_tokens[N_JOBS] = {90, 120, 70, 140, 60, 100};
+
+struct fault_opts {
+    enum fault_kind kind;
+    int soak;
+    uint64_t seed;
+    int seeded;
+    long at_tokens;     /* -1: from the seed */
+    const char *arm;    /* PROC:POINT[:SKIP] */
+    long faults;
+    long seconds;
+    const char *model_config;
+};
+
+struct fault_summary {
+    int runs, faults, jobs, completed, failed_with_reason, lost, mismatched;
+    long recomputed, recompute_over_block;
+};
+
+struct job_set {
+    char prompt[N_JOBS][160];
+    double temperature[N_JOBS], top_p[N_JOBS];
+    struct nh_job reference[N_JOBS];
+    int have_reference;
+};
+
+static uint64_t g_rng;
+static uint64_t rng_next(void) /* xorshift64*: the soak is reproducible from --seed */
+{
+    g_rng ^= g_rng >> 12;
+    g_rng ^= g_rng << 25;
+    g_rng ^= g_rng >> 27;
+    return g_rng * 2685821657736338717ull;
+}
+static long rng_range(long lo, long hi) { return lo + (long)(rng_next() % (uint64_t)(hi - lo + 1)); }
+
+static void make_jobs(struct job_set *js)
+{
+    static const char *const words[] = {"a ", "long ", "context ", "decodes ", "while ",
+                                        "the ", "cache ", "moves. "};
+    for (int i = 0; i < N_JOBS; i++) {
+        int n = 0;
+        for (int w = i; n < g_prompt_len[i]; w++)
+            for (const char *c = words[w % 8]; *c && n < g_prompt_len[i]; c++) js->prompt[i][n++] = *c;
+        js->prompt[i][n] = '\0';
+        /* Greedy, except the last job: seeded top-p, a pure function of (seed, t) too. */
+        js->temperature[i] = i == N_JOBS - 1 ? 0.8 : 0.0;
+        js->top_p[i] = i == N_JOBS - 1 ? 0.9 : 1.0;
+    }
+}
+
+static int compute_references(struct nh_node *node, struct job_set *js)
+{
+    if (js->have_reference) return 0;
+    for (int i = 0; i < N_JOBS; i++)
+        if (nh_generate(node, js->prompt[i], g_max_tokens[i], js->temperature[i], js->top_p[i],
+                        7 + (uint64_t)i, &js->reference[i]) != 0)
+            return -1;
+    js->have_reference = 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- node */
+static char *g_worker_env[2][3]; /* per worker: NOSA_FAULT=..., NOSA_FAULT_SKIP=..., NULL */
+static char *g_kvh_env[3], *g_coord_env[3];
+static char g_arm_env[2][128];
+
+/* --arm PROC:POINT[:SKIP]: that process starts with the point armed (common/fault.h). */
+static int parse_arm(const char *arm)
+{
+    char proc[64] = "", point[96] = "", skip[32] = "0";
+    if (sscanf(arm, "%63[^:]:%95[^:]:%31s", proc, point, skip) < 2) {
+        fprintf(stderr, "fault_harness: --arm '%s': expected PROC:POINT[:SKIP]\n", arm);
+        return -1;
+    }
+    snprintf(g_arm_env[0], sizeof g_arm_env[0], "NOSA_FAULT=%s", point);
+    snprintf(g_arm_env[1], sizeof g_arm_env[1], "NOSA_FAULT_SKIP=%s", skip);
+    char **env = strcmp(proc, "kvh") == 0           ? g_kvh_env
+                 : strcmp(proc, "coordinator") == 0 ? g_coord_env
+                 : strcmp(proc, "cpu0") == 0        ? g_worker_env[0]
+                 : strcmp(proc, "cpu1") == 0        ? g_worker_env[1]
+                                                    : NULL;
+    if (!env) {
+        fprintf(stderr, "fault_harness: --arm: process '%s' (kvh, coordinator, cpu0, cpu1)\n", proc);
+        return -1;
+    }
+    env[0] = g_arm_env[0];
+    env[1] = g_arm_env[1];
+    return 0;
+}
+
+/* A fresh node: previous processes stopped, arena and journal removed. */
+static int node_start(struct nh_node *node, long coord_fsize)
+{
+    nh_stop_all(node, 5000);
+    nh_forget_reaped(node);
+    char arena[NH_PATH];
+    nh_arena_path(node, arena, sizeof arena);
+    unlink(arena);
+    unlink(node->journal);
+    if (nh_start_kvhost(node, 0, g_kvh_env) < 0) return -1;
+    if (nh_start_coordinator(node, g_coord_env, coord_fsize) < 0) return -1;
+    if (nh_start_worker(node, "cpu0", g_worker_env[0]) < 0) return -1;
+    if (nh_start_worker(node, "cpu1", g_worker_env[1]) < 0) return -1;
+    return nh_wait_workers(node, 2, 30000);
+}
+
+static void submit_all(struct nh_node *node, const struct job_set *js, int procs[N_JOBS])
+{
+    for (int i = 0; i < N_JOBS; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "job%d", i);
+        procs[i] = nh_submit(node, name, js->prompt[i], g_max_tokens[i], js->temperature[i],
+                             js->top_p[i], 7 + (uint64_t)i);
+        REQUIRE(procs[i] >= 0, "cannot start nosa submit");
+    }
+}
+
+/* Tokens streamed so far over all jobs, and how many jobs ended. */
+static long streamed(struct nh_node *node, const int procs[N_JOBS], int *ended, uint64_t ids[N_JOBS])
+{
+    static struct nh_job j;
+    long total = 0;
+    *ended = 0;
+    for (int i = 0; i < N_JOBS; i++) {
+        nh_job_read(node, procs[i], &j);
+        total += j.n_tokens;
+        *ended += j.done || node->procs[procs[i]].pid == 0;
+        if (ids) ids[i] = j.job_id;
+    }
+    return total;
+}
+
+/* ---------------------------------------------------------------- faults mid-run */
+static int inject_kvhost_kill(struct nh_node *node, const int procs[N_JOBS])
+{
+    uint64_t ids[N_JOBS];
+    int ended, n = 0;
+    nh_signal(node, "cpu0", SIGSTOP);
+    nh_signal(node, "cpu1", SIGSTOP);
+    usleep(100000); /* a request sent before the stop is answered */
+    streamed(node, procs, &ended, ids);
+    uint64_t known[N_JOBS];
+    for (int i = 0; i < N_JOBS; i++)
+        if (ids[i]) known[n++] = ids[i];
+    static struct kvh_probe_snapshot before, after;
+    char err[256] = "";
+    int rc = kvh_probe_snapshot(node->kvhost_ep, known, n, &before, err, sizeof err);
+    CHECK(rc == 0, "kv-host snapshot before the kill: %s", err);
+    nh_signal(node, "kvh", SIGKILL);
+    nh_wait_exit(node, "kvh", 5000);
+    int up = nh_start_kvhost(node, 1, g_kvh_env) >= 0;
+    CHECK(up, "kv-host did not come back with --recover");
+    if (up && rc == 0) {
+        rc = kvh_probe_snapshot(node->kvhost_ep, known, n, &after, err, sizeof err);
+        CHECK(rc == 0, "kv-host snapshot after --recover: %s", err);
+        if (rc == 0)
+            CHECK(kvh_probe_compare(&before, &after) == 0,
+                  "kv-host after --recover lost or changed sequences (%d of them probed)", n);
+    }
+    nh_signal(node, "cpu0", SIGCONT);
+    nh_signal(node, "cpu1", SIGCONT);
+    return up ? 0 : -1;
+}
+
+/* Restarts the process an armed NOSA_FAULT point killed, as the kind's recovery does. */
+static void recover_armed(struct nh_node *node, const char *proc)
+{
+    if (strcmp(proc, "kvh") == 0) {
+        g_kvh_env[0] = NULL; /* disarmed on the restart */
+        CHECK(nh_start_kvhost(node, 1, NULL) >= 0, "kv-host did not come back with --recover");
+    } else if (strcmp(proc, "coordinator") == 0) {
+        CHECK(nh_start_coordinator(node, NULL, 0) >= 0, "coordinator did not restart");
+    }
+}
+
+static int inject(struct nh_node *node, enum fault_kind kind, const int procs[N_JOBS], int victim)
+{
+    const char *w = victim ? "cpu1" : "cpu0";
+    switch (kind) {
+    case FAULT_WORKER_KILL: return nh_signal(node, w, SIGKILL);
+    case FAULT_WORKER_HANG: return nh_signal(node, w, SIGSTOP);
+    case FAULT_KVHOST_KILL: return inject_kvhost_kill(node, procs);
+    case FAULT_COORD_KILL:
+        nh_signal(node, "coordinator", SIGKILL);
+        nh_wait_exit(node, "coordinator", 5000);
+        return nh_start_coordinator(node, g_coord_env, 0) >= 0 ? 0 : -1;
+    default: return -1;
+    }
+}
+
+/* Waits for every job, then checks the invariants; adds to the summary. */
+static void check_jobs(struct nh_node *node, const struct job_set *js, const int procs[N_JOBS],
+                       int must_complete, const char *label, struct fault_summary *sum)
+{
+    static struct nh_job got;
+    for (int i = 0; i < N_JOBS; i++) {
+        int rc = nh_job_wait(node, procs[i], 90000, &got);
+        sum->jobs++;
+        if (rc == 0 && got.done && got.exit_status == 0 &&
+            (strcmp(got.reason, "length") == 0 || strcmp(got.reason, "eos") == 0)) {
+            sum->completed++;
+            const struct nh_job *want = &js->reference[i];
+            int same = got.n_tokens == want->n_tokens &&
+                       !memcmp(got.tokens, want->tokens, sizeof(int32_t) * (size_t)got.n_tokens);
+            CHECK(same, "%s: job %d: %d tokens differ from the fault-free %d", label, i,
+                  got.n_tokens, want->n_tokens);
+            sum->mismatched += !same;
+            CHECK(got.recomputed >= 0, "%s: job %d: recomputed_tokens not reported", label, i);
+            if (got.recomputed > 0) sum->recomputed += got.recomputed;
+            CHECK(got.recomputed <= (long)node->block_size,
+                  "%s: job %d recomputed %ld tokens > the open block (%u)", label, i,
+                  got.recomputed, node->block_size);
+            sum->recompute_over_block += got.recomputed > (long)node->block_size;
+        } else if (got.error[0]) {
+            sum->failed_with_reason++;
+            CHECK(!must_complete, "%s: job %d failed: %s", label, i, got.error);
+        } else {
+            sum->lost++;
+            CHECK(0, "%s: job %d lost: no result and no reason (exit %d, reason '%s')", label,
+                  i, got.exit_status, got.reason);
+        }
+    }
+}
+
+static void run_midrun(struct nh_node *node, struct job_set *js, enum fault_kind kind,
+                       long at_tokens, int victim, struct fault_summary *sum)
+{
+    char label[96];
+    snprintf(label, sizeof label, "%s@%ld tokens (cpu%d)", g_fault_names[kind], at_tokens, victim);
+    sum->runs++;
+    if (node_start(node, 0) != 0) {
+        CHECK(0, "%s: the node did not start", label);
+        return;
+    }
+    int procs[N_JOBS];
+    submit_all(node, js, procs);
+    const char *armed_proc = NULL;
+    if (g_kvh_env[0]) armed_proc = "kvh";
+    else if (g_coord_env[0]) armed_proc = "coordinator";
+    else if (g_worker_env[0][0]) armed_proc = "cpu0";
+    else if (g_worker_env[1][0]) armed_proc = "cpu1";
+    int injected = 0, ended = 0;
+    uint64_t end = nh_now_ms() + 60000;
+    while (!injected && nh_now_ms() < end) {
+        long total = streamed(node, procs, &ended, NULL);
+        if (armed_proc) { /* the process kills itself at its point */
+            if (nh_wait_exit(node, armed_proc, 0) == 1) {
+                recover_armed(node, armed_proc);
+                injected = 1;
+            }
+        } else if (total >= at_tokens) {
+            CHECK(inject(node, kind, procs, victim) == 0, "%s: injection failed", label);
+            injected = 1;
+        }
+        if (ended == N_JOBS) break;
+        usleep(5000);
+    }
+    CHECK(injected, "%s: the fault never happened (jobs ended first: %d of %d)", label, ended,
+          N_JOBS);
+    sum->faults += injected;
+    check_jobs(node, js, procs, 1, label, sum);
+}
+
+/* ---------------------------------------------------------------- faults at rest */
+/* The arena of a killed kv-host altered on disk: --recover must exit non-zero, say why, and
+ * never serve it. */
+static void run_arena(struct nh_node *node, enum fault_kind kind, int random_damage,
+                      struct fault_summary *sum)
+{
+    sum->runs++;
+    if (node_start(node, 0) != 0) {
+        CHECK(0, "%s: the node did not start", g_fault_names[kind]);
+        return;
+    }
+    nh_stop_all(node, 5000); /* workers and coordinator gone, then the kv-host: arena stays */
+    char arena[NH_PATH];
+    nh_arena_path(node, arena, sizeof arena);
+    int fd = open(arena, O_RDWR);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        CHECK(0, "%s: %s: %s (the kv-host must keep its arena after SIGTERM)",
+              g_fault_names[kind], arena, strerror(errno));
+        if (fd >= 0) close(fd);
+        return;
+    }
+    int damaged;
+    if (kind == FAULT_ARENA_TRUNCATE) {
+        off_t len = random_damage ? (off_t)rng_range(0, (long)(st.st_size - 1) / 4096) * 4096
+                                  : st.st_size / 2;
+        damaged = ftruncate(fd, len) == 0;
+    } else {
+        off_t at = random_damage ? rng_range(0, 7) : 0; /* the magic */
+        unsigned char b = 0;
+        damaged = pread(fd, &b, 1, at) == 1;
+        b ^= 0xff;
+        damaged = damaged && pwrite(fd, &b, 1, at) == 1;
+    }
+    close(fd);
+    CHECK(damaged, "%s: could not alter %s", g_fault_names[kind], arena);
+    sum->faults++;
+    const char *argv[] = {"nosa-kvhost", "--run-dir", node->run_dir, "--name", node->kvhost_name,
+                          "--endpoint", node->kvhost_ep, "--arena", "64M", "--model",
+                          node->model, "--recover", NULL};
+    char *out = NULL;
+    int rc = nh_run(node, argv, 15000, &out);
+    CHECK(rc > 0, "%s: nosa-kvhost --recover on a damaged arena: exit %d (must refuse)",
+          g_fault_names[kind], rc);
+    CHECK(out && (strstr(out, "arena") || strstr(out, node->kvhost_name)),
+          "%s: the refusal does not name the arena: %s", g_fault_names[kind], out ? out : "");
+    if (rc > 0) sum->failed_with_reason++;
+    free(out);
+}
+
+/* The journal cannot be written: the coordinator refuses (at start or per job) with an
+ * error naming the journal, never crashes, and loses no accepted job silently. */
+static void run_journal(struct nh_node *node, struct job_set *js, enum fault_kind kind,
+                        struct fault_summary *sum)
+{
+    const char *label = g_fault_names[kind];
+    sum->runs++;
+    char saved[NH_PATH];
+    snprintf(saved, sizeof saved, "%s", node->journal);
+    if (kind == FAULT_JOURNAL_FULL) snprintf(node->journal, sizeof node->journal, "/dev/full");
+    int up = node_start(node, kind == FAULT_JOURNAL_FSIZE ? 2048 : 0) == 0;
+    snprintf(node->journal, sizeof node->journal, "%s", saved);
+    sum->faults++;
+    if (!up) { /* refused at start: fine when it says why */
+        struct nh_proc *c = NULL;
+        for (int i = node->n_procs - 1; i >= 0 && !c; i--)
+            if (strcmp(node->procs[i].name, "coordinator") == 0) c = &node->procs[i];
+        FILE *f = c ? fopen(c->log, "r") : NULL;
+        char line[512], last[512] = "";
+        while (f && fgets(line, sizeof line, f)) snprintf(last, sizeof last, "%s", line);
+        if (f) fclose(f);
+        CHECK(c && c->pid == 0 && strstr(last, "journal"),
+              "%s: the coordinator neither served nor refused with a journal error: %s", label,
+              last);
+        sum->failed_with_reason += N_JOBS;
+        sum->jobs += N_JOBS;
+        return;
+    }
+    int procs[N_JOBS];
+    submit_all(node, js, procs);
+    int before_failed = sum->failed_with_reason;
+    check_jobs(node, js, procs, 0, label, sum);
+    CHECK(sum->failed_with_reason > before_failed,
+          "%s: no job was refused: the journal never filled up (fault not reached)", label);
+    CHECK(nh_find(node, "coordinator") != NULL, "%s: the coordinator died", label);
+}
+
+/* ---------------------------------------------------------------- main */
+static void print_summary(const struct fault_summary *s, const char *title)
+{
+    printf("\n%s\n", title);
+    printf("| faults injected | runs | jobs | completed | failed (reason) | lost | mismatched "
+           "| tokens recomputed | recompute > block | errors (failed checks) |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    printf("| %d | %d | %d | %d | %d | %d | %d | %ld | %ld | %d |\n", s->faults, s->runs, s->jobs,
+           s->completed, s->failed_with_reason, s->lost, s->mismatched, s->recomputed,
+           s->recompute_over_block, g_test_checks_failed);
+}
+
+static void run_one(struct nh_node *node, struct job_set *js, enum fault_kind kind,
+                    long at_tokens, int victim, int random_damage, struct fault_summary *sum)
+{
+    switch (kind) {
+    case FAULT_ARENA_TRUNCATE:
+    case FAULT_ARENA_HEADER: run_arena(node, kind, random_damage, sum); break;
+    case FAULT_JOURNAL_FULL:
+    case FAULT_JOURNAL_FSIZE: run_journal(node, js, kind, sum); break;
+    default: run_midrun(node, js, kind, at_tokens, victim, sum); break;
+    }
+}
+
+static int parse_opts(int argc, char **argv, struct fault_opts *o)
+{
+    char err[128];
+    *o = (struct fault_opts){.kind = FAULT_KINDS, .at_tokens = -1, .faults = 4, .seconds = 90,
+                             .model_config = "tiny"};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--soak")) { o->soak = 1; continue; }
+        if (!v) { fprintf(stderr, "fault_harness: %s needs a value\n", a); return -1; }
+        i++;
+        if (!strcmp(a, "--fault")) {
+            for (int k = 0; k < FAULT_KINDS; k++)
+                if (!strcmp(v, g_fault_names[k])) o->kind = (enum fault_kind)k;
+            if (o->kind == FAULT_KINDS) { fprintf(stderr, "fault_harness: unknown fault '%s'\n", v); return -1; }
+        } else if (!strcmp(a, "--seed")) {
+            if (nosa_parse_u64(v, 0, UINT64_MAX, &o->seed, err, sizeof err)) goto bad;
+            o->seeded = 1;
+        } else if (!strcmp(a, "--at-tokens")) {
+            if (nosa_parse_long(v, 1, 100000, &o->at_tokens, err, sizeof err)) goto bad;
+        } else if (!strcmp(a, "--faults")) {
+            if (nosa_parse_long(v, 1, 100000, &o->faults, err, sizeof err)) goto bad;
+        } else if (!strcmp(a, "--seconds")) {
+            if (nosa_parse_long(v, 1, 86400, &o->seconds, err, sizeof err)) goto bad;
+        } else if (!strcmp(a, "--arm")) {
+            o->arm = v;
+        } else if (!strcmp(a, "--model-config")) {
+            o->model_config = v;
+        } else {
+            fprintf(stderr, "fault_harness: unknown argument '%s'\n", a);
+            return -1;
+        }
+        continue;
+    bad:
+        fprintf(stderr, "fault_harness: %s '%s': %s\n", a, v, err);
+        return -1;
+    }
+    if (!o->soak && o->kind == FAULT_KINDS) {
+        fprintf(stderr, "fault_harness: --fault KIND or --soak\n");
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct fault_opts o;
+    if (argc < 2 || parse_opts(argc, argv, &o) != 0) return 2;
+    if (o.arm && parse_arm(o.arm) != 0) return 2;
+    g_rng = o.seed * 0x9e3779b97f4a7c15ull + 1;
+    unsigned deadline = (unsigned)(o.soak ? o.seconds + 100 : 170);
+    struct nh_node node;
+    int rc = nh_node_init(&node, "fault", argv[1], o.model_config, deadline);
+    if (rc == 77) return TEST_SKIP_EXIT;
+    REQUIRE(rc == 0, "harness setup failed");
+    static struct job_set js;
+    make_jobs(&js);
+    REQUIRE(compute_references(&node, &js) == 0, "nosa-generate (the reference) failed");
+    struct fault_summary sum = {0};
+    char title[160];
+    if (!o.soak) {
+        long at = o.at_tokens > 0 ? o.at_tokens : o.seeded ? rng_range(4, 120) : 24;
+        int victim = o.seeded ? (int)rng_range(0, 1) : 0;
+        run_one(&node, &js, o.kind, at, victim, o.seeded, &sum);
+        snprintf(title, sizeof title, "fault %s (seed %llu)", g_fault_names[o.kind],
+                 (unsigned long long)o.seed);
+    } else {
+        /* Random faults, each on a fresh node, until N faults or M seconds. */
+        uint64_t end = nh_now_ms() + (uint64_t)o.seconds * 1000u;
+        while (sum.faults < o.faults && nh_now_ms() < end) {
+            enum fault_kind k = (enum fault_kind)rng_range(0, FAULT_KINDS - 1);
+            long at = rng_range(4, 120);
+            int victim = (int)rng_range(0, 1);
+            printf("soak: %s at %ld tokens, victim cpu%d\n", g_fault_names[k], at, victim);
+            fflush(stdout);
+            run_one(&node, &js, k, at, victim, 1, &sum);
+        }
+        snprintf(title, sizeof title, "soak: seed %llu, %ld faults or %ld s", (unsigned long long)o.seed,
+                 o.faults, o.seconds);
+    }
+    print_summary(&sum, title);
+    nh_stop_all(&node, 5000);
+    CHECK(nh_leaks(&node) == 0, "leaked processes or /dev/shm objects");
+    if (g_test_checks_failed) nh_dump_logs(&node, 12);
+    return test_report("fault_harness");
+}
