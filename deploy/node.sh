@@ -231,6 +231,14 @@ pid_alive() { # name: 0 when name.pid names a live process running a nosa binary
   [[ $pid =~ ^[0-9]+$ ]] && grep -qa 'nosa-' "/proc/$pid/cmdline" 2>/dev/null
 }
 
+# A process we just started (a child of this shell): alive and not a zombie. Its cmdline is
+# not checked: it changes while numactl/taskset/setsid exec the binary.
+child_alive() { # name
+  local pid
+  pid=$(cat "$run_dir/$1.pid" 2>/dev/null) || return 1
+  kill -0 "$pid" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
+}
+
 started_names() { # names with a pid file, workers first (stop order), kv-hosts last
   local f names=() kinds=(gpu cpu coordinator kvh)
   for k in "${kinds[@]}"; do
@@ -261,7 +269,7 @@ wait_ready() { # name check-command...: polls until check succeeds, the process 
   local name=$1; shift
   local deadline=$((SECONDS + ready_timeout))
   while :; do
-    pid_alive "$name" || fail_start "$name" "the process exited"
+    child_alive "$name" || fail_start "$name" "the process exited"
     if "$@" >/dev/null 2>&1; then return 0; fi
     [ $SECONDS -lt $deadline ] || fail_start "$name" "not ready after ${ready_timeout}s"
     sleep 0.2
