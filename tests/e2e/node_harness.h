@@ -53,7 +53,7 @@ struct nh_job {
     int exit_status;            /* the CLI's exit code, -1 when killed */
 };
 
-/* Sets up node: bin_dir from argv (or $NOSA_BIN), a private run dir under $TMPDIR or /tmp,
+/* Sets up node (static storage: the atexit cleanup uses it after main returns): bin_dir from argv (or $NOSA_BIN), a private run dir under $TMPDIR or /tmp,
  * endpoints, a tiny model generated there with nosa-mkmodel (model_config: "tiny" or a
  * file). Arms the cleanup and an overall deadline of deadline_s seconds. Returns 0, 77
  * (a binary is not built: the caller exits 77 with the message printed) or -1. */

@@ -61,7 +61,7 @@ static void check_status(struct nh_node *node)
 
 int main(int argc, char **argv)
 {
-    struct nh_node node;
+    static struct nh_node node; /* static: the atexit cleanup runs after main returns */
     int rc = nh_node_init(&node, "e2e", argc > 1 ? argv[1] : NULL, "tiny", 170);
     if (rc == 77) return TEST_SKIP_EXIT;
     REQUIRE(rc == 0, "harness setup failed");

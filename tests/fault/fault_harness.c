@@ -478,7 +478,7 @@ int main(int argc, char **argv)
     if (o.arm && parse_arm(o.arm) != 0) return 2;
     g_rng = o.seed * 0x9e3779b97f4a7c15ull + 1;
     unsigned deadline = (unsigned)(o.soak ? o.seconds + 100 : 170);
-    struct nh_node node;
+    static struct nh_node node; /* static: the atexit cleanup runs after main returns */
     int rc = nh_node_init(&node, "fault", argv[1], o.model_config, deadline);
     if (rc == 77) return TEST_SKIP_EXIT;
     REQUIRE(rc == 0, "harness setup failed");
