@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config clang
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libnuma-dev libcjson-dev
-      libmicrohttpd-dev gnuplot-nox)
+      libmicrohttpd-dev zlib1g-dev gnuplot-nox)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
