@@ -4,8 +4,12 @@
 # the GPU tests directly (ctest would need the build's absolute paths), then
 # compute-sanitizer memcheck and racecheck over them, logs under $OUT.
 #
-#   scripts/gpu-run.sh --pack      # here: build build-cuda for sm_90, fill .devrun/
-#   scripts/gpu-run.sh             # there: tests + sanitizers, summary table last
+#   scripts/gpu-run.sh --pack          # here: build build-cuda (sm_90), fill .devrun/
+#   scripts/gpu-run.sh [PHASE...]      # there: the phases named (default: all but nosa-bench),
+#                                      # summary table last
+# Phases: tests, memcheck, bench (decode step; .devrun/base/bin/bench_cuda_decode, when
+# packed, is run next to it for a before/after comparison), racecheck, profile, nosa-bench
+# (the benchmark grid of bench/, GRID_ARGS overrides its arguments).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tests=(test_cuda_kernels test_cuda_backend)
@@ -13,10 +17,17 @@ bench=bench_cuda_decode
 
 if [ "${1:-}" = "--pack" ]; then
   set -e
-  BUILD_DIR=build-cuda scripts/build.sh -DCMAKE_CUDA_ARCHITECTURES=90
+  # Only the targets that travel (the rest of the tree may be mid-edit by others).
+  cmake -S . -B build-cuda -G Ninja -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \
+    >/dev/null
+  ninja -C build-cuda "${tests[@]}" "$bench" nosa-bench
   rm -rf .devrun && mkdir -p .devrun/bin
-  for t in "${tests[@]}" "$bench"; do cp build-cuda/bin/"$t" .devrun/bin/; done
-  strip .devrun/bin/* || true
+  for t in "${tests[@]}" "$bench" nosa-bench; do cp build-cuda/bin/"$t" .devrun/bin/; done
+  # A build of another tree (BASE_BUILD=dir with bin/bench_cuda_decode) to compare against.
+  if [ -n "${BASE_BUILD:-}" ]; then
+    mkdir -p .devrun/base/bin && cp "$BASE_BUILD/bin/$bench" .devrun/base/bin/
+  fi
+  strip .devrun/bin/* .devrun/base/bin/* 2>/dev/null || true
   /work/shared/device/pack-runtime-libs .devrun/rtlibs .devrun/bin/* >/dev/null
   du -sh .devrun
   exit 0
@@ -40,19 +51,67 @@ run() { # name, timeout, command...
   tail -n 12 "$log"
 }
 
-for t in "${tests[@]}"; do run "$t" 240 .devrun/bin/"$t"; done
+phases=("$@")
+[ ${#phases[@]} -gt 0 ] || phases=(tests memcheck bench racecheck profile)
+want() { [[ " ${phases[*]} " == *" $1 "* ]]; }
 cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-for t in "${tests[@]}"; do
-  run "$t.memcheck" 200 "$cs" --tool memcheck --error-exitcode 9 .devrun/bin/"$t"
+
+if want tests; then
+  for t in "${tests[@]}"; do run "$t" 240 .devrun/bin/"$t"; done
+fi
+if want memcheck; then
+  for t in "${tests[@]}"; do
+    run "$t.memcheck" 200 "$cs" --tool memcheck --error-exitcode 9 .devrun/bin/"$t"
+  done
+fi
+if want bench; then
+  # Decode-step timing, 1B shape: batch 16 and 1 at 16K context (and the base build's).
+  for bin in .devrun/bin .devrun/base/bin; do
+    [ -x "$bin/$bench" ] || continue
+    tag=${bin#.devrun/}; tag=${tag%bin}; tag=${tag%/}
+    run "bench_b16${tag:+_$tag}" 240 "$bin/$bench" 1b 16 16384 30
+    run "bench_b1${tag:+_$tag}" 120 "$bin/$bench" 1b 1 16384 30
+  done
+  # The same without CUDA graphs (every kernel launched by the host each step).
+  NOSA_CUDA_GRAPHS=0 run bench_b1_nograph 120 .devrun/bin/"$bench" 1b 1 16384 30
+  NOSA_CUDA_GRAPHS=0 run bench_b16_nograph 120 .devrun/bin/"$bench" 1b 16 16384 30 nosa-offload
+fi
+# racecheck over everything (kernel filters made the sanitizer fail here); hazards inside
+# cuBLAS's own kernels (nvjet*) are counted apart: racecheck does not follow their
+# asynchronous-copy barriers. One configuration that reaches every kernel of ours (nosa,
+# offloaded) against the CPU, 70 steps.
+for t in test_cuda_kernels test_cuda_backend; do
+  want racecheck || break
+  NOSA_TEST_ONLY=nosa-off NOSA_TEST_STEPS=70 run "$t.racecheck" 300 "$cs" --tool racecheck \
+    --print-limit 100000 .devrun/bin/"$t"
+  log=/tmp/gpu-run.$t.racecheck.log
+  ours=$(grep -E 'Race reported|Error:' "$log" | grep -vc nvjet)
+  theirs=$(grep -E 'Race reported|Error:' "$log" | grep -c nvjet)
+  summary+=("$(printf '%-34s hazards in our kernels: %s, in cuBLAS nvjet kernels: %s' \
+    "$t.racecheck" "$ours" "$theirs")")
 done
-# Decode-step timing, 1B shape: batch 16 and 1 at 16K context.
-run bench_b16 240 .devrun/bin/"$bench" 1b 16 16384 30
-run bench_b1 120 .devrun/bin/"$bench" 1b 1 16384 30
-# racecheck: cuBLAS's own kernels (nvjet*) are excluded (their shared-memory use goes
-# through asynchronous copies that racecheck reports as hazards); one configuration that
-# reaches every kernel of ours (nosa, offloaded) against the CPU, 70 steps.
-rc_opts=(--tool racecheck --error-exitcode 9 --kernel-name-exclude kns=nvjet)
-run test_cuda_kernels.racecheck 120 "$cs" "${rc_opts[@]}" .devrun/bin/test_cuda_kernels
-NOSA_TEST_ONLY=nosa-off NOSA_TEST_STEPS=70 run test_cuda_backend.racecheck 240 "$cs" \
-  "${rc_opts[@]}" .devrun/bin/test_cuda_backend
+# Per-kernel GPU time of one batch-1 decode step at 16K (Nsight Compute, one metric).
+if want profile && command -v ncu >/dev/null; then
+  run profile_b1 240 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
+    -k 'regex:^(?!kv_replay).*' --launch-count 320 .devrun/bin/"$bench" 1b 1 16384 1 nosa-resident
+  python3 - "/tmp/gpu-run.profile_b1.log" <<'PY' | tee -a "$out/profile_b1.log"
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+hdr = rows[0]; k = hdr.index("Kernel Name"); v = hdr.index("Metric Value")
+tot = collections.Counter(); cnt = collections.Counter()
+for r in rows[1:]:
+    name = r[k].split("(")[0][:60]
+    try: tot[name] += float(r[v].replace(",", "")); cnt[name] += 1
+    except ValueError: pass
+all_ns = sum(tot.values())
+print(f"kernels {sum(cnt.values())}, total {all_ns/1e6:.3f} ms")
+for n, t in tot.most_common(20): print(f"{t/1e6:9.3f} ms {cnt[n]:5d}x {n}")
+PY
+fi
+if want nosa-bench; then
+  # The benchmark grid (docs/BENCH.md), nosa-bench built here and carried in .devrun/bin.
+  read -r -a grid <<<"${GRID_ARGS:---backend cuda --config 1b --modes dense-resident,infllmv2-offload,nosa-offload,nosa-resident --batch 8,16,32,64,128 --context 16K,32K,64K,128K --workload random,correlated:0.9 --steps 16 --warmup 4 --fill synthetic --dense-max 512}"
+  run nosa-bench "${GRID_SECONDS:-500}" .devrun/bin/nosa-bench "${grid[@]}" --out "$out/grid"
+  cat /tmp/gpu-run.nosa-bench.log >"$out/grid.log"
+fi
 printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"

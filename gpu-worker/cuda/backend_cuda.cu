@@ -32,18 +32,44 @@
 #include "pool.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
+#include "score.cuh"
 #include "select.cuh"
 #include "swiglu.cuh"
+#include "writeback.cuh"
+#include "kv_resume.cuh"
 
 extern "C" {
 #include "backend.h"
+#include "backend_cuda.h"
 #include "bf16.h"
 #include "ops.h"
 }
 
 #define REG_CHUNK (64ull << 30) /* cudaHostRegister at most 64 GiB per call */
 #define MAX_REG_CHUNKS 64
-#define ATT_CHUNK_TOKENS 256    /* tokens per attention split (flash-decoding chunk) */
+#define ATT_CHUNK_TOKENS 64     /* tokens per attention split (flash-decoding chunk) */
+/* Launch shapes that grow with the context are rounded up to these granules (surplus CTAs
+ * find nothing to do), so a decode step's shape, and its CUDA graph, change rarely. */
+#define SCORE_KEYS_GRANULE 1024 /* compressed keys of the scoring grid */
+#define ATT_CHUNKS_GRANULE 8    /* attention splits */
+#define GRAPH_AFTER 2           /* capture once a shape has repeated this many steps */
+#define BLAS_WORKSPACE (32u << 20) /* cuBLAS workspace: fixed, so graph capture allocates none */
+#define MARKS_PER_LAYER 12      /* timing events one layer records (forward()) */
+
+/* Phases of nosa_step_stats' time split. */
+enum step_phase { PHASE_GEMM, PHASE_SELECT, PHASE_COPY, PHASE_ATTN, N_PHASES };
+
+/* A phase's time between two timing marks (events) of a step. */
+struct phase_span {
+    int from, to;
+    enum step_phase phase;
+};
+
+/* What a decode step's launches depend on besides device-side data: equal shapes enqueue
+ * identical work, so a graph captured for one replays any other. */
+struct step_shape {
+    int n, n_chunks, score_keys, max_sel, want_logits;
+};
 
 struct layer_dev {
     uint16_t *wqkv, *wo, *wgu, *wdown; /* bf16 [out][in] */
@@ -80,6 +106,19 @@ struct nosa_backend {
     unsigned long long *d_stats, *h_stats;
     int *len, *stepped;
     struct nosa_step_stats stats;
+    void *blas_ws;
+    /* Phase timing (decode): marks[] recorded in stream order, spans[] pairs of marks per
+     * phase; rebuilt by each timed forward() (a graph replays the spans of its capture). */
+    cudaEvent_t *marks;
+    int n_marks_max, n_marks, n_spans, timing, mark_rc;
+    struct phase_span *spans, *graph_spans; /* graph_spans: the graph's capture's */
+    int n_graph_spans, capturing;
+    /* CUDA graph of the decode step (NOSA_CUDA_GRAPHS=0 disables). */
+    int use_graphs;
+    cudaGraphExec_t graph;
+    struct step_shape graph_shape, last_shape;
+    int shape_repeats;
+    unsigned long graph_launches, graph_captures;
 };
 
 static double now_seconds(void)
@@ -121,6 +160,13 @@ static void cuda_destroy(struct nosa_backend *b)
     if (b->h_logits) (void)cudaFreeHost(b->h_logits);
     if (b->h_stats) (void)cudaFreeHost(b->h_stats);
     for (int i = 0; i < b->n_reg; i++) (void)cudaHostUnregister(b->reg_ptr[i]);
+    if (b->graph) (void)cudaGraphExecDestroy(b->graph);
+    for (int i = 0; b->marks && i < b->n_marks_max; i++)
+        if (b->marks[i]) (void)cudaEventDestroy(b->marks[i]);
+    free(b->marks);
+    free(b->spans);
+    free(b->graph_spans);
+    CUDA_FREE(b->blas_ws);
     if (b->blas) (void)cublasDestroy(b->blas);
     if (b->ev_main) (void)cudaEventDestroy(b->ev_main);
     if (b->ev_side) (void)cudaEventDestroy(b->ev_side);
@@ -317,7 +363,7 @@ static int alloc_step(struct nosa_backend *b, char *err, size_t errlen)
     CUDA_CHECK(dev_alloc(&b->cis, n * nkv, sizeof(float)));
     CUDA_CHECK(dev_alloc(&b->logits, n * (size_t)b->vocab, sizeof(float)));
     CUDA_CHECK(cudaMallocHost((void **)&b->h_logits, n * (size_t)b->vocab * sizeof(float)));
-    CUDA_CHECK(dev_alloc(&b->sel_scratch, n * nkv * select_scratch_floats(b->kv), sizeof(float)));
+    CUDA_CHECK(dev_alloc(&b->sel_scratch, n * nkv * b->kv.scratch_stride, sizeof(float)));
     CUDA_CHECK(dev_alloc(&b->att_part,
                          n * nkv * (size_t)b->max_chunks * (size_t)b->rep * (size_t)(b->d + 2),
                          sizeof(float)));
@@ -330,6 +376,22 @@ static int alloc_step(struct nosa_backend *b, char *err, size_t errlen)
                          sizeof(unsigned long long)));
     CUDA_CHECK(cudaMallocHost((void **)&b->h_stats,
                               3 * (size_t)b->model->cfg.n_layers * sizeof(unsigned long long)));
+fail:
+    return rc;
+}
+
+static int alloc_marks(struct nosa_backend *b, char *err, size_t errlen)
+{
+    int rc = 0;
+    b->n_marks_max = b->model->cfg.n_layers * MARKS_PER_LAYER + 2;
+    b->marks = (cudaEvent_t *)calloc((size_t)b->n_marks_max, sizeof(*b->marks));
+    b->spans = (struct phase_span *)calloc((size_t)b->n_marks_max, sizeof(*b->spans));
+    b->graph_spans = (struct phase_span *)calloc((size_t)b->n_marks_max, sizeof(*b->spans));
+    if (!b->marks || !b->spans || !b->graph_spans) {
+        nosa_set_error(err, errlen, "cuda backend: out of host memory");
+        return -ENOMEM;
+    }
+    for (int i = 0; i < b->n_marks_max; i++) CUDA_CHECK(cudaEventCreate(&b->marks[i]));
 fail:
     return rc;
 }
@@ -442,9 +504,23 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
                         : (cfg->max_context - kv->kernel) / kv->stride + 1;
         kv->n_layers = mc->n_layers, kv->n_kv = mc->n_kv_heads, kv->head_dim = mc->head_dim;
         kv->block_size = sc->block_size;
+        kv->scratch_stride = select_scratch_floats(*kv, b->rep);
     }
     b->chunk = ATT_CHUNK_TOKENS / b->bs > 1 ? ATT_CHUNK_TOKENS / b->bs : 1;
     b->max_chunks = (b->kv.max_blocks + 1 + b->chunk - 1) / b->chunk;
+    {
+        int smem_max = 0;
+        CUDA_CHECK(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                          cfg->device));
+        size_t need = attention_smem_bytes(b->kv, b->rep, b->chunk);
+        if (need > (size_t)smem_max) {
+            nosa_set_error(err, errlen, "cuda backend: attention needs %zu bytes of shared "
+                                        "memory per CTA, the device has %d", need, smem_max);
+            rc = -ENOTSUP;
+            goto fail;
+        }
+        CUDA_CHECK(attention_init(b->kv, b->rep, b->chunk));
+    }
     b->len = (int *)calloc((size_t)cfg->max_seqs, sizeof(int));
     b->stepped = (int *)calloc((size_t)cfg->max_seqs, sizeof(int));
     b->n_known = (int *)calloc((size_t)cfg->max_seqs, sizeof(int));
@@ -461,6 +537,13 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
     CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_side, cudaEventDisableTiming));
     CUBLAS_CHECK(cublasCreate(&b->blas));
     CUBLAS_CHECK(cublasSetStream(b->blas, b->stream));
+    CUDA_CHECK(cudaMalloc(&b->blas_ws, BLAS_WORKSPACE));
+    CUBLAS_CHECK(cublasSetWorkspace(b->blas, b->blas_ws, BLAS_WORKSPACE));
+    if ((rc = alloc_marks(b, err, errlen))) goto fail;
+    {
+        const char *g = getenv("NOSA_CUDA_GRAPHS");
+        b->use_graphs = !(g && strcmp(g, "0") == 0);
+    }
     if ((rc = upload_weights(b, err, errlen))) goto fail;
     cos_h = (float *)malloc((size_t)cfg->max_context * (size_t)(b->d / 2) * sizeof(float));
     sin_h = (float *)malloc((size_t)cfg->max_context * (size_t)(b->d / 2) * sizeof(float));
@@ -576,27 +659,95 @@ fail:
 
 #define LAUNCHED() CUDA_CHECK_LAUNCH()
 
-/* One forward pass of n tokens (token i at h_pos[i] of slot h_slot[i], distinct slots),
- * their step info at offset `off` of d_tok/d_slot/d_pos. Logits of every token go to
- * b->logits when want_logits. Enqueued on b->stream; nothing is waited for. */
-static int forward(struct nosa_backend *b, int n, int off, const int *h_slot, const int *h_pos,
-                   int want_logits, char *err, size_t errlen)
+static int round_up(int v, int granule, int cap)
+{
+    v = (v + granule - 1) / granule * granule;
+    return v < cap ? v : cap;
+}
+
+/* The launch shape of a step of n tokens at positions h_pos. */
+static struct step_shape step_shape_of(const struct nosa_backend *b, int n, const int *h_pos,
+                                       int want_logits)
+{
+    int max_sel = 0, max_nc = 0;
+    for (int i = 0; i < n; i++) {
+        int nb = h_pos[i] / b->bs, end = h_pos[i] + 1;
+        int nc = end < b->kv.kernel ? 0 : (end - b->kv.kernel) / b->kv.stride + 1;
+        if (nc > max_nc) max_nc = nc;
+        int ns = b->sp.mode == NOSA_ATTN_DENSE || nb <= b->sp.k_total ? nb : b->sp.k_total;
+        if (ns > max_sel) max_sel = ns;
+    }
+    struct step_shape sh;
+    memset(&sh, 0, sizeof(sh)); /* compared with memcmp */
+    sh.n = n;
+    sh.max_sel = b->kv.offload ? max_sel : 0; /* sizes the gather, offload only */
+    sh.n_chunks = round_up((max_sel + 1 + b->chunk - 1) / b->chunk, ATT_CHUNKS_GRANULE,
+                           b->max_chunks);
+    sh.score_keys = max_nc ? round_up(max_nc, SCORE_KEYS_GRANULE, b->kv.max_c) : 0;
+    sh.want_logits = want_logits;
+    return sh;
+}
+
+/* Records the next timing mark on s; returns its index, -1 when not timing. While a graph is
+ * captured the external flag makes the record a node of the graph (timed on every replay);
+ * outside a capture that flag is refused. */
+static int mark(struct nosa_backend *b, cudaStream_t s, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (!b->timing || b->n_marks == b->n_marks_max) return -1;
+    CUDA_CHECK(cudaEventRecordWithFlags(b->marks[b->n_marks], s,
+                                        b->capturing ? cudaEventRecordExternal : 0u));
+    return b->n_marks++;
+fail:
+    b->mark_rc = rc; /* forward() returns it */
+    return -1;
+}
+
+static void span(struct nosa_backend *b, enum step_phase phase, int from, int to)
+{
+    if (from < 0 || to < 0) return;
+    b->spans[b->n_spans].from = from, b->spans[b->n_spans].to = to;
+    b->spans[b->n_spans++].phase = phase;
+}
+
+/* Phase time of the step just waited for, into b->stats. */
+static int collect_phase_times(struct nosa_backend *b, char *err, size_t errlen)
+{
+    int rc = 0;
+    double sum[N_PHASES] = {0};
+    for (int k = 0; k < b->n_spans; k++) {
+        float ms = 0.0f;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, b->marks[b->spans[k].from], b->marks[b->spans[k].to]));
+        sum[b->spans[k].phase] += (double)ms * 1e-3;
+    }
+    b->stats.gemm_s = sum[PHASE_GEMM], b->stats.select_s = sum[PHASE_SELECT];
+    b->stats.copy_s = sum[PHASE_COPY], b->stats.attn_s = sum[PHASE_ATTN];
+fail:
+    return rc;
+}
+
+/* A GEMM (and its epilogue) between two marks counted as GEMM time. */
+#define TIMED_GEMM(stmt)                                                                    \
+    do {                                                                                    \
+        int m0_ = mark(b, s, err, errlen);                                                  \
+        stmt;                                                                               \
+        span(b, PHASE_GEMM, m0_, mark(b, s, err, errlen));                                  \
+    } while (0)
+
+/* One forward pass of n tokens (token i of slot/position at offset `off` of d_slot/d_pos,
+ * distinct slots) of launch shape sh. Logits of every token go to b->logits when
+ * sh.want_logits. Enqueued on b->stream; nothing is waited for and nothing here depends on
+ * host-side per-token data, so the whole call can be captured as a graph. */
+static int forward(struct nosa_backend *b, int off, const struct step_shape *sh, char *err,
+                   size_t errlen)
 {
     int rc = 0;
     const struct nosa_model_config *mc = &b->model->cfg;
     cudaStream_t s = b->stream;
+    int n = sh->n;
     cuda_step st = {b->d_slot + off, b->d_pos + off, n};
-    int max_sel = 0, completes = 0;
-    for (int i = 0; i < n; i++) {
-        int nb = h_pos[i] / b->bs;
-        int ns = b->sp.mode == NOSA_ATTN_DENSE || nb <= b->sp.k_total ? nb : b->sp.k_total;
-        if (ns > max_sel) max_sel = ns;
-        if ((h_pos[i] + 1) % b->bs == 0) completes++;
-    }
-    int n_chunks = (max_sel + 1 + b->chunk - 1) / b->chunk;
     int qd = b->qdim, kvd = b->kvdim, ld = b->qkvdim;
-    size_t bb = b->kv.block_bytes;
-    int side_used = 0;
+    if (b->timing) b->n_marks = 0, b->n_spans = 0, b->mark_rc = 0;
 
     embed_launch(b->x, b->tok_embed, b->d_tok + off, n, b->hid, s);
     LAUNCHED();
@@ -604,9 +755,11 @@ static int forward(struct nosa_backend *b, int n, int off, const int *h_slot, co
         const struct layer_dev *L = &b->layers[l];
         rmsnorm_split_launch(b->xs, b->x, L->attn_norm, n, b->hid, mc->rms_eps, s);
         LAUNCHED();
-        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wqkv, b->xs, 2 * n, ld, b->hid));
-        combine_launch(b->qkv, ld, b->gout, L->bqkv, n, ld, 0, s);
-        LAUNCHED();
+        TIMED_GEMM({
+            CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wqkv, b->xs, 2 * n, ld, b->hid));
+            combine_launch(b->qkv, ld, b->gout, L->bqkv, n, ld, 0, s);
+            LAUNCHED();
+        });
         rope_launch(b->qkv, ld, b->n_heads + b->n_kv, b->d, b->rope_cos, b->rope_sin, st.pos, n,
                     s);
         LAUNCHED();
@@ -615,81 +768,138 @@ static int forward(struct nosa_backend *b, int n, int off, const int *h_slot, co
         LAUNCHED();
         kv_append_launch(b->kv, st, l, b->qkv, ld, qd, qd + kvd, b->cis, s);
         LAUNCHED();
-        select_launch(b->kv, st, l, b->sp, b->qkv, ld, b->sel_scratch, s);
+        int m_sel = mark(b, s, err, errlen);
+        score_launch(b->kv, st, l, b->sp, b->qkv, ld, b->sel_scratch, sh->score_keys, s);
+        LAUNCHED();
+        select_launch(b->kv, st, l, b->sp, b->sel_scratch, s);
         LAUNCHED();
         pool_delta_launch(b->kv, st, l, b->pl, b->arena_dev, b->d_groups, b->kv.max_blocks,
                           b->d_stats, s);
         LAUNCHED();
+        int m_copy = mark(b, s, err, errlen);
+        span(b, PHASE_SELECT, m_sel, m_copy);
+        int m_att = m_copy;
         if (b->kv.offload) {
-            gather_launch(b->pl.src, b->pl.dst, b->pl.n_miss, n * b->n_kv, max_sel,
-                          b->kv.max_blocks, bb, s);
+            gather_launch(b->pl.src, b->pl.dst, b->pl.n_miss, n * b->n_kv, sh->max_sel,
+                          b->kv.max_blocks, b->kv.block_bytes, s);
             LAUNCHED();
+            m_att = mark(b, s, err, errlen);
+            span(b, PHASE_COPY, m_copy, m_att);
         }
         attention_launch(b->att, b->att_part, b->qkv, ld, b->pl.ptrs, b->pl.n_ent, b->kv, st,
-                         b->rep, b->scale, b->chunk, n_chunks, s);
+                         b->rep, b->scale, b->chunk, sh->n_chunks, s);
         LAUNCHED();
-        if (completes && b->kv.offload) {
+        span(b, PHASE_ATTN, m_att, mark(b, s, err, errlen));
+        if (b->kv.offload) {
             pool_complete_launch(b->kv, st, l, s);
             LAUNCHED();
         }
-        if (completes && b->have_arena) {
-            /* Write-back on the side stream, overlapping the rest of the step. */
+        if (b->have_arena) {
+            /* Completed blocks to the arena on the side stream, overlapping the rest of the
+             * step (later layers); a no-op for tokens whose block stays open. */
             CUDA_CHECK(cudaEventRecord(b->ev_main, s));
             CUDA_CHECK(cudaStreamWaitEvent(b->side, b->ev_main, 0));
-            for (int i = 0; i < n; i++) {
-                int pos = h_pos[i], slot = h_slot[i];
-                if ((pos + 1) % b->bs != 0) continue;
-                uint32_t group = b->h_groups[(size_t)slot * (size_t)b->kv.max_blocks +
-                                             (size_t)(pos / b->bs)];
-                size_t ih0 = ((size_t)slot * (size_t)mc->n_layers + (size_t)l) * (size_t)b->n_kv;
-                const uint8_t *src;
-                size_t spitch;
-                if (b->kv.offload) {
-                    src = b->kv.open + ih0 * bb;
-                    spitch = bb;
-                } else {
-                    spitch = (size_t)b->kv.max_blocks * bb;
-                    src = b->kv.blocks + ih0 * spitch + (size_t)(pos / b->bs) * bb;
-                }
-                uint8_t *dst = b->arena.base +
-                               nosa_kv_block_index(&b->arena.geom, group, (uint32_t)l, 0) * bb;
-                CUDA_CHECK(cudaMemcpy2DAsync(dst, bb, src, spitch, bb, (size_t)b->n_kv,
-                                             cudaMemcpyDeviceToHost, b->side));
-                b->stats.bytes_d2h += bb * (uint64_t)b->n_kv;
-            }
-            side_used = 1;
+            writeback_launch(b->kv, st, l, b->arena_dev, b->d_groups, b->kv.max_blocks, b->side);
+            LAUNCHED();
         }
         split_launch(b->xs, b->att, n, qd, s);
         LAUNCHED();
-        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wo, b->xs, 2 * n, b->hid, qd));
-        combine_launch(b->x, b->hid, b->gout, NULL, n, b->hid, 1, s);
-        LAUNCHED();
+        TIMED_GEMM({
+            CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wo, b->xs, 2 * n, b->hid, qd));
+            combine_launch(b->x, b->hid, b->gout, NULL, n, b->hid, 1, s);
+            LAUNCHED();
+        });
         rmsnorm_split_launch(b->xs, b->x, L->mlp_norm, n, b->hid, mc->rms_eps, s);
         LAUNCHED();
-        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wgu, b->xs, 2 * n, 2 * b->inter,
-                                      b->hid));
+        TIMED_GEMM(CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wgu, b->xs, 2 * n,
+                                                 2 * b->inter, b->hid)));
         swiglu_split_launch(b->xs, b->gout, n, b->inter, s);
         LAUNCHED();
-        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wdown, b->xs, 2 * n, b->hid,
-                                      b->inter));
-        combine_launch(b->x, b->hid, b->gout, NULL, n, b->hid, 1, s);
-        LAUNCHED();
+        TIMED_GEMM({
+            CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wdown, b->xs, 2 * n, b->hid,
+                                          b->inter));
+            combine_launch(b->x, b->hid, b->gout, NULL, n, b->hid, 1, s);
+            LAUNCHED();
+        });
     }
-    if (side_used) {
+    if (b->have_arena) {
         /* The next step's append reuses the open blocks the write-back reads. */
         CUDA_CHECK(cudaEventRecord(b->ev_side, b->side));
         CUDA_CHECK(cudaStreamWaitEvent(s, b->ev_side, 0));
     }
-    if (want_logits) {
+    if (sh->want_logits) {
         rmsnorm_split_launch(b->xs, b->x, b->final_norm, n, b->hid, mc->rms_eps, s);
         LAUNCHED();
-        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, b->lm_head, b->xs, 2 * n, b->vocab,
-                                      b->hid));
-        combine_launch(b->logits, b->vocab, b->gout, NULL, n, b->vocab, 0, s);
-        LAUNCHED();
+        TIMED_GEMM({
+            CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, b->lm_head, b->xs, 2 * n, b->vocab,
+                                          b->hid));
+            combine_launch(b->logits, b->vocab, b->gout, NULL, n, b->vocab, 0, s);
+            LAUNCHED();
+        });
     }
+    rc = b->mark_rc;
 fail:
     return rc;
+}
+
+/* The decode step's forward pass: replayed from a graph when one was captured for its
+ * shape, captured once a shape has repeated GRAPH_AFTER times, else enqueued directly. */
+static int forward_decode(struct nosa_backend *b, const struct step_shape *sh, char *err,
+                          size_t errlen)
+{
+    int rc = 0;
+    cudaGraph_t g = NULL;
+    int capturing = 0;
+    if (!b->use_graphs) return forward(b, 0, sh, err, errlen);
+    if (b->graph && memcmp(&b->graph_shape, sh, sizeof(*sh)) == 0) {
+        /* The marks the graph records are those of its capture. */
+        memcpy(b->spans, b->graph_spans, (size_t)b->n_graph_spans * sizeof(*b->spans));
+        b->n_spans = b->n_graph_spans;
+        CUDA_CHECK(cudaGraphLaunch(b->graph, b->stream));
+        b->graph_launches++;
+        return 0;
+    }
+    b->shape_repeats = memcmp(&b->last_shape, sh, sizeof(*sh)) == 0 ? b->shape_repeats + 1 : 0;
+    b->last_shape = *sh;
+    if (b->shape_repeats < GRAPH_AFTER) return forward(b, 0, sh, err, errlen);
+    if (b->graph) {
+        CUDA_CHECK(cudaGraphExecDestroy(b->graph));
+        b->graph = NULL;
+    }
+    CUDA_CHECK(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal));
+    capturing = b->capturing = 1;
+    if ((rc = forward(b, 0, sh, err, errlen))) goto fail;
+    capturing = b->capturing = 0;
+    CUDA_CHECK(cudaStreamEndCapture(b->stream, &g));
+    CUDA_CHECK(cudaGraphInstantiate(&b->graph, g, 0));
+    b->graph_shape = *sh;
+    memcpy(b->graph_spans, b->spans, (size_t)b->n_spans * sizeof(*b->spans));
+    b->n_graph_spans = b->n_spans;
+    b->graph_captures++;
+    CUDA_CHECK(cudaGraphLaunch(b->graph, b->stream));
+    b->graph_launches++;
+fail:
+    b->capturing = 0;
+    if (capturing) {
+        /* End the broken capture so the stream is usable; its error is already in err. */
+        cudaGraph_t broken = NULL;
+        (void)cudaStreamEndCapture(b->stream, &broken);
+        if (broken) (void)cudaGraphDestroy(broken);
+        (void)cudaGetLastError();
+    }
+    if (g) (void)cudaGraphDestroy(g);
+    return rc;
+}
+
+/* Bytes the step writes to the arena: one block per KV head and layer for each token whose
+ * block completes. */
+static uint64_t step_d2h_bytes(const struct nosa_backend *b, int n, const int *h_pos)
+{
+    uint64_t completes = 0;
+    for (int i = 0; i < n; i++) completes += (h_pos[i] + 1) % b->bs == 0;
+    if (!b->have_arena) return 0;
+    return completes * (uint64_t)b->model->cfg.n_layers * (uint64_t)b->n_kv *
+           (uint64_t)b->kv.block_bytes;
 }
 
 static int stats_begin(struct nosa_backend *b, char *err, size_t errlen)
@@ -727,6 +937,7 @@ static int finish_call(struct nosa_backend *b, int n, const float *d_logits, flo
         b->stats.block_hits += ls->hits;
     }
     b->stats.bytes_h2d = b->stats.blocks_transferred * b->kv.block_bytes;
+    if (b->timing && (rc = collect_phase_times(b, err, errlen))) goto fail;
     b->stats.seconds = now_seconds() - b->stats.seconds;
 fail:
     return rc;
@@ -750,11 +961,15 @@ static int cuda_prefill(struct nosa_backend *b, int slot, const int32_t *tokens,
         CUDA_CHECK(cudaMemcpyAsync(b->d_pos, hp, (size_t)n * sizeof(int32_t),
                                    cudaMemcpyHostToDevice, b->stream));
         if ((rc = stats_begin(b, err, errlen))) return rc;
-        /* n single-token steps: the definition of prefill (backend.h). */
-        for (int i = 0; i < n; i++)
-            if ((rc = forward(b, 1, i, hs + i, hp + i, logits && i == n - 1, err, errlen)))
-                return rc;
+        /* n single-token steps: the definition of prefill (backend.h). Not timed by
+         * phase: the split describes decode steps. */
+        b->timing = 0;
+        for (int i = 0; i < n; i++) {
+            struct step_shape sh = step_shape_of(b, 1, hp + i, logits && i == n - 1);
+            if ((rc = forward(b, i, &sh, err, errlen))) return rc;
+        }
         b->stats.tokens = (uint64_t)n;
+        b->stats.bytes_d2h = step_d2h_bytes(b, n, hp);
         if ((rc = finish_call(b, 1, b->logits, logits, err, errlen))) return rc;
     }
     b->len[slot] += n;
@@ -800,8 +1015,13 @@ static int cuda_decode(struct nosa_backend *b, int n, const int *slots, const in
     CUDA_CHECK(cudaMemcpyAsync(b->d_pos, hp, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice,
                                b->stream));
     if ((rc = stats_begin(b, err, errlen))) return rc;
-    if ((rc = forward(b, n, 0, hs, hp, logits != NULL, err, errlen))) return rc;
+    b->timing = 1;
+    {
+        struct step_shape sh = step_shape_of(b, n, hp, logits != NULL);
+        if ((rc = forward_decode(b, &sh, err, errlen))) return rc;
+    }
     b->stats.tokens = (uint64_t)n;
+    b->stats.bytes_d2h = step_d2h_bytes(b, n, hp);
     if ((rc = finish_call(b, n, b->logits, logits, err, errlen))) return rc;
     for (int i = 0; i < n; i++) {
         b->len[slots[i]]++;
@@ -862,13 +1082,9 @@ static int cuda_seq_resume(struct nosa_backend *b, int slot, const struct nosa_s
     CUDA_CHECK(cudaSetDevice(b->cfg.device));
     if ((rc = reset_slot_state(b, slot, err, errlen))) return rc;
     if ((rc = sync_groups(b, slot, blocks, (int)n_blocks * b->bs, err, errlen))) return rc;
-    for (uint32_t m = 0; m < n_blocks; m++) {
-        for (int l = 0; l < b->model->cfg.n_layers; l++) {
-            uint64_t first = nosa_kv_block_index(&b->arena.geom, blocks->groups[m], (uint32_t)l, 0);
-            kv_replay_launch(b->kv, slot, l, (int)m, b->arena_dev, first, b->stream);
-            LAUNCHED();
-        }
-    }
+    kv_resume_launch(b->kv, slot, (int)n_blocks, b->arena_dev,
+                     b->d_groups + (size_t)slot * (size_t)b->kv.max_blocks, b->stream);
+    LAUNCHED();
     CUDA_CHECK(cudaStreamSynchronize(b->stream));
     b->len[slot] = (int)n_blocks * b->bs;
 fail:
@@ -898,6 +1114,13 @@ static int cuda_last_selection(const struct nosa_backend *b, int slot, int layer
 static void cuda_stats(const struct nosa_backend *b, struct nosa_step_stats *out)
 {
     *out = b->stats;
+}
+
+extern "C" void nosa_backend_cuda_graph_counts(const struct nosa_backend *b,
+                                               unsigned long *captures, unsigned long *launches)
+{
+    *captures = b->graph_captures;
+    *launches = b->graph_launches;
 }
 
 extern "C" const struct nosa_backend_ops nosa_backend_cuda_ops = {

@@ -72,6 +72,7 @@ struct cuda_kv {
     int32_t *last_sel;  /* [ih][max_blocks] the last selection, ascending */
     int32_t *n_sel;     /* [ih] */
     size_t block_bytes, v_off, bias_off;
+    size_t scratch_stride; /* floats of select scratch per (token, KV head) */
     int offload, max_blocks, pool_blocks, max_c;
     int n_layers, n_kv, head_dim, block_size, kernel, stride;
 };

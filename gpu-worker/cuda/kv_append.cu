@@ -16,19 +16,13 @@ static __device__ void push_token(const cuda_kv &kv, size_t ih, int pos, const u
     int end = pos + 1;
     if (end < k || (end - k) % kv.stride != 0) return;
     int start = end - k, c = start / kv.stride;
-    float inv = 1.0f / (float)k;
     float *kc = kv.kc + (ih * (size_t)kv.max_c + (size_t)c) * (size_t)d;
-    for (int x = threadIdx.x; x < d; x += blockDim.x) {
-        float sum = 0.0f;
-        for (int j = 0; j < k; j++)
-            sum = __fadd_rn(sum, cu_bf16_to_f32(ring[((start + j) % k) * d + x]));
-        kc[x] = __fmul_rn(sum, inv);
-    }
-    if (threadIdx.x == 0) {
-        float csum = 0.0f;
-        for (int j = 0; j < k; j++) csum = __fadd_rn(csum, cring[(start + j) % k]);
-        kv.ce[ih * (size_t)kv.max_c + (size_t)c] = __fmul_rn(csum, inv);
-    }
+    for (int x = threadIdx.x; x < d; x += blockDim.x)
+        kc[x] = cu_window_mean(
+            [&](int j) { return cu_bf16_to_f32(ring[((start + j) % k) * d + x]); }, k);
+    if (threadIdx.x == 0)
+        kv.ce[ih * (size_t)kv.max_c + (size_t)c] =
+            cu_window_mean([&](int j) { return cring[(start + j) % k]; }, k);
 }
 
 static __global__ void kv_append_kernel(cuda_kv kv, cuda_step st, int layer, const float *qkv,
@@ -62,35 +56,10 @@ static __global__ void kv_append_kernel(cuda_kv kv, cuda_step st, int layer, con
     push_token(kv, ih, pos, key_sh, c);
 }
 
-static __global__ void kv_replay_kernel(cuda_kv kv, int slot, int layer, int m,
-                                        const uint8_t *arena, uint64_t first_block_index)
-{
-    int h = blockIdx.x;
-    size_t ih = cu_kv_head_index(kv, slot, layer, h);
-    const uint8_t *src = arena + (first_block_index + (uint64_t)h) * kv.block_bytes;
-    if (!kv.offload) {
-        uint8_t *dst = kv.blocks + (ih * (size_t)kv.max_blocks + (size_t)m) * kv.block_bytes;
-        for (size_t o = threadIdx.x; o < kv.block_bytes / 16; o += blockDim.x)
-            ((uint4 *)dst)[o] = ((const uint4 *)src)[o];
-    }
-    const float *bias = (const float *)(src + kv.bias_off);
-    for (int t = 0; t < kv.block_size; t++) {
-        const uint16_t *key = (const uint16_t *)src + (size_t)t * (size_t)kv.head_dim;
-        push_token(kv, ih, m * kv.block_size + t, key, bias[t]);
-        __syncthreads();
-    }
-}
-
 void kv_append_launch(cuda_kv kv, cuda_step st, int layer, const float *qkv, int ld, int k_off,
                       int v_off, const float *cis, cudaStream_t s)
 {
     int threads = kv.head_dim < 128 ? 32 : 128;
     kv_append_kernel<<<dim3(st.n, kv.n_kv), threads, (size_t)kv.head_dim * sizeof(uint16_t),
                        s>>>(kv, st, layer, qkv, ld, k_off, v_off, cis);
-}
-
-void kv_replay_launch(cuda_kv kv, int slot, int layer, int m, const uint8_t *arena_dev,
-                      uint64_t first_block_index, cudaStream_t s)
-{
-    kv_replay_kernel<<<kv.n_kv, 128, 0, s>>>(kv, slot, layer, m, arena_dev, first_block_index);
 }

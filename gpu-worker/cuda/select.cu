@@ -5,11 +5,6 @@
 
 #define SELECT_THREADS 256
 
-__host__ __device__ size_t select_scratch_floats(const cuda_kv &kv)
-{
-    return 2u * (size_t)kv.max_c + 3u * (size_t)kv.max_blocks;
-}
-
 static __device__ float block_max(float v, float *red)
 {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -66,10 +61,10 @@ static __device__ void topk_flags(float *flag, const float *score, int nb, int k
 }
 
 static __global__ void select_kernel(cuda_kv kv, cuda_step st, int layer, select_params p,
-                                     const float *qkv, int ld, float *scratch)
+                                     float *scratch)
 {
     __shared__ float red[SELECT_THREADS / 32];
-    int i = blockIdx.x, h = blockIdx.y, d = kv.head_dim;
+    int i = blockIdx.x, h = blockIdx.y;
     int pos = st.pos[i], nb = pos / kv.block_size;
     size_t ih = cu_kv_head_index(kv, st.slot[i], layer, h);
     int32_t *sel = kv.last_sel + ih * (size_t)kv.max_blocks;
@@ -78,24 +73,16 @@ static __global__ void select_kernel(cuda_kv kv, cuda_step st, int layer, select
         if (threadIdx.x == 0) kv.n_sel[ih] = nb;
         return;
     }
-    float *sq = scratch + ((size_t)i * kv.n_kv + (size_t)h) * select_scratch_floats(kv);
-    float *pg = sq + kv.max_c, *bq = pg + kv.max_c, *be = bq + kv.max_blocks;
-    float *flag = be + kv.max_blocks;
+    float *lgall = select_scratch_logits(kv, scratch, i * kv.n_kv + h);
+    float *sq = lgall + (size_t)p.rep * (size_t)kv.max_c;
+    float *bq = sq + kv.max_c, *be = bq + kv.max_blocks, *flag = be + kv.max_blocks;
     int n_c = pos + 1 < kv.kernel ? 0 : (pos + 1 - kv.kernel) / kv.stride + 1;
-    const float *kc = kv.kc + ih * (size_t)kv.max_c * (size_t)d;
 
     for (int c = threadIdx.x; c < n_c; c += blockDim.x) sq[c] = 0.0f;
     for (int g = 0; g < p.rep && n_c > 0; g++) {
-        const float *q = qkv + (size_t)i * (size_t)ld + (size_t)(h * p.rep + g) * (size_t)d;
+        float *pg = lgall + (size_t)g * (size_t)kv.max_c;
         float mx = -INFINITY;
-        for (int c = threadIdx.x; c < n_c; c += blockDim.x) {
-            const float *kr = kc + (size_t)c * (size_t)d;
-            float dot = 0.0f;
-            for (int x = 0; x < d; x++) dot = __fadd_rn(dot, __fmul_rn(q[x], kr[x]));
-            float l = __fmul_rn(dot, p.scale);
-            pg[c] = l;
-            mx = fmaxf(mx, l);
-        }
+        for (int c = threadIdx.x; c < n_c; c += blockDim.x) mx = fmaxf(mx, pg[c]);
         mx = block_max(mx, red);
         float part = 0.0f;
         for (int c = threadIdx.x; c < n_c; c += blockDim.x) {
@@ -136,9 +123,8 @@ static __global__ void select_kernel(cuda_kv kv, cuda_step st, int layer, select
     }
 }
 
-void select_launch(cuda_kv kv, cuda_step st, int layer, select_params p, const float *qkv,
-                   int ld, float *scratch, cudaStream_t s)
+void select_launch(cuda_kv kv, cuda_step st, int layer, select_params p, float *scratch,
+                   cudaStream_t s)
 {
-    select_kernel<<<dim3(st.n, kv.n_kv), SELECT_THREADS, 0, s>>>(kv, st, layer, p, qkv, ld,
-                                                                  scratch);
+    select_kernel<<<dim3(st.n, kv.n_kv), SELECT_THREADS, 0, s>>>(kv, st, layer, p, scratch);
 }

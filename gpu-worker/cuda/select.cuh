@@ -10,7 +10,7 @@
  * it, where j ranks before m when s[j] > s[m], or s[j] == s[m] and j < m (the CPU's order:
  * higher score first, ties to the lower block). The result goes, ascending, to
  * kv.last_sel / kv.n_sel of the head; it never leaves the GPU on the decode path.
- * One CTA per (token, KV head); scratch is per (token, KV head) of the step. */
+ * One CTA per (token, KV head), after score_launch (score.cuh) wrote the query logits. */
 #ifndef NOSA_CUDA_SELECT_CUH
 #define NOSA_CUDA_SELECT_CUH
 #include "cuda_common.cuh"
@@ -21,9 +21,19 @@ struct select_params {
     float scale;
 };
 
-/* Floats of scratch one (token, KV head) needs. */
-__host__ __device__ size_t select_scratch_floats(const cuda_kv &kv);
+/* Scratch of one (token, KV head) of the step, li = token * n_kv + head: the query logits
+ * over the compressed keys lg[rep][max_c] (written by score.cuh), then the group score
+ * sq[max_c], bq, be and flags [max_blocks] each. */
+__host__ __device__ __forceinline__ size_t select_scratch_floats(const cuda_kv &kv, int rep)
+{
+    return (size_t)(rep + 1) * (size_t)kv.max_c + 3u * (size_t)kv.max_blocks;
+}
+__device__ __forceinline__ float *select_scratch_logits(const cuda_kv &kv, float *scratch,
+                                                        int li)
+{
+    return scratch + (size_t)li * (size_t)kv.scratch_stride;
+}
 
-void select_launch(cuda_kv kv, cuda_step st, int layer, select_params p, const float *qkv,
-                   int ld, float *scratch, cudaStream_t s);
+void select_launch(cuda_kv kv, cuda_step st, int layer, select_params p, float *scratch,
+                   cudaStream_t s);
 #endif

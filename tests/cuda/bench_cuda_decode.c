@@ -5,10 +5,15 @@
  * (bf16 keys/values in [-1, 1), eviction scores in [0, 2)) and each sequence is resumed from
  * it (seq_resume rebuilds compressed keys and scores on the GPU), then decoded.
  *
- *   bench_cuda_decode [model=1b] [batch=16] [context=16384] [steps=30]
- * Prints per mode: median step time, tokens/s, blocks transferred and bytes moved per step. */
+ *   bench_cuda_decode [model=1b] [batch=16] [context=16384] [steps=30] [only=<mode name>]
+ * Prints per mode: median step time, tokens/s, blocks transferred and bytes moved per step,
+ * the hit rate, the seq_resume time of the whole batch, and the step's time split (the
+ * backend's CUDA-event phases, mean per step): GEMM, attention, selection, delta copy, the
+ * rest; the delta copy's bandwidth (bytes from the arena / copy time) and the attention's
+ * (bytes of the blocks it reads, selected + open, / attention time). */
 #include <errno.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +27,13 @@ static uint32_t rnd(void)
 {
     g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
     return (uint32_t)(g_rng >> 32);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -47,6 +59,7 @@ int main(int argc, char **argv)
     int batch = (int)arg_long(argc, argv, 2, 16, 4096);
     int ctx = (int)arg_long(argc, argv, 3, 16384, 1 << 20);
     int steps = (int)arg_long(argc, argv, 4, 30, 100000);
+    const char *only = argc > 5 ? argv[5] : NULL;
     char err[256];
     struct nosa_model_config cfg;
     struct nosa_model *m = NULL;
@@ -101,9 +114,11 @@ int main(int argc, char **argv)
     };
     printf("model=%s batch=%d context=%d steps=%d block_bytes=%zu\n", name, batch, nb * bs,
            steps, bb);
-    printf("%-18s %10s %10s %12s %12s %10s\n", "mode", "step_ms", "tok_per_s", "blocks_in",
-           "MB_in/step", "hit_rate");
+    printf("%-18s %8s %9s %10s %10s %8s %8s | %7s %7s %7s %7s %7s | %7s %7s\n", "mode",
+           "step_ms", "tok_per_s", "blocks_in", "MB_in/step", "hit_rate", "resume_s", "gemm",
+           "attn", "select", "copy", "other", "copy_GBs", "attn_GBs");
     for (size_t r = 0; r < sizeof(runs) / sizeof(runs[0]); r++) {
+        if (only && strcmp(only, runs[r].name) != 0) continue;
         struct nosa_backend_config bc = {runs[r].mode, runs[r].offload, batch, max_ctx, 0,
                                          &arena, 0};
         struct nosa_backend *b = NULL;
@@ -111,6 +126,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_cuda_decode: %s: %s\n", runs[r].name, err);
             return 1;
         }
+        double t_resume = now_s();
         for (int s = 0; s < batch; s++) {
             if (nosa_backend_cuda_ops.seq_resume(b, s, &tabs[s], (uint32_t)nb, err,
                                                  sizeof(err))) {
@@ -118,7 +134,9 @@ int main(int argc, char **argv)
                 return 1;
             }
         }
+        t_resume = now_s() - t_resume;
         uint64_t in = 0, sel = 0, hits = 0;
+        double ph[5] = {0}; /* gemm, attn, select, copy, wall */
         for (int i = 0; i < steps + 3; i++) {
             for (int s = 0; s < batch; s++) toks[s] = (int32_t)(rnd() % 256);
             if (nosa_backend_cuda_ops.decode(b, batch, slots, toks, tabs, logits, err,
@@ -131,12 +149,23 @@ int main(int argc, char **argv)
             if (i < 3) continue; /* warm-up; the first steps also fill the pool */
             t[i - 3] = st.seconds;
             in += st.blocks_transferred, sel += st.blocks_selected, hits += st.block_hits;
+            ph[0] += st.gemm_s, ph[1] += st.attn_s, ph[2] += st.select_s, ph[3] += st.copy_s;
+            ph[4] += st.seconds;
         }
         qsort(t, (size_t)steps, sizeof(double), cmp_double);
         double med = t[steps / 2];
-        printf("%-18s %10.3f %10.0f %12.1f %12.2f %10.4f\n", runs[r].name, med * 1e3,
-               batch / med, (double)in / steps, (double)in * bb / steps / 1e6,
-               sel ? (double)hits / (double)sel : 0.0);
+        /* Blocks attention reads: the selected ones and each head's open block. */
+        double att_bytes = ((double)sel + (double)steps * batch * cfg.n_layers * cfg.n_kv_heads) *
+                           (double)bb;
+        double ms = 1e3 / steps;
+        printf("%-18s %8.3f %9.0f %10.1f %10.2f %8.4f %8.2f | %7.3f %7.3f %7.3f %7.3f %7.3f | "
+               "%7.1f %7.1f\n",
+               runs[r].name, med * 1e3, batch / med, (double)in / steps,
+               (double)in * bb / steps / 1e6, sel ? (double)hits / (double)sel : 0.0, t_resume,
+               ph[0] * ms, ph[1] * ms, ph[2] * ms, ph[3] * ms,
+               (ph[4] - ph[0] - ph[1] - ph[2] - ph[3]) * ms,
+               ph[3] > 0 ? (double)in * bb / ph[3] / 1e9 : 0.0,
+               ph[1] > 0 ? att_bytes / ph[1] / 1e9 : 0.0);
         nosa_backend_cuda_ops.destroy(b);
     }
     free(groups), free(tabs), free(slots), free(toks), free(logits), free(t), free(mem);

@@ -22,7 +22,11 @@
  *   policy);
  * - offloaded logits are bit-identical to resident logits (offload only moves bytes);
  * - with a budget covering the whole context, infllmv2 and nosa logits are bit-identical to
- *   dense. */
+ *   dense;
+ * - decode steps replayed from CUDA graphs give logits bit-identical to steps without graphs
+ *   (NOSA_CUDA_GRAPHS=0), and graphs are in fact captured and replayed;
+ * - a slot rebuilt by seq_resume from the arena (then prefilled to the same length) decodes
+ *   bit-identically to the slot that was prefilled, resident and offloaded. */
 #include <cuda_runtime_api.h>
 #include <errno.h>
 #include <math.h>
@@ -33,6 +37,7 @@
 
 #include "backend.h"
 #include "backend_cpu.h"
+#include "backend_cuda.h"
 #include "model.h"
 #include "parse.h"
 #include "test_arena.h"
@@ -117,6 +122,22 @@ struct side {
     struct test_seq_table tab[N_SLOTS];
 };
 
+static struct nosa_backend_config side_config(const struct nosa_model *m,
+                                              const struct run_cfg *rc,
+                                              const struct nosa_kv_arena *arena)
+{
+    struct nosa_backend_config cfg = {
+        .mode = rc->mode,
+        .offload = rc->offload,
+        .max_seqs = N_SLOTS,
+        .max_context = MAX_CTX,
+        .pool_blocks = m->cfg.sparse.budget_blocks + 2, /* tight: the pool must evict */
+        .arena = arena,
+        .device = 0,
+    };
+    return cfg;
+}
+
 static void side_open(struct side *s, const struct nosa_backend_ops *ops,
                       const struct nosa_model *m, const struct run_cfg *rc)
 {
@@ -125,15 +146,7 @@ static void side_open(struct side *s, const struct nosa_backend_ops *ops,
     s->ops = ops;
     test_arena_init(&s->ta, &m->cfg, 2 * MAX_CTX / (uint64_t)m->cfg.sparse.block_size + 4);
     for (int i = 0; i < N_SLOTS; i++) test_seq_table_init(&s->tab[i]);
-    struct nosa_backend_config cfg = {
-        .mode = rc->mode,
-        .offload = rc->offload,
-        .max_seqs = N_SLOTS,
-        .max_context = MAX_CTX,
-        .pool_blocks = m->cfg.sparse.budget_blocks + 2, /* tight: the pool must evict */
-        .arena = &s->ta.arena,
-        .device = 0,
-    };
+    struct nosa_backend_config cfg = side_config(m, rc, &s->ta.arena);
     int r = ops->create(m, &cfg, &s->b, err, sizeof(err));
     REQUIRE(r == 0, "%s create (%s): %s", ops->name, rc->name, err);
 }
@@ -263,8 +276,10 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
     side_close(&gpu);
 }
 
-/* GPU only: logits of the whole run for one configuration, next tokens fixed. */
-static void gpu_trace(const struct nosa_model *m, const struct run_cfg *rc, float *trace)
+/* GPU only: logits of the whole run for one configuration, next tokens fixed. The graph
+ * counts of the backend go to graphs[2] (captures, launches) when not NULL. */
+static void gpu_trace(const struct nosa_model *m, const struct run_cfg *rc, float *trace,
+                      unsigned long *graphs)
 {
     char err[256];
     struct side gpu;
@@ -290,7 +305,57 @@ static void gpu_trace(const struct nosa_model *m, const struct run_cfg *rc, floa
                                 trace + (size_t)step * N_SLOTS * vocab, err, sizeof(err));
         REQUIRE(r == 0, "decode: %s", err);
     }
+    if (graphs) nosa_backend_cuda_graph_counts(gpu.b, &graphs[0], &graphs[1]);
     side_close(&gpu);
+}
+
+#define RESUME_PROMPT 45 /* 5 complete blocks of the tiny model, then 5 tokens */
+#define RESUME_STEPS 40
+
+/* Prefill + decode on one backend; then a second backend on the same arena resumes the slot
+ * from the first one's complete blocks, prefills the rest of the prompt and decodes the
+ * same tokens: its logits must be bit-identical. */
+static void resume_check(const struct nosa_model *m, const struct run_cfg *rc)
+{
+    char err[256];
+    int vocab = m->cfg.vocab_size, slot = 0, bs = m->cfg.sparse.block_size;
+    size_t n = (size_t)RESUME_STEPS * (size_t)vocab;
+    float *la = malloc(n * sizeof(float)), *lb = malloc(n * sizeof(float));
+    REQUIRE(la && lb, "out of memory");
+    int32_t prompt[RESUME_PROMPT], toks[RESUME_STEPS];
+    for (int i = 0; i < RESUME_PROMPT; i++) prompt[i] = (int32_t)((i * 53 + 11) % 256);
+    for (int i = 0; i < RESUME_STEPS; i++) toks[i] = (int32_t)((i * 29 + 3) % 256);
+    struct side a;
+    side_open(&a, &nosa_backend_cuda_ops, m, rc);
+    struct test_seq_table *tab = &a.tab[slot];
+    test_seq_table_cover(&a.ta, tab, RESUME_PROMPT + RESUME_STEPS);
+    struct nosa_backend *bk[2] = {a.b, NULL};
+    for (int k = 0; k < 2; k++) {
+        float *out = k == 0 ? la : lb;
+        int start = 0;
+        if (k == 1) {
+            struct nosa_backend_config cfg = side_config(m, rc, &a.ta.arena);
+            REQUIRE(a.ops->create(m, &cfg, &bk[1], err, sizeof(err)) == 0, "create: %s", err);
+            uint32_t nb = RESUME_PROMPT / (uint32_t)bs;
+            REQUIRE(a.ops->seq_resume(bk[1], slot, &tab->blocks, nb, err, sizeof(err)) == 0,
+                    "%s seq_resume: %s", rc->name, err);
+            start = (int)nb * bs;
+        }
+        REQUIRE(a.ops->prefill(bk[k], slot, prompt + start, RESUME_PROMPT - start, &tab->blocks,
+                               NULL, err, sizeof(err)) == 0,
+                "prefill: %s", err);
+        for (int i = 0; i < RESUME_STEPS; i++)
+            REQUIRE(a.ops->decode(bk[k], 1, &slot, &toks[i], &tab->blocks, out + (size_t)i * vocab,
+                                  err, sizeof(err)) == 0,
+                    "decode: %s", err);
+        if (k == 0) a.ops->destroy(a.b); /* the arena stays, with the prefilled blocks */
+    }
+    CHECK(memcmp(la, lb, n * sizeof(float)) == 0, "%s: resumed slot decodes differently",
+          rc->name);
+    a.b = bk[1];
+    side_close(&a);
+    free(la);
+    free(lb);
 }
 
 static int same_trace(const float *a, const float *b, size_t n)
@@ -343,16 +408,31 @@ int main(void)
     REQUIRE(ta && tb, "out of memory");
     /* Offloaded == resident, bit for bit. */
     for (int k = 1; k < 5; k += 2) {
-        gpu_trace(m, &runs[k], ta);
-        gpu_trace(m, &runs[k + 1], tb);
+        gpu_trace(m, &runs[k], ta, NULL);
+        gpu_trace(m, &runs[k + 1], tb, NULL);
         CHECK(same_trace(ta, tb, tn), "%s and %s logits differ", runs[k].name, runs[k + 1].name);
     }
+    /* Graph replays == direct launches, bit for bit. */
+    for (int k = 0; k < 5; k += 2) {
+        unsigned long graphs[2];
+        gpu_trace(m, &runs[k], ta, graphs);
+        REQUIRE(setenv("NOSA_CUDA_GRAPHS", "0", 1) == 0, "setenv");
+        gpu_trace(m, &runs[k], tb, NULL);
+        REQUIRE(unsetenv("NOSA_CUDA_GRAPHS") == 0, "unsetenv");
+        CHECK(same_trace(ta, tb, tn), "%s: graph and direct logits differ", runs[k].name);
+        CHECK(graphs[0] > 0 && graphs[1] > (unsigned long)g_steps / 2,
+              "%s: %lu graphs captured, %lu steps replayed of %d", runs[k].name, graphs[0],
+              graphs[1], g_steps);
+        printf("%-14s graphs: %lu captured, %lu of %d steps replayed, logits identical\n",
+               runs[k].name, graphs[0], graphs[1], g_steps);
+    }
+    for (int k = 0; k < 5; k++) resume_check(m, &runs[k]);
     /* A budget covering every block: the sparse modes are dense, bit for bit. */
     m->cfg.sparse.budget_blocks = MAX_CTX / m->cfg.sparse.block_size + 1;
     m->cfg.sparse.query_aware_blocks = m->cfg.sparse.budget_blocks;
-    gpu_trace(m, &runs[0], ta);
+    gpu_trace(m, &runs[0], ta, NULL);
     for (int k = 1; k < 5; k++) {
-        gpu_trace(m, &runs[k], tb);
+        gpu_trace(m, &runs[k], tb, NULL);
         CHECK(same_trace(ta, tb, tn), "full budget %s differs from dense", runs[k].name);
     }
     free(ta);

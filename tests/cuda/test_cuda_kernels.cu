@@ -185,6 +185,7 @@ static void test_attention(int n_kv, int rep, int d, int bs, int n_sel, int open
     kv.max_blocks = mb - 1, kv.n_layers = 1, kv.n_kv = n_kv, kv.head_dim = d, kv.block_size = bs;
     cuda_step st = {dslot, dpos, 1};
     float scale = 1.0f / sqrtf((float)d);
+    CK(attention_init(kv, rep, chunk));
     attention_launch(dout, dpart, dq, qkv_ld, dptrs, dne, kv, st, rep, scale, chunk, n_chunks, 0);
     CK(cudaGetLastError());
     std::vector<float> got = host_copy(dout, n_kv * rep * d), ref(got.size());
@@ -303,7 +304,7 @@ int main(void)
     /* n_kv, rep, d, bs, n_sel, open tokens, chunk (blocks per split) */
     static const int att_cases[][7] = {{2, 2, 16, 8, 9, 3, 32}, {2, 2, 16, 8, 9, 8, 2},
                                        {2, 8, 128, 64, 63, 1, 4}, {1, 4, 64, 16, 0, 5, 1},
-                                       {3, 1, 32, 8, 20, 7, 3}};
+                                       {3, 1, 32, 8, 20, 7, 3}, {2, 4, 128, 64, 10, 64, 1}};
     for (auto &c : att_cases) test_attention(c[0], c[1], c[2], c[3], c[4], c[5], c[6]);
     test_gather(7, 5, 33024);
     test_gather(3, 2, 768);
