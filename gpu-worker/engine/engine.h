@@ -103,6 +103,7 @@ struct nosa_engine_step_stats {
     uint32_t prefill_tokens; /* tokens prefilled (prompts, resumed open blocks) */
     uint32_t generated;      /* tokens emitted */
     uint32_t finished;       /* sequences that left the engine during the step */
+    uint32_t groups_allocated; /* arena groups the block source gave this step */
     double seconds;          /* wall time of the whole step */
     struct nosa_step_stats decode;  /* the backend's statistics of the decode call */
     struct nosa_step_stats prefill; /* the backend's statistics summed over prefill calls */
