@@ -1,0 +1,257 @@
+/* worker_kvh_source.c: see worker_kvh_source.h. */
+#include "worker_kvh_source.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "worker_clock.h"
+
+struct worker_kvh_source {
+    struct worker_kvh_options opts; /* strings and hook borrowed from the caller */
+    struct kvh_client *client;
+    struct kvh_attach_info info;
+    struct kvh_mapping map;
+    struct nosa_kv_arena arena;
+    struct kvh_seq_alloc *seqs; /* [max_seqs] */
+    uint32_t *first_index;      /* [max_seqs] */
+    uint32_t *groups;           /* [groups_cap] */
+    size_t groups_cap;
+    uint32_t *table;            /* [max_blocks_per_seq] */
+};
+
+/* After a timed-out request: 1 to try again (the hook ran), 0 when retry_ms has passed. */
+static int keep_trying(struct worker_kvh_source *s, int rc, int64_t deadline, const char *what,
+                       const char *err)
+{
+    if (rc != -ETIMEDOUT || worker_now_ms() >= deadline) return 0;
+    LOG_WARN("worker", "kv-host %s: %s: trying again", what, err);
+    if (s->opts.waiting) s->opts.waiting(s->opts.waiting_user);
+    return 1;
+}
+
+static int64_t deadline_ms(const struct worker_kvh_source *s)
+{
+    return worker_now_ms() + s->opts.retry_ms;
+}
+
+static int table_once(struct worker_kvh_source *s, uint64_t seq_id, uint32_t *n, char *err,
+                      size_t errlen)
+{
+    int rc = kvh_client_table(s->client, seq_id, s->table, s->opts.max_blocks_per_seq, n, err,
+                              errlen);
+    if (rc == -ENOENT) {
+        *n = 0; /* it never completed a block */
+        return 0;
+    }
+    if (rc == -ENOBUFS) {
+        nosa_set_error(err, errlen, "sequence %llu: kv-host table of %u blocks exceeds the %u "
+                       "this worker's context needs", (unsigned long long)seq_id, *n,
+                       s->opts.max_blocks_per_seq);
+        return -E2BIG;
+    }
+    return rc;
+}
+
+int worker_kvh_source_table(struct worker_kvh_source *s, uint64_t seq_id,
+                            const uint32_t **groups, uint32_t *n_groups, char *err,
+                            size_t errlen)
+{
+    int64_t deadline = deadline_ms(s);
+    int rc;
+    while ((rc = table_once(s, seq_id, n_groups, err, errlen)) &&
+           keep_trying(s, rc, deadline, "table", err))
+        ;
+    *groups = s->table;
+    return rc;
+}
+
+/* A timed-out alloc may have been applied: compare each table with what was asked. Returns
+ * 1 applied (the new groups copied out), 0 not applied, or a negated errno. */
+static int alloc_reconcile(struct worker_kvh_source *s, struct nosa_block_alloc *reqs, int n,
+                           char *err, size_t errlen)
+{
+    int applied = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t len = 0;
+        int rc = table_once(s, reqs[i].seq_id, &len, err, errlen);
+        if (rc) return rc;
+        if (len == reqs[i].first_index + reqs[i].n_groups) {
+            memcpy(reqs[i].groups, s->table + reqs[i].first_index,
+                   reqs[i].n_groups * sizeof(uint32_t));
+            applied++;
+        } else if (len != reqs[i].first_index) {
+            nosa_set_error(err, errlen, "sequence %llu: kv-host table has %u blocks, the "
+                           "worker expected %u or %u", (unsigned long long)reqs[i].seq_id, len,
+                           reqs[i].first_index, reqs[i].first_index + reqs[i].n_groups);
+            return -EPROTO;
+        }
+    }
+    if (applied != 0 && applied != n) {
+        nosa_set_error(err, errlen, "a timed-out allocation was applied to %d of %d sequences",
+                       applied, n);
+        return -EPROTO;
+    }
+    return applied ? 1 : 0;
+}
+
+static int source_alloc(void *ctx, struct nosa_block_alloc *reqs, int n, char *err,
+                        size_t errlen)
+{
+    struct worker_kvh_source *s = ctx;
+    if (n <= 0 || n > s->opts.max_seqs) {
+        nosa_set_error(err, errlen, "allocation for %d sequences (at most %d)", n,
+                       s->opts.max_seqs);
+        return -EINVAL;
+    }
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        s->seqs[i].seq_id = reqs[i].seq_id;
+        s->seqs[i].n_groups = reqs[i].n_groups;
+        total += reqs[i].n_groups;
+    }
+    if (total > s->groups_cap) {
+        /* Rare (a long prefill chunk): grows once to the largest request seen. */
+        uint32_t *g = realloc(s->groups, total * sizeof(*g));
+        if (!g) {
+            nosa_set_error(err, errlen, "out of memory for %zu group ids", total);
+            return -ENOMEM;
+        }
+        s->groups = g;
+        s->groups_cap = total;
+    }
+    int64_t deadline = deadline_ms(s);
+    for (;;) {
+        int rc = kvh_client_alloc(s->client, s->seqs, (size_t)n, s->first_index, s->groups, err,
+                                  errlen);
+        if (rc == 0) break;
+        if (!keep_trying(s, rc, deadline, "alloc", err)) return rc;
+        int applied;
+        while ((applied = alloc_reconcile(s, reqs, n, err, errlen)) == -ETIMEDOUT &&
+               keep_trying(s, applied, deadline, "table", err))
+            ;
+        if (applied < 0) return applied;
+        if (applied == 1) return 0;
+    }
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        if (s->first_index[i] != reqs[i].first_index) {
+            nosa_set_error(err, errlen, "sequence %llu: kv-host appended at block %u, the "
+                           "worker's table has %u", (unsigned long long)reqs[i].seq_id,
+                           s->first_index[i], reqs[i].first_index);
+            return -EPROTO;
+        }
+        memcpy(reqs[i].groups, s->groups + at, reqs[i].n_groups * sizeof(uint32_t));
+        at += reqs[i].n_groups;
+    }
+    return 0;
+}
+
+int worker_kvh_source_free(struct worker_kvh_source *s, uint64_t seq_id, char *err,
+                           size_t errlen)
+{
+    int64_t deadline = deadline_ms(s);
+    int rc;
+    while ((rc = kvh_client_free(s->client, &seq_id, 1, NULL, err, errlen)) &&
+           keep_trying(s, rc, deadline, "free", err))
+        ;
+    /* Unknown: it never completed a block, or a timed-out try already freed it. */
+    return rc == -ENOENT ? 0 : rc;
+}
+
+static int source_free(void *ctx, const uint64_t *seq_ids, int n, char *err, size_t errlen)
+{
+    struct worker_kvh_source *s = ctx;
+    int rc = kvh_client_free(s->client, seq_ids, (size_t)n, NULL, err, errlen);
+    if (rc == 0) return 0;
+    /* All or nothing on the kv-host: one unknown id would keep the others' groups. */
+    int first_rc = 0;
+    for (int i = 0; i < n; i++) {
+        rc = worker_kvh_source_free(s, seq_ids[i], err, errlen);
+        if (rc && !first_rc) first_rc = rc;
+    }
+    return first_rc;
+}
+
+static int attach(struct worker_kvh_source *s, const struct nosa_kv_geometry *expect, char *err,
+                  size_t errlen)
+{
+    int64_t deadline = deadline_ms(s);
+    int rc;
+    while ((rc = kvh_client_attach(s->client, expect, &s->info, err, errlen)) &&
+           keep_trying(s, rc, deadline, "attach", err))
+        ;
+    if (rc) return rc;
+    return kvh_mapping_open(&s->info, &s->map, err, errlen);
+}
+
+int worker_kvh_source_open(const struct worker_kvh_options *opts,
+                           const struct nosa_kv_geometry *expect,
+                           struct worker_kvh_source **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct worker_kvh_source *s = calloc(1, sizeof(*s));
+    if (!s) {
+        nosa_set_error(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    s->opts = *opts;
+    int rc = -ENOMEM;
+    size_t n = (size_t)opts->max_seqs;
+    s->seqs = calloc(n, sizeof(*s->seqs));
+    s->first_index = calloc(n, sizeof(*s->first_index));
+    s->table = calloc(opts->max_blocks_per_seq ? opts->max_blocks_per_seq : 1, sizeof(*s->table));
+    if (!s->seqs || !s->first_index || !s->table) {
+        nosa_set_error(err, errlen, "out of memory");
+        goto fail;
+    }
+    struct kvh_client_options copts = {
+        .timeout_ms = opts->timeout_ms,
+        .client_name = opts->client_name,
+        .zmq_ctx = opts->zmq_ctx,
+        .sec = opts->sec,
+    };
+    char why[512];
+    if ((rc = kvh_client_connect(opts->endpoint, &copts, &s->client, why, sizeof(why))) ||
+        (rc = attach(s, expect, why, sizeof(why)))) {
+        nosa_set_error(err, errlen, "kv-host %s: %s", opts->endpoint, why);
+        goto fail;
+    }
+    s->arena.base = s->map.blocks;
+    s->arena.n_groups = s->map.n_groups;
+    s->arena.geom = s->map.geom;
+    *out = s;
+    return 0;
+fail:
+    worker_kvh_source_close(s);
+    return rc;
+}
+
+void worker_kvh_source_close(struct worker_kvh_source *s)
+{
+    if (!s) return;
+    kvh_mapping_close(&s->map);
+    kvh_client_close(s->client);
+    free(s->seqs);
+    free(s->first_index);
+    free(s->groups);
+    free(s->table);
+    free(s);
+}
+
+struct nosa_block_source worker_kvh_source_get(struct worker_kvh_source *s)
+{
+    struct nosa_block_source src = {
+        .ctx = s,
+        .arena = &s->arena,
+        .alloc = source_alloc,
+        .free_seqs = source_free,
+    };
+    return src;
+}
+
+const struct kvh_attach_info *worker_kvh_source_info(const struct worker_kvh_source *s)
+{
+    return &s->info;
+}

@@ -1,0 +1,56 @@
+/* worker_kvh_source.h: the engine's block source (engine/block_source.h) over the node's
+ * kv-host (kv-host/kvh_client.h): the worker's connection to the kv-host, the attach, the
+ * arena mapping the backend reads and writes, and the alloc/free/table requests.
+ *
+ * This module owns: the kv-host client, the mapping, and the scratch buffers of the batched
+ * requests (sized at open for max_seqs sequences). A kv-host that does not answer (it is
+ * being restarted with --recover) is retried until retry_ms passes; a timed-out request that
+ * may have taken effect is reconciled against the sequence's table before it is sent again,
+ * so no group is allocated twice. The caller's `waiting` hook runs between tries (the worker
+ * sends heartbeats from it, so the coordinator does not declare it dead meanwhile). */
+#ifndef NOSA_WORKER_KVH_SOURCE_H
+#define NOSA_WORKER_KVH_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "block_source.h"
+#include "kvh_client.h"
+
+struct worker_kvh_source;
+
+struct worker_kvh_options {
+    const char *endpoint;
+    const char *client_name;
+    void *zmq_ctx;
+    const struct nosa_msg_security *sec;
+    int max_seqs;
+    uint32_t max_blocks_per_seq; /* table length a resumed sequence may have */
+    int timeout_ms;              /* per request */
+    int retry_ms;                /* keep retrying an unanswered kv-host this long */
+    void (*waiting)(void *user); /* between tries; may be NULL */
+    void *waiting_user;
+};
+
+/* Connects, attaches with the model's geometry (expect) and maps the arena. The first
+ * attach is tried until retry_ms passes too (the kv-host may still be starting). */
+int worker_kvh_source_open(const struct worker_kvh_options *opts,
+                           const struct nosa_kv_geometry *expect,
+                           struct worker_kvh_source **out, char *err, size_t errlen);
+void worker_kvh_source_close(struct worker_kvh_source *s); /* accepts NULL */
+
+/* The block source for nosa_engine_create (valid while s lives). */
+struct nosa_block_source worker_kvh_source_get(struct worker_kvh_source *s);
+const struct kvh_attach_info *worker_kvh_source_info(const struct worker_kvh_source *s);
+
+/* The table of seq_id as the kv-host holds it, into the source's scratch (valid until the
+ * next call on s). A sequence the kv-host does not know has an empty table (it never
+ * completed a block). */
+int worker_kvh_source_table(struct worker_kvh_source *s, uint64_t seq_id,
+                            const uint32_t **groups, uint32_t *n_groups, char *err,
+                            size_t errlen);
+/* Frees seq_id's groups; an unknown sequence is not an error. */
+int worker_kvh_source_free(struct worker_kvh_source *s, uint64_t seq_id, char *err,
+                           size_t errlen);
+
+#endif

@@ -1,0 +1,467 @@
+/* worker_serve.c: the serving loop of nosa-worker (worker.h, docs/WORKER.md): coordinator
+ * messages in, engine steps, tokens and finished jobs out after each step, heartbeats. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fault.h"
+#include "log.h"
+#include "worker.h"
+#include "worker_assign.h"
+#include "worker_clock.h"
+
+volatile sig_atomic_t g_worker_stop;
+
+/* Coordinator messages taken per loop turn before the next step. */
+#define SERVE_MAX_MSGS_PER_TURN 64
+/* Longest wait for a message when nothing runs (heartbeats are timed separately). */
+#define SERVE_IDLE_POLL_MS 100
+
+int worker_serve_init(struct worker *w, char *err, size_t errlen)
+{
+    size_t n = (size_t)w->cfg.max_seqs;
+    w->jobs = calloc(n, sizeof(*w->jobs));
+    w->finished = calloc(n, sizeof(*w->finished));
+    w->tokens_cap = 2 * n;
+    w->tokens = calloc(w->tokens_cap, sizeof(*w->tokens));
+    if (!w->jobs || !w->finished || !w->tokens) {
+        nosa_set_error(err, errlen, "out of memory for %zu job slots", n);
+        return -ENOMEM;
+    }
+    worker_stats_init(&w->stats, worker_now_s());
+    return 0;
+}
+
+void worker_serve_free(struct worker *w)
+{
+    free(w->jobs);
+    free(w->finished);
+    free(w->tokens);
+    w->jobs = NULL;
+    w->finished = NULL;
+    w->tokens = NULL;
+}
+
+/* ------------------------------------------------------------------ the job list */
+static int job_find(const struct worker *w, uint64_t job_id)
+{
+    for (size_t i = 0; i < w->n_jobs; i++)
+        if (w->jobs[i] == job_id) return (int)i;
+    return -1;
+}
+
+/* Keeps the link's running_jobs (sent in the next Register) in step with the list. */
+static void jobs_changed(struct worker *w)
+{
+    char err[128];
+    if (worker_link_set_running(w->link, w->jobs, w->n_jobs, err, sizeof(err)))
+        LOG_WARN("worker", "running jobs for Register: %s", err);
+}
+
+static void job_remove(struct worker *w, uint64_t job_id)
+{
+    int i = job_find(w, job_id);
+    if (i < 0) return;
+    w->jobs[i] = w->jobs[--w->n_jobs];
+    jobs_changed(w);
+}
+
+/* ------------------------------------------------------------------ engine events */
+static int push_token(struct worker *w, uint64_t job_id, uint32_t index, int32_t id)
+{
+    if (w->n_tokens == w->tokens_cap) {
+        size_t cap = 2 * w->tokens_cap;
+        struct worker_token *t = realloc(w->tokens, cap * sizeof(*t));
+        if (!t) return -ENOMEM;
+        w->tokens = t;
+        w->tokens_cap = cap;
+    }
+    w->tokens[w->n_tokens++] = (struct worker_token){job_id, index, id};
+    return 0;
+}
+
+void worker_serve_on_event(void *user, const struct nosa_engine_event *ev)
+{
+    struct worker *w = user;
+    if (ev->type == NOSA_ENGINE_EVENT_TOKEN) {
+        if (push_token(w, ev->seq_id, ev->index, ev->token))
+            LOG_ERROR("worker", "out of memory queueing token %u of job %llu", ev->index,
+                      (unsigned long long)ev->seq_id);
+        return;
+    }
+    if (ev->type != NOSA_ENGINE_EVENT_FINISHED) return;
+    /* Each job finishes once and the list is flushed after every step or cancel, so the
+     * job slots bound this list. */
+    if (w->n_finished == (size_t)w->cfg.max_seqs) {
+        LOG_ERROR("worker", "finished-job list full; job %llu not reported",
+                  (unsigned long long)ev->seq_id);
+        return;
+    }
+    struct worker_finished *f = &w->finished[w->n_finished++];
+    f->job_id = ev->seq_id;
+    f->reason = ev->reason;
+    snprintf(f->error, sizeof(f->error), "%s", ev->error ? ev->error : "");
+    f->prompt_tokens = ev->prompt_tokens;
+    f->generated_tokens = ev->generated_tokens;
+    f->recomputed_tokens = ev->recomputed_tokens;
+    job_remove(w, ev->seq_id);
+    LOG_INFO("worker", "job %llu finished reason=%s generated=%u recomputed=%u%s%s",
+             (unsigned long long)ev->seq_id, nosa_finish_reason_name(ev->reason),
+             ev->generated_tokens, ev->recomputed_tokens, f->error[0] ? " error=" : "",
+             f->error);
+}
+
+/* ------------------------------------------------------------------ sending */
+static void send_or_log(struct worker *w, Nosa__Serve__WorkerMsg *msg, const char *what)
+{
+    char err[256];
+    if (worker_link_send(w->link, msg, err, sizeof(err)))
+        LOG_ERROR("worker", "send %s: %s", what, err);
+}
+
+/* Sends w->tokens[0..n_tokens) as one TokensBatch, grouped by job in order of first
+ * appearance, and empties the list. */
+static void send_tokens(struct worker *w)
+{
+    size_t n = w->n_tokens;
+    if (n == 0) return;
+    Nosa__Serve__JobTokens *jobs = calloc(n, sizeof(*jobs));
+    Nosa__Serve__JobTokens **job_ptrs = calloc(n, sizeof(*job_ptrs));
+    Nosa__Serve__Token *toks = calloc(n, sizeof(*toks));
+    Nosa__Serve__Token **tok_ptrs = calloc(n, sizeof(*tok_ptrs));
+    char(*text)[NOSA_TOKEN_TEXT_MAX] = calloc(n, sizeof(*text));
+    if (!jobs || !job_ptrs || !toks || !tok_ptrs || !text) {
+        LOG_ERROR("worker", "out of memory sending %zu tokens", n);
+        goto done;
+    }
+    size_t n_jobs = 0, at = 0;
+    /* Group: for each job in order of first appearance, its tokens in order. */
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id = w->tokens[i].job_id;
+        size_t j;
+        for (j = 0; j < n_jobs; j++)
+            if (jobs[j].job_id == id) break;
+        if (j < n_jobs) continue;
+        nosa__serve__job_tokens__init(&jobs[n_jobs]);
+        jobs[n_jobs].job_id = id;
+        jobs[n_jobs].tokens = &tok_ptrs[at];
+        for (size_t k = i; k < n; k++) {
+            if (w->tokens[k].job_id != id) continue;
+            Nosa__Serve__Token *t = &toks[at];
+            nosa__serve__token__init(t);
+            t->index = w->tokens[k].index;
+            t->id = w->tokens[k].id;
+            int len = nosa_tokenizer_token_text(&w->tok, t->id, text[at]);
+            t->text.data = (uint8_t *)text[at];
+            t->text.len = len > 0 ? (size_t)len : 0;
+            tok_ptrs[at++] = t;
+            jobs[n_jobs].n_tokens++;
+        }
+        job_ptrs[n_jobs] = &jobs[n_jobs];
+        n_jobs++;
+    }
+    Nosa__Serve__TokensBatch batch = NOSA__SERVE__TOKENS_BATCH__INIT;
+    batch.jobs = job_ptrs;
+    batch.n_jobs = n_jobs;
+    Nosa__Serve__WorkerMsg msg = NOSA__SERVE__WORKER_MSG__INIT;
+    msg.body_case = NOSA__SERVE__WORKER_MSG__BODY_TOKENS;
+    msg.tokens = &batch;
+    send_or_log(w, &msg, "TokensBatch");
+    NOSA_FAULT_POINT("worker.step.tokens_sent");
+done:
+    free(jobs);
+    free(job_ptrs);
+    free(toks);
+    free(tok_ptrs);
+    free(text);
+    w->n_tokens = 0;
+}
+
+static Nosa__ErrorCode finish_error_code(const struct worker_finished *f)
+{
+    return f->reason == NOSA_FINISH_ERROR ? NOSA__ERROR_CODE__ERROR_INTERNAL
+                                          : NOSA__ERROR_CODE__ERROR_NONE;
+}
+
+static void send_job_finished(struct worker *w, uint64_t job_id, Nosa__Serve__FinishReason reason,
+                              Nosa__ErrorCode code, const char *error, uint32_t prompt_tokens,
+                              uint32_t generated_tokens, uint32_t recomputed_tokens)
+{
+    Nosa__Serve__JobFinished fin = NOSA__SERVE__JOB_FINISHED__INIT;
+    Nosa__Error e = NOSA__ERROR__INIT;
+    fin.job_id = job_id;
+    fin.reason = reason;
+    fin.prompt_tokens = prompt_tokens;
+    fin.generated_tokens = generated_tokens;
+    fin.recomputed_tokens = recomputed_tokens;
+    if (code != NOSA__ERROR_CODE__ERROR_NONE) {
+        e.code = code;
+        e.message = (char *)error;
+        fin.error = &e;
+    }
+    Nosa__Serve__WorkerMsg msg = NOSA__SERVE__WORKER_MSG__INIT;
+    msg.body_case = NOSA__SERVE__WORKER_MSG__BODY_FINISHED;
+    msg.finished = &fin;
+    send_or_log(w, &msg, "JobFinished");
+}
+
+static Nosa__Serve__FinishReason proto_reason(enum nosa_finish_reason r)
+{
+    switch (r) {
+    case NOSA_FINISH_LENGTH: return NOSA__SERVE__FINISH_REASON__FINISH_LENGTH;
+    case NOSA_FINISH_EOS: return NOSA__SERVE__FINISH_REASON__FINISH_EOS;
+    case NOSA_FINISH_CANCELLED: return NOSA__SERVE__FINISH_REASON__FINISH_CANCELLED;
+    default: return NOSA__SERVE__FINISH_REASON__FINISH_ERROR;
+    }
+}
+
+/* Sends what the last step (or cancel) produced: its tokens first, then the jobs that
+ * ended. Called only after the engine call returned (the resume rule, PROCESSES.md). */
+static void send_step_output(struct worker *w)
+{
+    send_tokens(w);
+    for (size_t i = 0; i < w->n_finished; i++) {
+        const struct worker_finished *f = &w->finished[i];
+        send_job_finished(w, f->job_id, proto_reason(f->reason), finish_error_code(f), f->error,
+                          f->prompt_tokens, f->generated_tokens, f->recomputed_tokens);
+        NOSA_FAULT_POINT("worker.finished.sent");
+    }
+    w->n_finished = 0;
+}
+
+/* After a (re)registration: every running job's tokens from index 0, so a coordinator that
+ * restarted has all of them (it dedupes by index). */
+static void resend_running(struct worker *w)
+{
+    for (size_t i = 0; i < w->n_jobs; i++) {
+        struct nosa_engine_seq_info info;
+        if (nosa_engine_seq_info(w->engine, w->jobs[i], &info)) continue;
+        for (uint32_t k = 0; k < info.n_generated; k++)
+            if (push_token(w, w->jobs[i], k, info.generated[k])) {
+                LOG_ERROR("worker", "out of memory re-sending job %llu",
+                          (unsigned long long)w->jobs[i]);
+                break;
+            }
+    }
+    send_tokens(w);
+}
+
+static void send_heartbeat(struct worker *w)
+{
+    Nosa__Serve__Heartbeat hb = NOSA__SERVE__HEARTBEAT__INIT;
+    Nosa__Serve__StepStats st = NOSA__SERVE__STEP_STATS__INIT;
+    worker_stats_take(&w->stats, worker_now_s(), &st);
+    hb.worker_name = w->cfg.name;
+    hb.running = (uint32_t)w->capacity.running;
+    hb.free_slots = (uint32_t)w->capacity.free_slots;
+    hb.stats = &st;
+    Nosa__Serve__WorkerMsg msg = NOSA__SERVE__WORKER_MSG__INIT;
+    msg.body_case = NOSA__SERVE__WORKER_MSG__BODY_HEARTBEAT;
+    msg.heartbeat = &hb;
+    send_or_log(w, &msg, "Heartbeat");
+}
+
+static void heartbeat_if_due(struct worker *w)
+{
+    int64_t now = worker_now_ms();
+    if (now < w->next_heartbeat_ms) return;
+    w->next_heartbeat_ms = now + worker_link_heartbeat_ms(w->link);
+    /* Unregistered, a heartbeat would only wait in the outbox: Register says it all. */
+    if (worker_link_registered(w->link)) send_heartbeat(w);
+}
+
+void worker_serve_on_kvh_wait(void *user)
+{
+    struct worker *w = user;
+    if (w->link) heartbeat_if_due(w);
+}
+
+/* ------------------------------------------------------------------ coordinator messages */
+static void reply_error(struct worker *w, Nosa__ErrorCode code, const char *message)
+{
+    char err[256];
+    if (worker_link_send_error(w->link, code, message, err, sizeof(err)))
+        LOG_ERROR("worker", "send Error: %s", err);
+}
+
+static Nosa__ErrorCode add_error_code(int rc)
+{
+    switch (rc) {
+    case -EBUSY: return NOSA__ERROR_CODE__ERROR_NO_SPACE;
+    case -E2BIG:
+    case -ENOTSUP: return NOSA__ERROR_CODE__ERROR_REFUSED;
+    case -EINVAL: return NOSA__ERROR_CODE__ERROR_BAD_MESSAGE;
+    default: return NOSA__ERROR_CODE__ERROR_INTERNAL;
+    }
+}
+
+static void refuse_job(struct worker *w, const struct worker_job_request *req,
+                       Nosa__ErrorCode code, const char *why)
+{
+    LOG_WARN("worker", "job %llu refused: %s", (unsigned long long)req->job_id, why);
+    send_job_finished(w, req->job_id, NOSA__SERVE__FINISH_REASON__FINISH_ERROR, code, why,
+                      req->n_prompt, req->n_generated, 0);
+}
+
+/* Puts a checked job into the engine: a new one after dropping any stale kv-host sequence
+ * of its id, a resumed one over the table the kv-host holds. */
+static int start_job(struct worker *w, const struct worker_job_request *req, char *err,
+                     size_t errlen)
+{
+    struct nosa_engine_seq_params p = {
+        .seq_id = req->job_id,
+        .prompt = req->prompt,
+        .n_prompt = req->n_prompt,
+        .sampling = {.max_tokens = req->max_tokens,
+                     .temperature = req->temperature,
+                     .top_p = req->top_p,
+                     .seed = req->seed,
+                     .stop_at_eos = req->stop_at_eos},
+    };
+    int rc;
+    if (req->n_generated == 0) {
+        /* A job moved before it reported a token: what its first worker wrote is not
+         * needed (the prompt is prefilled again), and the table must start empty. */
+        if ((rc = worker_kvh_source_free(w->kvh, req->job_id, err, errlen))) return rc;
+    } else {
+        const uint32_t *groups;
+        uint32_t n_groups;
+        if ((rc = worker_kvh_source_table(w->kvh, req->job_id, &groups, &n_groups, err,
+                                          errlen)))
+            return rc;
+        uint32_t committed = nosa_engine_committed_blocks(
+            req->n_prompt, req->n_generated, (uint32_t)w->model->cfg.sparse.block_size);
+        p.generated = req->generated;
+        p.n_generated = req->n_generated;
+        p.groups = groups;
+        p.n_groups = n_groups;
+        /* The table may be longer (groups the first worker allocated for a step whose tokens
+         * never arrived) or, if something went wrong, shorter: only blocks both the table
+         * and the reported tokens vouch for are restored; the engine prefills the rest. */
+        p.n_complete_blocks = committed < n_groups ? committed : n_groups;
+    }
+    return nosa_engine_add(w->engine, &p, err, errlen);
+}
+
+static void handle_assign(struct worker *w, const Nosa__Serve__Assign *a)
+{
+    struct worker_job_request req;
+    Nosa__ErrorCode code;
+    char why[512];
+    if (worker_assign_parse(a, &w->tok, (uint32_t)w->cfg.max_context, &req, &code, why,
+                            sizeof(why))) {
+        if (req.job_id == 0) reply_error(w, code, why);
+        else refuse_job(w, &req, code, why);
+        return;
+    }
+    if (job_find(w, req.job_id) >= 0) {
+        snprintf(why, sizeof(why), "Assign: job %llu already runs on worker %s",
+                 (unsigned long long)req.job_id, w->cfg.name);
+        reply_error(w, NOSA__ERROR_CODE__ERROR_REFUSED, why);
+    } else if ((size_t)w->n_jobs == (size_t)w->cfg.max_seqs) {
+        snprintf(why, sizeof(why), "no free slot on worker %s (%d running)", w->cfg.name,
+                 w->cfg.max_seqs);
+        refuse_job(w, &req, NOSA__ERROR_CODE__ERROR_NO_SPACE, why);
+    } else {
+        int rc = start_job(w, &req, why, sizeof(why));
+        if (rc) {
+            refuse_job(w, &req, add_error_code(rc), why);
+        } else {
+            w->jobs[w->n_jobs++] = req.job_id;
+            jobs_changed(w);
+            LOG_INFO("worker", "job %llu assigned prompt=%u max_tokens=%u resumed_tokens=%u",
+                     (unsigned long long)req.job_id, req.n_prompt, req.max_tokens,
+                     req.n_generated);
+            NOSA_FAULT_POINT("worker.assign.added");
+        }
+    }
+    worker_job_request_free(&req);
+}
+
+static void handle_cancel(struct worker *w, const Nosa__Serve__CancelJob *c)
+{
+    char why[256];
+    if (job_find(w, c->job_id) < 0) {
+        snprintf(why, sizeof(why), "CancelJob: job %llu does not run on worker %s",
+                 (unsigned long long)c->job_id, w->cfg.name);
+        reply_error(w, NOSA__ERROR_CODE__ERROR_UNKNOWN_ID, why);
+        return;
+    }
+    if (nosa_engine_cancel(w->engine, c->job_id, why, sizeof(why)))
+        LOG_ERROR("worker", "cancel job %llu: %s", (unsigned long long)c->job_id, why);
+    send_step_output(w);
+}
+
+static void handle_message(struct worker *w, const Nosa__Serve__CoordMsg *msg)
+{
+    switch (msg->body_case) {
+    case NOSA__SERVE__COORD_MSG__BODY_ASSIGN: handle_assign(w, msg->assign); break;
+    case NOSA__SERVE__COORD_MSG__BODY_CANCEL: handle_cancel(w, msg->cancel); break;
+    case NOSA__SERVE__COORD_MSG__BODY_SHUTDOWN:
+        LOG_INFO("worker", "Shutdown from the coordinator");
+        w->shutdown = 1;
+        break;
+    default: break; /* the link answers everything else */
+    }
+}
+
+/* Takes what the coordinator sent: waits up to timeout_ms for the first message, then takes
+ * those already queued. 0, or -EIO with err on a link failure. */
+static int take_messages(struct worker *w, int timeout_ms, char *err, size_t errlen)
+{
+    for (int i = 0; i < SERVE_MAX_MSGS_PER_TURN && !w->shutdown && !g_worker_stop; i++) {
+        Nosa__Serve__CoordMsg *msg = NULL;
+        int ev = worker_link_poll(w->link, i == 0 ? timeout_ms : 0, &msg, err, errlen);
+        if (ev < 0) return -EIO;
+        if (ev == WORKER_LINK_IDLE) {
+            if (i > 0 || timeout_ms == 0) break;
+            continue; /* the first wait may have ended on an internal event */
+        }
+        if (ev == WORKER_LINK_REGISTERED) {
+            resend_running(w);
+            w->next_heartbeat_ms = 0;
+        } else {
+            handle_message(w, msg);
+            nosa__serve__coord_msg__free_unpacked(msg, NULL);
+        }
+    }
+    return 0;
+}
+
+int worker_serve_run(struct worker *w, char *err, size_t errlen)
+{
+    int64_t register_deadline = worker_now_ms() + w->cfg.register_timeout_ms;
+    while (!g_worker_stop && !w->shutdown) {
+        nosa_engine_capacity(w->engine, &w->capacity);
+        int registered = worker_link_registered(w->link);
+        if (!worker_link_ever_registered(w->link) && worker_now_ms() >= register_deadline) {
+            nosa_set_error(err, errlen, "coordinator %s did not answer Register within %d ms "
+                           "(is nosa-coordinator running there? --register-timeout-ms)",
+                           w->cfg.coordinator, w->cfg.register_timeout_ms);
+            return -ETIMEDOUT;
+        }
+        int stepping = registered && w->capacity.running > 0;
+        int64_t until_hb = w->next_heartbeat_ms - worker_now_ms();
+        int timeout = stepping ? 0 : SERVE_IDLE_POLL_MS;
+        if (!stepping && until_hb >= 0 && until_hb < timeout) timeout = (int)until_hb;
+        if (take_messages(w, timeout, err, errlen)) return -EIO;
+        if (g_worker_stop || w->shutdown) break;
+        nosa_engine_capacity(w->engine, &w->capacity);
+        if (worker_link_registered(w->link) && w->capacity.running > 0) {
+            char why[512];
+            int rc = nosa_engine_step(w->engine, why, sizeof(why));
+            if (rc < 0) {
+                /* Tokens of a failed step are not sent: their blocks may not be written. */
+                nosa_set_error(err, errlen, "engine step: %s", why);
+                return -EFAULT;
+            }
+            NOSA_FAULT_POINT("worker.step.after_decode");
+            worker_stats_add_step(&w->stats, nosa_engine_last_step(w->engine));
+            send_step_output(w);
+        }
+        heartbeat_if_due(w);
+    }
+    LOG_INFO("worker", "stopping: %s, %zu jobs left in place for the coordinator to move",
+             w->shutdown ? "Shutdown" : "signal", w->n_jobs);
+    return 0;
+}

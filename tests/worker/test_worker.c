@@ -1,0 +1,315 @@
+/* test_worker.c: a real nosa-worker process against a real nosa-kvhost, with the test
+ * playing the coordinator (fake_coord: a ROUTER at the worker endpoint). Checks:
+ * registration and heartbeats; jobs' tokens equal nosa-generate's (the single-process
+ * reference) for the same prompt and sampling; cancel; bad messages answered with Error
+ * (or a refused job with JobFinished) while the worker keeps serving; finished jobs' kv-host
+ * sequences freed; a job resumed on a second worker after the first was killed (SIGKILL)
+ * recomputes less than a block and continues with exactly the reference tokens; a
+ * coordinator restart (re-register with running_jobs, tokens re-sent); SIGTERM exits 0.
+ *
+ *   test_worker BIN_DIR        (ctest passes the build's bin directory) */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fake_coord.h"
+#include "kvh_client.h"
+#include "node_harness.h"
+#include "test_util.h"
+
+static struct nh_node g_node;
+static struct fake_coord g_fc;
+static int g_worker_seq;
+
+/* Starts a worker named w<N>; returns its harness name in name[]. */
+static void start_worker(char *name, size_t cap)
+{
+    snprintf(name, cap, "w%d", ++g_worker_seq);
+    const char *argv[] = {"nosa-worker", "--run-dir", g_node.run_dir, "--name", name,
+                          "--coordinator", g_node.workers_ep, "--kvhost", g_node.kvhost_ep,
+                          "--model", g_node.model, "--backend", "cpu", "--mode", "nosa",
+                          "--max-seqs", "4", "--heartbeat-ms", "100", NULL};
+    REQUIRE(nh_spawn(&g_node, name, NULL, 0, argv) >= 0, "spawn %s", name);
+}
+
+static void wait_registered(int count)
+{
+    int ok = 0;
+    for (int i = 0; i < 200 && !ok; i++) {
+        fc_pump(&g_fc, 50);
+        ok = g_fc.registers >= count;
+    }
+    if (!ok) nh_dump_logs(&g_node, 30);
+    REQUIRE(ok, "worker did not register (registers %d, want %d)", g_fc.registers, count);
+}
+
+static void make_prompt(char *out, int len, int salt)
+{
+    static const char *const words[] = {"blocks ", "move ", "when ", "the ", "selection ",
+                                        "changes; ", "most ", "stay ", "put. "};
+    int n = 0;
+    for (int w = salt; n < len; w++)
+        for (const char *c = words[w % 9]; *c && n < len; c++) out[n++] = *c;
+    out[n] = '\0';
+}
+
+/* The job's tokens against nosa-generate's for the same prompt and sampling. */
+static void check_against_reference(const struct fc_job *j, const char *prompt, int max_tokens,
+                                    double temperature, double top_p, uint64_t seed)
+{
+    static struct nh_job ref;
+    REQUIRE(nh_generate(&g_node, prompt, max_tokens, temperature, top_p, seed, &ref) == 0,
+            "nosa-generate");
+    CHECK(j->n_tokens == (uint32_t)ref.n_tokens, "job %llu: %u tokens, reference %d",
+          (unsigned long long)j->job_id, j->n_tokens, ref.n_tokens);
+    int same = j->n_tokens == (uint32_t)ref.n_tokens;
+    for (int i = 0; same && i < ref.n_tokens; i++) same = j->tokens[i] == ref.tokens[i];
+    CHECK(same, "job %llu: tokens differ from nosa-generate's", (unsigned long long)j->job_id);
+    CHECK(j->generated_tokens == j->n_tokens, "job %llu: JobFinished says %u generated, got %u",
+          (unsigned long long)j->job_id, j->generated_tokens, j->n_tokens);
+    int want_reason = ref.n_tokens < max_tokens ? NOSA__SERVE__FINISH_REASON__FINISH_EOS
+                                                : NOSA__SERVE__FINISH_REASON__FINISH_LENGTH;
+    CHECK(j->reason == want_reason, "job %llu: reason %d, want %d", (unsigned long long)j->job_id,
+          j->reason, want_reason);
+}
+
+static void test_register(void)
+{
+    wait_registered(1);
+    CHECK(strcmp(g_fc.backend, "cpu") == 0, "Register.backend '%s'", g_fc.backend);
+    CHECK(strcmp(g_fc.worker_name, "w1") == 0, "Register.worker_name '%s'", g_fc.worker_name);
+    CHECK(g_fc.block_size == g_node.block_size, "Register.block_size %u, model %u",
+          g_fc.block_size, g_node.block_size);
+    CHECK(g_fc.max_seqs == 4, "Register.max_seqs %u", g_fc.max_seqs);
+    int before = g_fc.heartbeats;
+    for (int i = 0; i < 40 && g_fc.heartbeats < before + 2; i++) fc_pump(&g_fc, 50);
+    CHECK(g_fc.heartbeats >= before + 2, "heartbeats every 100 ms: %d in 2 s",
+          g_fc.heartbeats - before);
+    CHECK(g_fc.last_free_slots == 4 && g_fc.last_running == 0, "idle heartbeat: %u running, "
+          "%u free", g_fc.last_running, g_fc.last_free_slots);
+}
+
+struct job_case {
+    uint64_t id;
+    int prompt_len, max_tokens;
+    double temperature, top_p;
+    uint64_t seed;
+    char prompt[256];
+};
+
+/* Four jobs at once (a full batch), prompts around and past block boundaries, greedy and
+ * seeded top-p. */
+static void test_jobs(void)
+{
+    static struct job_case jobs[] = {
+        {101, 5, 12, 0.0, 1.0, 0, ""},
+        {102, 8, 30, 0.0, 1.0, 0, ""},
+        {103, 37, 20, 0.8, 0.9, 7, ""},
+        {104, 70, 25, 1.0, 0.95, 99, ""},
+    };
+    for (size_t i = 0; i < 4; i++) {
+        make_prompt(jobs[i].prompt, jobs[i].prompt_len, (int)i);
+        CHECK(fc_assign_text(&g_fc, jobs[i].id, jobs[i].prompt, (uint32_t)jobs[i].max_tokens,
+                             (float)jobs[i].temperature, (float)jobs[i].top_p, jobs[i].seed,
+                             NULL, 0) == 0, "assign %llu", (unsigned long long)jobs[i].id);
+    }
+    for (size_t i = 0; i < 4; i++) {
+        struct fc_job *j = fc_wait_finished(&g_fc, jobs[i].id, 20000);
+        REQUIRE(j, "job %llu did not finish", (unsigned long long)jobs[i].id);
+        CHECK(j->error_code == 0, "job %llu error %d: %s", (unsigned long long)j->job_id,
+              j->error_code, j->error);
+        CHECK(j->out_of_order == 0, "job %llu: %u tokens out of order",
+              (unsigned long long)j->job_id, j->out_of_order);
+        CHECK(j->recomputed_tokens == 0, "new job recomputed %u", j->recomputed_tokens);
+        CHECK(j->prompt_tokens == (uint32_t)jobs[i].prompt_len + 1, "prompt_tokens %u (BOS + %d)",
+              j->prompt_tokens, jobs[i].prompt_len);
+        check_against_reference(j, jobs[i].prompt, jobs[i].max_tokens, jobs[i].temperature,
+                                jobs[i].top_p, jobs[i].seed);
+    }
+}
+
+static int send_error_case(const void *bytes, size_t len, int want_code, const char *what)
+{
+    int before = g_fc.errors;
+    fc_send_raw(&g_fc, bytes, len);
+    fc_wait_error(&g_fc, before, 3000);
+    CHECK(g_fc.errors == before + 1 && g_fc.last_error_code == want_code,
+          "%s: %d Error replies, code %d (want %d): %s", what, g_fc.errors - before,
+          g_fc.last_error_code, want_code, g_fc.last_error);
+    return 0;
+}
+
+static void test_bad_messages(void)
+{
+    static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x34};
+    send_error_case(garbage, sizeof(garbage), NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "garbage");
+
+    uint8_t buf[256];
+    Nosa__Serve__CoordMsg msg = NOSA__SERVE__COORD_MSG__INIT;
+    Nosa__Serve__Shutdown sd = NOSA__SERVE__SHUTDOWN__INIT;
+    msg.version = 99;
+    msg.body_case = NOSA__SERVE__COORD_MSG__BODY_SHUTDOWN;
+    msg.shutdown = &sd;
+    size_t n = nosa__serve__coord_msg__pack(&msg, buf);
+    send_error_case(buf, n, NOSA__ERROR_CODE__ERROR_BAD_VERSION, "version 99 (a Shutdown)");
+
+    Nosa__Serve__CoordMsg empty = NOSA__SERVE__COORD_MSG__INIT;
+    empty.version = NOSA__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
+    n = nosa__serve__coord_msg__pack(&empty, buf);
+    send_error_case(buf, n, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "no body");
+
+    int before = g_fc.errors;
+    fc_cancel(&g_fc, 424242);
+    fc_wait_error(&g_fc, before, 3000);
+    CHECK(g_fc.last_error_code == NOSA__ERROR_CODE__ERROR_UNKNOWN_ID,
+          "cancel of an unknown job: code %d: %s", g_fc.last_error_code, g_fc.last_error);
+
+    before = g_fc.errors;
+    fc_assign_text(&g_fc, 0, "x", 4, 0, 1, 0, NULL, 0);
+    fc_wait_error(&g_fc, before, 3000);
+    CHECK(g_fc.last_error_code == NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "job_id 0: code %d: %s",
+          g_fc.last_error_code, g_fc.last_error);
+
+    /* Refused jobs end with JobFinished{ERROR} and a code the coordinator acts on. */
+    fc_assign_text(&g_fc, 201, "x", 0, 0, 1, 0, NULL, 0);
+    struct fc_job *j = fc_wait_finished(&g_fc, 201, 3000);
+    CHECK(j && j->reason == NOSA__SERVE__FINISH_REASON__FINISH_ERROR &&
+          j->error_code == NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "max_tokens 0: %d %d %s",
+          j ? j->reason : -1, j ? j->error_code : -1, j ? j->error : "");
+    fc_assign_text(&g_fc, 202, "x", 4, -1.0f, 1, 0, NULL, 0);
+    j = fc_wait_finished(&g_fc, 202, 3000);
+    CHECK(j && j->error_code == NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "temperature -1: %s",
+          j ? j->error : "no answer");
+    fc_assign_text(&g_fc, 203, "a prompt", 1u << 20, 0, 1, 0, NULL, 0);
+    j = fc_wait_finished(&g_fc, 203, 3000);
+    CHECK(j && j->error_code == NOSA__ERROR_CODE__ERROR_REFUSED, "beyond the context: %s",
+          j ? j->error : "no answer");
+
+    /* ... and the worker still serves. */
+    static char prompt[64];
+    make_prompt(prompt, 12, 3);
+    fc_assign_text(&g_fc, 204, prompt, 6, 0, 1, 0, NULL, 0);
+    j = fc_wait_finished(&g_fc, 204, 10000);
+    REQUIRE(j, "job after bad messages did not finish");
+    check_against_reference(j, prompt, 6, 0, 1, 0);
+}
+
+static void test_cancel(void)
+{
+    fc_assign_text(&g_fc, 301, "cancel me soon", 3000, 0, 1, 0, NULL, 0);
+    struct fc_job *j = fc_wait_tokens(&g_fc, 301, 3, 10000);
+    REQUIRE(j, "job 301 produced no tokens");
+    fc_cancel(&g_fc, 301);
+    j = fc_wait_finished(&g_fc, 301, 5000);
+    CHECK(j && j->reason == NOSA__SERVE__FINISH_REASON__FINISH_CANCELLED,
+          "cancelled job: reason %d", j ? j->reason : -1);
+    CHECK(j && j->generated_tokens == j->n_tokens && j->n_tokens < 3000,
+          "cancelled job: %u generated, %u received", j ? j->generated_tokens : 0,
+          j ? j->n_tokens : 0);
+}
+
+/* Every finished job's kv-host sequence is freed. */
+static void check_kvhost_empty(const char *when)
+{
+    struct kvh_client *c = NULL;
+    char err[256];
+    REQUIRE(kvh_client_connect(g_node.kvhost_ep, NULL, &c, err, sizeof(err)) == 0, "%s", err);
+    struct kvh_stats st;
+    int rc = kvh_client_stats(c, &st, err, sizeof(err));
+    CHECK(rc == 0 && st.n_seqs == 0 && st.free_groups == st.n_groups,
+          "%s: kv-host holds %llu sequences, %llu of %llu groups free (%s)", when,
+          (unsigned long long)st.n_seqs, (unsigned long long)st.free_groups,
+          (unsigned long long)st.n_groups, rc ? err : "ok");
+    kvh_client_close(c);
+}
+
+/* Kill the worker mid-job; a second worker resumes from the arena: it recomputes less than
+ * a block and continues with the reference's tokens. Returns the new worker's name. */
+static void test_resume(char *worker, size_t cap)
+{
+    static char prompt[128];
+    make_prompt(prompt, 45, 5);
+    const int max_tokens = 80;
+    fc_assign_text(&g_fc, 401, prompt, max_tokens, 0.7f, 0.9f, 1234, NULL, 0);
+    struct fc_job *j = fc_wait_tokens(&g_fc, 401, 21, 20000);
+    REQUIRE(j, "job 401 produced no tokens");
+    CHECK(nh_signal(&g_node, worker, SIGKILL) == 0, "kill %s", worker);
+    CHECK(nh_wait_exit(&g_node, worker, 5000) == 1, "%s did not die", worker);
+    while (fc_pump(&g_fc, 100) > 0) /* what it sent before it died */
+        ;
+    REQUIRE(!j->finished && j->n_tokens < (uint32_t)max_tokens, "job 401 ended before the kill");
+    uint32_t got = j->n_tokens;
+    static int32_t generated[FC_MAX_TOKENS];
+    memcpy(generated, j->tokens, got * sizeof(int32_t));
+
+    int regs = g_fc.registers;
+    start_worker(worker, cap);
+    wait_registered(regs + 1);
+    fc_assign_text(&g_fc, 401, prompt, max_tokens, 0.7f, 0.9f, 1234, generated, got);
+    j = fc_wait_finished(&g_fc, 401, 20000);
+    REQUIRE(j, "resumed job 401 did not finish");
+    CHECK(j->error_code == 0, "resumed job: error %s", j->error);
+    uint32_t prompt_tokens = 45 + 1;
+    uint32_t in_open_block = (prompt_tokens + got - 1) % g_node.block_size;
+    CHECK(j->recomputed_tokens <= g_node.block_size && j->recomputed_tokens == in_open_block + 1,
+          "resumed after %u tokens: recomputed %u, want the open block's %u (block %u)", got,
+          j->recomputed_tokens, in_open_block + 1, g_node.block_size);
+    check_against_reference(j, prompt, max_tokens, 0.7, 0.9, 1234);
+}
+
+/* The coordinator goes away mid-job and comes back at the same endpoint: the worker
+ * registers again listing the job, re-sends its tokens, and the job finishes right. */
+static void test_coordinator_restart(void)
+{
+    static char prompt[64];
+    make_prompt(prompt, 20, 7);
+    const int max_tokens = 400;
+    fc_assign_text(&g_fc, 501, prompt, max_tokens, 0, 1, 0, NULL, 0);
+    REQUIRE(fc_wait_tokens(&g_fc, 501, 5, 10000), "job 501 produced no tokens");
+    fc_close(&g_fc);
+    usleep(300 * 1000);
+    REQUIRE(fc_open(&g_fc, g_node.workers_ep) == 0, "rebind the coordinator endpoint");
+    wait_registered(1);
+    CHECK(g_fc.last_running_jobs == 1, "Register after a restart lists %zu running jobs",
+          g_fc.last_running_jobs);
+    struct fc_job *j = fc_wait_finished(&g_fc, 501, 30000);
+    REQUIRE(j, "job 501 did not finish after the restart");
+    check_against_reference(j, prompt, max_tokens, 0, 1, 0);
+}
+
+int main(int argc, char **argv)
+{
+    static const char *const needed[] = {"nosa-kvhost", "nosa-worker", "nosa-generate", NULL};
+    int rc = nh_node_init_needing(&g_node, "worker", argc > 1 ? argv[1] : NULL, "tiny", 120,
+                                  needed);
+    if (rc == 77) return 77;
+    REQUIRE(rc == 0, "node harness init");
+    REQUIRE(nh_start_kvhost(&g_node, 0, NULL) >= 0, "kv-host did not start");
+    REQUIRE(fc_open(&g_fc, g_node.workers_ep) == 0, "fake coordinator");
+    char worker[16];
+    start_worker(worker, sizeof(worker));
+
+    test_register();
+    test_jobs();
+    test_bad_messages();
+    test_cancel();
+    check_kvhost_empty("after jobs, refusals and a cancel");
+    test_resume(worker, sizeof(worker));
+    test_coordinator_restart();
+    check_kvhost_empty("after the resumed and restarted jobs");
+
+    CHECK(nh_signal(&g_node, worker, SIGTERM) == 0, "SIGTERM %s", worker);
+    CHECK(nh_wait_exit(&g_node, worker, 5000) == 1, "%s did not exit on SIGTERM", worker);
+    struct nh_proc *p = NULL;
+    for (int i = 0; i < g_node.n_procs; i++)
+        if (strcmp(g_node.procs[i].name, worker) == 0) p = &g_node.procs[i];
+    CHECK(p && WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0, "%s exit status %d", worker,
+          p ? p->status : -1);
+    fc_close(&g_fc);
+    if (g_test_checks_failed) nh_dump_logs(&g_node, 40);
+    nh_stop_all(&g_node, 3000);
+    CHECK(nh_leaks(&g_node) == 0, "leaked processes or shared memory");
+    return test_report("test_worker");
+}
