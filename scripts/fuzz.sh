@@ -12,7 +12,7 @@ build=${BUILD_DIR:-build-fuzz}
 seconds=${FUZZ_SECONDS:-15}
 jobs=${FUZZ_JOBS:-2}
 CC=clang cmake -S . -B "$build" -G Ninja -DNOSA_FUZZ=ON -DNOSA_SANITIZE=ON -DNOSA_CUDA=OFF \
-  -DCMAKE_BUILD_TYPE=Debug >/dev/null
+  -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" >/dev/null # asserts on, faster than -O0
 cmake --build "$build" --target nosa_fuzz -j "$(nproc)"
 if [ $# -gt 0 ]; then
   targets=("$@")
