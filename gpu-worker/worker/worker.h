@@ -52,6 +52,10 @@ struct worker {
     size_t n_tokens, tokens_cap;
     struct worker_finished *finished; /* this step's finished jobs, [cfg.max_seqs] */
     size_t n_finished;
+    /* Jobs being ended because the kv-host failed them: cancelled in the engine, reported
+     * as FINISH_ERROR with the reason (worker_serve_on_event). */
+    struct worker_kvh_failure *failing; /* [cfg.max_seqs] */
+    size_t n_failing;
     struct worker_stats stats;
     struct nosa_engine_capacity capacity; /* as of the last loop turn (the kv-host wait hook) */
     int64_t next_heartbeat_ms;

@@ -2,6 +2,7 @@
 #include "worker_kvh_source.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +20,28 @@ struct worker_kvh_source {
     uint32_t *groups;           /* [groups_cap] */
     size_t groups_cap;
     uint32_t *table;            /* [max_blocks_per_seq] */
+    struct worker_kvh_failure *failures; /* [max_seqs] */
+    size_t n_failures;
 };
+
+static void record_failure(struct worker_kvh_source *s, uint64_t seq_id, const char *reason)
+{
+    for (size_t i = 0; i < s->n_failures; i++)
+        if (s->failures[i].seq_id == seq_id) return;
+    if (s->n_failures == (size_t)s->opts.max_seqs) return;
+    struct worker_kvh_failure *f = &s->failures[s->n_failures++];
+    f->seq_id = seq_id;
+    snprintf(f->reason, sizeof(f->reason), "%s", reason);
+}
+
+size_t worker_kvh_source_failures(const struct worker_kvh_source *s,
+                                  const struct worker_kvh_failure **out)
+{
+    *out = s->failures;
+    return s->n_failures;
+}
+
+void worker_kvh_source_clear_failures(struct worker_kvh_source *s) { s->n_failures = 0; }
 
 /* After a timed-out request: 1 to try again (the hook ran), 0 when retry_ms has passed. */
 static int keep_trying(struct worker_kvh_source *s, int rc, int64_t deadline, const char *what,
@@ -96,6 +118,26 @@ static int alloc_reconcile(struct worker_kvh_source *s, struct nosa_block_alloc 
     return applied ? 1 : 0;
 }
 
+/* kvh_client_alloc of s->seqs, tried again while the kv-host does not answer. 0 allocated
+ * (s->first_index, s->groups filled), 1 an earlier timed-out try turned out applied (reqs'
+ * groups filled from the tables), or a negated errno. */
+static int alloc_with_retries(struct worker_kvh_source *s, struct nosa_block_alloc *reqs, int n,
+                              char *err, size_t errlen)
+{
+    int64_t deadline = deadline_ms(s);
+    for (;;) {
+        int rc = kvh_client_alloc(s->client, s->seqs, (size_t)n, s->first_index, s->groups, err,
+                                  errlen);
+        if (rc == 0) return 0;
+        if (!keep_trying(s, rc, deadline, "alloc", err)) return rc;
+        int applied;
+        while ((applied = alloc_reconcile(s, reqs, n, err, errlen)) == -ETIMEDOUT &&
+               keep_trying(s, applied, deadline, "table", err))
+            ;
+        if (applied != 0) return applied;
+    }
+}
+
 static int source_alloc(void *ctx, struct nosa_block_alloc *reqs, int n, char *err,
                         size_t errlen)
 {
@@ -121,26 +163,25 @@ static int source_alloc(void *ctx, struct nosa_block_alloc *reqs, int n, char *e
         s->groups = g;
         s->groups_cap = total;
     }
-    int64_t deadline = deadline_ms(s);
-    for (;;) {
-        int rc = kvh_client_alloc(s->client, s->seqs, (size_t)n, s->first_index, s->groups, err,
-                                  errlen);
-        if (rc == 0) break;
-        if (!keep_trying(s, rc, deadline, "alloc", err)) return rc;
-        int applied;
-        while ((applied = alloc_reconcile(s, reqs, n, err, errlen)) == -ETIMEDOUT &&
-               keep_trying(s, applied, deadline, "table", err))
-            ;
-        if (applied < 0) return applied;
-        if (applied == 1) return 0;
+    int rc = alloc_with_retries(s, reqs, n, err, errlen);
+    if (rc < 0) {
+        /* -ENOSPC is the engine's to handle (it holds prefills back, then ends decoders). */
+        if (rc != -ENOSPC)
+            for (int i = 0; i < n; i++) record_failure(s, reqs[i].seq_id, err);
+        return rc;
     }
+    if (rc == 1) return 0; /* a timed-out try had been applied: reconciled */
     size_t at = 0;
     for (int i = 0; i < n; i++) {
+        /* The groups are ours either way (the kv-host gave them to this sequence), so the
+         * step can use them; but the table has another writer: the job is ended after it. */
         if (s->first_index[i] != reqs[i].first_index) {
-            nosa_set_error(err, errlen, "sequence %llu: kv-host appended at block %u, the "
-                           "worker's table has %u", (unsigned long long)reqs[i].seq_id,
-                           s->first_index[i], reqs[i].first_index);
-            return -EPROTO;
+            char why[256];
+            snprintf(why, sizeof(why), "kv-host table of sequence %llu changed under this "
+                     "worker: new groups at block %u, the worker's table has %u",
+                     (unsigned long long)reqs[i].seq_id, s->first_index[i], reqs[i].first_index);
+            LOG_ERROR("worker", "%s", why);
+            record_failure(s, reqs[i].seq_id, why);
         }
         memcpy(reqs[i].groups, s->groups + at, reqs[i].n_groups * sizeof(uint32_t));
         at += reqs[i].n_groups;
@@ -202,7 +243,8 @@ int worker_kvh_source_open(const struct worker_kvh_options *opts,
     s->seqs = calloc(n, sizeof(*s->seqs));
     s->first_index = calloc(n, sizeof(*s->first_index));
     s->table = calloc(opts->max_blocks_per_seq ? opts->max_blocks_per_seq : 1, sizeof(*s->table));
-    if (!s->seqs || !s->first_index || !s->table) {
+    s->failures = calloc(n, sizeof(*s->failures));
+    if (!s->seqs || !s->first_index || !s->table || !s->failures) {
         nosa_set_error(err, errlen, "out of memory");
         goto fail;
     }
@@ -237,6 +279,7 @@ void worker_kvh_source_close(struct worker_kvh_source *s)
     free(s->first_index);
     free(s->groups);
     free(s->table);
+    free(s->failures);
     free(s);
 }
 

@@ -7,7 +7,13 @@
  * being restarted with --recover) is retried until retry_ms passes; a timed-out request that
  * may have taken effect is reconciled against the sequence's table before it is sent again,
  * so no group is allocated twice. The caller's `waiting` hook runs between tries (the worker
- * sends heartbeats from it, so the coordinator does not declare it dead meanwhile). */
+ * sends heartbeats from it, so the coordinator does not declare it dead meanwhile).
+ *
+ * A failure that concerns some sequences only is recorded per sequence (failures()), so the
+ * worker can end those jobs with the reason and keep the others: a sequence whose kv-host
+ * table was changed by another writer (its groups are still handed out, so the engine's
+ * step goes on, and the job is ended after it), or every sequence of a request the kv-host
+ * refused or did not answer (the engine's step then fails before any compute). */
 #ifndef NOSA_WORKER_KVH_SOURCE_H
 #define NOSA_WORKER_KVH_SOURCE_H
 
@@ -38,6 +44,16 @@ int worker_kvh_source_open(const struct worker_kvh_options *opts,
                            const struct nosa_kv_geometry *expect,
                            struct worker_kvh_source **out, char *err, size_t errlen);
 void worker_kvh_source_close(struct worker_kvh_source *s); /* accepts NULL */
+
+struct worker_kvh_failure {
+    uint64_t seq_id;
+    char reason[256];
+};
+
+/* The sequences whose allocation failed since the last clear, and why. */
+size_t worker_kvh_source_failures(const struct worker_kvh_source *s,
+                                  const struct worker_kvh_failure **out);
+void worker_kvh_source_clear_failures(struct worker_kvh_source *s);
 
 /* The block source for nosa_engine_create (valid while s lives). */
 struct nosa_block_source worker_kvh_source_get(struct worker_kvh_source *s);

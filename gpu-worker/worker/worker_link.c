@@ -20,7 +20,7 @@
 /* Beyond this much held-back output the worker stops stepping (worker_link_send fails). */
 #define LINK_OUTBOX_MAX_BYTES (64u << 20)
 /* While unregistered and connected, Register is sent again this often. */
-#define LINK_REGISTER_RESEND_MS 500
+#define LINK_REGISTER_RESEND_MS 100
 
 struct link_packed {
     uint8_t *data;

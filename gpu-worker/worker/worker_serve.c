@@ -24,7 +24,8 @@ int worker_serve_init(struct worker *w, char *err, size_t errlen)
     w->finished = calloc(n, sizeof(*w->finished));
     w->tokens_cap = 2 * n;
     w->tokens = calloc(w->tokens_cap, sizeof(*w->tokens));
-    if (!w->jobs || !w->finished || !w->tokens) {
+    w->failing = calloc(n, sizeof(*w->failing));
+    if (!w->jobs || !w->finished || !w->tokens || !w->failing) {
         nosa_set_error(err, errlen, "out of memory for %zu job slots", n);
         return -ENOMEM;
     }
@@ -37,6 +38,8 @@ void worker_serve_free(struct worker *w)
     free(w->jobs);
     free(w->finished);
     free(w->tokens);
+    free(w->failing);
+    w->failing = NULL;
     w->jobs = NULL;
     w->finished = NULL;
     w->tokens = NULL;
@@ -101,6 +104,11 @@ void worker_serve_on_event(void *user, const struct nosa_engine_event *ev)
     f->job_id = ev->seq_id;
     f->reason = ev->reason;
     snprintf(f->error, sizeof(f->error), "%s", ev->error ? ev->error : "");
+    for (size_t i = 0; i < w->n_failing; i++)
+        if (w->failing[i].seq_id == ev->seq_id && ev->reason == NOSA_FINISH_CANCELLED) {
+            f->reason = NOSA_FINISH_ERROR;
+            snprintf(f->error, sizeof(f->error), "%s", w->failing[i].reason);
+        }
     f->prompt_tokens = ev->prompt_tokens;
     f->generated_tokens = ev->generated_tokens;
     f->recomputed_tokens = ev->recomputed_tokens;
@@ -428,6 +436,52 @@ static int take_messages(struct worker *w, int timeout_ms, char *err, size_t err
     return 0;
 }
 
+/* Ends the jobs the kv-host failed during the last step (FINISH_ERROR with the reason);
+ * returns how many there were. */
+static size_t end_failed_jobs(struct worker *w)
+{
+    const struct worker_kvh_failure *f;
+    size_t n = worker_kvh_source_failures(w->kvh, &f);
+    w->n_failing = 0;
+    for (size_t i = 0; i < n && w->n_failing < (size_t)w->cfg.max_seqs; i++)
+        w->failing[w->n_failing++] = f[i];
+    for (size_t i = 0; i < w->n_failing; i++) {
+        char why[256];
+        /* -ENOENT: it finished within the step anyway. */
+        if (nosa_engine_cancel(w->engine, w->failing[i].seq_id, why, sizeof(why)) &&
+            job_find(w, w->failing[i].seq_id) >= 0)
+            LOG_ERROR("worker", "ending job %llu: %s",
+                      (unsigned long long)w->failing[i].seq_id, why);
+    }
+    w->n_failing = 0;
+    worker_kvh_source_clear_failures(w->kvh);
+    return n;
+}
+
+/* One engine step and what it produced. -EFAULT (err set) when the backend failed: the
+ * engine is unusable then. A kv-host failure ends only the jobs it concerns. */
+static int step(struct worker *w, char *err, size_t errlen)
+{
+    char why[512];
+    worker_kvh_source_clear_failures(w->kvh);
+    int rc = nosa_engine_step(w->engine, why, sizeof(why));
+    if (rc >= 0) {
+        NOSA_FAULT_POINT("worker.step.after_decode");
+        worker_stats_add_step(&w->stats, nosa_engine_last_step(w->engine));
+    }
+    /* A block-source failure stops the step before any compute; the engine stays usable.
+     * Tokens of a step that failed in the backend are never sent (their blocks may not be
+     * in the arena). */
+    size_t failed = end_failed_jobs(w);
+    if (rc < 0 && failed == 0) {
+        nosa_set_error(err, errlen, "engine step: %s", why);
+        return -EFAULT;
+    }
+    if (rc < 0) LOG_WARN("worker", "step stopped by the kv-host: %s", why);
+    send_step_output(w);
+    return 0;
+}
+
 int worker_serve_run(struct worker *w, char *err, size_t errlen)
 {
     int64_t register_deadline = worker_now_ms() + w->cfg.register_timeout_ms;
@@ -447,18 +501,8 @@ int worker_serve_run(struct worker *w, char *err, size_t errlen)
         if (take_messages(w, timeout, err, errlen)) return -EIO;
         if (g_worker_stop || w->shutdown) break;
         nosa_engine_capacity(w->engine, &w->capacity);
-        if (worker_link_registered(w->link) && w->capacity.running > 0) {
-            char why[512];
-            int rc = nosa_engine_step(w->engine, why, sizeof(why));
-            if (rc < 0) {
-                /* Tokens of a failed step are not sent: their blocks may not be written. */
-                nosa_set_error(err, errlen, "engine step: %s", why);
-                return -EFAULT;
-            }
-            NOSA_FAULT_POINT("worker.step.after_decode");
-            worker_stats_add_step(&w->stats, nosa_engine_last_step(w->engine));
-            send_step_output(w);
-        }
+        if (worker_link_registered(w->link) && w->capacity.running > 0 && step(w, err, errlen))
+            return -EFAULT;
         heartbeat_if_due(w);
     }
     LOG_INFO("worker", "stopping: %s, %zu jobs left in place for the coordinator to move",

@@ -5,7 +5,8 @@
  * (or a refused job with JobFinished) while the worker keeps serving; finished jobs' kv-host
  * sequences freed; a job resumed on a second worker after the first was killed (SIGKILL)
  * recomputes less than a block and continues with exactly the reference tokens; a
- * coordinator restart (re-register with running_jobs, tokens re-sent); SIGTERM exits 0.
+ * kv-host killed and restarted with --recover mid-job; a coordinator restart (re-register
+ * with running_jobs, tokens re-sent); SIGTERM exits 0.
  *
  *   test_worker BIN_DIR        (ctest passes the build's bin directory) */
 #include <signal.h>
@@ -259,6 +260,25 @@ static void test_resume(char *worker, size_t cap)
     check_against_reference(j, prompt, max_tokens, 0.7, 0.9, 1234);
 }
 
+/* The kv-host is killed (SIGKILL) mid-job and restarted with --recover: the worker waits
+ * for it (retrying its requests) and the job finishes with the reference's tokens. */
+static void test_kvhost_restart(void)
+{
+    static char prompt[64];
+    make_prompt(prompt, 30, 2);
+    const int max_tokens = 300;
+    fc_assign_text(&g_fc, 601, prompt, max_tokens, 0.9f, 0.8f, 55, NULL, 0);
+    REQUIRE(fc_wait_tokens(&g_fc, 601, 5, 10000), "job 601 produced no tokens");
+    CHECK(nh_signal(&g_node, "kvh", SIGKILL) == 0, "kill the kv-host");
+    CHECK(nh_wait_exit(&g_node, "kvh", 5000) == 1, "kv-host did not die");
+    fc_pump(&g_fc, 300);
+    REQUIRE(nh_start_kvhost(&g_node, 1, NULL) >= 0, "kv-host --recover did not start");
+    struct fc_job *j = fc_wait_finished(&g_fc, 601, 30000);
+    REQUIRE(j, "job 601 did not finish after the kv-host restart");
+    CHECK(j->error_code == 0, "job 601: error %s", j->error);
+    check_against_reference(j, prompt, max_tokens, 0.9, 0.8, 55);
+}
+
 /* The coordinator goes away mid-job and comes back at the same endpoint: the worker
  * registers again listing the job, re-sends its tokens, and the job finishes right. */
 static void test_coordinator_restart(void)
@@ -297,6 +317,7 @@ int main(int argc, char **argv)
     test_cancel();
     check_kvhost_empty("after jobs, refusals and a cancel");
     test_resume(worker, sizeof(worker));
+    test_kvhost_restart();
     test_coordinator_restart();
     check_kvhost_empty("after the resumed and restarted jobs");
 
