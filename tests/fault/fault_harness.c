@@ -318,24 +318,42 @@ static void run_midrun(struct nh_node *node, struct job_set *js, enum fault_kind
 }
 
 /* ---------------------------------------------------------------- faults at rest */
-/* The arena of a killed kv-host altered on disk: --recover must exit non-zero, say why, and
- * never serve it. */
+/* The arena of a killed kv-host: first re-opened intact with --recover (every sequence kept),
+ * then altered on disk: --recover must exit non-zero, say why, and never serve it. Needs only
+ * nosa-kvhost: the arena gets its state from kvh_probe_fill. */
 static void run_arena(struct nh_node *node, enum fault_kind kind, int random_damage,
                       struct fault_summary *sum)
 {
+    const char *label = g_fault_names[kind];
     sum->runs++;
-    if (node_start(node, 0) != 0) {
-        CHECK(0, "%s: the node did not start", g_fault_names[kind]);
+    nh_stop_all(node, 5000);
+    nh_forget_reaped(node);
+    char arena[NH_PATH], err[256] = "";
+    nh_arena_path(node, arena, sizeof arena);
+    unlink(arena);
+    static const uint64_t seqs[] = {11, 12, 13, 14, 15};
+    static struct kvh_probe_snapshot before, after;
+    if (nh_start_kvhost(node, 0, NULL) < 0 ||
+        kvh_probe_fill(node->kvhost_ep, seqs, 5, 3, err, sizeof err) != 0 ||
+        kvh_probe_snapshot(node->kvhost_ep, seqs, 5, &before, err, sizeof err) != 0) {
+        CHECK(0, "%s: kv-host with 5 sequences: %s", label, err);
         return;
     }
-    nh_stop_all(node, 5000); /* workers and coordinator gone, then the kv-host: arena stays */
-    char arena[NH_PATH];
-    nh_arena_path(node, arena, sizeof arena);
+    nh_signal(node, "kvh", SIGKILL);
+    nh_wait_exit(node, "kvh", 5000);
+    int up = nh_start_kvhost(node, 1, NULL) >= 0;
+    CHECK(up, "%s: an intact arena was not recovered", label);
+    if (up) {
+        int rc = kvh_probe_snapshot(node->kvhost_ep, seqs, 5, &after, err, sizeof err);
+        CHECK(rc == 0 && kvh_probe_compare(&before, &after) == 0,
+              "%s: the intact arena lost sequences on --recover %s", label, err);
+    }
+    nh_signal(node, "kvh", SIGKILL);
+    nh_wait_exit(node, "kvh", 5000);
     int fd = open(arena, O_RDWR);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        CHECK(0, "%s: %s: %s (the kv-host must keep its arena after SIGTERM)",
-              g_fault_names[kind], arena, strerror(errno));
+        CHECK(0, "%s: %s: %s (a killed kv-host leaves its arena)", label, arena, strerror(errno));
         if (fd >= 0) close(fd);
         return;
     }
@@ -352,17 +370,18 @@ static void run_arena(struct nh_node *node, enum fault_kind kind, int random_dam
         damaged = damaged && pwrite(fd, &b, 1, at) == 1;
     }
     close(fd);
-    CHECK(damaged, "%s: could not alter %s", g_fault_names[kind], arena);
+    CHECK(damaged, "%s: could not alter %s", label, arena);
     sum->faults++;
     const char *argv[] = {"nosa-kvhost", "--run-dir", node->run_dir, "--name", node->kvhost_name,
                           "--endpoint", node->kvhost_ep, "--arena", "64M", "--model",
                           node->model, "--recover", NULL};
     char *out = NULL;
     int rc = nh_run(node, argv, 15000, &out);
-    CHECK(rc > 0, "%s: nosa-kvhost --recover on a damaged arena: exit %d (must refuse)",
-          g_fault_names[kind], rc);
+    CHECK(rc > 0, "%s: nosa-kvhost --recover on a damaged arena: exit %d (must refuse)", label,
+          rc);
     CHECK(out && (strstr(out, "arena") || strstr(out, node->kvhost_name)),
-          "%s: the refusal does not name the arena: %s", g_fault_names[kind], out ? out : "");
+          "%s: the refusal does not name the arena: %s", label, out ? out : "");
+    printf("%s: refused: %s", label, out ? out : "(no output)\n");
     if (rc > 0) sum->failed_with_reason++;
     free(out);
 }
@@ -479,12 +498,17 @@ int main(int argc, char **argv)
     g_rng = o.seed * 0x9e3779b97f4a7c15ull + 1;
     unsigned deadline = (unsigned)(o.soak ? o.seconds + 100 : 170);
     static struct nh_node node; /* static: the atexit cleanup runs after main returns */
-    int rc = nh_node_init(&node, "fault", argv[1], o.model_config, deadline);
+    /* The arena faults need the kv-host alone; everything else a whole node. */
+    static const char *const kvhost_only[] = {"nosa-kvhost", NULL};
+    int arena_only = !o.soak && (o.kind == FAULT_ARENA_TRUNCATE || o.kind == FAULT_ARENA_HEADER);
+    int rc = nh_node_init_needing(&node, "fault", argv[1], o.model_config, deadline,
+                                  arena_only ? kvhost_only : NULL);
     if (rc == 77) return TEST_SKIP_EXIT;
     REQUIRE(rc == 0, "harness setup failed");
     static struct job_set js;
     make_jobs(&js);
-    REQUIRE(compute_references(&node, &js) == 0, "nosa-generate (the reference) failed");
+    if (!arena_only)
+        REQUIRE(compute_references(&node, &js) == 0, "nosa-generate (the reference) failed");
     struct fault_summary sum = {0};
     char title[160];
     if (!o.soak) {

@@ -38,6 +38,22 @@ int kvh_probe_snapshot(const char *endpoint, const uint64_t *seq_ids, int n,
     return rc == 0 ? 0 : -1;
 }
 
+int kvh_probe_fill(const char *endpoint, const uint64_t *seq_ids, int n, uint32_t n_groups,
+                   char *err, size_t errlen)
+{
+    struct kvh_seq_alloc seqs[KVH_PROBE_MAX_SEQS];
+    static uint32_t first[KVH_PROBE_MAX_SEQS], groups[KVH_PROBE_MAX_SEQS * KVH_PROBE_MAX_GROUPS];
+    if (n > KVH_PROBE_MAX_SEQS) n = KVH_PROBE_MAX_SEQS;
+    if (n_groups > KVH_PROBE_MAX_GROUPS) n_groups = KVH_PROBE_MAX_GROUPS;
+    for (int i = 0; i < n; i++) seqs[i] = (struct kvh_seq_alloc){seq_ids[i], n_groups};
+    struct kvh_client_options opts = {.timeout_ms = 3000, .client_name = "fault-harness"};
+    struct kvh_client *c = NULL;
+    if (kvh_client_connect(endpoint, &opts, &c, err, errlen) != 0) return -1;
+    int rc = kvh_client_alloc(c, seqs, (size_t)n, first, groups, err, errlen);
+    kvh_client_close(c);
+    return rc == 0 ? 0 : -1;
+}
+
 int kvh_probe_compare(const struct kvh_probe_snapshot *before,
                       const struct kvh_probe_snapshot *after)
 {

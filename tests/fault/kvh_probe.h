@@ -28,6 +28,11 @@ struct kvh_probe_snapshot {
 int kvh_probe_snapshot(const char *endpoint, const uint64_t *seq_ids, int n,
                        struct kvh_probe_snapshot *out, char *err, size_t errlen);
 
+/* Allocates n_groups groups for each of seq_ids[0..n) (one batched request): gives an arena
+ * some state before a fault. 0 or -1 with err set. */
+int kvh_probe_fill(const char *endpoint, const uint64_t *seq_ids, int n, uint32_t n_groups,
+                   char *err, size_t errlen);
+
 /* Compares two snapshots (the generation may differ); prints each difference. Returns the
  * number of differences. */
 int kvh_probe_compare(const struct kvh_probe_snapshot *before,
