@@ -196,7 +196,7 @@ proc_argv() { # kvhost N | worker NAME | coordinator  -> sets argv=()
       read -r name gpu node <<<"$line"
       argv=($(pin_prefix "$node") "$exe" --run-dir "$run_dir" --name "$name"
             --coordinator "$workers_ep" --kvhost "$(kvhost_of_node "$node")" --model "$model"
-            --mode "$mode")
+            --mode "$mode" --numa-node "$node")
       if [ "$gpu" -ge 0 ]; then argv+=(--backend cuda --gpu "$gpu"); else argv+=(--backend cpu); fi ;;
     coordinator)
       local nodes; nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
