@@ -11,6 +11,7 @@
  *   test_worker BIN_DIR        (ctest passes the build's bin directory) */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -76,6 +77,64 @@ static void check_against_reference(const struct fc_job *j, const char *prompt, 
           j->reason, want_reason);
 }
 
+struct job_case {
+    uint64_t id;
+    int prompt_len, max_tokens;
+    double temperature, top_p;
+    uint64_t seed;
+    char prompt[256];
+};
+
+/* Assigns c (its prompt made from its id) and waits until it has streamed n tokens. */
+static struct fc_job *start_job(struct job_case *c, uint32_t n)
+{
+    make_prompt(c->prompt, c->prompt_len, (int)(c->id % 9));
+    fc_assign_text(&g_fc, c->id, c->prompt, (uint32_t)c->max_tokens, (float)c->temperature,
+                   (float)c->top_p, c->seed, NULL, 0);
+    struct fc_job *j = fc_wait_tokens(&g_fc, c->id, n, 20000);
+    REQUIRE(j, "job %llu did not stream %u tokens", (unsigned long long)c->id, n);
+    return j;
+}
+
+/* Waits for c to finish without error and checks it against the reference. */
+static struct fc_job *finish_job(const struct job_case *c, const char *when)
+{
+    struct fc_job *j = fc_wait_finished(&g_fc, c->id, 30000);
+    REQUIRE(j, "job %llu did not finish %s", (unsigned long long)c->id, when);
+    CHECK(j->error_code == 0, "job %llu %s: error %s", (unsigned long long)c->id, when, j->error);
+    check_against_reference(j, c->prompt, c->max_tokens, c->temperature, c->top_p, c->seed);
+    return j;
+}
+
+/* Start-up failures: one line naming what is wrong, exit 1. */
+static void test_startup_errors(void)
+{
+    char nobody[600];
+    snprintf(nobody, sizeof(nobody), "ipc://%s/nobody.sock", g_node.run_dir);
+    const char *bad_flag[] = {"nosa-worker", "--model", g_node.model, "--max-seqs", "0", NULL};
+    const char *no_coord[] = {"nosa-worker", "--run-dir", g_node.run_dir, "--name", "lonely",
+                              "--coordinator", nobody, "--kvhost", g_node.kvhost_ep, "--model",
+                              g_node.model, "--backend", "cpu", "--register-timeout-ms", "300",
+                              NULL};
+    const char *no_model[] = {"nosa-worker", "--run-dir", g_node.run_dir, "--model",
+                              "/nonexistent-model", "--backend", "cpu", NULL};
+    struct {
+        const char *const *argv;
+        const char *want;
+    } cases[] = {
+        {bad_flag, "--max-seqs"},
+        {no_coord, "did not answer Register"},
+        {no_model, "/nonexistent-model"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = NULL;
+        int rc = nh_run(&g_node, cases[i].argv, 10000, &out);
+        CHECK(rc == 1 && out && strstr(out, cases[i].want), "case %zu: exit %d, want 1 and "
+              "'%s' in: %s", i, rc, cases[i].want, out ? out : "");
+        free(out);
+    }
+}
+
 static void test_register(void)
 {
     wait_registered(1);
@@ -92,14 +151,6 @@ static void test_register(void)
           "%u free", g_fc.last_running, g_fc.last_free_slots);
 }
 
-struct job_case {
-    uint64_t id;
-    int prompt_len, max_tokens;
-    double temperature, top_p;
-    uint64_t seed;
-    char prompt[256];
-};
-
 /* Four jobs at once (a full batch), prompts around and past block boundaries, greedy and
  * seeded top-p. */
 static void test_jobs(void)
@@ -110,24 +161,14 @@ static void test_jobs(void)
         {103, 37, 20, 0.8, 0.9, 7, ""},
         {104, 70, 25, 1.0, 0.95, 99, ""},
     };
+    for (size_t i = 0; i < 4; i++) start_job(&jobs[i], 0);
     for (size_t i = 0; i < 4; i++) {
-        make_prompt(jobs[i].prompt, jobs[i].prompt_len, (int)i);
-        CHECK(fc_assign_text(&g_fc, jobs[i].id, jobs[i].prompt, (uint32_t)jobs[i].max_tokens,
-                             (float)jobs[i].temperature, (float)jobs[i].top_p, jobs[i].seed,
-                             NULL, 0) == 0, "assign %llu", (unsigned long long)jobs[i].id);
-    }
-    for (size_t i = 0; i < 4; i++) {
-        struct fc_job *j = fc_wait_finished(&g_fc, jobs[i].id, 20000);
-        REQUIRE(j, "job %llu did not finish", (unsigned long long)jobs[i].id);
-        CHECK(j->error_code == 0, "job %llu error %d: %s", (unsigned long long)j->job_id,
-              j->error_code, j->error);
+        struct fc_job *j = finish_job(&jobs[i], "in a full batch");
         CHECK(j->out_of_order == 0, "job %llu: %u tokens out of order",
               (unsigned long long)j->job_id, j->out_of_order);
         CHECK(j->recomputed_tokens == 0, "new job recomputed %u", j->recomputed_tokens);
         CHECK(j->prompt_tokens == (uint32_t)jobs[i].prompt_len + 1, "prompt_tokens %u (BOS + %d)",
               j->prompt_tokens, jobs[i].prompt_len);
-        check_against_reference(j, jobs[i].prompt, jobs[i].max_tokens, jobs[i].temperature,
-                                jobs[i].top_p, jobs[i].seed);
     }
 }
 
@@ -199,11 +240,10 @@ static void test_bad_messages(void)
 
 static void test_cancel(void)
 {
-    fc_assign_text(&g_fc, 301, "cancel me soon", 3000, 0, 1, 0, NULL, 0);
-    struct fc_job *j = fc_wait_tokens(&g_fc, 301, 3, 10000);
-    REQUIRE(j, "job 301 produced no tokens");
-    fc_cancel(&g_fc, 301);
-    j = fc_wait_finished(&g_fc, 301, 5000);
+    static struct job_case c = {301, 14, 3000, 0, 1, 0, ""};
+    start_job(&c, 3);
+    fc_cancel(&g_fc, c.id);
+    struct fc_job *j = fc_wait_finished(&g_fc, c.id, 5000);
     CHECK(j && j->reason == NOSA__SERVE__FINISH_REASON__FINISH_CANCELLED,
           "cancelled job: reason %d", j ? j->reason : -1);
     CHECK(j && j->generated_tokens == j->n_tokens && j->n_tokens < 3000,
@@ -230,17 +270,13 @@ static void check_kvhost_empty(const char *when)
  * a block and continues with the reference's tokens. Returns the new worker's name. */
 static void test_resume(char *worker, size_t cap)
 {
-    static char prompt[128];
-    make_prompt(prompt, 45, 5);
-    const int max_tokens = 80;
-    fc_assign_text(&g_fc, 401, prompt, max_tokens, 0.7f, 0.9f, 1234, NULL, 0);
-    struct fc_job *j = fc_wait_tokens(&g_fc, 401, 21, 20000);
-    REQUIRE(j, "job 401 produced no tokens");
+    static struct job_case c = {401, 45, 80, 0.7, 0.9, 1234, ""};
+    struct fc_job *j = start_job(&c, 21);
     CHECK(nh_signal(&g_node, worker, SIGKILL) == 0, "kill %s", worker);
     CHECK(nh_wait_exit(&g_node, worker, 5000) == 1, "%s did not die", worker);
     while (fc_pump(&g_fc, 100) > 0) /* what it sent before it died */
         ;
-    REQUIRE(!j->finished && j->n_tokens < (uint32_t)max_tokens, "job 401 ended before the kill");
+    REQUIRE(!j->finished && j->n_tokens < (uint32_t)c.max_tokens, "job 401 ended before the kill");
     uint32_t got = j->n_tokens;
     static int32_t generated[FC_MAX_TOKENS];
     memcpy(generated, j->tokens, got * sizeof(int32_t));
@@ -248,55 +284,42 @@ static void test_resume(char *worker, size_t cap)
     int regs = g_fc.registers;
     start_worker(worker, cap);
     wait_registered(regs + 1);
-    fc_assign_text(&g_fc, 401, prompt, max_tokens, 0.7f, 0.9f, 1234, generated, got);
-    j = fc_wait_finished(&g_fc, 401, 20000);
-    REQUIRE(j, "resumed job 401 did not finish");
-    CHECK(j->error_code == 0, "resumed job: error %s", j->error);
-    uint32_t prompt_tokens = 45 + 1;
+    fc_assign_text(&g_fc, c.id, c.prompt, (uint32_t)c.max_tokens, (float)c.temperature,
+                   (float)c.top_p, c.seed, generated, got);
+    j = finish_job(&c, "after the resume");
+    uint32_t prompt_tokens = (uint32_t)c.prompt_len + 1;
     uint32_t in_open_block = (prompt_tokens + got - 1) % g_node.block_size;
     CHECK(j->recomputed_tokens <= g_node.block_size && j->recomputed_tokens == in_open_block + 1,
           "resumed after %u tokens: recomputed %u, want the open block's %u (block %u)", got,
           j->recomputed_tokens, in_open_block + 1, g_node.block_size);
-    check_against_reference(j, prompt, max_tokens, 0.7, 0.9, 1234);
 }
 
 /* The kv-host is killed (SIGKILL) mid-job and restarted with --recover: the worker waits
  * for it (retrying its requests) and the job finishes with the reference's tokens. */
 static void test_kvhost_restart(void)
 {
-    static char prompt[64];
-    make_prompt(prompt, 30, 2);
-    const int max_tokens = 300;
-    fc_assign_text(&g_fc, 601, prompt, max_tokens, 0.9f, 0.8f, 55, NULL, 0);
-    REQUIRE(fc_wait_tokens(&g_fc, 601, 5, 10000), "job 601 produced no tokens");
+    static struct job_case c = {601, 30, 300, 0.9, 0.8, 55, ""};
+    start_job(&c, 5);
     CHECK(nh_signal(&g_node, "kvh", SIGKILL) == 0, "kill the kv-host");
     CHECK(nh_wait_exit(&g_node, "kvh", 5000) == 1, "kv-host did not die");
     fc_pump(&g_fc, 300);
     REQUIRE(nh_start_kvhost(&g_node, 1, NULL) >= 0, "kv-host --recover did not start");
-    struct fc_job *j = fc_wait_finished(&g_fc, 601, 30000);
-    REQUIRE(j, "job 601 did not finish after the kv-host restart");
-    CHECK(j->error_code == 0, "job 601: error %s", j->error);
-    check_against_reference(j, prompt, max_tokens, 0.9, 0.8, 55);
+    finish_job(&c, "after the kv-host restart");
 }
 
 /* The coordinator goes away mid-job and comes back at the same endpoint: the worker
  * registers again listing the job, re-sends its tokens, and the job finishes right. */
 static void test_coordinator_restart(void)
 {
-    static char prompt[64];
-    make_prompt(prompt, 20, 7);
-    const int max_tokens = 400;
-    fc_assign_text(&g_fc, 501, prompt, max_tokens, 0, 1, 0, NULL, 0);
-    REQUIRE(fc_wait_tokens(&g_fc, 501, 5, 10000), "job 501 produced no tokens");
+    static struct job_case c = {501, 20, 400, 0, 1, 0, ""};
+    start_job(&c, 5);
     fc_close(&g_fc);
     usleep(300 * 1000);
     REQUIRE(fc_open(&g_fc, g_node.workers_ep) == 0, "rebind the coordinator endpoint");
     wait_registered(1);
     CHECK(g_fc.last_running_jobs == 1, "Register after a restart lists %zu running jobs",
           g_fc.last_running_jobs);
-    struct fc_job *j = fc_wait_finished(&g_fc, 501, 30000);
-    REQUIRE(j, "job 501 did not finish after the restart");
-    check_against_reference(j, prompt, max_tokens, 0, 1, 0);
+    finish_job(&c, "after the coordinator restart");
 }
 
 int main(int argc, char **argv)
@@ -308,6 +331,7 @@ int main(int argc, char **argv)
     REQUIRE(rc == 0, "node harness init");
     REQUIRE(nh_start_kvhost(&g_node, 0, NULL) >= 0, "kv-host did not start");
     REQUIRE(fc_open(&g_fc, g_node.workers_ep) == 0, "fake coordinator");
+    test_startup_errors();
     char worker[16];
     start_worker(worker, sizeof(worker));
 
