@@ -209,14 +209,14 @@ static void geometry_to_msg(const struct nosa_kv_geometry *g, Nosa__Kvh__Geometr
 int kvh_client_attach(struct kvh_client *c, const struct nosa_kv_geometry *expect,
                       struct kvh_attach_info *out, char *err, size_t errlen)
 {
-    memset(out, 0, sizeof(*out));
     Nosa__Kvh__KvhRequest req = NOSA__KVH__KVH_REQUEST__INIT;
     Nosa__Kvh__AttachRequest body = NOSA__KVH__ATTACH_REQUEST__INIT;
     Nosa__Kvh__Geometry geom = NOSA__KVH__GEOMETRY__INIT;
-    if (expect) {
+    if (expect) { /* before out is cleared: expect may be &out->geom */
         geometry_to_msg(expect, &geom);
         body.geometry = &geom;
     }
+    memset(out, 0, sizeof(*out));
     req.body_case = NOSA__KVH__KVH_REQUEST__BODY_ATTACH;
     req.attach = &body;
     Nosa__Kvh__KvhReply *rep;

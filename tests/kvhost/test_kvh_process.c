@@ -1,0 +1,218 @@
+/* test_kvh_process.c: a real nosa-kvhost and client processes (kv-host/kvh_client.h):
+ * two clients attach and map the arena; the first allocates and writes blocks, the second
+ * reads the first's table and blocks through its own mapping, allocates and writes its own;
+ * stats, free, stats. Then SIGTERM (exit 0, arena kept), --recover (same tables, same bytes,
+ * next generation), --destroy. argv[1]: the nosa-kvhost binary. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kvh_client.h"
+#include "kvh_proc.h"
+#include "test_util.h"
+
+#define SEQS_PER_CLIENT 4
+#define GROUPS_PER_SEQ 3
+
+static struct kvh_proc g_kvh;
+
+static uint8_t pattern(uint64_t seq, uint32_t block, uint32_t layer, uint32_t head, size_t i)
+{
+    return (uint8_t)(seq * 131 + block * 31 + layer * 7 + head * 3 + i);
+}
+
+static void write_blocks(const struct kvh_mapping *m, uint64_t seq, const uint32_t *groups,
+                         uint32_t n)
+{
+    for (uint32_t b = 0; b < n; b++)
+        for (uint32_t l = 0; l < m->geom.n_layers; l++)
+            for (uint32_t h = 0; h < m->geom.n_kv_heads; h++) {
+                uint8_t *p = kvh_mapping_block(m, groups[b], l, h);
+                for (size_t i = 0; i < m->block_bytes; i++) p[i] = pattern(seq, b, l, h, i);
+            }
+}
+
+static int blocks_match(const struct kvh_mapping *m, uint64_t seq, const uint32_t *groups,
+                        uint32_t n)
+{
+    for (uint32_t b = 0; b < n; b++)
+        for (uint32_t l = 0; l < m->geom.n_layers; l++)
+            for (uint32_t h = 0; h < m->geom.n_kv_heads; h++) {
+                const uint8_t *p = kvh_mapping_block(m, groups[b], l, h);
+                for (size_t i = 0; i < m->block_bytes; i++)
+                    if (p[i] != pattern(seq, b, l, h, i)) return 0;
+            }
+    return 1;
+}
+
+static void attach_and_map(struct kvh_client **c, struct kvh_attach_info *info,
+                           struct kvh_mapping *m, const char *name)
+{
+    char err[512];
+    struct kvh_client_options opts = {.timeout_ms = 3000, .client_name = name};
+    REQUIRE(kvh_client_connect(g_kvh.endpoint, &opts, c, err, sizeof(err)) == 0, "%s", err);
+    REQUIRE(kvh_client_attach(*c, NULL, info, err, sizeof(err)) == 0, "%s", err);
+    REQUIRE(kvh_mapping_open(info, m, err, sizeof(err)) == 0, "%s", err);
+    CHECK(kvh_client_attach(*c, &info->geom, info, err, sizeof(err)) == 0,
+          "attach with the arena's own geometry: %s", err);
+    struct nosa_kv_geometry wrong = info->geom;
+    wrong.head_dim *= 2;
+    struct kvh_attach_info dummy;
+    CHECK(kvh_client_attach(*c, &wrong, &dummy, err, sizeof(err)) == -EPROTO,
+          "attach with another geometry refused");
+    CHECK(strstr(err, "head_dim") != NULL, "err names the field: %s", err);
+}
+
+/* Client process 1: allocates seqs 1..4 and writes their blocks. */
+static int client_writer(void)
+{
+    struct kvh_client *c;
+    struct kvh_attach_info info;
+    struct kvh_mapping m;
+    attach_and_map(&c, &info, &m, "writer");
+    char err[512];
+    struct kvh_seq_alloc reqs[SEQS_PER_CLIENT];
+    for (int i = 0; i < SEQS_PER_CLIENT; i++) reqs[i] = (struct kvh_seq_alloc){1 + i, GROUPS_PER_SEQ};
+    uint32_t first[SEQS_PER_CLIENT], groups[SEQS_PER_CLIENT * GROUPS_PER_SEQ];
+    REQUIRE(kvh_client_alloc(c, reqs, SEQS_PER_CLIENT, first, groups, err, sizeof(err)) == 0,
+            "%s", err);
+    for (int i = 0; i < SEQS_PER_CLIENT; i++) {
+        CHECK(first[i] == 0, "first index %u", first[i]);
+        write_blocks(&m, reqs[i].seq_id, groups + i * GROUPS_PER_SEQ, GROUPS_PER_SEQ);
+    }
+    kvh_mapping_close(&m);
+    kvh_client_close(c);
+    return test_report("client writer");
+}
+
+/* Client process 2: reads client 1's blocks through its own mapping, then writes its own. */
+static int client_reader(void)
+{
+    struct kvh_client *c;
+    struct kvh_attach_info info;
+    struct kvh_mapping m;
+    attach_and_map(&c, &info, &m, "reader");
+    char err[512];
+    for (uint64_t seq = 1; seq <= SEQS_PER_CLIENT; seq++) {
+        uint32_t groups[GROUPS_PER_SEQ + 1], n;
+        CHECK(kvh_client_table(c, seq, groups, GROUPS_PER_SEQ + 1, &n, err, sizeof(err)) == 0,
+              "%s", err);
+        CHECK(n == GROUPS_PER_SEQ, "seq %lu has %u groups", (unsigned long)seq, n);
+        CHECK(blocks_match(&m, seq, groups, n), "seq %lu blocks as the writer wrote them",
+              (unsigned long)seq);
+        uint32_t small[1];
+        CHECK(kvh_client_table(c, seq, small, 1, &n, err, sizeof(err)) == -ENOBUFS && n == 3,
+              "short buffer: -ENOBUFS with the length");
+    }
+    struct kvh_seq_alloc reqs[2] = {{100, 2}, {1, 1}};
+    uint32_t first[2], groups[3];
+    CHECK(kvh_client_alloc(c, reqs, 2, first, groups, err, sizeof(err)) == 0, "%s", err);
+    CHECK(first[0] == 0 && first[1] == GROUPS_PER_SEQ, "first %u %u", first[0], first[1]);
+    write_blocks(&m, 100, groups, 2);
+    kvh_mapping_close(&m);
+    kvh_client_close(c);
+    return test_report("client reader");
+}
+
+/* Client process 3, after the kv-host's restart: every block still holds what was written. */
+static int client_reader_after_recover(void)
+{
+    struct kvh_client *c;
+    struct kvh_attach_info info;
+    struct kvh_mapping m;
+    attach_and_map(&c, &info, &m, "reader-after-recover");
+    CHECK(info.generation == 2, "generation %lu", (unsigned long)info.generation);
+    char err[512];
+    const uint64_t seqs[] = {1, 2, 3, 4, 100};
+    const uint32_t written[] = {GROUPS_PER_SEQ, GROUPS_PER_SEQ, GROUPS_PER_SEQ, GROUPS_PER_SEQ, 2};
+    for (int i = 0; i < 5; i++) {
+        uint32_t groups[8], n;
+        CHECK(kvh_client_table(c, seqs[i], groups, 8, &n, err, sizeof(err)) == 0, "%s", err);
+        CHECK(n >= written[i] && blocks_match(&m, seqs[i], groups, written[i]),
+              "seq %lu survived the restart", (unsigned long)seqs[i]);
+    }
+    kvh_mapping_close(&m);
+    kvh_client_close(c);
+    return test_report("client reader after recover");
+}
+
+static void run_client(int (*fn)(void))
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0, "fork");
+    if (pid == 0) _exit(fn());
+    int status;
+    REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "client process status 0x%x", status);
+}
+
+static void check_stats(struct kvh_client *c, uint64_t want_seqs, uint64_t want_used,
+                        uint64_t want_generation, const char *when)
+{
+    char err[512];
+    struct kvh_stats st;
+    REQUIRE(kvh_client_stats(c, &st, err, sizeof(err)) == 0, "%s: %s", when, err);
+    CHECK(st.n_seqs == want_seqs, "%s: %lu seqs, want %lu", when, (unsigned long)st.n_seqs,
+          (unsigned long)want_seqs);
+    CHECK(st.n_groups - st.free_groups == want_used, "%s: %lu used, want %lu", when,
+          (unsigned long)(st.n_groups - st.free_groups), (unsigned long)want_used);
+    CHECK(st.generation == want_generation, "%s: generation %lu", when,
+          (unsigned long)st.generation);
+    CHECK(st.arena_bytes == 64u << 20 && st.numa_node == -1, "%s: arena %lu numa %d", when,
+          (unsigned long)st.arena_bytes, st.numa_node);
+}
+
+int main(int argc, char **argv)
+{
+    REQUIRE(argc == 2, "usage: test_kvh_process NOSA_KVHOST");
+    kvh_proc_setup(&g_kvh, argv[1]);
+    const char *args[] = {"--arena", "64M", NULL};
+    REQUIRE(kvh_proc_start(&g_kvh, args, NULL, 1, NULL) == 0, "kv-host did not start");
+    char shm[128];
+    kvh_proc_shm_path(&g_kvh, shm, sizeof(shm));
+    struct stat sst;
+    CHECK(stat(shm, &sst) == 0 && (sst.st_mode & 0777) == 0600, "arena %s mode 0600", shm);
+    CHECK(stat(g_kvh.sock_path, &sst) == 0 && (sst.st_mode & 0777) == 0600, "socket mode 0600");
+
+    run_client(client_writer);
+    run_client(client_reader);
+
+    struct kvh_client *c;
+    char err[512];
+    REQUIRE(kvh_client_connect(g_kvh.endpoint, NULL, &c, err, sizeof(err)) == 0, "%s", err);
+    uint64_t used = SEQS_PER_CLIENT * GROUPS_PER_SEQ + 3;
+    check_stats(c, SEQS_PER_CLIENT + 1, used, 1, "after the clients");
+
+    /* Graceful stop keeps the arena; --recover serves the same tables and bytes. */
+    int status = kvh_proc_stop(&g_kvh, SIGTERM);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "SIGTERM: exit 0 (0x%x)", status);
+    CHECK(stat(shm, &sst) == 0, "arena kept after SIGTERM");
+    const char *no_recover[] = {"--arena", "64M", NULL};
+    CHECK(kvh_proc_start(&g_kvh, no_recover, NULL, 1, &status) == -1 && WIFEXITED(status) &&
+              WEXITSTATUS(status) == 1, "a new kv-host refuses to overwrite the arena");
+    const char *recover[] = {"--recover", NULL};
+    REQUIRE(kvh_proc_start(&g_kvh, recover, NULL, 1, NULL) == 0, "recover did not start");
+    check_stats(c, SEQS_PER_CLIENT + 1, used, 2, "after --recover");
+    run_client(client_reader_after_recover);
+    uint64_t ids[SEQS_PER_CLIENT + 1] = {1, 2, 3, 4, 100}, freed = 0;
+    CHECK(kvh_client_free(c, ids, SEQS_PER_CLIENT + 1, &freed, err, sizeof(err)) == 0, "%s", err);
+    CHECK(freed == used, "freed %lu", (unsigned long)freed);
+    check_stats(c, 0, 0, 2, "after free");
+
+    const char *destroy[] = {"--destroy", g_kvh.name, NULL};
+    status = kvh_proc_run(&g_kvh, destroy);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1, "--destroy refuses a running arena");
+    status = kvh_proc_stop(&g_kvh, SIGTERM);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "SIGTERM: exit 0");
+    status = kvh_proc_run(&g_kvh, destroy);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "--destroy");
+    CHECK(stat(shm, &sst) != 0, "arena removed");
+    kvh_client_close(c);
+    return test_report("test_kvh_process");
+}
