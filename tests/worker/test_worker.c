@@ -25,15 +25,27 @@ static struct nh_node g_node;
 static struct fake_coord g_fc;
 static int g_worker_seq;
 
-/* Starts a worker named w<N>; returns its harness name in name[]. */
-static void start_worker(char *name, size_t cap)
+/* Starts a worker named w<N> (offloaded, or with --resident); its name goes to name[]. */
+static void start_worker(char *name, size_t cap, int resident)
 {
     snprintf(name, cap, "w%d", ++g_worker_seq);
     const char *argv[] = {"nosa-worker", "--run-dir", g_node.run_dir, "--name", name,
                           "--coordinator", g_node.workers_ep, "--kvhost", g_node.kvhost_ep,
                           "--model", g_node.model, "--backend", "cpu", "--mode", "nosa",
-                          "--max-seqs", "4", "--heartbeat-ms", "100", NULL};
+                          "--max-seqs", "4", "--heartbeat-ms", "100",
+                          resident ? "--resident" : NULL, NULL};
     REQUIRE(nh_spawn(&g_node, name, NULL, 0, argv) >= 0, "spawn %s", name);
+}
+
+/* Waits for name to exit; checks it exited 0. */
+static void check_clean_exit(const char *name, const char *why)
+{
+    CHECK(nh_wait_exit(&g_node, name, 5000) == 1, "%s did not exit on %s", name, why);
+    struct nh_proc *p = NULL;
+    for (int i = 0; i < g_node.n_procs; i++)
+        if (strcmp(g_node.procs[i].name, name) == 0) p = &g_node.procs[i];
+    CHECK(p && p->pid == 0 && WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0,
+          "%s after %s: wait status %d", name, why, p ? p->status : -1);
 }
 
 static void wait_registered(int count)
@@ -162,14 +174,23 @@ static void test_jobs(void)
         {104, 70, 25, 1.0, 0.95, 99, ""},
     };
     for (size_t i = 0; i < 4; i++) start_job(&jobs[i], 0);
+    uint64_t total = 0;
     for (size_t i = 0; i < 4; i++) {
         struct fc_job *j = finish_job(&jobs[i], "in a full batch");
+        total += j->n_tokens;
         CHECK(j->out_of_order == 0, "job %llu: %u tokens out of order",
               (unsigned long long)j->job_id, j->out_of_order);
         CHECK(j->recomputed_tokens == 0, "new job recomputed %u", j->recomputed_tokens);
         CHECK(j->prompt_tokens == (uint32_t)jobs[i].prompt_len + 1, "prompt_tokens %u (BOS + %d)",
               j->prompt_tokens, jobs[i].prompt_len);
     }
+    /* The next heartbeat counts every token since start. */
+    int before = g_fc.heartbeats;
+    for (int i = 0; i < 40 && g_fc.heartbeats < before + 2; i++) fc_pump(&g_fc, 50);
+    CHECK(g_fc.last_tokens_total == total && g_fc.last_steps > 0,
+          "heartbeat stats: %llu tokens in %llu steps, want %llu tokens",
+          (unsigned long long)g_fc.last_tokens_total, (unsigned long long)g_fc.last_steps,
+          (unsigned long long)total);
 }
 
 static int send_error_case(const void *bytes, size_t len, int want_code, const char *what)
@@ -281,8 +302,9 @@ static void test_resume(char *worker, size_t cap)
     static int32_t generated[FC_MAX_TOKENS];
     memcpy(generated, j->tokens, got * sizeof(int32_t));
 
+    /* The second worker keeps its KV resident: the first one's arena blocks serve it too. */
     int regs = g_fc.registers;
-    start_worker(worker, cap);
+    start_worker(worker, cap, 1);
     wait_registered(regs + 1);
     fc_assign_text(&g_fc, c.id, c.prompt, (uint32_t)c.max_tokens, (float)c.temperature,
                    (float)c.top_p, c.seed, generated, got);
@@ -333,7 +355,7 @@ int main(int argc, char **argv)
     REQUIRE(fc_open(&g_fc, g_node.workers_ep) == 0, "fake coordinator");
     test_startup_errors();
     char worker[16];
-    start_worker(worker, sizeof(worker));
+    start_worker(worker, sizeof(worker), 0);
 
     test_register();
     test_jobs();
@@ -346,12 +368,16 @@ int main(int argc, char **argv)
     check_kvhost_empty("after the resumed and restarted jobs");
 
     CHECK(nh_signal(&g_node, worker, SIGTERM) == 0, "SIGTERM %s", worker);
-    CHECK(nh_wait_exit(&g_node, worker, 5000) == 1, "%s did not exit on SIGTERM", worker);
-    struct nh_proc *p = NULL;
-    for (int i = 0; i < g_node.n_procs; i++)
-        if (strcmp(g_node.procs[i].name, worker) == 0) p = &g_node.procs[i];
-    CHECK(p && WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0, "%s exit status %d", worker,
-          p ? p->status : -1);
+    check_clean_exit(worker, "SIGTERM");
+    int regs = g_fc.registers;
+    start_worker(worker, sizeof(worker), 0);
+    wait_registered(regs + 1);
+    Nosa__Serve__CoordMsg msg = NOSA__SERVE__COORD_MSG__INIT;
+    Nosa__Serve__Shutdown sd = NOSA__SERVE__SHUTDOWN__INIT;
+    msg.body_case = NOSA__SERVE__COORD_MSG__BODY_SHUTDOWN;
+    msg.shutdown = &sd;
+    CHECK(fc_send(&g_fc, &msg) == 0, "send Shutdown");
+    check_clean_exit(worker, "Shutdown");
     fc_close(&g_fc);
     if (g_test_checks_failed) nh_dump_logs(&g_node, 40);
     nh_stop_all(&g_node, 3000);
