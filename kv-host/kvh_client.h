@@ -30,6 +30,8 @@
 
 #define KVH_CLIENT_DEFAULT_TIMEOUT_MS 5000
 #define KVH_SHM_NAME_MAX 256
+/* Sequences one alloc or free may list; more is -E2BIG (ERROR_TOO_LARGE). */
+#define KVH_MAX_SEQS_PER_REQUEST 4096u
 
 struct nosa_msg_security;
 struct kvh_client;

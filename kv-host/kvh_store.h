@@ -20,6 +20,9 @@
 #include "kvh_layout.h"
 #include "kvh_seqmap.h"
 
+_Static_assert(KVH_JOURNAL_MAX_IDS == KVH_MAX_SEQS_PER_REQUEST,
+               "a free request's ids must fit the journal");
+
 struct kvh_store_plan {
     uint64_t arena_bytes;
     uint64_t n_groups;
