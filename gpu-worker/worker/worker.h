@@ -71,8 +71,9 @@ int worker_serve_init(struct worker *w, char *err, size_t errlen);
 void worker_serve_free(struct worker *w);
 /* The engine's event callback (user = the worker). */
 void worker_serve_on_event(void *user, const struct nosa_engine_event *ev);
-/* The kv-host source's wait hook: a heartbeat when one is due (user = the worker). */
-void worker_serve_on_kvh_wait(void *user);
+/* The kv-host source's wait hook: a heartbeat when one is due (user = the worker); non-zero
+ * once the worker is stopping (no more retries). */
+int worker_serve_on_kvh_wait(void *user);
 /* Serves until a signal or Shutdown (0), the first registration times out (-ETIMEDOUT), the
  * link fails (-EIO) or the backend fails (-EFAULT); err says which. */
 int worker_serve_run(struct worker *w, char *err, size_t errlen);

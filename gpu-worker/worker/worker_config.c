@@ -59,7 +59,7 @@ void worker_config_usage(FILE *out)
     fputs("usage: nosa-worker --model DIR [options]\n"
           "  --run-dir D              run directory (default $NOSA_RUN_DIR, else\n"
           "                           $XDG_RUNTIME_DIR/nosa, else /tmp/nosa-$UID)\n"
-          "  --name NAME              worker name, unique on the node (default cpu0 / gpuN)\n"
+          "  --name NAME              worker name, unique on the node (default gpuN / cpu0)\n"
           "  --coordinator EP         coordinator worker link (default ipc://D/coord-workers.sock)\n"
           "  --kvhost EP              kv-host (default ipc://D/kvh0.sock)\n"
           "  --backend cpu|cuda|auto  compute backend (default auto: cuda when a GPU is visible)\n"
@@ -152,7 +152,7 @@ static int apply_option(int opt, const char *val, struct worker_config *cfg, cha
     }
 }
 
-/* The run directory, endpoints and name that default from other flags (PROCESSES.md). */
+/* The run directory and endpoints that default from other flags (PROCESSES.md). */
 static int fill_defaults(struct worker_config *cfg, char *err, size_t errlen)
 {
     char flag[WORKER_PATH_MAX];
@@ -166,12 +166,14 @@ static int fill_defaults(struct worker_config *cfg, char *err, size_t errlen)
     if (!cfg->kvhost[0] && nosa_rundir_endpoint(cfg->run_dir, "kvh0.sock", cfg->kvhost,
                                                 sizeof(cfg->kvhost), err, errlen))
         return -EINVAL;
-    if (!cfg->name[0]) {
-        /* "auto" may still pick cpu; name it for what was asked, the log says what ran. */
-        if (strcmp(cfg->backend, "cpu") == 0) snprintf(cfg->name, sizeof(cfg->name), "cpu0");
-        else snprintf(cfg->name, sizeof(cfg->name), "gpu%d", cfg->gpu);
-    }
     return 0;
+}
+
+void worker_config_default_name(struct worker_config *cfg, const char *backend)
+{
+    if (cfg->name[0]) return;
+    if (strcmp(backend, "cuda") == 0) snprintf(cfg->name, sizeof(cfg->name), "gpu%d", cfg->gpu);
+    else snprintf(cfg->name, sizeof(cfg->name), "cpu0");
 }
 
 int worker_config_parse(int argc, char **argv, struct worker_config *cfg, char *err,

@@ -45,6 +45,10 @@ int worker_config_parse(int argc, char **argv, struct worker_config *cfg, char *
 int worker_config_apply_model(struct worker_config *cfg, struct nosa_model_config *mcfg,
                               char *err, size_t errlen);
 
+/* Names the worker for the backend that runs when --name was not given: "gpuN" for cuda,
+ * "cpu0" otherwise (so an "auto" worker that fell back to cpu is not called gpu0). */
+void worker_config_default_name(struct worker_config *cfg, const char *backend);
+
 void worker_config_usage(FILE *out);
 
 #endif

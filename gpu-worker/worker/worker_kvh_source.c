@@ -48,8 +48,8 @@ static int keep_trying(struct worker_kvh_source *s, int rc, int64_t deadline, co
                        const char *err)
 {
     if (rc != -ETIMEDOUT || worker_now_ms() >= deadline) return 0;
+    if (s->opts.waiting && s->opts.waiting(s->opts.waiting_user)) return 0;
     LOG_WARN("worker", "kv-host %s: %s: trying again", what, err);
-    if (s->opts.waiting) s->opts.waiting(s->opts.waiting_user);
     return 1;
 }
 

@@ -34,7 +34,7 @@ struct worker_kvh_options {
     uint32_t max_blocks_per_seq; /* table length a resumed sequence may have */
     int timeout_ms;              /* per request */
     int retry_ms;                /* keep retrying an unanswered kv-host this long */
-    void (*waiting)(void *user); /* between tries; may be NULL */
+    int (*waiting)(void *user);  /* between tries; non-zero: give up (may be NULL) */
     void *waiting_user;
 };
 

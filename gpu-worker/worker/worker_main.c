@@ -53,6 +53,7 @@ static int pick_backend(struct worker *w, char *why, size_t whylen, char *err, s
         snprintf(why, whylen, "auto: %s", no_cuda);
     }
     if (strcmp(w->backend->name, "cuda") != 0) w->cfg.gpu = -1;
+    worker_config_default_name(&w->cfg, w->backend->name);
     return 0;
 }
 
@@ -187,7 +188,7 @@ int main(int argc, char **argv)
     Nosa__Serve__Register reg;
     int status = 0;
     if ((rc = start(&w, &reg, err, sizeof(err)))) {
-        fprintf(stderr, "nosa-worker %s: %s\n", w.cfg.name, err);
+        fprintf(stderr, "nosa-worker %s: %s\n", w.cfg.name[0] ? w.cfg.name : "(starting)", err);
         status = EXIT_STARTUP;
     } else if ((rc = worker_serve_run(&w, err, sizeof(err)))) {
         fprintf(stderr, "nosa-worker %s: %s\n", w.cfg.name, err);

@@ -278,10 +278,11 @@ static void heartbeat_if_due(struct worker *w)
     if (worker_link_registered(w->link)) send_heartbeat(w);
 }
 
-void worker_serve_on_kvh_wait(void *user)
+int worker_serve_on_kvh_wait(void *user)
 {
     struct worker *w = user;
     if (w->link) heartbeat_if_due(w);
+    return g_worker_stop != 0;
 }
 
 /* ------------------------------------------------------------------ coordinator messages */
