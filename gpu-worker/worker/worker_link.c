@@ -17,8 +17,10 @@
 #include "nosa_msg.h"
 #include "worker_clock.h"
 
-/* Beyond this much held-back output the worker stops stepping (worker_link_send fails). */
+/* Beyond this much held-back output worker_link_send fails (a message is lost)... */
 #define LINK_OUTBOX_MAX_BYTES (64u << 20)
+/* ...long after the worker stopped stepping at this much (worker_link_backlogged). */
+#define LINK_BACKLOG_BYTES (1u << 20)
 /* While unregistered and connected, Register is sent again this often. */
 #define LINK_REGISTER_RESEND_MS 100
 
@@ -378,8 +380,10 @@ int worker_link_poll(struct worker_link *l, int timeout_ms, Nosa__Serve__CoordMs
     if (!l->registered && l->connected &&
         worker_now_ms() - l->last_register_ms >= LINK_REGISTER_RESEND_MS)
         send_register(l);
+    /* Held-back output goes as soon as the socket takes it again. */
+    short out_events = l->registered && l->outbox_head < l->outbox_len ? ZMQ_POLLOUT : 0;
     zmq_pollitem_t items[2] = {
-        {.socket = l->sock, .events = ZMQ_POLLIN},
+        {.socket = l->sock, .events = ZMQ_POLLIN | out_events},
         {.socket = l->monitor, .events = ZMQ_POLLIN},
     };
     if (!l->registered && timeout_ms > LINK_REGISTER_RESEND_MS)
@@ -392,10 +396,15 @@ int worker_link_poll(struct worker_link *l, int timeout_ms, Nosa__Serve__CoordMs
         return -1;
     }
     if (items[1].revents & ZMQ_POLLIN) handle_monitor_event(l);
+    if ((items[0].revents & ZMQ_POLLOUT) && outbox_flush(l, err, errlen)) return -1;
     if (items[0].revents & ZMQ_POLLIN) return receive_one(l, out, err, errlen);
     return WORKER_LINK_IDLE;
 }
 
 int worker_link_registered(const struct worker_link *l) { return l->registered; }
+int worker_link_backlogged(const struct worker_link *l)
+{
+    return l->outbox_bytes > LINK_BACKLOG_BYTES;
+}
 int worker_link_ever_registered(const struct worker_link *l) { return l->ever_registered; }
 int worker_link_heartbeat_ms(const struct worker_link *l) { return l->heartbeat_ms; }

@@ -48,6 +48,8 @@ int worker_link_poll(struct worker_link *l, int timeout_ms, Nosa__Serve__CoordMs
                      char *err, size_t errlen);
 
 int worker_link_registered(const struct worker_link *l);
+/* 1 while so much output waits for a slow coordinator that the worker should not step. */
+int worker_link_backlogged(const struct worker_link *l);
 /* 1 once the link has ever been registered. */
 int worker_link_ever_registered(const struct worker_link *l);
 /* The interval to send heartbeats at (the coordinator's, once it said one). */

@@ -483,27 +483,33 @@ static int step(struct worker *w, char *err, size_t errlen)
     return 0;
 }
 
+/* Jobs to run, and someone to send their tokens to: registered, and not so far behind
+ * that more output would only pile up. */
+static int can_step(const struct worker *w)
+{
+    return worker_link_registered(w->link) && w->capacity.running > 0 &&
+           !worker_link_backlogged(w->link);
+}
+
 int worker_serve_run(struct worker *w, char *err, size_t errlen)
 {
     int64_t register_deadline = worker_now_ms() + w->cfg.register_timeout_ms;
     while (!g_worker_stop && !w->shutdown) {
         nosa_engine_capacity(w->engine, &w->capacity);
-        int registered = worker_link_registered(w->link);
         if (!worker_link_ever_registered(w->link) && worker_now_ms() >= register_deadline) {
             nosa_set_error(err, errlen, "coordinator %s did not answer Register within %d ms "
                            "(is nosa-coordinator running there? --register-timeout-ms)",
                            w->cfg.coordinator, w->cfg.register_timeout_ms);
             return -ETIMEDOUT;
         }
-        int stepping = registered && w->capacity.running > 0;
+        int stepping = can_step(w);
         int64_t until_hb = w->next_heartbeat_ms - worker_now_ms();
         int timeout = stepping ? 0 : SERVE_IDLE_POLL_MS;
         if (!stepping && until_hb >= 0 && until_hb < timeout) timeout = (int)until_hb;
         if (take_messages(w, timeout, err, errlen)) return -EIO;
         if (g_worker_stop || w->shutdown) break;
         nosa_engine_capacity(w->engine, &w->capacity);
-        if (worker_link_registered(w->link) && w->capacity.running > 0 && step(w, err, errlen))
-            return -EFAULT;
+        if (can_step(w) && step(w, err, errlen)) return -EFAULT;
         heartbeat_if_due(w);
     }
     LOG_INFO("worker", "stopping: %s, %zu jobs left in place for the coordinator to move",
