@@ -1,8 +1,9 @@
 /* attention: sparse decode attention, flash-decoding style. For each (token, KV head) the
  * block list of pool.cuh (ptrs[0 .. n_ent), the last entry the open block holding
  * pos % block_size + 1 tokens) is split into chunks of `chunk` blocks; one CTA per (chunk,
- * token x KV head) stages its blocks in shared memory (16-byte loads) and computes, for the
- * rep query heads of the group, the partial softmax state
+ * token x KV head) stages its blocks in shared memory (16-byte loads, four in flight per
+ * thread, K rows padded against bank conflicts) and computes, for the rep query heads of the
+ * group, the partial softmax state
  * (max, sum, weighted V) with logit = (q . k) * scale + cis (the eviction score as an
  * additive bias after the 1/sqrt(d) scaling, as the CPU reference); attention_combine merges
  * the chunks into out[token][q head * d]. q is read from the qkv buffer (row stride ld). */
