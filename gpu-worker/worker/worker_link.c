@@ -356,7 +356,8 @@ static int receive_one(struct worker_link *l, Nosa__Serve__CoordMsg **out, char 
         return -1;
     }
     if (st == NOSA_MSG_MALFORMED) {
-        worker_link_send_error(l, NOSA__ERROR_CODE__ERROR_TOO_LARGE, why, err, errlen);
+        /* Too large or more than one frame: why says which. */
+        worker_link_send_error(l, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, why, err, errlen);
         return WORKER_LINK_IDLE;
     }
     Nosa__Serve__CoordMsg *msg = (Nosa__Serve__CoordMsg *)nosa_msg_unpack(

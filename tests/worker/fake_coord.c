@@ -61,14 +61,16 @@ int fc_send(struct fake_coord *fc, Nosa__Serve__CoordMsg *msg)
     return 0;
 }
 
-int fc_send_raw(struct fake_coord *fc, const void *data, size_t len)
+int fc_send_raw(struct fake_coord *fc, const void *data, size_t len, int frames)
 {
-    if (!fc->have_peer || zmq_send(fc->sock, fc->peer.id, fc->peer.len, ZMQ_SNDMORE) < 0 ||
-        zmq_send(fc->sock, data, len, 0) < 0) {
-        fprintf(stderr, "fake_coord: raw send failed\n");
-        return -1;
-    }
+    if (!fc->have_peer || zmq_send(fc->sock, fc->peer.id, fc->peer.len, ZMQ_SNDMORE) < 0)
+        goto fail;
+    for (int i = 0; i < frames; i++)
+        if (zmq_send(fc->sock, data, len, i + 1 < frames ? ZMQ_SNDMORE : 0) < 0) goto fail;
     return 0;
+fail:
+    fprintf(stderr, "fake_coord: raw send failed\n");
+    return -1;
 }
 
 static void on_register(struct fake_coord *fc, const Nosa__Serve__Register *r)

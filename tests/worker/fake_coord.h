@@ -69,7 +69,8 @@ int fc_wait_error(struct fake_coord *fc, int before, int timeout_ms);
 struct fc_job *fc_job(struct fake_coord *fc, uint64_t job_id); /* the record, created */
 
 int fc_send(struct fake_coord *fc, Nosa__Serve__CoordMsg *msg); /* version filled in */
-int fc_send_raw(struct fake_coord *fc, const void *data, size_t len);
+/* Sends data as `frames` payload frames (1: one message of the usual shape). */
+int fc_send_raw(struct fake_coord *fc, const void *data, size_t len, int frames);
 /* Assign of a text prompt (generated: resumed tokens, may be NULL). */
 int fc_assign_text(struct fake_coord *fc, uint64_t job_id, const char *prompt,
                    uint32_t max_tokens, float temperature, float top_p, uint64_t seed,

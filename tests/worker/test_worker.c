@@ -193,10 +193,11 @@ static void test_jobs(void)
           (unsigned long long)total);
 }
 
-static int send_error_case(const void *bytes, size_t len, int want_code, const char *what)
+static int send_error_case(const void *bytes, size_t len, int frames, int want_code,
+                           const char *what)
 {
     int before = g_fc.errors;
-    fc_send_raw(&g_fc, bytes, len);
+    fc_send_raw(&g_fc, bytes, len, frames);
     fc_wait_error(&g_fc, before, 3000);
     CHECK(g_fc.errors == before + 1 && g_fc.last_error_code == want_code,
           "%s: %d Error replies, code %d (want %d): %s", what, g_fc.errors - before,
@@ -207,7 +208,7 @@ static int send_error_case(const void *bytes, size_t len, int want_code, const c
 static void test_bad_messages(void)
 {
     static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x34};
-    send_error_case(garbage, sizeof(garbage), NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "garbage");
+    send_error_case(garbage, sizeof(garbage), 1, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "garbage");
 
     uint8_t buf[256];
     Nosa__Serve__CoordMsg msg = NOSA__SERVE__COORD_MSG__INIT;
@@ -216,12 +217,15 @@ static void test_bad_messages(void)
     msg.body_case = NOSA__SERVE__COORD_MSG__BODY_SHUTDOWN;
     msg.shutdown = &sd;
     size_t n = nosa__serve__coord_msg__pack(&msg, buf);
-    send_error_case(buf, n, NOSA__ERROR_CODE__ERROR_BAD_VERSION, "version 99 (a Shutdown)");
+    send_error_case(buf, n, 1, NOSA__ERROR_CODE__ERROR_BAD_VERSION, "version 99 (a Shutdown)");
+    msg.version = NOSA__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
+    n = nosa__serve__coord_msg__pack(&msg, buf);
+    send_error_case(buf, n, 2, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "a Shutdown in two frames");
 
     Nosa__Serve__CoordMsg empty = NOSA__SERVE__COORD_MSG__INIT;
     empty.version = NOSA__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
     n = nosa__serve__coord_msg__pack(&empty, buf);
-    send_error_case(buf, n, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "no body");
+    send_error_case(buf, n, 1, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "no body");
 
     int before = g_fc.errors;
     fc_cancel(&g_fc, 424242);
