@@ -73,8 +73,8 @@ if want bench; then
     run "bench_b1${tag:+_$tag}" 120 "$bin/$bench" 1b 1 16384 30
   done
   # The same without CUDA graphs (every kernel launched by the host each step).
-  NOSA_CUDA_GRAPHS=0 run bench_b1_nograph 120 .devrun/bin/"$bench" 1b 1 16384 30
-  NOSA_CUDA_GRAPHS=0 run bench_b16_nograph 120 .devrun/bin/"$bench" 1b 16 16384 30 nosa-offload
+  NOSA_CUDA_GRAPHS=0 run bench_b1.nograph 120 .devrun/bin/"$bench" 1b 1 16384 30
+  NOSA_CUDA_GRAPHS=0 run bench_b16.nograph 120 .devrun/bin/"$bench" 1b 16 16384 30 nosa-offload
 fi
 # racecheck over everything (kernel filters made the sanitizer fail here); hazards inside
 # cuBLAS's own kernels (nvjet*) are counted apart: racecheck does not follow their
@@ -111,7 +111,11 @@ fi
 if want nosa-bench; then
   # The benchmark grid (docs/BENCH.md), nosa-bench built here and carried in .devrun/bin.
   read -r -a grid <<<"${GRID_ARGS:---backend cuda --config 1b --modes dense-resident,infllmv2-offload,nosa-offload,nosa-resident --batch 8,16,32,64,128 --context 16K,32K,64K,128K --workload random,correlated:0.9 --steps 16 --warmup 4 --fill synthetic --dense-max 512}"
-  run nosa-bench "${GRID_SECONDS:-500}" .devrun/bin/nosa-bench "${grid[@]}" --out "$out/grid"
-  cat /tmp/gpu-run.nosa-bench.log >"$out/grid.log"
+  # CSV, JSON and a PNG per (workload, context): one tar comes back (at most 8 files do).
+  timeout -s INT "${GRID_SECONDS:-500}" .devrun/bin/nosa-bench "${grid[@]}" --out /tmp/grid \
+    >"$out/grid.log" 2>&1
+  summary+=("nosa-bench rc=$? $(grep -c '^cuda ' "$out/grid.log") table lines")
+  tail -n 60 "$out/grid.log"
+  tar -C /tmp -cf "$out/grid.tar" grid
 fi
 printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"

@@ -4,27 +4,102 @@
 #include "select.cuh"
 
 #define SELECT_THREADS 256
+#define SELECT_WARPS (SELECT_THREADS / 32)
+#define SELECT_G 8 /* query heads whose softmax statistics one pass computes together */
 
-static __device__ float block_max(float v, float *red)
+/* v[0 .. ng) reduced over the CTA (max when is_max, else sum), warps in order; every
+ * thread gets the results. red: [SELECT_WARPS][SELECT_G]. */
+static __device__ void block_reduce(float *v, int ng, int is_max, float *red)
 {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+#pragma unroll
+    for (int g = 0; g < SELECT_G; g++) {
+        if (g >= ng) break;
+        for (int o = 16; o > 0; o >>= 1) {
+            float w = __shfl_xor_sync(0xffffffffu, v[g], o);
+            v[g] = is_max ? fmaxf(v[g], w) : v[g] + w;
+        }
+    }
     __syncthreads();
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    if ((threadIdx.x & 31) == 0)
+        for (int g = 0; g < ng; g++) red[(threadIdx.x >> 5) * SELECT_G + g] = v[g];
     __syncthreads();
-    float r = red[0];
-    for (int w = 1; w < (int)(blockDim.x >> 5); w++) r = fmaxf(r, red[w]);
-    return r;
+#pragma unroll
+    for (int g = 0; g < SELECT_G; g++) {
+        if (g >= ng) break;
+        float r = is_max ? red[g] : 0.0f;
+        for (int w = is_max ? 1 : 0; w < SELECT_WARPS; w++)
+            r = is_max ? fmaxf(r, red[w * SELECT_G + g]) : r + red[w * SELECT_G + g];
+        v[g] = r;
+    }
 }
 
-static __device__ float block_sum(float v, float *red)
+/* sq[c] = sum over the query heads g of softmax_c(lg[g][c]) (g ascending, f32), for
+ * c < n_c; SELECT_G heads per pass: one max and one sum reduction per pass, not per head. */
+static __device__ void group_softmax_sum(float *sq, float *lgall, int max_c, int rep, int n_c,
+                                         float *red)
 {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int c = threadIdx.x; c < n_c; c += blockDim.x) sq[c] = 0.0f;
+    for (int g0 = 0; g0 < rep; g0 += SELECT_G) {
+        int ng = rep - g0 < SELECT_G ? rep - g0 : SELECT_G;
+        float mx[SELECT_G], part[SELECT_G];
+#pragma unroll
+        for (int g = 0; g < SELECT_G; g++) mx[g] = -INFINITY, part[g] = 0.0f;
+        for (int c = threadIdx.x; c < n_c; c += blockDim.x)
+#pragma unroll
+            for (int g = 0; g < SELECT_G; g++)
+                if (g < ng) mx[g] = fmaxf(mx[g], lgall[(size_t)(g0 + g) * max_c + c]);
+        block_reduce(mx, ng, 1, red);
+        for (int c = threadIdx.x; c < n_c; c += blockDim.x) {
+#pragma unroll
+            for (int g = 0; g < SELECT_G; g++) {
+                if (g >= ng) break;
+                float *pg = lgall + (size_t)(g0 + g) * max_c;
+                float e = expf(pg[c] - mx[g]);
+                pg[c] = e;
+                part[g] += e;
+            }
+        }
+        block_reduce(part, ng, 0, red);
+        for (int c = threadIdx.x; c < n_c; c += blockDim.x) {
+            float acc = sq[c];
+#pragma unroll
+            for (int g = 0; g < SELECT_G; g++) {
+                if (g >= ng) break;
+                acc = __fadd_rn(acc, __fmul_rn(lgall[(size_t)(g0 + g) * max_c + c],
+                                               1.0f / part[g]));
+            }
+            sq[c] = acc;
+        }
+    }
     __syncthreads();
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+}
+
+/* sel[0 .. count) = the m < nb with flag[m] != 0, ascending; *n_sel = count. Each thread
+ * takes a contiguous run of m, a block-wide exclusive scan of the runs' counts gives each
+ * its first output index. */
+static __device__ void compact_flags(int32_t *sel, int32_t *n_sel, const float *flag, int nb,
+                                     int *red)
+{
+    int per = (nb + (int)blockDim.x - 1) / (int)blockDim.x;
+    int m0 = (int)threadIdx.x * per, m1 = min(m0 + per, nb);
+    int cnt = 0;
+    for (int m = m0; m < m1; m++) cnt += flag[m] != 0.0f;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, incl = cnt;
+    for (int o = 1; o < 32; o <<= 1) {
+        int v = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += v;
+    }
+    if (lane == 31) red[warp] = incl;
     __syncthreads();
-    float r = 0.0f;
-    for (int w = 0; w < (int)(blockDim.x >> 5); w++) r += red[w];
-    return r;
+    int base = 0, total = 0;
+    for (int w = 0; w < SELECT_WARPS; w++) {
+        if (w < warp) base += red[w];
+        total += red[w];
+    }
+    int at = base + incl - cnt;
+    for (int m = m0; m < m1; m++)
+        if (flag[m] != 0.0f) sel[at++] = m;
+    if (threadIdx.x == 0) *n_sel = total;
 }
 
 /* out[m] = max of s over the compressed units overlapping block m; -inf when none. */
@@ -63,7 +138,8 @@ static __device__ void topk_flags(float *flag, const float *score, int nb, int k
 static __global__ void select_kernel(cuda_kv kv, cuda_step st, int layer, select_params p,
                                      float *scratch)
 {
-    __shared__ float red[SELECT_THREADS / 32];
+    __shared__ float red[SELECT_WARPS * SELECT_G];
+    __shared__ int red_i[SELECT_WARPS];
     int i = blockIdx.x, h = blockIdx.y;
     int pos = st.pos[i], nb = pos / kv.block_size;
     size_t ih = cu_kv_head_index(kv, st.slot[i], layer, h);
@@ -78,24 +154,7 @@ static __global__ void select_kernel(cuda_kv kv, cuda_step st, int layer, select
     float *bq = sq + kv.max_c, *be = bq + kv.max_blocks, *flag = be + kv.max_blocks;
     int n_c = pos + 1 < kv.kernel ? 0 : (pos + 1 - kv.kernel) / kv.stride + 1;
 
-    for (int c = threadIdx.x; c < n_c; c += blockDim.x) sq[c] = 0.0f;
-    for (int g = 0; g < p.rep && n_c > 0; g++) {
-        float *pg = lgall + (size_t)g * (size_t)kv.max_c;
-        float mx = -INFINITY;
-        for (int c = threadIdx.x; c < n_c; c += blockDim.x) mx = fmaxf(mx, pg[c]);
-        mx = block_max(mx, red);
-        float part = 0.0f;
-        for (int c = threadIdx.x; c < n_c; c += blockDim.x) {
-            float e = expf(pg[c] - mx);
-            pg[c] = e;
-            part += e;
-        }
-        float inv = 1.0f / block_sum(part, red);
-        for (int c = threadIdx.x; c < n_c; c += blockDim.x)
-            sq[c] = __fadd_rn(sq[c], __fmul_rn(pg[c], inv));
-        __syncthreads();
-    }
-    __syncthreads();
+    if (n_c > 0) group_softmax_sum(sq, lgall, kv.max_c, p.rep, n_c, red);
     max_pool(bq, nb, sq, n_c, p.units, p.span);
     if (p.mode == 2 /* nosa */)
         max_pool(be, nb, kv.ce + ih * (size_t)kv.max_c, n_c, p.units, p.span);
@@ -115,12 +174,7 @@ static __global__ void select_kernel(cuda_kv kv, cuda_step st, int layer, select
         topk_flags(flag, be, nb, p.k_total);
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-        int c = 0;
-        for (int m = 0; m < nb; m++)
-            if (flag[m] != 0.0f) sel[c++] = m;
-        kv.n_sel[ih] = c;
-    }
+    compact_flags(sel, kv.n_sel + ih, flag, nb, red_i);
 }
 
 void select_launch(cuda_kv kv, cuda_step st, int layer, select_params p, float *scratch,
