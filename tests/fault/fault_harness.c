@@ -1,6 +1,6 @@
 /* fault_harness.c: fault injection over the real processes (issue 7, docs/FAULTS.md).
  *
- *   fault_harness BIN_DIR --fault KIND [--seed S] [--at-tokens T] [--arm PROC:POINT[:SKIP]]
+ *   fault_harness BIN_DIR --fault KIND [--seed S] [--at-tokens T] [--arm PROC:POINT[:SKIP|:pP]]
  *                 [--model-config FILE]
  *   fault_harness BIN_DIR --soak [--faults N] [--seconds M] [--seed S] [--model-config FILE]
  *
@@ -13,7 +13,8 @@
  *                   every sequence's block table must be the same after as before
  *   coord-kill      SIGKILL of the coordinator, restart on the same journal
  *   arena-truncate  the arena file truncated: --recover must refuse it with a clear error
- *   arena-header    a header byte flipped: --recover must refuse it with a clear error
+ *   arena-header    a header byte flipped (the magic, or a seeded one of the checksummed
+ *                   header): --recover must refuse it with a clear error
  *   journal-full    the coordinator's journal on /dev/full: refused with a clear error
  *   journal-fsize   RLIMIT_FSIZE on the coordinator: its journal fills up mid-run
  *
@@ -116,20 +117,28 @@ static int compute_references(struct nh_node *node, struct job_set *js)
 }
 
 /* ---------------------------------------------------------------- node */
-static char *g_worker_env[2][3]; /* per worker: NOSA_FAULT=..., NOSA_FAULT_SKIP=..., NULL */
-static char *g_kvh_env[3], *g_coord_env[3];
-static char g_arm_env[2][128];
+/* Per process: NOSA_FAULT=..., NOSA_FAULT_SKIP=... or NOSA_FAULT_PROB=..., NOSA_FAULT_SEED=... */
+static char *g_worker_env[2][4];
+static char *g_kvh_env[4], *g_coord_env[4];
+static char g_arm_env[3][128];
 
-/* --arm PROC:POINT[:SKIP]: that process starts with the point armed (common/fault.h). */
-static int parse_arm(const char *arm)
+/* --arm PROC:POINT[:SKIP | :pPROB]: that process starts with the point armed (common/fault.h):
+ * fired at its SKIP+1-th pass, or at each pass with probability PROB from the harness seed. */
+static int parse_arm(const char *arm, uint64_t seed)
 {
-    char proc[64] = "", point[96] = "", skip[32] = "0";
-    if (sscanf(arm, "%63[^:]:%95[^:]:%31s", proc, point, skip) < 2) {
-        fprintf(stderr, "fault_harness: --arm '%s': expected PROC:POINT[:SKIP]\n", arm);
+    char proc[64] = "", point[96] = "", when[32] = "0";
+    if (sscanf(arm, "%63[^:]:%95[^:]:%31s", proc, point, when) < 2) {
+        fprintf(stderr, "fault_harness: --arm '%s': expected PROC:POINT[:SKIP|:pPROB]\n", arm);
         return -1;
     }
     snprintf(g_arm_env[0], sizeof g_arm_env[0], "NOSA_FAULT=%s", point);
-    snprintf(g_arm_env[1], sizeof g_arm_env[1], "NOSA_FAULT_SKIP=%s", skip);
+    if (when[0] == 'p') {
+        snprintf(g_arm_env[1], sizeof g_arm_env[1], "NOSA_FAULT_PROB=%s", when + 1);
+        snprintf(g_arm_env[2], sizeof g_arm_env[2], "NOSA_FAULT_SEED=%llu",
+                 (unsigned long long)seed);
+    } else {
+        snprintf(g_arm_env[1], sizeof g_arm_env[1], "NOSA_FAULT_SKIP=%s", when);
+    }
     char **env = strcmp(proc, "kvh") == 0           ? g_kvh_env
                  : strcmp(proc, "coordinator") == 0 ? g_coord_env
                  : strcmp(proc, "cpu0") == 0        ? g_worker_env[0]
@@ -141,7 +150,40 @@ static int parse_arm(const char *arm)
     }
     env[0] = g_arm_env[0];
     env[1] = g_arm_env[1];
+    env[2] = g_arm_env[2][0] ? g_arm_env[2] : NULL;
     return 0;
+}
+
+/* Fault points of docs/FAULTS.md a soak arms at random (one pass count from the seed). */
+static const struct {
+    const char *proc, *point;
+    long max_skip;
+} g_soak_points[] = {
+    {"cpu", "worker.step.after_decode", 60},  {"cpu", "worker.step.tokens_sent", 60},
+    {"cpu", "worker.finished.sent", 1},       {"kvh", "kvhost.alloc.journal", 20},
+    {"kvh", "kvhost.alloc.owner_torn", 40},   {"kvh", "kvhost.alloc.owner", 40},
+    {"kvh", "kvhost.commit.torn", 20},        {"kvh", "kvhost.alloc.committed", 20},
+    {"kvh", "kvhost.alloc.replied", 20},      {"kvh", "kvhost.free.journal", 2},
+    {"kvh", "kvhost.free.owner", 20},         {"kvh", "kvhost.free.committed", 2},
+};
+
+static void disarm(void)
+{
+    memset(g_arm_env, 0, sizeof g_arm_env);
+    memset(g_worker_env, 0, sizeof g_worker_env);
+    memset(g_kvh_env, 0, sizeof g_kvh_env);
+    memset(g_coord_env, 0, sizeof g_coord_env);
+}
+
+static void soak_arm_point(int victim)
+{
+    size_t n = sizeof g_soak_points / sizeof g_soak_points[0];
+    size_t i = (size_t)rng_range(0, (long)n - 1);
+    char arm[192];
+    snprintf(arm, sizeof arm, "%s%s:%s:%ld", g_soak_points[i].proc,
+             strcmp(g_soak_points[i].proc, "cpu") == 0 ? (victim ? "1" : "0") : "",
+             g_soak_points[i].point, rng_range(0, g_soak_points[i].max_skip));
+    parse_arm(arm, 0);
 }
 
 /* A fresh node: previous processes stopped, arena and journal removed. */
@@ -278,11 +320,14 @@ static void check_jobs(struct nh_node *node, const struct job_set *js, const int
     }
 }
 
+/* must_fire: a fault that does not come (the jobs ended first, an armed point was not passed
+ * often enough) is a failure; in a soak it is only counted out. */
 static void run_midrun(struct nh_node *node, struct job_set *js, enum fault_kind kind,
-                       long at_tokens, int victim, struct fault_summary *sum)
+                       long at_tokens, int victim, int must_fire, struct fault_summary *sum)
 {
-    char label[96];
-    snprintf(label, sizeof label, "%s@%ld tokens (cpu%d)", g_fault_names[kind], at_tokens, victim);
+    char label[300];
+    if (g_arm_env[0][0]) snprintf(label, sizeof label, "armed %s %s", g_arm_env[0], g_arm_env[1]);
+    else snprintf(label, sizeof label, "%s@%ld tokens (cpu%d)", g_fault_names[kind], at_tokens, victim);
     sum->runs++;
     if (node_start(node, 0) != 0) {
         CHECK(0, "%s: the node did not start", label);
@@ -311,8 +356,9 @@ static void run_midrun(struct nh_node *node, struct job_set *js, enum fault_kind
         if (ended == N_JOBS) break;
         usleep(5000);
     }
-    CHECK(injected, "%s: the fault never happened (jobs ended first: %d of %d)", label, ended,
-          N_JOBS);
+    CHECK(injected || !must_fire, "%s: the fault never happened (jobs ended first: %d of %d)",
+          label, ended, N_JOBS);
+    if (!injected) printf("%s: not reached (the jobs ended first)\n", label);
     sum->faults += injected;
     check_jobs(node, js, procs, 1, label, sum);
 }
@@ -363,7 +409,9 @@ static void run_arena(struct nh_node *node, enum fault_kind kind, int random_dam
                                   : st.st_size / 2;
         damaged = ftruncate(fd, len) == 0;
     } else {
-        off_t at = random_damage ? rng_range(0, 7) : 0; /* the magic */
+        /* The magic, or a seeded byte of the header the checksum covers (kv-host/kvh_layout.h:
+         * struct kvh_header, checksum at offset 112 over the bytes before it). */
+        off_t at = random_damage ? rng_range(0, 115) : 0;
         unsigned char b = 0;
         damaged = pread(fd, &b, 1, at) == 1;
         b ^= 0xff;
@@ -436,14 +484,15 @@ static void print_summary(const struct fault_summary *s, const char *title)
 }
 
 static void run_one(struct nh_node *node, struct job_set *js, enum fault_kind kind,
-                    long at_tokens, int victim, int random_damage, struct fault_summary *sum)
+                    long at_tokens, int victim, int random_damage, int must_fire,
+                    struct fault_summary *sum)
 {
     switch (kind) {
     case FAULT_ARENA_TRUNCATE:
     case FAULT_ARENA_HEADER: run_arena(node, kind, random_damage, sum); break;
     case FAULT_JOURNAL_FULL:
     case FAULT_JOURNAL_FSIZE: run_journal(node, js, kind, sum); break;
-    default: run_midrun(node, js, kind, at_tokens, victim, sum); break;
+    default: run_midrun(node, js, kind, at_tokens, victim, must_fire, sum); break;
     }
 }
 
@@ -494,7 +543,7 @@ int main(int argc, char **argv)
 {
     struct fault_opts o;
     if (argc < 2 || parse_opts(argc, argv, &o) != 0) return 2;
-    if (o.arm && parse_arm(o.arm) != 0) return 2;
+    if (o.arm && parse_arm(o.arm, o.seed) != 0) return 2;
     g_rng = o.seed * 0x9e3779b97f4a7c15ull + 1;
     unsigned deadline = (unsigned)(o.soak ? o.seconds + 100 : 170);
     static struct nh_node node; /* static: the atexit cleanup runs after main returns */
@@ -514,19 +563,24 @@ int main(int argc, char **argv)
     if (!o.soak) {
         long at = o.at_tokens > 0 ? o.at_tokens : o.seeded ? rng_range(4, 120) : 24;
         int victim = o.seeded ? (int)rng_range(0, 1) : 0;
-        run_one(&node, &js, o.kind, at, victim, o.seeded, &sum);
+        run_one(&node, &js, o.kind, at, victim, o.seeded, 1, &sum);
         snprintf(title, sizeof title, "fault %s (seed %llu)", g_fault_names[o.kind],
                  (unsigned long long)o.seed);
     } else {
         /* Random faults, each on a fresh node, until N faults or M seconds. */
         uint64_t end = nh_now_ms() + (uint64_t)o.seconds * 1000u;
         while (sum.faults < o.faults && nh_now_ms() < end) {
-            enum fault_kind k = (enum fault_kind)rng_range(0, FAULT_KINDS - 1);
+            /* One round in three: a named fault point of a worker or the kv-host. */
+            long pick = rng_range(0, FAULT_KINDS + FAULT_KINDS / 2 - 1);
+            enum fault_kind k = pick < FAULT_KINDS ? (enum fault_kind)pick : FAULT_WORKER_KILL;
             long at = rng_range(4, 120);
             int victim = (int)rng_range(0, 1);
-            printf("soak: %s at %ld tokens, victim cpu%d\n", g_fault_names[k], at, victim);
+            if (pick >= FAULT_KINDS) soak_arm_point(victim);
+            if (g_arm_env[0][0]) printf("soak: %s %s\n", g_arm_env[0], g_arm_env[1]);
+            else printf("soak: %s at %ld tokens, victim cpu%d\n", g_fault_names[k], at, victim);
             fflush(stdout);
-            run_one(&node, &js, k, at, victim, 1, &sum);
+            run_one(&node, &js, k, at, victim, 1, 0, &sum);
+            disarm();
         }
         snprintf(title, sizeof title, "soak: seed %llu, %ld faults or %ld s", (unsigned long long)o.seed,
                  o.faults, o.seconds);
