@@ -1,0 +1,80 @@
+/* coord_internal.h: the coordinator's state and the helpers its link handlers share
+ * (coord.c: loop, journal, scheduling; coord_client.c: the client link; coord_worker.c:
+ * the worker link). Not for use outside coordinator/. */
+#ifndef NOSA_COORD_INTERNAL_H
+#define NOSA_COORD_INTERNAL_H
+
+#include <stdint.h>
+
+#include "coord.h"
+#include "jobs.h"
+#include "journal.h"
+#include "kvh_client.h"
+#include "metrics.h"
+#include "nosa_msg.h"
+#include "serve.pb-c.h"
+#include "workers.h"
+
+struct coord {
+    struct coord_options opt;
+    void *ctx, *workers_sock, *clients_sock;
+    struct nosa_msg_security *sec;
+    struct coord_jobs jobs;
+    struct coord_workers workers;
+    struct coord_journal journal;
+    int journal_open;
+    int draining;
+    struct kvh_client *kvh;
+    struct kvh_stats kvh_stats;
+    struct coord_arena arena;
+    uint64_t next_kvh_poll_ms;
+    struct coord_metrics_server *metrics;
+    uint64_t next_metrics_ms;
+};
+
+uint64_t coord_now_ms(void);
+
+/* Sending (failures are logged: a vanished peer is not the coordinator's failure). */
+void coord_send_worker(struct coord *c, int worker, Nosa__Serve__CoordMsg *msg);
+void coord_send_client(struct coord *c, const struct nosa_msg_peer *peer,
+                       Nosa__Serve__ClientReply *reply);
+void coord_send_client_error(struct coord *c, const struct nosa_msg_peer *peer,
+                             uint64_t request_id, int code, const char *message);
+void coord_send_worker_error(struct coord *c, const struct nosa_msg_peer *peer, int code,
+                             const char *message);
+
+/* Streams job tokens [from, n_tokens) to its client, if it has one. */
+void coord_stream_tokens(struct coord *c, const struct coord_job *j, uint32_t from);
+/* Journals the job's end (fsync), marks it finished, tells its client, and (when it ran on a
+ * live worker) frees the worker's slot. */
+void coord_finish_job(struct coord *c, struct coord_job *j, int reason, int error_code,
+                      const char *error, uint32_t recomputed_tokens);
+/* The JobFinished message of a finished job (its error points into e and into j). */
+void coord_finished_msg(const struct coord_job *j, Nosa__Serve__JobFinished *f, Nosa__Error *e);
+/* Puts a job whose worker is gone back in the queue (it keeps its tokens: a resume), or
+ * finishes it when nothing is left to generate. */
+void coord_requeue_job(struct coord *c, struct coord_job *j);
+/* Declares a worker dead (why logged), tells it to stop, and requeues its jobs. */
+void coord_worker_dead(struct coord *c, int worker, const char *why);
+
+/* Link handlers: one received frame each. */
+void coord_on_client_frame(struct coord *c, const struct nosa_msg_peer *peer,
+                           const uint8_t *data, size_t len);
+void coord_on_worker_frame(struct coord *c, const struct nosa_msg_peer *peer,
+                           const uint8_t *data, size_t len);
+
+/* Journals new tokens [from, n_tokens) of a job (no fsync; a failure is only logged). */
+void coord_journal_tokens(struct coord *c, const struct coord_job *j, uint32_t from);
+
+/* A JobTokens message over tokens [from, to) of job j, pointing into j and into storage
+ * this struct owns (coord_tokens_msg_free). */
+struct coord_tokens_msg {
+    Nosa__Serve__JobTokens msg;
+    Nosa__Serve__Token *tokens;
+    Nosa__Serve__Token **ptrs;
+};
+int coord_tokens_msg_init(struct coord_tokens_msg *m, const struct coord_job *j, uint32_t from,
+                          uint32_t to);
+void coord_tokens_msg_free(struct coord_tokens_msg *m);
+
+#endif

@@ -1,0 +1,236 @@
+/* coord_worker.c: the worker link: Register (and re-registration after a reconnect), Heartbeat,
+ * TokensBatch, JobFinished and Error from nosa-worker (serve.proto, docs/COORDINATOR.md). */
+#include <stdio.h>
+#include <string.h>
+
+#include "coord_internal.h"
+#include "log.h"
+#include "validate.h"
+
+#define CODE(x) NOSA__ERROR_CODE__ERROR_##x
+/* A worker that answered ERROR_NO_SPACE gets no assignment for this long. */
+#define FULL_BACKOFF_MS 250
+
+static void send_cancel(struct coord *c, int worker, uint64_t job_id)
+{
+    Nosa__Serve__CancelJob cj = NOSA__SERVE__CANCEL_JOB__INIT;
+    cj.job_id = job_id;
+    Nosa__Serve__CoordMsg m = NOSA__SERVE__COORD_MSG__INIT;
+    m.body_case = NOSA__SERVE__COORD_MSG__BODY_CANCEL;
+    m.cancel = &cj;
+    coord_send_worker(c, worker, &m);
+}
+
+static int listed(const Nosa__Serve__Register *r, uint64_t id)
+{
+    for (size_t i = 0; i < r->n_running_jobs; i++)
+        if (r->running_jobs[i] == id) return 1;
+    return 0;
+}
+
+/* Reconciles the jobs a (re-)registering worker says it runs with the table. Returns -1 when
+ * it runs a job another live worker runs now: it was declared dead and came back, and two
+ * workers must never write one kv-host sequence, so it is told to shut down. */
+static int reconcile(struct coord *c, int wi, const Nosa__Serve__Register *r)
+{
+    for (size_t i = 0; i < c->jobs.n; i++) { /* ours there that it no longer runs: lost */
+        struct coord_job *j = c->jobs.jobs[i];
+        if (j->state == COORD_JOB_RUNNING && j->worker == wi && !listed(r, j->id)) {
+            LOG_INFO("coordinator", "job %llu is no longer on %s: moved",
+                     (unsigned long long)j->id, r->worker_name);
+            coord_requeue_job(c, j);
+        }
+    }
+    for (size_t i = 0; i < r->n_running_jobs; i++) {
+        uint64_t id = r->running_jobs[i];
+        struct coord_job *j = coord_jobs_find(&c->jobs, id);
+        if (j && j->state == COORD_JOB_RUNNING && j->worker != wi && c->workers.w[j->worker].alive) {
+            LOG_ERROR("coordinator", "worker %s runs job %llu, which worker %s runs now: %s must "
+                      "stop (told to shut down)", r->worker_name, (unsigned long long)id,
+                      c->workers.w[j->worker].name, r->worker_name);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < r->n_running_jobs; i++) {
+        uint64_t id = r->running_jobs[i];
+        struct coord_job *j = coord_jobs_find(&c->jobs, id);
+        if (!j || j->state == COORD_JOB_FINISHED) {
+            LOG_INFO("coordinator", "worker %s runs job %llu, which %s: cancelled there",
+                     r->worker_name, (unsigned long long)id, j ? "has ended" : "is unknown");
+            send_cancel(c, wi, id);
+            continue;
+        }
+        if (j->state != COORD_JOB_RUNNING || j->worker != wi)
+            LOG_INFO("coordinator", "job %llu claimed by %s (it has %u of its tokens here)",
+                     (unsigned long long)id, r->worker_name, j->n_tokens);
+        j->state = COORD_JOB_RUNNING;
+        j->worker = wi;
+    }
+    return 0;
+}
+
+static void on_register(struct coord *c, const struct nosa_msg_peer *peer,
+                        const Nosa__Serve__Register *r)
+{
+    int wi = coord_workers_slot(&c->workers, r->worker_name);
+    if (wi < 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "Register from %s refused: %d workers already registered",
+                 r->worker_name, COORD_MAX_WORKERS);
+        coord_send_worker_error(c, peer, CODE(REFUSED), msg);
+        return;
+    }
+    struct coord_worker *w = &c->workers.w[wi];
+    if (w->alive && (w->peer.len != peer->len || memcmp(w->peer.id, peer->id, peer->len)))
+        LOG_WARN("coordinator", "worker %s registered again from a new connection (pid %d): "
+                 "it replaces the old one", r->worker_name, r->pid);
+    w->peer = *peer;
+    snprintf(w->backend, sizeof w->backend, "%s", r->backend ? r->backend : "");
+    snprintf(w->mode, sizeof w->mode, "%s", r->mode ? r->mode : "");
+    snprintf(w->model, sizeof w->model, "%s", r->model ? r->model : "");
+    w->max_seqs = r->max_seqs;
+    w->max_context = r->max_context;
+    w->block_size = r->block_size;
+    w->gpu = r->gpu;
+    w->pid = r->pid;
+    w->numa_node = r->numa_node;
+    w->last_seen_ms = coord_now_ms();
+    w->full_until_ms = 0;
+    w->alive = 1;
+    if (reconcile(c, wi, r) != 0) {
+        coord_worker_dead(c, wi, "it runs jobs that moved to other workers");
+        return;
+    }
+    Nosa__Serve__RegisterAck ack = NOSA__SERVE__REGISTER_ACK__INIT;
+    ack.worker_name = w->name;
+    ack.heartbeat_ms = (uint32_t)(c->opt.heartbeat_timeout_ms / 4 > 10 ? c->opt.heartbeat_timeout_ms / 4 : 10);
+    Nosa__Serve__CoordMsg m = NOSA__SERVE__COORD_MSG__INIT;
+    m.body_case = NOSA__SERVE__COORD_MSG__BODY_REGISTER_ACK;
+    m.register_ack = &ack;
+    coord_send_worker(c, wi, &m);
+    LOG_INFO("coordinator", "worker %s registered: backend=%s mode=%s slots=%u max_context=%u "
+             "block_size=%u running=%zu", w->name, w->backend, w->mode, w->max_seqs,
+             w->max_context, w->block_size, r->n_running_jobs);
+}
+
+static void on_heartbeat(struct coord_worker *w, const Nosa__Serve__Heartbeat *h)
+{
+    w->hb_running = h->running;
+    w->hb_free_slots = h->free_slots;
+    if (h->stats) {
+        w->stats.tokens_per_s = h->stats->tokens_per_s;
+        w->stats.step_seconds = h->stats->step_seconds;
+        w->stats.blocks_moved_per_step = h->stats->blocks_moved_per_step;
+        w->stats.bytes_moved_per_step = h->stats->bytes_moved_per_step;
+        w->stats.cache_hit_rate = h->stats->cache_hit_rate;
+        w->stats.steps = h->stats->steps;
+        w->stats.tokens = h->stats->tokens;
+    }
+}
+
+/* The job if it runs on worker wi; tokens or an end for any other job (moved away, cancelled,
+ * finished) are dropped. */
+static struct coord_job *job_on(struct coord *c, int wi, uint64_t id, const char *what)
+{
+    struct coord_job *j = coord_jobs_find(&c->jobs, id);
+    if (j && j->state == COORD_JOB_RUNNING && j->worker == wi) return j;
+    LOG_DEBUG("coordinator", "%s for job %llu from %s dropped: the job %s", what,
+              (unsigned long long)id, c->workers.w[wi].name,
+              j ? "does not run there" : "is unknown");
+    return NULL;
+}
+
+static void on_tokens(struct coord *c, int wi, const Nosa__Serve__TokensBatch *b)
+{
+    for (size_t k = 0; k < b->n_jobs; k++) {
+        const Nosa__Serve__JobTokens *jt = b->jobs[k];
+        struct coord_job *j = job_on(c, wi, jt->job_id, "tokens");
+        if (!j) continue;
+        uint32_t before = j->n_tokens;
+        for (size_t i = 0; i < jt->n_tokens; i++) {
+            const Nosa__Serve__Token *t = jt->tokens[i];
+            char why[256];
+            if (coord_job_add_token(j, t->index, t->id, t->text.data, t->text.len, why,
+                                    sizeof why) < 0) {
+                LOG_WARN("coordinator", "from %s: %s", c->workers.w[wi].name, why);
+                break;
+            }
+        }
+        if (j->n_tokens > before) {
+            coord_journal_tokens(c, j, before);
+            coord_stream_tokens(c, j, before);
+        }
+    }
+}
+
+static void on_finished(struct coord *c, int wi, const Nosa__Serve__JobFinished *f)
+{
+    struct coord_job *j = job_on(c, wi, f->job_id, "JobFinished");
+    if (!j) return;
+    int code = f->error ? (int)f->error->code : 0;
+    const char *msg = f->error && f->error->message ? f->error->message : "";
+    if (f->reason == NOSA__SERVE__FINISH_REASON__FINISH_ERROR && code == CODE(NO_SPACE)) {
+        LOG_INFO("coordinator", "worker %s has no room for job %llu (%s): placed again",
+                 c->workers.w[wi].name, (unsigned long long)j->id, msg);
+        c->workers.w[wi].full_until_ms = coord_now_ms() + FULL_BACKOFF_MS;
+        if (c->workers.w[wi].assigned) c->workers.w[wi].assigned--;
+        coord_requeue_job(c, j);
+        return;
+    }
+    if (f->reason == NOSA__SERVE__FINISH_REASON__FINISH_UNSPECIFIED) {
+        coord_finish_job(c, j, NOSA__SERVE__FINISH_REASON__FINISH_ERROR, CODE(INTERNAL),
+                         "the worker ended the job without a reason", f->recomputed_tokens);
+        return;
+    }
+    char what[320];
+    if (code) snprintf(what, sizeof what, "worker %s: %s", c->workers.w[wi].name, msg);
+    coord_finish_job(c, j, f->reason, code, code ? what : NULL, f->recomputed_tokens);
+}
+
+static const char *body_name(Nosa__Serve__WorkerMsg__BodyCase b)
+{
+    switch (b) {
+    case NOSA__SERVE__WORKER_MSG__BODY_HEARTBEAT: return "Heartbeat";
+    case NOSA__SERVE__WORKER_MSG__BODY_TOKENS: return "TokensBatch";
+    case NOSA__SERVE__WORKER_MSG__BODY_FINISHED: return "JobFinished";
+    default: return "message";
+    }
+}
+
+void coord_on_worker_frame(struct coord *c, const struct nosa_msg_peer *peer,
+                           const uint8_t *data, size_t len)
+{
+    char why[512];
+    Nosa__Serve__WorkerMsg *m = (Nosa__Serve__WorkerMsg *)nosa_msg_unpack(
+        &nosa__serve__worker_msg__descriptor, data, len, why, sizeof why);
+    if (!m) {
+        coord_send_worker_error(c, peer, CODE(BAD_MESSAGE), why);
+        return;
+    }
+    int code = coord_worker_msg_validate(&m->base, why, sizeof why);
+    int wi = coord_workers_by_peer(&c->workers, peer);
+    if (m->body_case == NOSA__SERVE__WORKER_MSG__BODY_ERROR) { /* never answered */
+        LOG_WARN("coordinator", "worker %s reports an error: code %d: %s",
+                 wi >= 0 ? c->workers.w[wi].name : "(unregistered)",
+                 m->error ? (int)m->error->code : 0,
+                 m->error && m->error->message ? m->error->message : "");
+    } else if (code) {
+        coord_send_worker_error(c, peer, code, why);
+    } else if (m->body_case == NOSA__SERVE__WORKER_MSG__BODY_REGISTER) {
+        on_register(c, peer, m->register_);
+    } else if (wi < 0 || !c->workers.w[wi].alive) {
+        snprintf(why, sizeof why, "%s from a peer that is not a registered worker%s: send "
+                 "Register first", body_name(m->body_case),
+                 wi >= 0 ? " (it was declared dead)" : "");
+        coord_send_worker_error(c, peer, CODE(UNAUTHORIZED), why);
+    } else {
+        c->workers.w[wi].last_seen_ms = coord_now_ms();
+        if (m->body_case == NOSA__SERVE__WORKER_MSG__BODY_HEARTBEAT)
+            on_heartbeat(&c->workers.w[wi], m->heartbeat);
+        else if (m->body_case == NOSA__SERVE__WORKER_MSG__BODY_TOKENS)
+            on_tokens(c, wi, m->tokens);
+        else
+            on_finished(c, wi, m->finished);
+    }
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}

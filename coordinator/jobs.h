@@ -1,0 +1,99 @@
+/* jobs.h: the coordinator's job table: every job it knows (queued, running, recovering after a
+ * restart, and the most recent finished ones, kept for `nosa status --job`), their generated
+ * tokens (deduplicated by index: a worker re-sends from index 0 after a reconnect), the queue
+ * order, and who streams each job (its subscribed client).
+ *
+ * This module owns the jobs' memory. It knows nothing of sockets or the journal: the caller
+ * (coord.c) journals what changes and sends what this table says. Ids grow; lookups are a
+ * binary search over the table, which is kept in id order. */
+#ifndef NOSA_COORD_JOBS_H
+#define NOSA_COORD_JOBS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nosa_msg.h"
+
+enum coord_job_state {
+    COORD_JOB_QUEUED = 0,     /* waiting for a worker (maybe with tokens: a resume) */
+    COORD_JOB_RUNNING = 1,    /* assigned to worker `worker` */
+    COORD_JOB_RECOVERING = 2, /* read back from the journal: waiting for its worker to
+                               * re-register and claim it, else queued at recover_deadline */
+    COORD_JOB_FINISHED = 3,
+};
+
+/* Finished jobs kept (oldest dropped first) so their result can still be asked for. */
+#define COORD_JOBS_KEEP_FINISHED 1024
+
+struct coord_job {
+    uint64_t id;
+    enum coord_job_state state;
+    uint8_t *spec;          /* the packed JobSpec as accepted (job_id set): Assign and journal */
+    size_t spec_len;
+    uint32_t prompt_tokens; /* as counted at submit (text: bytes + BOS) */
+    uint32_t max_tokens;
+    uint64_t queue_seq;     /* queue order: smaller goes first (a moved job keeps its place) */
+    int worker;             /* index in the worker table while RUNNING, else -1 */
+    uint64_t recover_deadline_ms;
+    int cancel_requested;
+
+    /* generated tokens: ids[i], text bytes text[text_end[i-1] .. text_end[i]) */
+    int32_t *ids;
+    uint32_t *text_end;
+    uint32_t n_tokens, cap_tokens;
+    uint8_t *text;
+    size_t text_len, text_cap;
+
+    /* when finished */
+    int reason;             /* Nosa__Serve__FinishReason */
+    int error_code;         /* Nosa__ErrorCode */
+    char error[256];
+    uint32_t recomputed_tokens;
+
+    /* the client streaming it (submit with stream, or attach) */
+    int has_client;
+    struct nosa_msg_peer client;
+    uint64_t client_request_id;
+};
+
+struct coord_jobs {
+    struct coord_job **jobs; /* by id, ascending */
+    size_t n, cap;
+    uint64_t next_id;        /* the next id to give (ids start at 1) */
+    uint64_t next_queue_seq;
+    uint64_t completed, failed; /* since the coordinator started (or from the journal) */
+};
+
+void coord_jobs_init(struct coord_jobs *t);
+void coord_jobs_free(struct coord_jobs *t);
+
+/* Adds a job with id (from next_id, or the journal's), copying spec. Returns it or NULL
+ * (out of memory, or the id exists) with err set. next_id moves past id. */
+struct coord_job *coord_jobs_add(struct coord_jobs *t, uint64_t id, const uint8_t *spec,
+                                 size_t spec_len, uint32_t prompt_tokens, uint32_t max_tokens,
+                                 char *err, size_t errlen);
+struct coord_job *coord_jobs_find(const struct coord_jobs *t, uint64_t id);
+
+/* Appends token `index` if it is the next one. Returns 1 when appended, 0 when it is a
+ * duplicate (index already held), -1 when it would leave a gap or memory ran out (err). */
+int coord_job_add_token(struct coord_job *j, uint32_t index, int32_t id, const uint8_t *text,
+                        size_t text_len, char *err, size_t errlen);
+/* The text bytes of token i. */
+const uint8_t *coord_job_token_text(const struct coord_job *j, uint32_t i, size_t *len);
+
+/* Puts a job (back) at the queue: at its old place when it had one (a moved job), else last. */
+void coord_job_enqueue(struct coord_jobs *t, struct coord_job *j);
+/* The queued job to place next given a predicate (NULL: any), or NULL. */
+struct coord_job *coord_jobs_next_queued(const struct coord_jobs *t,
+                                         int (*fits)(const struct coord_job *, void *),
+                                         void *arg);
+/* Marks the job finished (counts it completed or failed) and drops the oldest finished jobs
+ * beyond COORD_JOBS_KEEP_FINISHED. The job pointer stays valid until the next finish. */
+void coord_job_finish(struct coord_jobs *t, struct coord_job *j, int reason, int error_code,
+                      const char *error, uint32_t recomputed_tokens);
+
+/* Counts by state. */
+size_t coord_jobs_count(const struct coord_jobs *t, enum coord_job_state state);
+const char *coord_job_state_name(enum coord_job_state s);
+
+#endif

@@ -1,0 +1,253 @@
+/* metrics.c: see metrics.h. */
+#include "metrics.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <microhttpd.h>
+
+#include "log.h"
+
+/* ---------------------------------------------------------------- rendering */
+struct text_buf {
+    char *s;
+    size_t len, cap;
+    int oom;
+};
+
+static void put(struct text_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct text_buf *b, const char *fmt, ...)
+{
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->oom = 1;
+            return;
+        }
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap * 2 + (size_t)n;
+        char *grown = realloc(b->s, cap);
+        if (!grown) {
+            b->oom = 1;
+            return;
+        }
+        b->s = grown;
+        b->cap = cap;
+    }
+}
+
+static void family(struct text_buf *b, const char *name, const char *type, const char *help)
+{
+    put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value escaped as the format wants (backslash, quote, newline). */
+static void escape_label(const char *in, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (; *in && o + 3 < cap; in++) {
+        if (*in == '\\' || *in == '"') {
+            out[o++] = '\\';
+            out[o++] = *in;
+        } else if (*in == '\n') {
+            out[o++] = '\\';
+            out[o++] = 'n';
+        } else {
+            out[o++] = *in;
+        }
+    }
+    out[o] = 0;
+}
+
+/* One per-worker family: a value from each worker. */
+struct worker_metric {
+    const char *name, *type, *help;
+    double (*value)(const struct coord_worker *w);
+};
+
+static double w_up(const struct coord_worker *w) { return w->alive; }
+static double w_running(const struct coord_worker *w) { return w->assigned; }
+static double w_slots(const struct coord_worker *w) { return w->max_seqs; }
+static double w_tps(const struct coord_worker *w) { return w->stats.tokens_per_s; }
+static double w_step(const struct coord_worker *w) { return w->stats.step_seconds; }
+static double w_blocks(const struct coord_worker *w) { return w->stats.blocks_moved_per_step; }
+static double w_bytes(const struct coord_worker *w) { return w->stats.bytes_moved_per_step; }
+static double w_hit(const struct coord_worker *w) { return w->stats.cache_hit_rate; }
+static double w_steps(const struct coord_worker *w) { return (double)w->stats.steps; }
+static double w_tokens(const struct coord_worker *w) { return (double)w->stats.tokens; }
+
+static const struct worker_metric k_worker_metrics[] = {
+    {"nosa_worker_up", "gauge", "1 while the worker sends heartbeats, 0 once declared dead", w_up},
+    {"nosa_worker_running_jobs", "gauge", "Jobs assigned to the worker (its batch)", w_running},
+    {"nosa_worker_slots", "gauge", "Batch slots the worker registered with", w_slots},
+    {"nosa_worker_tokens_per_second", "gauge", "Generated tokens per second (last heartbeat)",
+     w_tps},
+    {"nosa_worker_step_seconds", "gauge", "Mean wall time of a decode step", w_step},
+    {"nosa_worker_blocks_moved_per_step", "gauge", "KV blocks moved into the GPU pool per step",
+     w_blocks},
+    {"nosa_worker_bytes_moved_per_step", "gauge", "KV bytes moved per step", w_bytes},
+    {"nosa_worker_cache_hit_rate", "gauge", "Selected blocks already in the pool / selected",
+     w_hit},
+    {"nosa_worker_steps_total", "counter", "Decode steps since the worker started", w_steps},
+    {"nosa_worker_tokens_total", "counter", "Tokens generated since the worker started",
+     w_tokens},
+};
+
+int coord_metrics_render(const struct coord_workers *workers,
+                         const struct coord_metrics_node *node, char **out)
+{
+    struct text_buf b = {.cap = 4096};
+    b.s = malloc(b.cap);
+    if (!b.s) return -1;
+    b.s[0] = 0;
+    double tps = 0;
+    for (int i = 0; i < workers->n; i++)
+        if (workers->w[i].alive) tps += workers->w[i].stats.tokens_per_s;
+    family(&b, "nosa_queue_depth", "gauge", "Jobs waiting for a worker");
+    put(&b, "nosa_queue_depth %llu\n", (unsigned long long)node->queued);
+    family(&b, "nosa_jobs_running", "gauge", "Jobs assigned to workers");
+    put(&b, "nosa_jobs_running %llu\n", (unsigned long long)node->running);
+    family(&b, "nosa_jobs_completed_total", "counter", "Jobs that finished (length or eos)");
+    put(&b, "nosa_jobs_completed_total %llu\n", (unsigned long long)node->completed);
+    family(&b, "nosa_jobs_failed_total", "counter", "Jobs that ended in error or were cancelled");
+    put(&b, "nosa_jobs_failed_total %llu\n", (unsigned long long)node->failed);
+    family(&b, "nosa_tokens_per_second", "gauge", "Generated tokens per second, all live workers");
+    put(&b, "nosa_tokens_per_second %.6g\n", tps);
+    family(&b, "nosa_draining", "gauge", "1 while new jobs are refused (nosa drain)");
+    put(&b, "nosa_draining %d\n", node->draining ? 1 : 0);
+    family(&b, "nosa_journal_ok", "gauge", "0 once a journal write failed (new jobs refused)");
+    put(&b, "nosa_journal_ok %d\n", node->journal_ok ? 1 : 0);
+    if (node->arena_known) {
+        family(&b, "nosa_arena_groups", "gauge", "KV groups in the kv-host arena");
+        put(&b, "nosa_arena_groups %llu\n", (unsigned long long)node->arena_groups);
+        family(&b, "nosa_arena_free_groups", "gauge", "Free KV groups in the kv-host arena");
+        put(&b, "nosa_arena_free_groups %llu\n", (unsigned long long)node->arena_free_groups);
+        family(&b, "nosa_arena_used_ratio", "gauge", "Used share of the arena's groups");
+        put(&b, "nosa_arena_used_ratio %.6g\n",
+            node->arena_groups
+                ? (double)(node->arena_groups - node->arena_free_groups) / (double)node->arena_groups
+                : 0.0);
+        family(&b, "nosa_arena_bytes", "gauge", "Size of the kv-host arena");
+        put(&b, "nosa_arena_bytes %llu\n", (unsigned long long)node->arena_bytes);
+    }
+    for (size_t m = 0; m < sizeof k_worker_metrics / sizeof k_worker_metrics[0]; m++) {
+        const struct worker_metric *wm = &k_worker_metrics[m];
+        if (workers->n) family(&b, wm->name, wm->type, wm->help);
+        for (int i = 0; i < workers->n; i++) {
+            const struct coord_worker *w = &workers->w[i];
+            char name[2 * COORD_WORKER_NAME_MAX + 1], backend[40];
+            escape_label(w->name, name, sizeof name);
+            escape_label(w->backend, backend, sizeof backend);
+            put(&b, "%s{worker=\"%s\",backend=\"%s\"} %.6g\n", wm->name, name, backend,
+                wm->value(w));
+        }
+    }
+    if (b.oom) {
+        free(b.s);
+        return -1;
+    }
+    *out = b.s;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- HTTP */
+struct coord_metrics_server {
+    struct MHD_Daemon *daemon;
+    pthread_mutex_t lock;
+    char *text; /* the last published text */
+};
+
+static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **req_cls)
+{
+    struct coord_metrics_server *s = cls;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        static const char msg[] = "only GET /metrics\n";
+        struct MHD_Response *r = MHD_create_response_from_buffer(
+            sizeof msg - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
+        if (!r) return MHD_NO;
+        enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_METHOD_NOT_ALLOWED, r);
+        MHD_destroy_response(r);
+        return rc;
+    }
+    unsigned status = MHD_HTTP_OK;
+    struct MHD_Response *r;
+    if (strcmp(url, "/metrics") == 0) {
+        pthread_mutex_lock(&s->lock);
+        const char *text = s->text ? s->text : "";
+        r = MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+        pthread_mutex_unlock(&s->lock);
+        if (r) MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4");
+    } else {
+        static const char msg[] = "not found: the metrics are at /metrics\n";
+        status = MHD_HTTP_NOT_FOUND;
+        r = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
+    }
+    if (!r) return MHD_NO;
+    enum MHD_Result rc = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+int coord_metrics_start(const char *address, uint16_t port, struct coord_metrics_server **out,
+                        char *err, size_t errlen)
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    if (inet_pton(AF_INET, address, &sa.sin_addr) != 1) {
+        nosa_set_error(err, errlen, "metrics address '%s' is not an IPv4 address", address);
+        return -1;
+    }
+    struct coord_metrics_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        nosa_set_error(err, errlen, "out of memory starting the metrics server");
+        return -1;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    s->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, port, NULL,
+                                 NULL, answer, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+    if (!s->daemon) {
+        nosa_set_error(err, errlen, "metrics: cannot serve http://%s:%u/metrics (port taken?)",
+                       address, (unsigned)port);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+void coord_metrics_publish(struct coord_metrics_server *s, char *text)
+{
+    pthread_mutex_lock(&s->lock);
+    char *old = s->text;
+    s->text = text;
+    pthread_mutex_unlock(&s->lock);
+    free(old);
+}
+
+void coord_metrics_stop(struct coord_metrics_server *s)
+{
+    if (!s) return;
+    MHD_stop_daemon(s->daemon);
+    pthread_mutex_destroy(&s->lock);
+    free(s->text);
+    free(s);
+}
