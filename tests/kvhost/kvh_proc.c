@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -75,6 +76,8 @@ static pid_t spawn(struct kvh_proc *p, const char *const *extra, const char *con
     pid_t pid = fork();
     REQUIRE(pid >= 0, "fork: %s", strerror(errno));
     if (pid == 0) {
+        /* A test that crashes (a sanitizer abort skips atexit) must not leave it running. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         for (int i = 0; env && env[i]; i++) putenv((char *)env[i]);
         execv(p->exe, (char *const *)argv);
         fprintf(stderr, "execv %s: %s\n", p->exe, strerror(errno));

@@ -1,6 +1,7 @@
 /* kvh_proc.h: a real nosa-kvhost process for tests: a private run dir, a unique kv-host name
  * (so a unique arena and socket), start/stop, and cleanup on every exit path (an atexit
- * handler kills the process, removes the arena, the socket and the run dir). */
+ * handler kills the process, removes the arena, the socket and the run dir; a test that dies
+ * without running it still takes the kv-host with it: PR_SET_PDEATHSIG). */
 #ifndef NOSA_TEST_KVH_PROC_H
 #define NOSA_TEST_KVH_PROC_H
 

@@ -66,7 +66,10 @@ static int stream(struct kvh_client *c, uint64_t *rng, uint64_t *next_id, int ki
             p->ids[0] = g_seqs[rng_next(rng) % (uint64_t)g_n_seqs].id;
             uint64_t freed;
             rc = kvh_client_free(c, p->ids, 1, &freed, err, sizeof(err));
-            if (!rc) *find(p->ids[0]) = g_seqs[--g_n_seqs];
+            if (!rc) {
+                struct seq_model *gone = find(p->ids[0]);
+                *gone = g_seqs[--g_n_seqs];
+            }
         } else {
             struct kvh_seq_alloc reqs[2];
             p->n = 2;
