@@ -1,0 +1,292 @@
+/* cli_output.c: see cli_output.h. */
+#include "cli_output.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+const char *cli_reason_name(int reason)
+{
+    switch (reason) {
+    case NOSA__SERVE__FINISH_REASON__FINISH_LENGTH: return "length";
+    case NOSA__SERVE__FINISH_REASON__FINISH_EOS: return "eos";
+    case NOSA__SERVE__FINISH_REASON__FINISH_CANCELLED: return "cancelled";
+    case NOSA__SERVE__FINISH_REASON__FINISH_ERROR: return "error";
+    default: return "unspecified";
+    }
+}
+
+const char *cli_error_code_name(int code)
+{
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&nosa__error_code__descriptor, code);
+    return v ? v->name : "ERROR_UNKNOWN";
+}
+
+/* Bytes as valid UTF-8 (each invalid byte becomes U+FFFD), NUL-terminated, malloc'd; NUL
+ * bytes become U+FFFD too so the string stays whole. NULL when out of memory. */
+static char *utf8_clean(const uint8_t *s, size_t n)
+{
+    char *out = malloc(n * 3 + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        uint8_t c = s[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        int ok = len > 0 && c != 0 && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++) ok = (s[i + k] & 0xC0) == 0x80;
+        if (ok && len == 2) ok = c >= 0xC2;
+        if (ok && len == 3) ok = !(c == 0xE0 && s[i + 1] < 0xA0) && !(c == 0xED && s[i + 1] >= 0xA0);
+        if (ok && len == 4) ok = !(c == 0xF0 && s[i + 1] < 0x90) && !(c == 0xF4 && s[i + 1] >= 0x90) && c <= 0xF4;
+        if (ok) {
+            memcpy(out + o, s + i, len);
+            o += len;
+            i += len;
+        } else {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        }
+    }
+    out[o] = 0;
+    return out;
+}
+
+static void add_text(cJSON *o, const char *key, const uint8_t *s, size_t n)
+{
+    char *clean = utf8_clean(s, n);
+    cJSON_AddStringToObject(o, key, clean ? clean : "");
+    free(clean);
+}
+
+/* Prints o as one line on stdout, flushes, frees o. */
+static void emit(cJSON *o)
+{
+    char *line = o ? cJSON_PrintUnformatted(o) : NULL;
+    if (line) {
+        fputs(line, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+    } else {
+        fprintf(stderr, "nosa: out of memory printing JSON\n");
+    }
+    cJSON_free(line);
+    cJSON_Delete(o);
+}
+
+void cli_print_error(int json, const char *code_name, const char *message)
+{
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "error", message);
+        cJSON_AddStringToObject(o, "code", code_name);
+        emit(o);
+    }
+    fprintf(stderr, "nosa: %s\n", message);
+}
+
+void cli_print_status(int json, const Nosa__Serve__StatusReply *s)
+{
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON *ws = cJSON_AddArrayToObject(o, "workers");
+        for (size_t i = 0; i < s->n_workers; i++) {
+            const Nosa__Serve__WorkerStatus *w = s->workers[i];
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddStringToObject(x, "name", w->worker_name);
+            cJSON_AddStringToObject(x, "backend", w->backend);
+            cJSON_AddStringToObject(x, "mode", w->mode);
+            cJSON_AddBoolToObject(x, "alive", w->alive);
+            cJSON_AddNumberToObject(x, "running", w->running);
+            cJSON_AddNumberToObject(x, "max_seqs", w->max_seqs);
+            cJSON_AddNumberToObject(x, "gpu", w->gpu);
+            cJSON_AddNumberToObject(x, "heartbeat_age_s", w->last_heartbeat_age_s);
+            if (w->stats) {
+                cJSON_AddNumberToObject(x, "tokens_per_s", w->stats->tokens_per_s);
+                cJSON_AddNumberToObject(x, "step_seconds", w->stats->step_seconds);
+                cJSON_AddNumberToObject(x, "blocks_moved_per_step", w->stats->blocks_moved_per_step);
+                cJSON_AddNumberToObject(x, "bytes_moved_per_step", w->stats->bytes_moved_per_step);
+                cJSON_AddNumberToObject(x, "cache_hit_rate", w->stats->cache_hit_rate);
+                cJSON_AddNumberToObject(x, "tokens", (double)w->stats->tokens);
+            }
+            cJSON_AddItemToArray(ws, x);
+        }
+        cJSON_AddNumberToObject(o, "queued", s->queued);
+        cJSON_AddNumberToObject(o, "running", s->running);
+        cJSON_AddNumberToObject(o, "completed", (double)s->completed);
+        cJSON_AddNumberToObject(o, "failed", (double)s->failed);
+        cJSON_AddBoolToObject(o, "draining", s->draining);
+        cJSON_AddNumberToObject(o, "arena_groups", (double)s->arena_groups);
+        cJSON_AddNumberToObject(o, "arena_free_groups", (double)s->arena_free_groups);
+        cJSON_AddNumberToObject(o, "tokens_per_s", s->tokens_per_s);
+        cJSON_AddStringToObject(o, "journal_error", s->journal_error ? s->journal_error : "");
+        emit(o);
+        return;
+    }
+    size_t alive = 0;
+    for (size_t i = 0; i < s->n_workers; i++) alive += s->workers[i]->alive;
+    printf("workers: %zu alive of %zu\n", alive, s->n_workers);
+    if (s->n_workers)
+        printf("  %-16s %-8s %-9s %-5s %-9s %9s %9s %8s\n", "NAME", "BACKEND", "MODE", "ALIVE",
+               "BATCH", "TOK/S", "STEP_MS", "HB_AGE_S");
+    for (size_t i = 0; i < s->n_workers; i++) {
+        const Nosa__Serve__WorkerStatus *w = s->workers[i];
+        char batch[32];
+        snprintf(batch, sizeof batch, "%u/%u", w->running, w->max_seqs);
+        printf("  %-16s %-8s %-9s %-5s %-9s %9.1f %9.2f %8.1f\n", w->worker_name, w->backend,
+               w->mode, w->alive ? "yes" : "no", batch, w->stats ? w->stats->tokens_per_s : 0.0,
+               w->stats ? w->stats->step_seconds * 1e3 : 0.0, w->last_heartbeat_age_s);
+    }
+    printf("jobs: %u queued, %u running, %llu completed, %llu failed%s\n", s->queued, s->running,
+           (unsigned long long)s->completed, (unsigned long long)s->failed,
+           s->draining ? " (draining: no new jobs)" : "");
+    if (s->arena_groups)
+        printf("arena: %llu of %llu groups used (%.1f%%)\n",
+               (unsigned long long)(s->arena_groups - s->arena_free_groups),
+               (unsigned long long)s->arena_groups,
+               100.0 * (double)(s->arena_groups - s->arena_free_groups) / (double)s->arena_groups);
+    else
+        printf("arena: unknown (coordinator has no --kvhost, or the kv-host does not answer)\n");
+    printf("tokens/s: %.1f\n", s->tokens_per_s);
+    if (s->journal_error && s->journal_error[0]) printf("journal: %s\n", s->journal_error);
+    fflush(stdout);
+}
+
+void cli_print_job_status(int json, const Nosa__Serve__JobStatus *j)
+{
+    int finished = strcmp(j->state, "finished") == 0;
+    const char *error = j->error && j->error->message ? j->error->message : "";
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "job_id", (double)j->job_id);
+        cJSON_AddStringToObject(o, "state", j->state);
+        cJSON_AddStringToObject(o, "worker", j->worker);
+        if (finished) cJSON_AddStringToObject(o, "reason", cli_reason_name(j->reason));
+        cJSON_AddStringToObject(o, "error", error);
+        cJSON *ids = cJSON_AddArrayToObject(o, "tokens");
+        for (size_t i = 0; i < j->n_tokens; i++)
+            cJSON_AddItemToArray(ids, cJSON_CreateNumber(j->tokens[i]));
+        add_text(o, "text", j->text.data, j->text.len);
+        cJSON_AddNumberToObject(o, "prompt_tokens", j->prompt_tokens);
+        cJSON_AddNumberToObject(o, "max_tokens", j->max_tokens);
+        cJSON_AddNumberToObject(o, "generated_tokens", (double)j->n_tokens);
+        cJSON_AddNumberToObject(o, "recomputed_tokens", j->recomputed_tokens);
+        emit(o);
+        return;
+    }
+    printf("job %llu: %s", (unsigned long long)j->job_id, j->state);
+    if (j->worker[0]) printf(" on %s", j->worker);
+    if (finished) printf(" (%s%s%s)", cli_reason_name(j->reason), error[0] ? ": " : "", error);
+    printf(", %zu of %u tokens, prompt %u tokens\n", j->n_tokens, j->max_tokens, j->prompt_tokens);
+    fwrite(j->text.data, 1, j->text.len, stdout);
+    printf("\n");
+    fflush(stdout);
+}
+
+int cli_job_add(struct cli_job *j, int32_t id, const uint8_t *text, size_t len)
+{
+    if (j->n == j->cap) {
+        size_t cap = j->cap ? j->cap * 2 : 64;
+        int32_t *ids = realloc(j->ids, cap * sizeof *ids);
+        if (!ids) return -1;
+        j->ids = ids;
+        j->cap = cap;
+    }
+    if (j->text_len + len > j->text_cap) {
+        size_t cap = j->text_cap ? j->text_cap : 256;
+        while (cap < j->text_len + len) cap *= 2;
+        uint8_t *t = realloc(j->text, cap);
+        if (!t) return -1;
+        j->text = t;
+        j->text_cap = cap;
+    }
+    if (len) memcpy(j->text + j->text_len, text, len);
+    j->text_len += len;
+    j->ids[j->n++] = id;
+    return 0;
+}
+
+void cli_job_free(struct cli_job *j)
+{
+    free(j->ids);
+    free(j->text);
+    memset(j, 0, sizeof *j);
+}
+
+void cli_print_submitted(int json, uint64_t job_id, uint32_t queue_position, int stream)
+{
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "job_id", (double)job_id);
+        cJSON_AddNumberToObject(o, "queue_position", queue_position);
+        emit(o);
+    } else if (!stream) {
+        printf("%llu\n", (unsigned long long)job_id);
+        fflush(stdout);
+    } else {
+        fprintf(stderr, "nosa: job %llu submitted (queue position %u)\n",
+                (unsigned long long)job_id, queue_position);
+    }
+}
+
+void cli_print_tokens(int json, struct cli_job *j, size_t from)
+{
+    if (!json) { /* the text not printed yet */
+        fwrite(j->text + j->text_printed, 1, j->text_len - j->text_printed, stdout);
+        fflush(stdout);
+        j->text_printed = j->text_len;
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "job_id", (double)j->job_id);
+    cJSON *arr = cJSON_AddArrayToObject(o, "tokens");
+    for (size_t i = from; i < j->n; i++) {
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddNumberToObject(t, "index", (double)i);
+        cJSON_AddNumberToObject(t, "id", j->ids[i]);
+        cJSON_AddItemToArray(arr, t);
+    }
+    emit(o);
+}
+
+void cli_print_finished(int json, const struct cli_job *j, const Nosa__Serve__JobFinished *f,
+                        double now_s)
+{
+    double secs = now_s - j->start_s;
+    double tps = secs > 0 ? (double)j->n / secs : 0.0;
+    const char *error = f->error && f->error->message ? f->error->message : "";
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "job_id", (double)j->job_id);
+        cJSON_AddStringToObject(o, "reason", cli_reason_name(f->reason));
+        cJSON_AddStringToObject(o, "error", error);
+        cJSON *ids = cJSON_AddArrayToObject(o, "tokens");
+        for (size_t i = 0; i < j->n; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(j->ids[i]));
+        add_text(o, "text", j->text, j->text_len);
+        cJSON_AddNumberToObject(o, "prompt_tokens", f->prompt_tokens);
+        cJSON_AddNumberToObject(o, "generated_tokens", (double)j->n);
+        cJSON_AddNumberToObject(o, "recomputed_tokens", f->recomputed_tokens);
+        cJSON_AddNumberToObject(o, "seconds", secs);
+        cJSON_AddNumberToObject(o, "tokens_per_s", tps);
+        emit(o);
+        return;
+    }
+    printf("\n");
+    fflush(stdout);
+    fprintf(stderr, "nosa: job %llu: %s%s%s, %zu tokens in %.2f s (%.1f tokens/s)\n",
+            (unsigned long long)j->job_id, cli_reason_name(f->reason), error[0] ? ": " : "",
+            error, j->n, secs, tps);
+}
+
+void cli_progress(const struct cli_job *j, double now_s, int clear)
+{
+    if (clear) {
+        fputs("\r\033[K", stderr);
+        return;
+    }
+    double secs = now_s - j->start_s;
+    fprintf(stderr, "\r\033[K[job %llu] %zu/%u tokens, %.1f tokens/s", (unsigned long long)j->job_id,
+            j->n, j->max_tokens, secs > 0 ? (double)j->n / secs : 0.0);
+}
