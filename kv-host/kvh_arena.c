@@ -179,15 +179,16 @@ static int arena_map(const struct kvh_arena_options *opts, struct kvh_arena *a, 
     return prefault(a, err, errlen);
 }
 
-int kvh_arena_create(const struct kvh_arena_options *opts, struct kvh_arena *out, char *err,
-                     size_t errlen)
+/* Names out after the kv-host and opens its object (O_CREAT | O_EXCL when creating), locked. */
+static int arena_shm_open(const struct kvh_arena_options *opts, int create, struct kvh_arena *out,
+                          char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     out->fd = -1;
     int rc = kvh_arena_shm_name(opts->kvh_name, out->shm_name, sizeof(out->shm_name), err,
                                 errlen);
     if (rc) return rc;
-    out->fd = shm_open(out->shm_name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    out->fd = shm_open(out->shm_name, create ? O_RDWR | O_CREAT | O_EXCL : O_RDWR, 0600);
     if (out->fd < 0) {
         rc = -errno;
         if (rc == -EEXIST)
@@ -195,11 +196,23 @@ int kvh_arena_create(const struct kvh_arena_options *opts, struct kvh_arena *out
                            "or remove it with nosa-kvhost --destroy %s", out->shm_name,
                            opts->kvh_name);
         else
-            nosa_set_error(err, errlen, "shm_open %s: %s", out->shm_name, strerror(-rc));
+            nosa_set_error(err, errlen, "arena %s: shm_open: %s", out->shm_name, strerror(-rc));
         return rc;
     }
+    rc = lock_object(out->fd, out->shm_name, err, errlen);
+    if (rc) {
+        if (create) shm_unlink(out->shm_name);
+        kvh_arena_close(out);
+    }
+    return rc;
+}
+
+int kvh_arena_create(const struct kvh_arena_options *opts, struct kvh_arena *out, char *err,
+                     size_t errlen)
+{
+    int rc = arena_shm_open(opts, 1, out, err, errlen);
+    if (rc) return rc;
     out->bytes = opts->bytes;
-    if ((rc = lock_object(out->fd, out->shm_name, err, errlen))) goto fail;
     if (fchmod(out->fd, 0600)) { /* shm_open's mode is filtered by the umask */
         rc = -errno;
         nosa_set_error(err, errlen, "fchmod %s: %s", out->shm_name, strerror(-rc));
@@ -222,19 +235,9 @@ fail:
 int kvh_arena_open(const struct kvh_arena_options *opts, struct kvh_arena *out, char *err,
                    size_t errlen)
 {
-    memset(out, 0, sizeof(*out));
-    out->fd = -1;
-    int rc = kvh_arena_shm_name(opts->kvh_name, out->shm_name, sizeof(out->shm_name), err,
-                                errlen);
+    int rc = arena_shm_open(opts, 0, out, err, errlen);
     if (rc) return rc;
-    out->fd = shm_open(out->shm_name, O_RDWR, 0);
-    if (out->fd < 0) {
-        rc = -errno;
-        nosa_set_error(err, errlen, "arena %s: shm_open: %s", out->shm_name, strerror(-rc));
-        return rc;
-    }
     struct stat st;
-    if ((rc = lock_object(out->fd, out->shm_name, err, errlen))) goto fail;
     if (fstat(out->fd, &st)) {
         rc = -errno;
         nosa_set_error(err, errlen, "fstat %s: %s", out->shm_name, strerror(-rc));
