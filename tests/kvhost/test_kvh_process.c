@@ -214,5 +214,21 @@ int main(int argc, char **argv)
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "--destroy");
     CHECK(stat(shm, &sst) != 0, "arena removed");
     kvh_client_close(c);
+
+    /* tcp on loopback, and --remove: the arena goes with a clean stop. */
+    char tcp[64];
+    snprintf(tcp, sizeof(tcp), "tcp://127.0.0.1:%d", 20000 + (int)(getpid() % 20000));
+    const char *tcp_args[] = {"--arena", "64M", "--endpoint", tcp, "--remove", NULL};
+    REQUIRE(kvh_proc_start(&g_kvh, tcp_args, NULL, 0, NULL) == 0, "tcp kv-host");
+    struct kvh_client_options quick = {.timeout_ms = 100};
+    REQUIRE(kvh_client_connect(tcp, &quick, &c, err, sizeof(err)) == 0, "%s", err);
+    struct kvh_stats st;
+    int rc = -1;
+    for (int i = 0; i < 50 && rc; i++) rc = kvh_client_stats(c, &st, err, sizeof(err));
+    CHECK(rc == 0 && st.generation == 1, "stats over tcp: %s", err);
+    kvh_client_close(c);
+    status = kvh_proc_stop(&g_kvh, SIGTERM);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "SIGTERM: exit 0");
+    CHECK(stat(shm, &sst) != 0, "--remove: arena removed at exit");
     return test_report("test_kvh_process");
 }
