@@ -10,6 +10,7 @@
 
 #include "common.pb-c.h"
 #include "fault.h"
+#include "kvh_validate.h"
 #include "kvhost.pb-c.h"
 #include "log.h"
 #include "nosa_msg.h"
@@ -108,6 +109,7 @@ static Nosa__ErrorCode errno_to_code(int rc)
     case -ENOENT: return NOSA__ERROR_CODE__ERROR_UNKNOWN_ID;
     case -EINVAL: return NOSA__ERROR_CODE__ERROR_BAD_MESSAGE;
     case -E2BIG: return NOSA__ERROR_CODE__ERROR_TOO_LARGE;
+    case -EPROTONOSUPPORT: return NOSA__ERROR_CODE__ERROR_BAD_VERSION;
     default: return NOSA__ERROR_CODE__ERROR_INTERNAL;
     }
 }
@@ -156,15 +158,9 @@ static void handle_attach(struct kvh_server *s, const Nosa__Kvh__AttachRequest *
 static void handle_alloc(struct kvh_server *s, const Nosa__Kvh__AllocRequest *req,
                          struct kvh_reply_buf *b)
 {
-    size_t n = req->n_seqs;
-    if (n > KVH_JOURNAL_MAX_IDS) {
-        snprintf(b->message, sizeof(b->message), "alloc: %zu sequences, the limit is %u", n,
-                 KVH_JOURNAL_MAX_IDS);
-        reply_error(b, NOSA__ERROR_CODE__ERROR_TOO_LARGE);
-        return;
-    }
-    struct kvh_seq_alloc reqs[KVH_JOURNAL_MAX_IDS];
-    uint32_t first_index[KVH_JOURNAL_MAX_IDS];
+    size_t n = req->n_seqs; /* <= KVH_MAX_SEQS_PER_REQUEST (kvh_request_validate) */
+    struct kvh_seq_alloc reqs[KVH_MAX_SEQS_PER_REQUEST];
+    uint32_t first_index[KVH_MAX_SEQS_PER_REQUEST];
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         reqs[i] = (struct kvh_seq_alloc){req->seqs[i]->seq_id, req->seqs[i]->n_groups};
@@ -282,28 +278,21 @@ static void handle_payload(struct kvh_server *s, const struct nosa_msg_frame *fr
         return;
     }
     b->rep.request_id = req->request_id;
-    if (req->version != NOSA__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT) {
-        snprintf(b->message, sizeof(b->message),
-                 "protocol version %u, this kv-host speaks version %d", req->version,
-                 NOSA__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT);
-        reply_error(b, NOSA__ERROR_CODE__ERROR_BAD_VERSION);
-        goto done;
-    }
-    switch (req->body_case) {
-    case NOSA__KVH__KVH_REQUEST__BODY_ATTACH: handle_attach(s, req->attach, b); break;
-    case NOSA__KVH__KVH_REQUEST__BODY_ALLOC: handle_alloc(s, req->alloc, b); break;
-    case NOSA__KVH__KVH_REQUEST__BODY_FREE: handle_free(s, req->free, b); break;
-    case NOSA__KVH__KVH_REQUEST__BODY_TABLE: handle_table(s, req->table, b); break;
-    case NOSA__KVH__KVH_REQUEST__BODY_STATS: handle_stats(s, b); break;
-    default:
-        snprintf(b->message, sizeof(b->message), "request has no body (attach, alloc, free, "
-                 "stats or table)");
-        reply_error(b, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE);
+    int rc = kvh_request_validate(&req->base, b->message, sizeof(b->message));
+    if (rc) {
+        reply_error(b, errno_to_code(rc));
+    } else {
+        switch (req->body_case) {
+        case NOSA__KVH__KVH_REQUEST__BODY_ATTACH: handle_attach(s, req->attach, b); break;
+        case NOSA__KVH__KVH_REQUEST__BODY_ALLOC: handle_alloc(s, req->alloc, b); break;
+        case NOSA__KVH__KVH_REQUEST__BODY_FREE: handle_free(s, req->free, b); break;
+        case NOSA__KVH__KVH_REQUEST__BODY_TABLE: handle_table(s, req->table, b); break;
+        default: handle_stats(s, b); break; /* the validator admits no other body */
+        }
     }
     if (b->rep.error)
         LOG_WARN("kvhost", "request_id=%" PRIu64 " client=%s refused: %s", req->request_id,
                  req->client && req->client[0] ? req->client : "-", b->message);
-done:
     protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
