@@ -8,6 +8,14 @@
 #include "kvhost.pb-c.h"
 #include "log.h"
 
+static int seq_count_check(const char *what, size_t n, char *err, size_t errlen)
+{
+    if (n <= KVH_MAX_SEQS_PER_REQUEST) return 0;
+    nosa_set_error(err, errlen, "%s: %zu sequences, the limit is %u", what, n,
+                   KVH_MAX_SEQS_PER_REQUEST);
+    return -E2BIG;
+}
+
 int kvh_request_validate(const ProtobufCMessage *msg, char *err, size_t errlen)
 {
     if (!msg || msg->descriptor != &nosa__kvh__kvh_request__descriptor) {
@@ -22,19 +30,9 @@ int kvh_request_validate(const ProtobufCMessage *msg, char *err, size_t errlen)
     }
     switch (req->body_case) {
     case NOSA__KVH__KVH_REQUEST__BODY_ALLOC:
-        if (req->alloc->n_seqs > KVH_MAX_SEQS_PER_REQUEST) {
-            nosa_set_error(err, errlen, "alloc: %zu sequences, the limit is %u",
-                           req->alloc->n_seqs, KVH_MAX_SEQS_PER_REQUEST);
-            return -E2BIG;
-        }
-        return 0;
+        return seq_count_check("alloc", req->alloc->n_seqs, err, errlen);
     case NOSA__KVH__KVH_REQUEST__BODY_FREE:
-        if (req->free->n_seq_ids > KVH_MAX_SEQS_PER_REQUEST) {
-            nosa_set_error(err, errlen, "free: %zu sequences, the limit is %u",
-                           req->free->n_seq_ids, KVH_MAX_SEQS_PER_REQUEST);
-            return -E2BIG;
-        }
-        return 0;
+        return seq_count_check("free", req->free->n_seq_ids, err, errlen);
     case NOSA__KVH__KVH_REQUEST__BODY_ATTACH:
     case NOSA__KVH__KVH_REQUEST__BODY_STATS:
     case NOSA__KVH__KVH_REQUEST__BODY_TABLE:
