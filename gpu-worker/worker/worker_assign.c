@@ -2,11 +2,11 @@
 #include "worker_assign.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "worker_validate.h"
 
 void worker_job_request_free(struct worker_job_request *req)
 {
@@ -46,22 +46,13 @@ static int parse_prompt(const Nosa__Serve__JobSpec *job, const struct nosa_token
                         size_t errlen)
 {
     if (job->prompt_case == NOSA__SERVE__JOB_SPEC__PROMPT_TOKENS) {
-        const Nosa__Serve__TokenList *t = job->tokens;
-        if (!t || t->n_ids == 0) {
-            nosa_set_error(err, errlen, "job %llu: empty token prompt",
-                           (unsigned long long)req->job_id);
-            return -EINVAL;
-        }
+        const Nosa__Serve__TokenList *t = job->tokens; /* not empty: worker_assign_check */
         if (t->n_ids > max_context) goto too_long;
         req->n_prompt = (uint32_t)t->n_ids;
         return copy_ids(t->ids, t->n_ids, tok->vocab_size, "prompt token", &req->prompt, err,
                         errlen);
     }
-    if (job->prompt_case != NOSA__SERVE__JOB_SPEC__PROMPT_TEXT || !job->text) {
-        nosa_set_error(err, errlen, "job %llu: no prompt", (unsigned long long)req->job_id);
-        return -EINVAL;
-    }
-    size_t len = strlen(job->text);
+    size_t len = strlen(job->text); /* text, not empty: worker_assign_check */
     /* A byte tokenizer: one id per byte, plus BOS. */
     if (len > max_context) goto too_long;
     req->prompt = malloc((len + 1) * sizeof(*req->prompt));
@@ -72,10 +63,6 @@ static int parse_prompt(const Nosa__Serve__JobSpec *job, const struct nosa_token
     size_t n = 0;
     int rc = nosa_tokenizer_encode(tok, job->text, len, 1, req->prompt, len + 1, &n, err, errlen);
     if (rc) return rc;
-    if (n == 0) {
-        nosa_set_error(err, errlen, "job %llu: empty text prompt", (unsigned long long)req->job_id);
-        return -EINVAL;
-    }
     if (n > max_context) goto too_long;
     req->n_prompt = (uint32_t)n;
     return 0;
@@ -91,29 +78,10 @@ static int parse_assign(const Nosa__Serve__Assign *a, const struct nosa_tokenize
 {
     *code = NOSA__ERROR_CODE__ERROR_NONE;
     const Nosa__Serve__JobSpec *job = a->job;
-    if (!job || job->job_id == 0) {
-        nosa_set_error(err, errlen, "Assign without a job or with job_id 0");
+    if (job) req->job_id = job->job_id;
+    if (worker_assign_check(a, err, errlen))
         return bad(code, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, -EINVAL);
-    }
-    req->job_id = job->job_id;
-    if (a->seq_id != 0 && a->seq_id != job->job_id) {
-        nosa_set_error(err, errlen, "job %llu: seq_id %llu differs from the job id",
-                       (unsigned long long)job->job_id, (unsigned long long)a->seq_id);
-        return bad(code, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, -EINVAL);
-    }
     const Nosa__Serve__SamplingParams *s = job->sampling;
-    if (!s || s->max_tokens == 0) {
-        nosa_set_error(err, errlen, "job %llu: max_tokens must be >= 1",
-                       (unsigned long long)job->job_id);
-        return bad(code, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, -EINVAL);
-    }
-    if (!isfinite(s->temperature) || s->temperature < 0.0f || !isfinite(s->top_p) ||
-        s->top_p <= 0.0f || s->top_p > 1.0f) {
-        nosa_set_error(err, errlen, "job %llu: temperature %g must be >= 0 and top_p %g in (0, 1]",
-                       (unsigned long long)job->job_id, (double)s->temperature,
-                       (double)s->top_p);
-        return bad(code, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, -EINVAL);
-    }
     req->max_tokens = s->max_tokens;
     req->temperature = s->temperature;
     req->top_p = s->top_p;
@@ -123,11 +91,6 @@ static int parse_assign(const Nosa__Serve__Assign *a, const struct nosa_tokenize
     if (rc == -E2BIG) return bad(code, NOSA__ERROR_CODE__ERROR_REFUSED, rc);
     if (rc) return bad(code, rc == -ENOMEM ? NOSA__ERROR_CODE__ERROR_INTERNAL
                                             : NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, rc);
-    if (a->n_generated >= req->max_tokens) {
-        nosa_set_error(err, errlen, "job %llu: resumed with %zu generated tokens, max_tokens %u",
-                       (unsigned long long)job->job_id, a->n_generated, req->max_tokens);
-        return bad(code, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, -EINVAL);
-    }
     if ((uint64_t)req->n_prompt + req->max_tokens > max_context) {
         nosa_set_error(err, errlen, "job %llu: prompt %u + max_tokens %u exceed this worker's "
                        "max context %u", (unsigned long long)job->job_id, req->n_prompt,

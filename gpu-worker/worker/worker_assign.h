@@ -1,9 +1,9 @@
 /* worker_assign.h: turning a coordinator's Assign into a checked job request.
  *
- * This module owns: every check on an Assign before the engine sees it (ids, prompt, token
- * ids against the vocabulary, sampling parameters, lengths against --max-context, the
- * tokens of a resumed job) and the tokenization of a text prompt (byte tokenizer, BOS
- * first). What it refuses comes back with the ErrorCode the coordinator acts on. */
+ * This module owns: the checks on an Assign that need the model (token ids against the
+ * vocabulary, lengths against --max-context), after the structural ones of
+ * worker_validate.h, and the tokenization of a text prompt (byte tokenizer, BOS first).
+ * What it refuses comes back with the ErrorCode the coordinator acts on. */
 #ifndef NOSA_WORKER_ASSIGN_H
 #define NOSA_WORKER_ASSIGN_H
 

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "nosa_msg.h"
 #include "worker_clock.h"
+#include "worker_validate.h"
 
 /* Beyond this much held-back output worker_link_send fails (a message is lost)... */
 #define LINK_OUTBOX_MAX_BYTES (64u << 20)
@@ -300,10 +301,9 @@ static int handle_coord_msg(struct worker_link *l, Nosa__Serve__CoordMsg *msg, c
                             size_t errlen)
 {
     char why[320];
-    if (msg->version != NOSA__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT) {
-        snprintf(why, sizeof(why), "CoordMsg version %u, this worker speaks %d", msg->version,
-                 NOSA__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT);
-        worker_link_send_error(l, NOSA__ERROR_CODE__ERROR_BAD_VERSION, why, err, errlen);
+    Nosa__ErrorCode code;
+    if (worker_coord_msg_check_envelope(msg, &code, why, sizeof(why))) {
+        worker_link_send_error(l, code, why, err, errlen);
         return WORKER_LINK_IDLE;
     }
     switch (msg->body_case) {
@@ -332,14 +332,7 @@ static int handle_coord_msg(struct worker_link *l, Nosa__Serve__CoordMsg *msg, c
         }
         return WORKER_LINK_IDLE;
     }
-    case NOSA__SERVE__COORD_MSG__BODY_ASSIGN:
-    case NOSA__SERVE__COORD_MSG__BODY_CANCEL:
-    case NOSA__SERVE__COORD_MSG__BODY_SHUTDOWN: return WORKER_LINK_MESSAGE;
-    default:
-        snprintf(why, sizeof(why), "CoordMsg without a known body (case %d)",
-                 (int)msg->body_case);
-        worker_link_send_error(l, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, why, err, errlen);
-        return WORKER_LINK_IDLE;
+    default: return WORKER_LINK_MESSAGE; /* Assign, CancelJob, Shutdown */
     }
 }
 

@@ -249,6 +249,10 @@ static void test_bad_messages(void)
     j = fc_wait_finished(&g_fc, 202, 3000);
     CHECK(j && j->error_code == NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "temperature -1: %s",
           j ? j->error : "no answer");
+    fc_assign_text(&g_fc, 205, "", 4, 0, 1, 0, NULL, 0);
+    j = fc_wait_finished(&g_fc, 205, 3000);
+    CHECK(j && j->error_code == NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "empty prompt: %s",
+          j ? j->error : "no answer");
     fc_assign_text(&g_fc, 203, "a prompt", 1u << 20, 0, 1, 0, NULL, 0);
     j = fc_wait_finished(&g_fc, 203, 3000);
     CHECK(j && j->error_code == NOSA__ERROR_CODE__ERROR_REFUSED, "beyond the context: %s",
