@@ -1,0 +1,468 @@
+/* test_coord_process.c: a real nosa-coordinator with fake workers (coord_harness.h):
+ * placement and streaming; a worker that stops heartbeating has its job moved to the other
+ * with `generated` = the tokens already streamed, and the client sees every token once;
+ * bad input on both links gets the right Error and harms no job; cancel; metrics over HTTP;
+ * kill -9 of the coordinator and restart on its journal (a worker claims its job back, an
+ * unclaimed job moves after the timeout); a torn journal tail; journal writes that fail. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "coord_harness.h"
+#include "test_util.h"
+
+#define HB_TIMEOUT_MS 400
+#define CODE(x) NOSA__ERROR_CODE__ERROR_##x
+
+static struct ch_env g_e;
+
+/* What a streaming client has seen of one job. */
+struct stream {
+    int32_t ids[512];
+    int seen[512];
+    int dups, out_of_range;
+    int finished, reason;
+    uint32_t generated;
+};
+
+static void collect(void *cl, struct stream *s, int wait_ms)
+{
+    Nosa__Serve__ClientReply *r;
+    while ((r = cl_recv(cl, wait_ms)) != NULL) {
+        if (r->body_case == NOSA__SERVE__CLIENT_REPLY__BODY_TOKENS) {
+            for (size_t i = 0; i < r->tokens->n_tokens; i++) {
+                uint32_t idx = r->tokens->tokens[i]->index;
+                if (idx >= 512) {
+                    s->out_of_range++;
+                    continue;
+                }
+                s->dups += s->seen[idx];
+                s->seen[idx] = 1;
+                s->ids[idx] = r->tokens->tokens[i]->id;
+            }
+        } else if (r->body_case == NOSA__SERVE__CLIENT_REPLY__BODY_FINISHED) {
+            s->finished++;
+            s->reason = r->finished->reason;
+            s->generated = r->finished->generated_tokens;
+        }
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+        wait_ms = 0;
+    }
+}
+
+/* Tokens 0..n-1 seen exactly once each, and nothing beyond. */
+static int stream_exact(const struct stream *s, uint32_t n)
+{
+    if (s->dups || s->out_of_range) return 0;
+    for (uint32_t i = 0; i < 512; i++) {
+        if (s->seen[i] != (i < n)) return 0;
+        if (i < n && s->ids[i] != 'a' + (int32_t)(i % 26)) return 0;
+    }
+    return 1;
+}
+
+/* Pumps workers (heartbeats every 50 ms) for ms milliseconds, or until done(arg) holds. */
+static int pump(struct fake_worker **ws, int n, unsigned ms, int (*done)(void *), void *arg)
+{
+    uint64_t end = ch_now_ms() + ms, next_hb = 0;
+    while (ch_now_ms() < end) {
+        uint64_t now = ch_now_ms();
+        for (int i = 0; i < n; i++) {
+            fw_pump(ws[i]);
+            if (now >= next_hb) fw_heartbeat(ws[i]);
+        }
+        if (now >= next_hb) next_hb = now + 50;
+        if (done && done(arg)) return 1;
+        ch_idle();
+        ch_sleep_ms(2);
+    }
+    return 0;
+}
+
+struct has_job_arg {
+    struct fake_worker *w;
+    uint64_t id;
+};
+static int has_job(void *arg)
+{
+    struct has_job_arg *a = arg;
+    return fw_job(a->w, a->id) != NULL;
+}
+
+/* Keeps a worker heartbeating while the test waits on something else. */
+static void keep_alive(void *arg)
+{
+    static uint64_t next;
+    struct fake_worker *w = arg;
+    fw_pump(w);
+    if (ch_now_ms() >= next) {
+        fw_heartbeat(w);
+        next = ch_now_ms() + 50;
+    }
+}
+
+static Nosa__Serve__ClientReply *client_request(void *cl, Nosa__Serve__ClientMsg *m)
+{
+    m->request_id = 99;
+    if (cl_send(cl, m, 0)) return NULL;
+    return cl_recv(cl, 3000);
+}
+
+static Nosa__Serve__ClientReply *job_status(void *cl, uint64_t id)
+{
+    Nosa__Serve__StatusRequest sq = NOSA__SERVE__STATUS_REQUEST__INIT;
+    sq.job_id = id;
+    Nosa__Serve__ClientMsg m = NOSA__SERVE__CLIENT_MSG__INIT;
+    m.body_case = NOSA__SERVE__CLIENT_MSG__BODY_STATUS;
+    m.status = &sq;
+    return client_request(cl, &m);
+}
+
+/* Checks a reply is an Error with this code whose message contains want. */
+static void expect_error(Nosa__Serve__ClientReply *r, int code, const char *want, const char *what)
+{
+    CHECK(r && r->error, "%s: no Error reply", what);
+    if (r && r->error) {
+        CHECK((int)r->error->code == code, "%s: code %d, want %d (%s)", what, r->error->code,
+              code, r->error->message);
+        CHECK(strstr(r->error->message, want) != NULL, "%s: message '%s' lacks '%s'", what,
+              r->error->message, want);
+    }
+    if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+/* ---------------------------------------------------------------- a job moves */
+static void test_move(struct fake_worker *w0, struct fake_worker *w1, void *cl)
+{
+    Nosa__Serve__ClientReply *r = cl_submit(cl, "hi", 10, 1);
+    REQUIRE(r && r->body_case == NOSA__SERVE__CLIENT_REPLY__BODY_SUBMITTED, "submit: no SubmitReply");
+    uint64_t id = r->submitted->job_id;
+    CHECK(id == 1, "first job id %llu", (unsigned long long)id);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    struct fake_worker *ws[2] = {w0, w1};
+    uint64_t end = ch_now_ms() + 2000;
+    while (!fw_job(w0, id) && !fw_job(w1, id) && ch_now_ms() < end) pump(ws, 2, 5, NULL, NULL);
+    struct fake_worker *a = fw_job(w0, id) ? w0 : w1, *b = a == w0 ? w1 : w0;
+    REQUIRE(fw_job(a, id), "job %llu was never assigned", (unsigned long long)id);
+    CHECK(fw_job(a, id)->assigned_generated == 0, "a new job came with generated tokens");
+    fw_emit(a, 4);
+    struct stream s;
+    memset(&s, 0, sizeof s);
+    end = ch_now_ms() + 2000;
+    while (!s.seen[3] && ch_now_ms() < end) collect(cl, &s, 20);
+    CHECK(s.seen[3], "the client did not get the first 4 tokens");
+    a->silent = 1; /* a hangs: no heartbeats, no tokens */
+    struct has_job_arg arg = {b, id};
+    CHECK(pump(ws, 2, 3 * HB_TIMEOUT_MS + 1000, has_job, &arg), "job not moved to %s", b->name);
+    struct fw_job *moved = fw_job(b, id);
+    if (moved) {
+        CHECK(moved->assigned_generated == 4, "moved with %u generated tokens, want 4",
+              moved->assigned_generated);
+        CHECK(moved->generated_ok, "Assign.generated differs from the streamed tokens");
+    }
+    pump(ws, 2, 30, NULL, NULL);
+    CHECK(a->shutdowns == 1, "the dead worker got %d Shutdown", a->shutdowns);
+    fw_emit(b, 3);
+    fw_emit(b, 100);
+    end = ch_now_ms() + 2000;
+    while (!s.finished && ch_now_ms() < end) collect(cl, &s, 20);
+    CHECK(s.finished == 1 && s.reason == NOSA__SERVE__FINISH_REASON__FINISH_LENGTH,
+          "finished %d reason %d", s.finished, s.reason);
+    CHECK(s.generated == 10, "generated_tokens %u", s.generated);
+    CHECK(stream_exact(&s, 10), "the client saw duplicates (%d) or gaps", s.dups);
+}
+
+/* ---------------------------------------------------------------- bad input */
+static void test_bad_client_input(void *cl)
+{
+    CHECK(zmq_send(cl, "\xff\xff\xff\x01", 4, 0) == 4, "send garbage");
+    expect_error(cl_recv(cl, 3000), CODE(BAD_MESSAGE), "undecodable", "garbage");
+
+    Nosa__Serve__StatusRequest sq = NOSA__SERVE__STATUS_REQUEST__INIT;
+    Nosa__Serve__ClientMsg m = NOSA__SERVE__CLIENT_MSG__INIT;
+    m.body_case = NOSA__SERVE__CLIENT_MSG__BODY_STATUS;
+    m.status = &sq;
+    m.version = 99;
+    cl_send(cl, &m, 1);
+    expect_error(cl_recv(cl, 3000), CODE(BAD_VERSION), "version 99", "wrong version");
+
+    Nosa__Serve__ClientMsg empty = NOSA__SERVE__CLIENT_MSG__INIT;
+    expect_error(client_request(cl, &empty), CODE(BAD_MESSAGE), "without a body", "no body");
+
+    expect_error(cl_submit(cl, "hi", 0, 1), CODE(BAD_MESSAGE), "max_tokens", "max_tokens 0");
+    char longp[101];
+    memset(longp, 'x', 100);
+    longp[100] = 0;
+    expect_error(cl_submit(cl, longp, 10, 1), CODE(REFUSED), "max_context (64)", "too long");
+
+    Nosa__Serve__CancelRequest cq = NOSA__SERVE__CANCEL_REQUEST__INIT;
+    cq.job_id = 12345;
+    Nosa__Serve__ClientMsg cm = NOSA__SERVE__CLIENT_MSG__INIT;
+    cm.body_case = NOSA__SERVE__CLIENT_MSG__BODY_CANCEL;
+    cm.cancel = &cq;
+    expect_error(client_request(cl, &cm), CODE(UNKNOWN_ID), "12345", "cancel unknown");
+    expect_error(job_status(cl, 12345), CODE(UNKNOWN_ID), "12345", "status unknown");
+    Nosa__Serve__AttachRequest aq = NOSA__SERVE__ATTACH_REQUEST__INIT;
+    aq.job_id = 777;
+    Nosa__Serve__ClientMsg am = NOSA__SERVE__CLIENT_MSG__INIT;
+    am.body_case = NOSA__SERVE__CLIENT_MSG__BODY_ATTACH;
+    am.attach = &aq;
+    expect_error(client_request(cl, &am), CODE(UNKNOWN_ID), "777", "attach unknown");
+}
+
+static void test_bad_worker_input(void)
+{
+    struct fake_worker rogue;
+    REQUIRE(fw_open(&g_e, &rogue, "rogue", 1, 64) == 0, "rogue socket");
+    rogue.silent = 0;
+    struct fake_worker *ws[1] = {&rogue};
+    fw_heartbeat(&rogue); /* never registered */
+    rogue.silent = 1;     /* so that pump does not register it */
+    pump(ws, 1, 300, NULL, NULL);
+    CHECK(rogue.last_error_code == CODE(UNAUTHORIZED), "heartbeat from a stranger: code %d",
+          rogue.last_error_code);
+    fw_send_raw(&rogue, "\x0a\xff\xff", 3);
+    rogue.last_error_code = 0;
+    pump(ws, 1, 300, NULL, NULL);
+    CHECK(rogue.last_error_code == CODE(BAD_MESSAGE), "garbage on the worker link: code %d",
+          rogue.last_error_code);
+    Nosa__Serve__Heartbeat h = NOSA__SERVE__HEARTBEAT__INIT;
+    Nosa__Serve__WorkerMsg m = NOSA__SERVE__WORKER_MSG__INIT;
+    m.body_case = NOSA__SERVE__WORKER_MSG__BODY_HEARTBEAT;
+    m.heartbeat = &h;
+    m.version = 5;
+    fw_send(&rogue, &m, 1);
+    rogue.last_error_code = 0;
+    pump(ws, 1, 300, NULL, NULL);
+    CHECK(rogue.last_error_code == CODE(BAD_VERSION), "wrong version: code %d",
+          rogue.last_error_code);
+    Nosa__Serve__Register reg = NOSA__SERVE__REGISTER__INIT;
+    reg.worker_name = "rogue";
+    reg.max_seqs = 0;
+    reg.block_size = 16;
+    reg.max_context = 64;
+    Nosa__Serve__WorkerMsg rm = NOSA__SERVE__WORKER_MSG__INIT;
+    rm.body_case = NOSA__SERVE__WORKER_MSG__BODY_REGISTER;
+    rm.register_ = &reg;
+    fw_send(&rogue, &rm, 0);
+    rogue.last_error_code = 0;
+    pump(ws, 1, 300, NULL, NULL);
+    CHECK(rogue.last_error_code == CODE(BAD_MESSAGE), "Register with 0 slots: code %d",
+          rogue.last_error_code);
+    CHECK(rogue.assigns == 0 && rogue.acks == 0, "the rogue was acked or assigned");
+    fw_close(&rogue);
+}
+
+/* ---------------------------------------------------------------- cancel, metrics */
+static void test_cancel(struct fake_worker *b, void *cl, void *cl2)
+{
+    Nosa__Serve__ClientReply *r = cl_submit(cl, "cancel me", 50, 1);
+    REQUIRE(r && r->submitted, "submit for cancel");
+    uint64_t id = r->submitted->job_id;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    struct fake_worker *ws[1] = {b};
+    struct has_job_arg arg = {b, id};
+    CHECK(pump(ws, 1, 2000, has_job, &arg), "job %llu not assigned", (unsigned long long)id);
+    fw_emit(b, 2);
+    Nosa__Serve__CancelRequest cq = NOSA__SERVE__CANCEL_REQUEST__INIT;
+    cq.job_id = id;
+    Nosa__Serve__ClientMsg m = NOSA__SERVE__CLIENT_MSG__INIT;
+    m.body_case = NOSA__SERVE__CLIENT_MSG__BODY_CANCEL;
+    m.cancel = &cq;
+    r = client_request(cl2, &m);
+    CHECK(r && r->body_case == NOSA__SERVE__CLIENT_REPLY__BODY_CANCELLED, "no CancelReply");
+    if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
+    pump(ws, 1, 100, NULL, NULL);
+    CHECK(b->cancels == 1 && !fw_job(b, id), "the worker got %d CancelJob", b->cancels);
+    struct stream s;
+    memset(&s, 0, sizeof s);
+    collect(cl, &s, 1000);
+    CHECK(s.finished == 1 && s.reason == NOSA__SERVE__FINISH_REASON__FINISH_CANCELLED,
+          "the submitter saw finished %d reason %d", s.finished, s.reason);
+}
+
+static char *http_get(int port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        if (fd >= 0) close(fd);
+        return NULL;
+    }
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return NULL;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    ssize_t r;
+    while (buf && len + 1 < cap && (r = read(fd, buf + len, cap - len - 1)) > 0) len += (size_t)r;
+    close(fd);
+    if (buf) buf[len] = 0;
+    return buf;
+}
+
+static void test_metrics(const char *alive, const char *dead)
+{
+    char up[128], down[128], tps[128], hit[128], bytes[128];
+    snprintf(up, sizeof up, "nosa_worker_up{worker=\"%s\",backend=\"fake\"} 1", alive);
+    snprintf(down, sizeof down, "nosa_worker_up{worker=\"%s\",backend=\"fake\"} 0", dead);
+    snprintf(tps, sizeof tps, "nosa_worker_tokens_per_second{worker=\"%s\",backend=\"fake\"} 100",
+             alive);
+    snprintf(hit, sizeof hit, "nosa_worker_cache_hit_rate{worker=\"%s\",backend=\"fake\"} 0.5",
+             alive);
+    snprintf(bytes, sizeof bytes,
+             "nosa_worker_bytes_moved_per_step{worker=\"%s\",backend=\"fake\"} 4096", alive);
+    ch_sleep_ms(300); /* published every 250 ms */
+    char *text = http_get(g_e.metrics_port, "/metrics");
+    CHECK(text != NULL, "GET /metrics on port %d failed", g_e.metrics_port);
+    if (!text) return;
+    CHECK(strstr(text, "200 OK") != NULL, "status line: %.40s", text);
+    const char *want[] = {"# TYPE nosa_queue_depth gauge", up, down, tps, hit, bytes,
+                          "nosa_jobs_completed_total 1", "nosa_jobs_failed_total 1",
+                          "nosa_journal_ok 1"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        CHECK(strstr(text, want[i]) != NULL, "metrics lack '%s'", want[i]);
+    free(text);
+    text = http_get(g_e.metrics_port, "/other");
+    CHECK(text && strstr(text, "404"), "GET /other is not 404");
+    free(text);
+}
+
+/* ---------------------------------------------------------------- restart */
+static void expect_finished_text(void *cl, uint64_t id, uint32_t n, const char *what)
+{
+    Nosa__Serve__ClientReply *r = job_status(cl, id);
+    CHECK(r && r->status && r->status->job, "%s: no job status", what);
+    if (r && r->status && r->status->job) {
+        const Nosa__Serve__JobStatus *j = r->status->job;
+        char want[128];
+        ch_expected_text(n, want, sizeof want);
+        CHECK(strcmp(j->state, "finished") == 0 &&
+                  j->reason == NOSA__SERVE__FINISH_REASON__FINISH_LENGTH,
+              "%s: state %s reason %d", what, j->state, j->reason);
+        CHECK(j->n_tokens == n && j->text.len == n && memcmp(j->text.data, want, n) == 0,
+              "%s: %zu tokens, text '%.*s'", what, j->n_tokens, (int)j->text.len,
+              (const char *)j->text.data);
+    }
+    if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+static void test_restart(struct fake_worker *b, void **cl)
+{
+    struct fake_worker c;
+    REQUIRE(fw_open(&g_e, &c, "w2", 2, 64) == 0 && fw_register(&c) == 0, "w2 registers");
+    struct fake_worker *ws[2] = {b, &c};
+    Nosa__Serve__ClientReply *r3 = cl_submit(*cl, "three", 12, 0);
+    Nosa__Serve__ClientReply *r4 = cl_submit(*cl, "four", 9, 0);
+    REQUIRE(r3 && r3->submitted && r4 && r4->submitted, "submits before the restart");
+    uint64_t id3 = r3->submitted->job_id, id4 = r4->submitted->job_id;
+    protobuf_c_message_free_unpacked(&r3->base, NULL);
+    protobuf_c_message_free_unpacked(&r4->base, NULL);
+    struct has_job_arg a3 = {b, id3}, a4 = {&c, id4};
+    CHECK(pump(ws, 2, 2000, has_job, &a3) && pump(ws, 2, 2000, has_job, &a4),
+          "jobs %llu (w1) and %llu (w2) not placed as expected", (unsigned long long)id3,
+          (unsigned long long)id4);
+    fw_emit(b, 5);
+    fw_emit(&c, 3);
+    pump(ws, 2, 150, NULL, NULL); /* journaled */
+    ch_stop_coordinator(&g_e, SIGKILL);
+    fw_close(&c); /* w2 never comes back: its job moves after the timeout */
+    zmq_close(*cl);
+    REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, NULL) == 0, "restart on the journal");
+    *cl = cl_open(&g_e);
+    struct fake_worker *wb[1] = {b};
+    struct has_job_arg moved = {b, id4};
+    CHECK(pump(wb, 1, 3000 + 2 * HB_TIMEOUT_MS, has_job, &moved),
+          "job %llu (of the lost w2) not moved to w1 after the restart", (unsigned long long)id4);
+    CHECK(b->acks >= 2, "w1 did not register again (%d acks)", b->acks);
+    struct fw_job *j4 = fw_job(b, id4);
+    if (j4)
+        CHECK(j4->assigned_generated == 3 && j4->generated_ok,
+              "moved with %u generated (want the 3 journaled)", j4->assigned_generated);
+    fw_emit(b, 100);
+    pump(wb, 1, 200, NULL, NULL);
+    expect_finished_text(*cl, id3, 12, "job claimed back by w1");
+    expect_finished_text(*cl, id4, 9, "job moved after the restart");
+}
+
+static void test_torn_and_full(void **cl)
+{
+    CHECK(ch_stop_coordinator(&g_e, SIGTERM) == 0, "SIGTERM: exit status not 0");
+    CHECK(access(g_e.clients_ep + 6, F_OK) != 0, "the client socket file was left behind");
+    FILE *f = fopen(g_e.journal, "ab");
+    REQUIRE(f, "open the journal");
+    fwrite("\x40\x00\x00\x00\x11\x22\x33\x44\x03torn", 1, 13, f); /* half a record */
+    fclose(f);
+    zmq_close(*cl);
+    REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, NULL) == 0, "restart after a torn write");
+    *cl = cl_open(&g_e);
+    expect_finished_text(*cl, 1, 10, "job 1 after a torn tail");
+    Nosa__Serve__ClientReply *r = cl_submit(*cl, "after torn", 3, 0);
+    CHECK(r && r->submitted && r->submitted->job_id == 5, "a job after the torn tail: id %llu",
+          r && r->submitted ? (unsigned long long)r->submitted->job_id : 0ULL);
+    if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
+    ch_stop_coordinator(&g_e, SIGTERM);
+    zmq_close(*cl);
+
+    /* The journal's writes fail (EFBIG past RLIMIT_FSIZE, as on a full disk): new jobs are
+     * refused naming the journal and why; the coordinator keeps serving. */
+    char small[300];
+    snprintf(small, sizeof small, "%s/small.journal", g_e.run_dir);
+    const char *full[] = {"--journal", small, NULL};
+    g_e.fsize_limit = 64;
+    REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, full) == 0, "start with RLIMIT_FSIZE 64");
+    g_e.fsize_limit = 0;
+    *cl = cl_open(&g_e);
+    expect_error(cl_submit(*cl, "no room here", 3, 0), CODE(INTERNAL), "small.journal",
+                 "journal write fails");
+    Nosa__Serve__StatusRequest sq = NOSA__SERVE__STATUS_REQUEST__INIT;
+    Nosa__Serve__ClientMsg m = NOSA__SERVE__CLIENT_MSG__INIT;
+    m.body_case = NOSA__SERVE__CLIENT_MSG__BODY_STATUS;
+    m.status = &sq;
+    r = client_request(*cl, &m);
+    CHECK(r && r->status && strstr(r->status->journal_error, "File too large"),
+          "status does not say why jobs are refused: %s",
+          r && r->status ? r->status->journal_error : "(no reply)");
+    if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
+    expect_error(cl_submit(*cl, "again", 3, 0), CODE(INTERNAL), "refused", "still refused");
+    CHECK(ch_stop_coordinator(&g_e, SIGTERM) == 0, "coordinator with a failed journal did not exit 0");
+}
+
+int main(int argc, char **argv)
+{
+    REQUIRE(argc == 2, "usage: test_coord_process BIN_DIR");
+    ch_init(&g_e, argv[1], "coord");
+    REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, NULL) == 0, "coordinator start");
+    struct fake_worker w0, w1;
+    REQUIRE(fw_open(&g_e, &w0, "w0", 2, 64) == 0 && fw_open(&g_e, &w1, "w1", 2, 64) == 0,
+            "worker sockets");
+    REQUIRE(fw_register(&w0) == 0 && fw_register(&w1) == 0, "workers register");
+    void *cl = cl_open(&g_e), *cl2 = cl_open(&g_e);
+    REQUIRE(cl && cl2, "client sockets");
+    test_move(&w0, &w1, cl);
+    struct fake_worker *alive = w0.silent ? &w1 : &w0;
+    ch_set_idle(keep_alive, alive);
+    test_bad_client_input(cl2);
+    test_bad_worker_input();
+    test_cancel(alive, cl, cl2);
+    test_metrics(alive->name, w0.silent ? w0.name : w1.name);
+    zmq_close(cl2);
+    test_restart(alive, &cl);
+    test_torn_and_full(&cl);
+    zmq_close(cl);
+    fw_close(&w0);
+    fw_close(&w1);
+    ch_cleanup();
+    return test_report("coord_process");
+}

@@ -1,0 +1,399 @@
+/* test_coord_units.c: the coordinator's modules alone: the job table (queue order, a moved job
+ * keeps its place, token dedupe, retention), admission (slots, context, arena), the journal
+ * (replay, a torn or corrupted tail cut off, compaction, a write failure), the metrics text,
+ * the message validators and the CLI's argument parser. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli_args.h"
+#include "jobs.h"
+#include "journal.h"
+#include "metrics.h"
+#include "serve.pb-c.h"
+#include "test_util.h"
+#include "validate.h"
+#include "workers.h"
+
+static struct coord_job *add(struct coord_jobs *t, uint32_t prompt, uint32_t max)
+{
+    char err[128];
+    const uint8_t spec[3] = {1, 2, 3};
+    struct coord_job *j = coord_jobs_add(t, t->next_id, spec, sizeof spec, prompt, max, err,
+                                         sizeof err);
+    REQUIRE(j, "add: %s", err);
+    coord_job_enqueue(t, j);
+    return j;
+}
+
+static void test_jobs(void)
+{
+    struct coord_jobs t;
+    coord_jobs_init(&t);
+    struct coord_job *a = add(&t, 4, 8), *b = add(&t, 4, 8), *c = add(&t, 4, 8);
+    CHECK(a->id == 1 && b->id == 2 && c->id == 3, "ids %llu %llu %llu",
+          (unsigned long long)a->id, (unsigned long long)b->id, (unsigned long long)c->id);
+    CHECK(coord_jobs_next_queued(&t, NULL, NULL) == a, "FIFO: a first");
+    a->state = COORD_JOB_RUNNING;
+    a->worker = 0;
+    CHECK(coord_jobs_next_queued(&t, NULL, NULL) == b, "then b");
+    coord_job_enqueue(&t, a); /* moved: back at its old place, ahead of b */
+    CHECK(coord_jobs_next_queued(&t, NULL, NULL) == a, "a moved job keeps its place");
+    char err[128];
+    CHECK(coord_job_add_token(a, 0, 'x', (const uint8_t *)"x", 1, err, sizeof err) == 1, "t0");
+    CHECK(coord_job_add_token(a, 1, 'y', (const uint8_t *)"yy", 2, err, sizeof err) == 1, "t1");
+    CHECK(coord_job_add_token(a, 0, 'x', (const uint8_t *)"x", 1, err, sizeof err) == 0, "dup");
+    CHECK(coord_job_add_token(a, 5, 'z', NULL, 0, err, sizeof err) == -1, "gap refused");
+    size_t len;
+    const uint8_t *txt = coord_job_token_text(a, 1, &len);
+    CHECK(a->n_tokens == 2 && len == 2 && memcmp(txt, "yy", 2) == 0, "token text");
+    CHECK(coord_jobs_find(&t, 2) == b && coord_jobs_find(&t, 9) == NULL, "find");
+    CHECK(coord_jobs_add(&t, 2, (const uint8_t *)"s", 1, 1, 1, err, sizeof err) == NULL,
+          "duplicate id refused");
+    coord_job_finish(&t, b, NOSA__SERVE__FINISH_REASON__FINISH_LENGTH, 0, NULL, 0);
+    coord_job_finish(&t, c, NOSA__SERVE__FINISH_REASON__FINISH_ERROR, 7, "boom", 0);
+    CHECK(t.completed == 1 && t.failed == 1, "completed %llu failed %llu",
+          (unsigned long long)t.completed, (unsigned long long)t.failed);
+    CHECK(coord_jobs_count(&t, COORD_JOB_QUEUED) == 1, "one queued");
+    for (int i = 0; i < COORD_JOBS_KEEP_FINISHED + 5; i++) {
+        struct coord_job *j = add(&t, 1, 1);
+        coord_job_finish(&t, j, NOSA__SERVE__FINISH_REASON__FINISH_LENGTH, 0, NULL, 0);
+    }
+    CHECK(coord_jobs_count(&t, COORD_JOB_FINISHED) == COORD_JOBS_KEEP_FINISHED,
+          "finished kept: %zu", coord_jobs_count(&t, COORD_JOB_FINISHED));
+    CHECK(coord_jobs_find(&t, 1) == a, "the unfinished job survives the trimming");
+    coord_jobs_free(&t);
+}
+
+static void test_admission(void)
+{
+    struct coord_workers ws;
+    memset(&ws, 0, sizeof ws);
+    int w0 = coord_workers_slot(&ws, "w0"), w1 = coord_workers_slot(&ws, "w1");
+    CHECK(w0 == 0 && w1 == 1 && coord_workers_slot(&ws, "w0") == 0, "slots by name");
+    ws.w[0] = (struct coord_worker){.name = "w0", .alive = 1, .max_seqs = 2, .max_context = 100,
+                                    .block_size = 16};
+    ws.w[1] = (struct coord_worker){.name = "w1", .alive = 1, .max_seqs = 4, .max_context = 50,
+                                    .block_size = 16};
+    CHECK(coord_workers_pick(&ws, 40, NULL, 0) == 1, "most free slots wins");
+    CHECK(coord_workers_pick(&ws, 80, NULL, 0) == 0, "only w0 has the context");
+    CHECK(coord_workers_pick(&ws, 101, NULL, 0) == -1, "nobody has the context");
+    CHECK(coord_workers_max_context(&ws) == 100, "max context");
+    ws.w[1].assigned = 4;
+    CHECK(coord_workers_pick(&ws, 40, NULL, 0) == 0, "w1 full by slots");
+    ws.w[0].full_until_ms = 1000;
+    CHECK(coord_workers_pick(&ws, 40, NULL, 999) == -1 && coord_workers_pick(&ws, 40, NULL, 1000) == 0,
+          "NO_SPACE backoff");
+    struct coord_arena arena = {.known = 1, .free_groups = 3, .reserved_groups = 0};
+    CHECK(coord_job_groups(40, 16) == 3 && coord_job_groups(48, 16) == 3 &&
+              coord_job_groups(49, 16) == 4, "groups per job");
+    CHECK(coord_workers_pick(&ws, 48, &arena, 2000) == 0, "fits the arena");
+    arena.reserved_groups = 1;
+    CHECK(coord_workers_pick(&ws, 48, &arena, 2000) == -1, "arena space reserved");
+    ws.w[0].alive = 0;
+    CHECK(coord_workers_alive(&ws) == 1 && coord_workers_pick(&ws, 10, NULL, 2000) == -1,
+          "a dead worker takes nothing");
+    struct nosa_msg_peer p = {.id = {1, 2, 3}, .len = 3};
+    ws.w[1].peer = p;
+    CHECK(coord_workers_by_peer(&ws, &p) == 1, "by peer");
+}
+
+/* ---------------------------------------------------------------- journal */
+struct replayed {
+    int n, types[64];
+    uint64_t ids[64];
+    char payloads[64][32];
+};
+
+static int on_record(enum coord_journal_type type, uint64_t id, const uint8_t *payload,
+                     size_t len, void *arg, char *err, size_t errlen)
+{
+    struct replayed *r = arg;
+    if (r->n < 64) {
+        r->types[r->n] = type;
+        r->ids[r->n] = id;
+        snprintf(r->payloads[r->n], sizeof r->payloads[0], "%.*s", (int)len, (const char *)payload);
+        r->n++;
+    }
+    return 0;
+}
+
+static int write_two(struct coord_journal *out, void *arg, char *err, size_t errlen)
+{
+    return coord_journal_append(out, COORD_JOURNAL_ACCEPT, 7, (const uint8_t *)"seven", 5, 0,
+                                err, errlen) ||
+           coord_journal_append(out, COORD_JOURNAL_FINISH, 7, (const uint8_t *)"done", 4, 0,
+                                err, errlen);
+}
+
+static void test_journal(void)
+{
+    char dir[] = "/tmp/nosa-coord-units-XXXXXX";
+    REQUIRE(mkdtemp(dir), "mkdtemp");
+    char path[256], err[512];
+    snprintf(path, sizeof path, "%s/j", dir);
+    struct coord_journal j;
+    struct replayed r;
+    memset(&r, 0, sizeof r);
+    REQUIRE(coord_journal_open(&j, path, on_record, &r, err, sizeof err) == 0, "open: %s", err);
+    CHECK(r.n == 0, "new journal replays nothing");
+    CHECK(coord_journal_append(&j, COORD_JOURNAL_ACCEPT, 1, (const uint8_t *)"one", 3, 1, err,
+                               sizeof err) == 0, "append: %s", err);
+    CHECK(coord_journal_append(&j, COORD_JOURNAL_TOKENS, 1, (const uint8_t *)"tok", 3, 0, err,
+                               sizeof err) == 0, "append tokens");
+    CHECK(coord_journal_append(&j, COORD_JOURNAL_FINISH, 1, (const uint8_t *)"end", 3, 1, err,
+                               sizeof err) == 0, "append finish");
+    off_t good = (off_t)j.size;
+    coord_journal_close(&j);
+
+    /* a torn record: the header and part of the payload of a fourth one */
+    int fd = open(path, O_WRONLY | O_APPEND);
+    REQUIRE(fd >= 0, "reopen");
+    const uint8_t torn[] = {10, 0, 0, 0, 1, 2, 3, 4, 2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 'h', 'a'};
+    CHECK(write(fd, torn, sizeof torn) == (ssize_t)sizeof torn, "write torn");
+    close(fd);
+    memset(&r, 0, sizeof r);
+    REQUIRE(coord_journal_open(&j, path, on_record, &r, err, sizeof err) == 0, "replay: %s", err);
+    CHECK(r.n == 3 && r.types[0] == COORD_JOURNAL_ACCEPT && r.types[2] == COORD_JOURNAL_FINISH &&
+              r.ids[1] == 1 && strcmp(r.payloads[1], "tok") == 0,
+          "replayed %d records", r.n);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && st.st_size == good, "torn tail cut: size %lld, want %lld",
+          (long long)st.st_size, (long long)good);
+    CHECK(coord_journal_append(&j, COORD_JOURNAL_META, 0, (const uint8_t *)"m", 1, 1, err,
+                               sizeof err) == 0, "append after the cut");
+    coord_journal_close(&j);
+
+    /* a flipped byte in the second record: it and what follows are dropped */
+    fd = open(path, O_RDWR);
+    uint8_t byte;
+    CHECK(pread(fd, &byte, 1, 23 + 20) == 1, "read");
+    byte ^= 0x40;
+    CHECK(pwrite(fd, &byte, 1, 23 + 20) == 1, "flip");
+    close(fd);
+    memset(&r, 0, sizeof r);
+    REQUIRE(coord_journal_open(&j, path, on_record, &r, err, sizeof err) == 0, "replay");
+    CHECK(r.n == 1 && strcmp(r.payloads[0], "one") == 0, "checksum stops replay: %d", r.n);
+
+    CHECK(coord_journal_compact(&j, write_two, NULL, err, sizeof err) == 0, "compact: %s", err);
+    CHECK(coord_journal_append(&j, COORD_JOURNAL_META, 0, (const uint8_t *)"z", 1, 1, err,
+                               sizeof err) == 0, "append after compaction");
+    coord_journal_close(&j);
+    memset(&r, 0, sizeof r);
+    REQUIRE(coord_journal_open(&j, path, on_record, &r, err, sizeof err) == 0, "replay");
+    CHECK(r.n == 3 && r.ids[0] == 7 && strcmp(r.payloads[1], "done") == 0 &&
+              r.types[2] == COORD_JOURNAL_META, "compacted journal: %d records", r.n);
+    coord_journal_close(&j);
+
+    /* writes that fail (EFBIG past RLIMIT_FSIZE, as ENOSPC on a full disk): the journal
+     * says why, and stays failed */
+    snprintf(path, sizeof path, "%s/small", dir);
+    struct rlimit old, small = {0, 0};
+    getrlimit(RLIMIT_FSIZE, &old);
+    small.rlim_cur = 64;
+    small.rlim_max = old.rlim_max;
+    signal(SIGXFSZ, SIG_IGN);
+    REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0, "setrlimit");
+    memset(&r, 0, sizeof r);
+    REQUIRE(coord_journal_open(&j, path, on_record, &r, err, sizeof err) == 0, "open small");
+    uint8_t big[100] = {0};
+    CHECK(coord_journal_append(&j, COORD_JOURNAL_ACCEPT, 1, big, sizeof big, 1, err,
+                               sizeof err) == -1 && j.failed, "write past the limit fails");
+    CHECK(strstr(err, "small") && strstr(err, "File too large"), "error names it: %s", err);
+    CHECK(coord_journal_append(&j, COORD_JOURNAL_ACCEPT, 1, (const uint8_t *)"x", 1, 0, err,
+                               sizeof err) == -1, "stays failed");
+    coord_journal_close(&j);
+    setrlimit(RLIMIT_FSIZE, &old);
+    memset(&r, 0, sizeof r);
+    REQUIRE(coord_journal_open(&j, path, on_record, &r, err, sizeof err) == 0, "reopen small");
+    CHECK(r.n == 0 && j.size == 0, "the partial record is cut off on replay (%d records)", r.n);
+    coord_journal_close(&j);
+    snprintf(path, sizeof path, "%s/missing/j", dir);
+    CHECK(coord_journal_open(&j, path, on_record, &r, err, sizeof err) == -1 &&
+              strstr(err, "missing"), "open in a missing folder fails naming it");
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
+static void test_metrics_text(void)
+{
+    struct coord_workers ws;
+    memset(&ws, 0, sizeof ws);
+    ws.n = 2;
+    ws.w[0] = (struct coord_worker){.name = "gpu0", .backend = "cuda", .alive = 1, .assigned = 3,
+                                    .max_seqs = 8,
+                                    .stats = {.tokens_per_s = 250.5, .step_seconds = 0.012,
+                                              .blocks_moved_per_step = 7,
+                                              .bytes_moved_per_step = 1048576,
+                                              .cache_hit_rate = 0.75, .steps = 10, .tokens = 99}};
+    ws.w[1] = (struct coord_worker){.name = "we\"ird", .backend = "cpu", .alive = 0};
+    struct coord_metrics_node node = {.queued = 4, .running = 3, .completed = 11, .failed = 2,
+                                      .journal_ok = 1, .arena_known = 1, .arena_groups = 100,
+                                      .arena_free_groups = 25, .arena_bytes = 1 << 20};
+    char *text = NULL;
+    REQUIRE(coord_metrics_render(&ws, &node, &text) == 0, "render");
+    const char *want[] = {
+        "# TYPE nosa_queue_depth gauge\nnosa_queue_depth 4\n",
+        "nosa_jobs_running 3\n",
+        "# TYPE nosa_jobs_completed_total counter\nnosa_jobs_completed_total 11\n",
+        "nosa_jobs_failed_total 2\n",
+        "nosa_tokens_per_second 250.5\n",
+        "nosa_arena_used_ratio 0.75\n",
+        "nosa_arena_free_groups 25\n",
+        "nosa_worker_up{worker=\"gpu0\",backend=\"cuda\"} 1\n",
+        "nosa_worker_up{worker=\"we\\\"ird\",backend=\"cpu\"} 0\n",
+        "nosa_worker_running_jobs{worker=\"gpu0\",backend=\"cuda\"} 3\n",
+        "nosa_worker_step_seconds{worker=\"gpu0\",backend=\"cuda\"} 0.012\n",
+        "nosa_worker_blocks_moved_per_step{worker=\"gpu0\",backend=\"cuda\"} 7\n",
+        "nosa_worker_bytes_moved_per_step{worker=\"gpu0\",backend=\"cuda\"} 1.04858e+06\n",
+        "nosa_worker_cache_hit_rate{worker=\"gpu0\",backend=\"cuda\"} 0.75\n",
+        "# TYPE nosa_worker_tokens_total counter\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        CHECK(strstr(text, want[i]) != NULL, "metrics lack:\n%s", want[i]);
+    free(text);
+    node.arena_known = 0;
+    ws.n = 0;
+    REQUIRE(coord_metrics_render(&ws, &node, &text) == 0, "render");
+    CHECK(!strstr(text, "nosa_arena") && !strstr(text, "nosa_worker_up"),
+          "no arena or worker families when unknown");
+    free(text);
+}
+
+static void test_validate(void)
+{
+    char err[256];
+    Nosa__Serve__SamplingParams sp = NOSA__SERVE__SAMPLING_PARAMS__INIT;
+    sp.max_tokens = 4;
+    sp.top_p = 1.0f;
+    Nosa__Serve__JobSpec spec = NOSA__SERVE__JOB_SPEC__INIT;
+    spec.prompt_case = NOSA__SERVE__JOB_SPEC__PROMPT_TEXT;
+    spec.text = "hello";
+    spec.sampling = &sp;
+    Nosa__Serve__SubmitRequest s = NOSA__SERVE__SUBMIT_REQUEST__INIT;
+    s.job = &spec;
+    Nosa__Serve__ClientMsg m = NOSA__SERVE__CLIENT_MSG__INIT;
+    m.version = 1;
+    m.body_case = NOSA__SERVE__CLIENT_MSG__BODY_SUBMIT;
+    m.submit = &s;
+    CHECK(coord_client_msg_validate(&m.base, err, sizeof err) == 0, "valid: %s", err);
+    CHECK(coord_prompt_tokens(&spec.base) == 6, "text + BOS");
+    sp.top_p = 0.0f;
+    CHECK(coord_client_msg_validate(&m.base, err, sizeof err) == NOSA__ERROR_CODE__ERROR_BAD_MESSAGE &&
+              strstr(err, "top_p"), "top_p 0: %s", err);
+    sp.top_p = 1.0f;
+    sp.temperature = -1.0f;
+    CHECK(coord_client_msg_validate(&m.base, err, sizeof err) && strstr(err, "temperature"),
+          "negative temperature: %s", err);
+    sp.temperature = 0.0f;
+    int32_t ids[2] = {3, -1};
+    Nosa__Serve__TokenList tl = NOSA__SERVE__TOKEN_LIST__INIT;
+    tl.ids = ids;
+    tl.n_ids = 2;
+    spec.prompt_case = NOSA__SERVE__JOB_SPEC__PROMPT_TOKENS;
+    spec.tokens = &tl;
+    CHECK(coord_client_msg_validate(&m.base, err, sizeof err) && strstr(err, "negative"),
+          "negative id: %s", err);
+    tl.n_ids = 1;
+    CHECK(coord_client_msg_validate(&m.base, err, sizeof err) == 0 &&
+              coord_prompt_tokens(&spec.base) == 1, "token prompt");
+    spec.job_id = 5;
+    CHECK(coord_client_msg_validate(&m.base, err, sizeof err) && strstr(err, "job_id"),
+          "client-given job id: %s", err);
+    m.version = 2;
+    CHECK(coord_client_msg_validate(&m.base, err, sizeof err) == NOSA__ERROR_CODE__ERROR_BAD_VERSION,
+          "version");
+
+    Nosa__Serve__Register r = NOSA__SERVE__REGISTER__INIT;
+    r.worker_name = "bad name";
+    r.max_seqs = r.block_size = r.max_context = 1;
+    Nosa__Serve__WorkerMsg w = NOSA__SERVE__WORKER_MSG__INIT;
+    w.version = 1;
+    w.body_case = NOSA__SERVE__WORKER_MSG__BODY_REGISTER;
+    w.register_ = &r;
+    CHECK(coord_worker_msg_validate(&w.base, err, sizeof err) && strstr(err, "0x20"),
+          "space in a name: %s", err);
+    r.worker_name = "cpu0";
+    CHECK(coord_worker_msg_validate(&w.base, err, sizeof err) == 0, "valid Register");
+    w.body_case = NOSA__SERVE__WORKER_MSG__BODY__NOT_SET;
+    CHECK(coord_worker_msg_validate(&w.base, err, sizeof err) == NOSA__ERROR_CODE__ERROR_BAD_MESSAGE,
+          "no body");
+}
+
+static int parse(const char *line, struct nosa_cli_args *a, char *err, size_t errlen)
+{
+    char buf[512], *argv[32];
+    snprintf(buf, sizeof buf, "%s", line);
+    int argc = 0;
+    argv[argc++] = "nosa";
+    for (char *tok = strtok(buf, " "); tok && argc < 31; tok = strtok(NULL, " ")) argv[argc++] = tok;
+    argv[argc] = NULL;
+    int rc = nosa_cli_parse(argc, argv, a, err, errlen);
+    return rc;
+}
+
+static void test_cli_args(void)
+{
+    struct nosa_cli_args a;
+    char err[256];
+    CHECK(parse("--json submit --tokens 1,2,3 --max-tokens 5 --seed 9 --top-p 0.5", &a, err,
+                sizeof err) == 0, "submit: %s", err);
+    CHECK(a.command == NOSA_CLI_SUBMIT && a.json && a.n_tokens == 3 && a.tokens[2] == 3 &&
+              a.max_tokens == 5 && a.seed == 9 && a.top_p == 0.5 && a.stream && a.stop_at_eos,
+          "submit fields");
+    nosa_cli_args_free(&a);
+    CHECK(parse("status --job 4 --coordinator ipc://x", &a, err, sizeof err) == 0 &&
+              a.command == NOSA_CLI_STATUS && a.job_id == 4 && strcmp(a.coordinator, "ipc://x") == 0,
+          "status --job");
+    nosa_cli_args_free(&a);
+    CHECK(parse("cancel 12", &a, err, sizeof err) == 0 && a.job_id == 12, "cancel");
+    nosa_cli_args_free(&a);
+    struct {
+        const char *line, *want;
+    } bad[] = {
+        {"", "no command"},
+        {"frobnicate", "unknown command"},
+        {"submit --prompt hi", "--max-tokens"},
+        {"submit --max-tokens 3", "exactly one"},
+        {"submit --prompt a --tokens 1 --max-tokens 3", "exactly one"},
+        {"submit --prompt a --max-tokens 0", "out of range"},
+        {"submit --prompt a --max-tokens -2", "out of range"},
+        {"submit --prompt a --max-tokens 3 --top-p 0", "(0, 1]"},
+        {"submit --prompt a --max-tokens 3 --temperature x", "--temperature"},
+        {"submit --tokens 1,,2 --max-tokens 3", "empty"},
+        {"submit --tokens 1,-2 --max-tokens 3", "out of range"},
+        {"status --max-tokens 3", "belong to submit"},
+        {"cancel", "needs a job id"},
+        {"cancel abc", "job id"},
+        {"cancel 1 2", "unexpected"},
+        {"drain --job 3", "--job belongs"},
+        {"status --bogus 1", "unknown flag"},
+        {"status --coordinator", "needs a value"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = 0;
+        int rc = parse(bad[i].line, &a, err, sizeof err);
+        CHECK(rc == -1 && strstr(err, bad[i].want), "'%s': rc %d err '%s' (want '%s')",
+              bad[i].line, rc, err, bad[i].want);
+        nosa_cli_args_free(&a);
+    }
+    CHECK(parse("--help", &a, err, sizeof err) == 0 && a.command == NOSA_CLI_HELP, "--help");
+    nosa_cli_args_free(&a);
+}
+
+int main(void)
+{
+    test_jobs();
+    test_admission();
+    test_journal();
+    test_metrics_text();
+    test_validate();
+    test_cli_args();
+    return test_report("coord_units");
+}
