@@ -189,8 +189,7 @@ static int source_alloc(void *ctx, struct nosa_block_alloc *reqs, int n, char *e
     return 0;
 }
 
-int worker_kvh_source_free(struct worker_kvh_source *s, uint64_t seq_id, char *err,
-                           size_t errlen)
+static int free_one(struct worker_kvh_source *s, uint64_t seq_id, char *err, size_t errlen)
 {
     int64_t deadline = deadline_ms(s);
     int rc;
@@ -209,10 +208,29 @@ static int source_free(void *ctx, const uint64_t *seq_ids, int n, char *err, siz
     /* All or nothing on the kv-host: one unknown id would keep the others' groups. */
     int first_rc = 0;
     for (int i = 0; i < n; i++) {
-        rc = worker_kvh_source_free(s, seq_ids[i], err, errlen);
+        rc = free_one(s, seq_ids[i], err, errlen);
         if (rc && !first_rc) first_rc = rc;
     }
     return first_rc;
+}
+
+int worker_kvh_source_forget(struct worker_kvh_source *s, uint64_t seq_id, char *err,
+                             size_t errlen)
+{
+    /* An allocation of 0 groups only reports the table length, and is no error for a
+     * sequence the kv-host does not know (the common case: nothing to free, nothing logged). */
+    struct kvh_seq_alloc probe = {.seq_id = seq_id, .n_groups = 0};
+    uint32_t len = 0, no_groups;
+    int64_t deadline = deadline_ms(s);
+    int rc;
+    while ((rc = kvh_client_alloc(s->client, &probe, 1, &len, &no_groups, err, errlen)) &&
+           keep_trying(s, rc, deadline, "alloc", err))
+        ;
+    if (rc) return rc;
+    if (len == 0) return 0;
+    LOG_INFO("worker", "sequence %llu: dropping a stale kv-host table of %u blocks",
+             (unsigned long long)seq_id, len);
+    return free_one(s, seq_id, err, errlen);
 }
 
 static int attach(struct worker_kvh_source *s, const struct nosa_kv_geometry *expect, char *err,

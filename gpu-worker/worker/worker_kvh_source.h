@@ -65,8 +65,9 @@ const struct kvh_attach_info *worker_kvh_source_info(const struct worker_kvh_sou
 int worker_kvh_source_table(struct worker_kvh_source *s, uint64_t seq_id,
                             const uint32_t **groups, uint32_t *n_groups, char *err,
                             size_t errlen);
-/* Frees seq_id's groups; an unknown sequence is not an error. */
-int worker_kvh_source_free(struct worker_kvh_source *s, uint64_t seq_id, char *err,
-                           size_t errlen);
+/* Frees whatever table the kv-host holds for seq_id (a job started afresh whose id ran
+ * before); a sequence it does not know is the usual case and no error. */
+int worker_kvh_source_forget(struct worker_kvh_source *s, uint64_t seq_id, char *err,
+                             size_t errlen);
 
 #endif

@@ -331,7 +331,7 @@ static int start_job(struct worker *w, const struct worker_job_request *req, cha
     if (req->n_generated == 0) {
         /* A job moved before it reported a token: what its first worker wrote is not
          * needed (the prompt is prefilled again), and the table must start empty. */
-        if ((rc = worker_kvh_source_free(w->kvh, req->job_id, err, errlen))) return rc;
+        if ((rc = worker_kvh_source_forget(w->kvh, req->job_id, err, errlen))) return rc;
     } else {
         const uint32_t *groups;
         uint32_t n_groups;

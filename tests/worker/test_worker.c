@@ -300,6 +300,9 @@ static void check_kvhost_empty(const char *when)
 static void test_resume(char *worker, size_t cap)
 {
     static struct job_case c = {401, 45, 80, 0.7, 0.9, 1234, ""};
+    /* 402 is moved as if it had reported nothing: started afresh, its stale table dropped. */
+    static struct job_case fresh = {402, 30, 60, 0, 1, 0, ""};
+    start_job(&fresh, 10);
     struct fc_job *j = start_job(&c, 21);
     CHECK(nh_signal(&g_node, worker, SIGKILL) == 0, "kill %s", worker);
     CHECK(nh_wait_exit(&g_node, worker, 5000) == 1, "%s did not die", worker);
@@ -316,6 +319,10 @@ static void test_resume(char *worker, size_t cap)
     wait_registered(regs + 1);
     fc_assign_text(&g_fc, c.id, c.prompt, (uint32_t)c.max_tokens, (float)c.temperature,
                    (float)c.top_p, c.seed, generated, got);
+    fc_assign_text(&g_fc, fresh.id, fresh.prompt, (uint32_t)fresh.max_tokens,
+                   (float)fresh.temperature, (float)fresh.top_p, fresh.seed, NULL, 0);
+    struct fc_job *f = finish_job(&fresh, "started again from its prompt");
+    CHECK(f->recomputed_tokens == 0, "job 402 started afresh recomputed %u", f->recomputed_tokens);
     j = finish_job(&c, "after the resume");
     uint32_t prompt_tokens = (uint32_t)c.prompt_len + 1;
     uint32_t in_open_block = (prompt_tokens + got - 1) % g_node.block_size;
