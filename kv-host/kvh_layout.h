@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <zlib.h>
 
 #define KVH_MAGIC 0x3148564b41534f4eull /* "NOSAKVH1" read as little-endian bytes */
 #define KVH_LAYOUT_VERSION 1u
@@ -82,23 +83,32 @@ struct kvh_owner {
 };
 _Static_assert(sizeof(struct kvh_owner) == 32, "kvh_owner layout");
 
-/* CRC-32C (Castagnoli) of len bytes. */
-uint32_t kvh_crc32c(const void *data, size_t len);
+/* CRC-32 (zlib's) of len bytes. */
+static inline uint32_t kvh_crc32(const void *data, size_t len)
+{
+    return (uint32_t)crc32_z(0u, (const Bytef *)data, len);
+}
 
 static inline uint32_t kvh_owner_checksum(const struct kvh_owner *o)
 {
-    return kvh_crc32c(o, offsetof(struct kvh_owner, checksum));
+    return kvh_crc32(o, offsetof(struct kvh_owner, checksum));
 }
 static inline uint32_t kvh_state_checksum(const struct kvh_state *s)
 {
-    return kvh_crc32c(s, offsetof(struct kvh_state, checksum));
+    return kvh_crc32(s, offsetof(struct kvh_state, checksum));
 }
 static inline uint32_t kvh_header_checksum(const struct kvh_header *h)
 {
     /* The magic is written after the checksum (last of all), so it is not covered. */
-    return kvh_crc32c((const uint8_t *)h + sizeof(h->magic),
+    return kvh_crc32((const uint8_t *)h + sizeof(h->magic),
                       offsetof(struct kvh_header, checksum) - sizeof(h->magic));
 }
-uint32_t kvh_journal_checksum(const struct kvh_journal *j);
+/* The journal record's fixed part, then only the ids it uses. */
+static inline uint32_t kvh_journal_checksum(const struct kvh_journal *j)
+{
+    uLong crc = crc32_z(0u, (const Bytef *)j, offsetof(struct kvh_journal, checksum));
+    uint32_t n = j->n_ids <= KVH_JOURNAL_MAX_IDS ? j->n_ids : KVH_JOURNAL_MAX_IDS;
+    return (uint32_t)crc32_z(crc, (const Bytef *)j->ids, n * sizeof(j->ids[0]));
+}
 
 #endif
