@@ -283,12 +283,9 @@ static int stream_job(struct conn *c, struct cli_job *job, int timeout_ms)
     }
 }
 
-static int cmd_submit(struct conn *c, const struct nosa_cli_args *a)
+/* file_text: the --prompt-file's contents (read before connecting), else NULL. */
+static int cmd_submit(struct conn *c, const struct nosa_cli_args *a, const char *file_text)
 {
-    char err[512];
-    char *file_text = NULL;
-    if (a->prompt_file && !(file_text = read_prompt_file(a->prompt_file, err, sizeof err)))
-        return fail(c, EXIT_USAGE, "usage", "%s", err);
     Nosa__Serve__SamplingParams sp = NOSA__SERVE__SAMPLING_PARAMS__INIT;
     sp.max_tokens = a->max_tokens;
     sp.temperature = (float)a->temperature;
@@ -305,7 +302,7 @@ static int cmd_submit(struct conn *c, const struct nosa_cli_args *a)
         spec.tokens = &tl;
     } else {
         spec.prompt_case = NOSA__SERVE__JOB_SPEC__PROMPT_TEXT;
-        spec.text = file_text ? file_text : (char *)a->prompt;
+        spec.text = (char *)(file_text ? file_text : a->prompt);
     }
     Nosa__Serve__SubmitRequest sr = NOSA__SERVE__SUBMIT_REQUEST__INIT;
     sr.job = &spec;
@@ -319,7 +316,6 @@ static int cmd_submit(struct conn *c, const struct nosa_cli_args *a)
     job.max_tokens = a->max_tokens;
     Nosa__Serve__ClientReply *r = NULL;
     int rc = request(c, &m, a->timeout_ms, &r);
-    free(file_text);
     if (rc) return rc;
     if (r->body_case != NOSA__SERVE__CLIENT_REPLY__BODY_SUBMITTED) {
         protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -409,8 +405,11 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
     char run_dir[NOSA_RUNDIR_MAX];
+    char *file_text = NULL;
     int rc;
-    if (nosa_rundir_open(a.run_dir, run_dir, sizeof run_dir, err, sizeof err)) {
+    if (a.prompt_file && !(file_text = read_prompt_file(a.prompt_file, err, sizeof err))) {
+        rc = fail(&c, EXIT_USAGE, "usage", "%s", err);
+    } else if (nosa_rundir_open(a.run_dir, run_dir, sizeof run_dir, err, sizeof err)) {
         rc = fail(&c, EXIT_FAILED, "local", "%s", err);
     } else if (a.command == NOSA_CLI_KEYGEN) {
         rc = nosa_msg_keys_generate(run_dir, err, sizeof err)
@@ -418,12 +417,13 @@ int main(int argc, char **argv)
                  : (printf("CURVE keys written to %s/%s/\n", run_dir, NOSA_MSG_CURVE_DIR), EXIT_OK);
     } else if ((rc = conn_open(&c, &a, run_dir)) == EXIT_OK) {
         switch (a.command) {
-        case NOSA_CLI_SUBMIT: rc = cmd_submit(&c, &a); break;
+        case NOSA_CLI_SUBMIT: rc = cmd_submit(&c, &a, file_text); break;
         case NOSA_CLI_STATUS: rc = cmd_status(&c, &a); break;
         case NOSA_CLI_CANCEL: rc = cmd_cancel(&c, &a); break;
         default: rc = cmd_drain(&c, &a); break;
         }
     }
+    free(file_text);
     conn_close(&c);
     nosa_cli_args_free(&a);
     return rc;
