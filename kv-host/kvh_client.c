@@ -360,7 +360,8 @@ int kvh_client_alloc(struct kvh_client *c, const struct kvh_seq_alloc *seqs, siz
             goto done;
         }
         first_index[i] = s->first_index;
-        memcpy(groups + at, s->groups, s->n_groups * sizeof(*groups));
+        if (s->n_groups) /* a 0-group entry has no array: memcpy(NULL) is undefined */
+            memcpy(groups + at, s->groups, s->n_groups * sizeof(*groups));
         at += s->n_groups;
     }
 done:
