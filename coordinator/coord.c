@@ -225,6 +225,7 @@ void coord_finish_job(struct coord *c, struct coord_job *j, int reason, int erro
 
 void coord_requeue_job(struct coord *c, struct coord_job *j)
 {
+    j->prev_worker = j->state == COORD_JOB_RUNNING ? j->worker : -1;
     if (j->n_tokens >= j->max_tokens) { /* all generated; only the JobFinished was lost */
         coord_finish_job(c, j, NOSA__SERVE__FINISH_REASON__FINISH_LENGTH, 0, NULL, 0);
         return;
@@ -240,16 +241,23 @@ void coord_worker_dead(struct coord *c, int worker, const char *why)
     w->assigned = 0;
     LOG_WARN("coordinator", "worker %s declared dead: %s; its jobs move to live workers",
              w->name, why);
-    /* If it is only hung, it must not go on writing sequences other workers now resume. */
+    for (size_t i = 0; i < c->jobs.n; i++) {
+        struct coord_job *j = c->jobs.jobs[i];
+        if (j->state == COORD_JOB_RUNNING && j->worker == worker) coord_requeue_job(c, j);
+    }
+}
+
+void coord_stop_worker(struct coord *c, int worker)
+{
+    struct coord_worker *w = &c->workers.w[worker];
+    if (w->stopped) return;
+    w->stopped = 1;
+    LOG_WARN("coordinator", "worker %s told to shut down: its jobs run elsewhere now", w->name);
     Nosa__Serve__Shutdown sd = NOSA__SERVE__SHUTDOWN__INIT;
     Nosa__Serve__CoordMsg m = NOSA__SERVE__COORD_MSG__INIT;
     m.body_case = NOSA__SERVE__COORD_MSG__BODY_SHUTDOWN;
     m.shutdown = &sd;
     coord_send_worker(c, worker, &m);
-    for (size_t i = 0; i < c->jobs.n; i++) {
-        struct coord_job *j = c->jobs.jobs[i];
-        if (j->state == COORD_JOB_RUNNING && j->worker == worker) coord_requeue_job(c, j);
-    }
 }
 
 /* ---------------------------------------------------------------- journal replay */
@@ -393,6 +401,10 @@ static void assign(struct coord *c, struct coord_job *j, int worker)
     m.body_case = NOSA__SERVE__COORD_MSG__BODY_ASSIGN;
     m.assign = &a;
     struct coord_worker *w = &c->workers.w[worker];
+    /* A job taken from a worker that is still silent: that worker must not go on with it. */
+    if (j->prev_worker >= 0 && j->prev_worker != worker && !c->workers.w[j->prev_worker].alive)
+        coord_stop_worker(c, j->prev_worker);
+    j->prev_worker = -1;
     coord_send_worker(c, worker, &m);
     protobuf_c_message_free_unpacked(&spec->base, NULL);
     j->state = COORD_JOB_RUNNING;

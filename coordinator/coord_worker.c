@@ -97,8 +97,10 @@ static void on_register(struct coord *c, const struct nosa_msg_peer *peer,
     w->last_seen_ms = coord_now_ms();
     w->full_until_ms = 0;
     w->alive = 1;
+    w->stopped = 0;
     if (reconcile(c, wi, r) != 0) {
         coord_worker_dead(c, wi, "it runs jobs that moved to other workers");
+        coord_stop_worker(c, wi);
         return;
     }
     Nosa__Serve__RegisterAck ack = NOSA__SERVE__REGISTER_ACK__INIT;

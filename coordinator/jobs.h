@@ -34,6 +34,8 @@ struct coord_job {
     uint32_t max_tokens;
     uint64_t queue_seq;     /* queue order: smaller goes first (a moved job keeps its place) */
     int worker;             /* index in the worker table while RUNNING, else -1 */
+    int prev_worker;        /* the worker it was taken from when requeued, else -1: told to
+                             * stop if it is still dead when the job moves elsewhere */
     uint64_t recover_deadline_ms;
     int cancel_requested;
 
