@@ -74,29 +74,43 @@ static __device__ void group_softmax_sum(float *sq, float *lgall, int max_c, int
     __syncthreads();
 }
 
-/* sel[0 .. count) = the m < nb with flag[m] != 0, ascending; *n_sel = count. Each thread
- * takes a contiguous run of m, a block-wide exclusive scan of the runs' counts gives each
- * its first output index. */
+/* Thread t's contiguous run [*m0, *m1) of [0, nb): in-order work split for scans. */
+static __device__ void thread_run(int nb, int *m0, int *m1)
+{
+    int per = (nb + (int)blockDim.x - 1) / (int)blockDim.x;
+    *m0 = min((int)threadIdx.x * per, nb);
+    *m1 = min(*m0 + per, nb);
+}
+
+/* Exclusive prefix sum of v over the threads in order; *total gets the sum. red:
+ * [SELECT_WARPS]; the caller syncs before red is reused. */
+static __device__ int block_exclusive_scan(int v, int *total, int *red)
+{
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, incl = v;
+    for (int o = 1; o < 32; o <<= 1) {
+        int u = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += u;
+    }
+    __syncthreads();
+    if (lane == 31) red[warp] = incl;
+    __syncthreads();
+    int base = 0;
+    *total = 0;
+    for (int w = 0; w < SELECT_WARPS; w++) {
+        if (w < warp) base += red[w];
+        *total += red[w];
+    }
+    return base + incl - v;
+}
+
+/* sel[0 .. count) = the m < nb with flag[m] != 0, ascending; *n_sel = count. */
 static __device__ void compact_flags(int32_t *sel, int32_t *n_sel, const float *flag, int nb,
                                      int *red)
 {
-    int per = (nb + (int)blockDim.x - 1) / (int)blockDim.x;
-    int m0 = (int)threadIdx.x * per, m1 = min(m0 + per, nb);
-    int cnt = 0;
+    int m0, m1, cnt = 0, total;
+    thread_run(nb, &m0, &m1);
     for (int m = m0; m < m1; m++) cnt += flag[m] != 0.0f;
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, incl = cnt;
-    for (int o = 1; o < 32; o <<= 1) {
-        int v = __shfl_up_sync(0xffffffffu, incl, o);
-        if (lane >= o) incl += v;
-    }
-    if (lane == 31) red[warp] = incl;
-    __syncthreads();
-    int base = 0, total = 0;
-    for (int w = 0; w < SELECT_WARPS; w++) {
-        if (w < warp) base += red[w];
-        total += red[w];
-    }
-    int at = base + incl - cnt;
+    int at = block_exclusive_scan(cnt, &total, red);
     for (int m = m0; m < m1; m++)
         if (flag[m] != 0.0f) sel[at++] = m;
     if (threadIdx.x == 0) *n_sel = total;
@@ -121,18 +135,82 @@ static __device__ void mark_forced(const select_params &p, float *score, int nb)
         if (m < p.sink || m >= nb - p.window) score[m] = INFINITY;
 }
 
-/* flag[m] = 1 iff m is among the k best of score[0 .. nb) in the CPU's order. */
-static __device__ void topk_flags(float *flag, const float *score, int nb, int k)
+/* A float's bits as an unsigned key with the same order (-0 taken as +0, as == does). */
+static __device__ __forceinline__ uint32_t order_key(float f)
 {
-    for (int m = threadIdx.x; m < nb; m += blockDim.x) {
-        float sm = score[m];
-        int rank = 0;
-        for (int j = 0; j < nb && rank < k; j++) {
-            float sj = score[j];
-            rank += (sj > sm) || (sj == sm && j < m);
-        }
-        flag[m] = rank < k ? 1.0f : 0.0f;
+    uint32_t u = __float_as_uint(f == 0.0f ? 0.0f : f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+/* Radix-select state shared by the CTA. */
+struct topk_shared {
+    unsigned hist[256];
+    uint32_t prefix;
+    int want;
+};
+
+/* flag[m] = 1 iff m is among the k best of score[0 .. nb) in the CPU's order: higher score
+ * first, ties to the lower block. The k-th best value T is found by a 4-pass, 8-bit radix
+ * select over order_key (the histogram in shared memory); blocks above T are taken, and of
+ * those equal to T the lowest-numbered ones, as many as are still wanted (an in-order scan).
+ * O(nb) per pass, whatever k. */
+static __device__ void topk_flags(float *flag, const float *score, int nb, int k,
+                                  topk_shared *ts, int *red)
+{
+    if (k >= nb || k <= 0) {
+        for (int m = threadIdx.x; m < nb; m += blockDim.x) flag[m] = k > 0 ? 1.0f : 0.0f;
+        __syncthreads();
+        return;
     }
+    uint32_t prefix = 0, mask = 0;
+    int want = k; /* keys still wanted among those matching prefix (every thread's copy) */
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        for (int b = threadIdx.x; b < 256; b += blockDim.x) ts->hist[b] = 0u;
+        __syncthreads();
+        for (int m = threadIdx.x; m < nb; m += blockDim.x) {
+            uint32_t u = order_key(score[m]);
+            if ((u & mask) == prefix) atomicAdd(&ts->hist[(u >> shift) & 255u], 1u);
+        }
+        __syncthreads();
+        if (threadIdx.x < 32) {
+            /* Lane l sums bins [248 - 8l, 255 - 8l]; scanning lanes in order walks the
+             * bins from the top. */
+            int lane = threadIdx.x, sum = 0;
+            for (int j = 0; j < 8; j++) sum += (int)ts->hist[255 - 8 * lane - j];
+            int incl = sum;
+            for (int o = 1; o < 32; o <<= 1) {
+                int u = __shfl_up_sync(0xffffffffu, incl, o);
+                if (lane >= o) incl += u;
+            }
+            int above = incl - sum; /* keys in higher bins than this lane's */
+            if (above < want && incl >= want) {
+                for (int j = 0; j < 8; j++) {
+                    int bin = 255 - 8 * lane - j, c = (int)ts->hist[bin];
+                    if (above + c >= want) {
+                        ts->prefix = (uint32_t)bin;
+                        ts->want = want - above;
+                        break;
+                    }
+                    above += c;
+                }
+            }
+        }
+        __syncthreads(); /* the next write of ts is two barriers away */
+        prefix |= ts->prefix << shift;
+        mask |= 255u << shift;
+        want = ts->want;
+    }
+    /* prefix: the k-th best key; `want` of the keys equal to it are taken. */
+    int m0, m1, eq = 0, total;
+    thread_run(nb, &m0, &m1);
+    for (int m = m0; m < m1; m++) eq += order_key(score[m]) == prefix;
+    int before = block_exclusive_scan(eq, &total, red);
+    for (int m = m0; m < m1; m++) {
+        uint32_t u = order_key(score[m]);
+        int take = u > prefix || (u == prefix && before++ < want);
+        flag[m] = take ? 1.0f : 0.0f;
+    }
+    __syncthreads();
 }
 
 static __global__ void select_kernel(cuda_kv kv, cuda_step st, int layer, select_params p,
@@ -140,6 +218,7 @@ static __global__ void select_kernel(cuda_kv kv, cuda_step st, int layer, select
 {
     __shared__ float red[SELECT_WARPS * SELECT_G];
     __shared__ int red_i[SELECT_WARPS];
+    __shared__ topk_shared ts;
     int i = blockIdx.x, h = blockIdx.y;
     int pos = st.pos[i], nb = pos / kv.block_size;
     size_t ih = cu_kv_head_index(kv, st.slot[i], layer, h);
@@ -162,16 +241,16 @@ static __global__ void select_kernel(cuda_kv kv, cuda_step st, int layer, select
     mark_forced(p, bq, nb);
     __syncthreads();
     if (p.mode == 1 /* infllmv2 */) {
-        topk_flags(flag, bq, nb, p.k_total);
+        topk_flags(flag, bq, nb, p.k_total, &ts, red_i);
     } else {
         int kq = p.k_query < nb ? p.k_query : nb;
-        topk_flags(flag, bq, nb, kq);
+        topk_flags(flag, bq, nb, kq, &ts, red_i);
         mark_forced(p, be, nb);
         __syncthreads();
         for (int m = threadIdx.x; m < nb; m += blockDim.x)
             if (flag[m] != 0.0f) be[m] = INFINITY;
         __syncthreads();
-        topk_flags(flag, be, nb, p.k_total);
+        topk_flags(flag, be, nb, p.k_total, &ts, red_i);
     }
     __syncthreads();
     compact_flags(sel, kv.n_sel + ih, flag, nb, red_i);
