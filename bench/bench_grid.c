@@ -152,7 +152,7 @@ static void bench_derive_copy(struct bench_results *r)
         snprintf(twin, sizeof(twin), "%.*s-resident", (int)(dash - p->mode), p->mode);
         const struct bench_point *q = bench_find(r, p->backend, twin, p->workload, p->context,
                                                  p->batch);
-        if (!q || p->bytes_h2d == 0) continue;
+        if (!q || p->bytes_h2d == 0 || !isnan(p->copy_ms)) continue; /* measured */
         double copy_s = (p->step_ms - q->step_ms) * 1e-3;
         if (copy_s > 0.0) {
             p->copy_ms = copy_s * 1e3;
@@ -224,7 +224,10 @@ cJSON *bench_ratios(struct bench_results *r)
                                  off->tokens_per_s / res->tokens_per_s, 0.9, b, note);
             if (!rc && !isnan(off->copy_gbps))
                 rc = bench_ratio_add(arr, p, "copy_GBps/55", off->copy_gbps / BENCH_LINK_GBPS,
-                                     0.9, b, "derived: bytes_h2d / (offload - resident step)");
+                                     0.9, b,
+                                     isnan(off->gemm_ms)
+                                         ? "derived: bytes_h2d / (offload - resident step)"
+                                         : "bytes_h2d / copy time (backend timer)");
         }
         const struct bench_point *d =
             bench_find(r, p->backend, "dense-resident", p->workload, p->context, -1);

@@ -64,8 +64,19 @@ void bench_output_table(const struct bench_results *r)
                p->mode, p->workload, p->context, p->batch, tps, ms, blk, mb, hit, bw, gpu, host,
                p->dense_max_batch == p->batch ? " (largest fitting batch)" : "");
     }
-    printf("step time split (gemm/attention/selection/copy/other): not reported by the backend "
-           "statistics (backend.h)\n");
+    /* The backend's phase timers (nosa_step_stats); "-" where it reports none (cpu). */
+    printf("\nstep time split, ms per step\n%-5s %-17s %-16s %7s %5s %8s %8s %8s %8s %8s\n",
+           "bknd", "mode", "workload", "context", "batch", "gemm", "attn", "select", "copy",
+           "other");
+    for (int i = 0; i < r->n; i++) {
+        const struct bench_point *p = &r->rows[i];
+        const double v[5] = {p->gemm_ms, p->attn_ms, p->select_ms, p->copy_ms, p->other_ms};
+        char f[5][32];
+        for (int k = 0; k < 5; k++)
+            bench_fmt(f[k], sizeof(f[k]), 3, isnan(p->gemm_ms) ? NAN : v[k]);
+        printf("%-5s %-17s %-16s %7d %5d %8s %8s %8s %8s %8s\n", p->backend, p->mode,
+               p->workload, p->context, p->batch, f[0], f[1], f[2], f[3], f[4]);
+    }
 }
 
 /* The columns, in order, for CSV and JSON: name, how to read it off a row. */

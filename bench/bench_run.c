@@ -378,6 +378,8 @@ static int bench_inst_step(struct bench_inst *in, int n, double rho, struct nosa
     acc->bytes_d2h += st->bytes_d2h;
     acc->seconds += st->seconds;
     acc->tokens += st->tokens;
+    acc->gemm_s += st->gemm_s, acc->attn_s += st->attn_s;
+    acc->select_s += st->select_s, acc->copy_s += st->copy_s;
     return 0;
 }
 
@@ -414,6 +416,13 @@ static void bench_inst_row(const struct bench_inst *in, const struct bench_insta
     p->bytes_d2h_per_step = (double)acc->bytes_d2h / steps;
     p->hit_rate = acc->blocks_selected ? (double)acc->block_hits / acc->blocks_selected : NAN;
     p->copy_gbps = NAN; /* filled in by bench_main.c where a resident twin exists */
+    double split_s = acc->gemm_s + acc->attn_s + acc->select_s + acc->copy_s;
+    if (split_s > 0.0) { /* the backend times its phases (cuda: CUDA events) */
+        p->gemm_ms = acc->gemm_s * 1e3 / steps, p->attn_ms = acc->attn_s * 1e3 / steps;
+        p->select_ms = acc->select_s * 1e3 / steps, p->copy_ms = acc->copy_s * 1e3 / steps;
+        p->other_ms = p->step_ms - split_s * 1e3 / steps;
+        if (acc->copy_s > 0.0) p->copy_gbps = (double)acc->bytes_h2d / acc->copy_s / 1e9;
+    }
     p->gpu_mem_bytes = gpu_used;
     p->gpu_mem_per_seq = sp->gpu_per_seq;
     p->gpu_mem_source = sp->gpu_mem_source;
