@@ -125,6 +125,8 @@ int ch_start_coordinator(struct ch_env *e, int heartbeat_timeout_ms, const char 
             dup2(fd, 1);
             dup2(fd, 2);
         }
+        if (e->fault) setenv("NOSA_FAULT", e->fault, 1);
+        if (e->fault_skip) setenv("NOSA_FAULT_SKIP", e->fault_skip, 1);
         if (e->fsize_limit > 0) {
             struct rlimit rl = {(rlim_t)e->fsize_limit, (rlim_t)e->fsize_limit};
             setrlimit(RLIMIT_FSIZE, &rl);

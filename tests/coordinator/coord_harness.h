@@ -24,6 +24,8 @@ struct ch_env {
     pid_t coord_pid;
     int metrics_port;
     long fsize_limit; /* RLIMIT_FSIZE of the next coordinator started, 0 = none */
+    const char *fault; /* NOSA_FAULT for the next coordinator started (common/fault.h) */
+    const char *fault_skip; /* NOSA_FAULT_SKIP with it */
     void *ctx;
 };
 
