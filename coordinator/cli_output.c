@@ -180,7 +180,7 @@ void cli_print_job_status(int json, const Nosa__Serve__JobStatus *j)
     if (j->worker[0]) printf(" on %s", j->worker);
     if (finished) printf(" (%s%s%s)", cli_reason_name(j->reason), error[0] ? ": " : "", error);
     printf(", %zu of %u tokens, prompt %u tokens\n", j->n_tokens, j->max_tokens, j->prompt_tokens);
-    fwrite(j->text.data, 1, j->text.len, stdout);
+    if (j->text.len) fwrite(j->text.data, 1, j->text.len, stdout);
     printf("\n");
     fflush(stdout);
 }
@@ -234,7 +234,8 @@ void cli_print_submitted(int json, uint64_t job_id, uint32_t queue_position, int
 void cli_print_tokens(int json, struct cli_job *j, size_t from)
 {
     if (!json) { /* the text not printed yet */
-        fwrite(j->text + j->text_printed, 1, j->text_len - j->text_printed, stdout);
+        if (j->text_len > j->text_printed)
+            fwrite(j->text + j->text_printed, 1, j->text_len - j->text_printed, stdout);
         fflush(stdout);
         j->text_printed = j->text_len;
         return;
