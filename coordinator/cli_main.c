@@ -271,7 +271,8 @@ static int stream_job(struct conn *c, struct cli_job *job, int timeout_ms)
                         "run: nosa status --job %llu)", c->endpoint, lost_ms,
                         (unsigned long long)job->job_id, (unsigned long long)job->job_id);
         }
-        if ((now - attached) * 1000.0 >= ATTACH_EVERY_MS && (now - heard) * 1000.0 >= ATTACH_EVERY_MS) {
+        double quiet_ms = (now - (heard > attached ? heard : attached)) * 1000.0;
+        if (quiet_ms >= ATTACH_EVERY_MS) {
             rc = send_attach(c, job->job_id, (uint32_t)job->n);
             if (rc) return rc;
             attached = now;

@@ -38,8 +38,10 @@ static char *utf8_clean(const uint8_t *s, size_t n)
         int ok = len > 0 && c != 0 && i + len <= n;
         for (size_t k = 1; ok && k < len; k++) ok = (s[i + k] & 0xC0) == 0x80;
         if (ok && len == 2) ok = c >= 0xC2;
-        if (ok && len == 3) ok = !(c == 0xE0 && s[i + 1] < 0xA0) && !(c == 0xED && s[i + 1] >= 0xA0);
-        if (ok && len == 4) ok = !(c == 0xF0 && s[i + 1] < 0x90) && !(c == 0xF4 && s[i + 1] >= 0x90) && c <= 0xF4;
+        if (ok && len == 3) /* no overlong forms, no surrogates */
+            ok = !(c == 0xE0 && s[i + 1] < 0xA0) && !(c == 0xED && s[i + 1] >= 0xA0);
+        if (ok && len == 4) /* no overlong forms, nothing past U+10FFFF */
+            ok = !(c == 0xF0 && s[i + 1] < 0x90) && !(c == 0xF4 && s[i + 1] >= 0x90) && c <= 0xF4;
         if (ok) {
             memcpy(out + o, s + i, len);
             o += len;
@@ -106,8 +108,9 @@ void cli_print_status(int json, const Nosa__Serve__StatusReply *s)
             if (w->stats) {
                 cJSON_AddNumberToObject(x, "tokens_per_s", w->stats->tokens_per_s);
                 cJSON_AddNumberToObject(x, "step_seconds", w->stats->step_seconds);
-                cJSON_AddNumberToObject(x, "blocks_moved_per_step", w->stats->blocks_moved_per_step);
-                cJSON_AddNumberToObject(x, "bytes_moved_per_step", w->stats->bytes_moved_per_step);
+                const Nosa__Serve__StepStats *st = w->stats;
+                cJSON_AddNumberToObject(x, "blocks_moved_per_step", st->blocks_moved_per_step);
+                cJSON_AddNumberToObject(x, "bytes_moved_per_step", st->bytes_moved_per_step);
                 cJSON_AddNumberToObject(x, "cache_hit_rate", w->stats->cache_hit_rate);
                 cJSON_AddNumberToObject(x, "tokens", (double)w->stats->tokens);
             }
@@ -288,6 +291,7 @@ void cli_progress(const struct cli_job *j, double now_s, int clear)
         return;
     }
     double secs = now_s - j->start_s;
-    fprintf(stderr, "\r\033[K[job %llu] %zu/%u tokens, %.1f tokens/s", (unsigned long long)j->job_id,
-            j->n, j->max_tokens, secs > 0 ? (double)j->n / secs : 0.0);
+    fprintf(stderr, "\r\033[K[job %llu] %zu/%u tokens, %.1f tokens/s",
+            (unsigned long long)j->job_id, j->n, j->max_tokens,
+            secs > 0 ? (double)j->n / secs : 0.0);
 }

@@ -496,8 +496,10 @@ static void publish_metrics(struct coord *c, uint64_t now)
         .arena_bytes = c->kvh_stats.arena_bytes,
     };
     char *text;
-    if (coord_metrics_render(&c->workers, &node, &text) == 0) coord_metrics_publish(c->metrics, text);
-    else LOG_WARN("coordinator", "out of memory rendering the metrics");
+    if (coord_metrics_render(&c->workers, &node, &text) == 0)
+        coord_metrics_publish(c->metrics, text);
+    else
+        LOG_WARN("coordinator", "out of memory rendering the metrics");
 }
 
 static void compact_journal(struct coord *c)

@@ -22,8 +22,10 @@ static uint32_t queue_position(const struct coord *c, const struct coord_job *j)
 {
     if (j->state != COORD_JOB_QUEUED) return 0;
     uint32_t n = 0;
-    for (size_t i = 0; i < c->jobs.n; i++)
-        n += c->jobs.jobs[i]->state == COORD_JOB_QUEUED && c->jobs.jobs[i]->queue_seq < j->queue_seq;
+    for (size_t i = 0; i < c->jobs.n; i++) {
+        const struct coord_job *o = c->jobs.jobs[i];
+        n += o->state == COORD_JOB_QUEUED && o->queue_seq < j->queue_seq;
+    }
     return n;
 }
 
@@ -276,14 +278,13 @@ void coord_on_client_frame(struct coord *c, const struct nosa_msg_peer *peer,
     if (code) {
         coord_send_client_error(c, peer, m->request_id, code, why);
     } else {
+        uint64_t id = m->request_id;
         switch (m->body_case) {
-        case NOSA__SERVE__CLIENT_MSG__BODY_SUBMIT: on_submit(c, peer, m->request_id, m->submit); break;
-        case NOSA__SERVE__CLIENT_MSG__BODY_STATUS: on_status(c, peer, m->request_id, m->status); break;
-        case NOSA__SERVE__CLIENT_MSG__BODY_CANCEL:
-            on_cancel(c, peer, m->request_id, m->cancel->job_id);
-            break;
-        case NOSA__SERVE__CLIENT_MSG__BODY_DRAIN: on_drain(c, peer, m->request_id); break;
-        case NOSA__SERVE__CLIENT_MSG__BODY_ATTACH: on_attach(c, peer, m->request_id, m->attach); break;
+        case NOSA__SERVE__CLIENT_MSG__BODY_SUBMIT: on_submit(c, peer, id, m->submit); break;
+        case NOSA__SERVE__CLIENT_MSG__BODY_STATUS: on_status(c, peer, id, m->status); break;
+        case NOSA__SERVE__CLIENT_MSG__BODY_CANCEL: on_cancel(c, peer, id, m->cancel->job_id); break;
+        case NOSA__SERVE__CLIENT_MSG__BODY_DRAIN: on_drain(c, peer, id); break;
+        case NOSA__SERVE__CLIENT_MSG__BODY_ATTACH: on_attach(c, peer, id, m->attach); break;
         default: break; /* validate refused it */
         }
     }

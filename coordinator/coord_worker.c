@@ -44,7 +44,8 @@ static int reconcile(struct coord *c, int wi, const Nosa__Serve__Register *r)
     for (size_t i = 0; i < r->n_running_jobs; i++) {
         uint64_t id = r->running_jobs[i];
         struct coord_job *j = coord_jobs_find(&c->jobs, id);
-        if (j && j->state == COORD_JOB_RUNNING && j->worker != wi && c->workers.w[j->worker].alive) {
+        if (j && j->state == COORD_JOB_RUNNING && j->worker != wi &&
+            c->workers.w[j->worker].alive) {
             LOG_ERROR("coordinator", "worker %s runs job %llu, which worker %s runs now: %s must "
                       "stop (told to shut down)", r->worker_name, (unsigned long long)id,
                       c->workers.w[j->worker].name, r->worker_name);
@@ -105,7 +106,8 @@ static void on_register(struct coord *c, const struct nosa_msg_peer *peer,
     }
     Nosa__Serve__RegisterAck ack = NOSA__SERVE__REGISTER_ACK__INIT;
     ack.worker_name = w->name;
-    ack.heartbeat_ms = (uint32_t)(c->opt.heartbeat_timeout_ms / 4 > 10 ? c->opt.heartbeat_timeout_ms / 4 : 10);
+    int heartbeat_ms = c->opt.heartbeat_timeout_ms / 4; /* three may be lost before the timeout */
+    ack.heartbeat_ms = (uint32_t)(heartbeat_ms > 10 ? heartbeat_ms : 10);
     Nosa__Serve__CoordMsg m = NOSA__SERVE__COORD_MSG__INIT;
     m.body_case = NOSA__SERVE__COORD_MSG__BODY_REGISTER_ACK;
     m.register_ack = &ack;

@@ -96,8 +96,8 @@ static long long replay(const uint8_t *buf, size_t len, const char *path,
         }
         uint64_t job_id;
         memcpy(&job_id, buf + off + 12, 8);
-        if (fn((enum coord_journal_type)buf[off + 8], job_id, buf + off + COORD_JOURNAL_HEADER_BYTES,
-               plen, arg, err, errlen) != 0)
+        const uint8_t *payload = buf + off + COORD_JOURNAL_HEADER_BYTES;
+        if (fn((enum coord_journal_type)buf[off + 8], job_id, payload, plen, arg, err, errlen))
             return -1;
         off += COORD_JOURNAL_HEADER_BYTES + plen;
     }

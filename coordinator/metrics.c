@@ -136,10 +136,9 @@ int coord_metrics_render(const struct coord_workers *workers,
         family(&b, "nosa_arena_free_groups", "gauge", "Free KV groups in the kv-host arena");
         put(&b, "nosa_arena_free_groups %llu\n", (unsigned long long)node->arena_free_groups);
         family(&b, "nosa_arena_used_ratio", "gauge", "Used share of the arena's groups");
+        uint64_t used = node->arena_groups - node->arena_free_groups;
         put(&b, "nosa_arena_used_ratio %.6g\n",
-            node->arena_groups
-                ? (double)(node->arena_groups - node->arena_free_groups) / (double)node->arena_groups
-                : 0.0);
+            node->arena_groups ? (double)used / (double)node->arena_groups : 0.0);
         family(&b, "nosa_arena_bytes", "gauge", "Size of the kv-host arena");
         put(&b, "nosa_arena_bytes %llu\n", (unsigned long long)node->arena_bytes);
     }

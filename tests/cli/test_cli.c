@@ -66,10 +66,9 @@ static char *run(struct bg *b, const char *const *args, int want_rc, const char 
     char *out = NULL, *err = NULL;
     int rc = ch_run_cli(&g_e, args, b ? bg_pump : NULL, b, 20000, &out, &err);
     char line[256] = "";
-    for (int i = 0; args[i] && strlen(line) < 200; i++) {
-        strcat(line, args[i]);
-        strcat(line, " ");
-    }
+    size_t used = 0;
+    for (int i = 0; args[i] && used < sizeof line; i++)
+        used += (size_t)snprintf(line + used, sizeof line - used, "%s ", args[i]);
     CHECK(rc == want_rc, "`nosa %s`: exit %d, want %d\nstdout: %s\nstderr: %s", line, rc, want_rc,
           out ? out : "", err ? err : "");
     if (want_out) CHECK(out && strstr(out, want_out), "`nosa %s`: stdout lacks '%s':\n%s", line,

@@ -340,7 +340,8 @@ void fw_pump(struct fake_worker *w)
             if (fw_job(w, m->cancel->job_id)) {
                 uint32_t g = fw_job(w, m->cancel->job_id)->next;
                 drop_job(w, m->cancel->job_id);
-                send_finished(w, m->cancel->job_id, NOSA__SERVE__FINISH_REASON__FINISH_CANCELLED, g);
+                send_finished(w, m->cancel->job_id,
+                              NOSA__SERVE__FINISH_REASON__FINISH_CANCELLED, g);
             }
             break;
         case NOSA__SERVE__COORD_MSG__BODY_SHUTDOWN:

@@ -142,7 +142,8 @@ static void expect_error(Nosa__Serve__ClientReply *r, int code, const char *want
 static void test_move(struct fake_worker *w0, struct fake_worker *w1, void *cl)
 {
     Nosa__Serve__ClientReply *r = cl_submit(cl, "hi", 10, 1);
-    REQUIRE(r && r->body_case == NOSA__SERVE__CLIENT_REPLY__BODY_SUBMITTED, "submit: no SubmitReply");
+    REQUIRE(r && r->body_case == NOSA__SERVE__CLIENT_REPLY__BODY_SUBMITTED,
+            "submit: no SubmitReply");
     uint64_t id = r->submitted->job_id;
     CHECK(id == 1, "first job id %llu", (unsigned long long)id);
     protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -459,7 +460,8 @@ static void test_torn_and_full(void **cl)
           r && r->status ? r->status->journal_error : "(no reply)");
     if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
     expect_error(cl_submit(*cl, "again", 3, 0), CODE(INTERNAL), "refused", "still refused");
-    CHECK(ch_stop_coordinator(&g_e, SIGTERM) == 0, "coordinator with a failed journal did not exit 0");
+    CHECK(ch_stop_coordinator(&g_e, SIGTERM) == 0,
+          "coordinator with a failed journal did not exit 0");
 }
 
 int main(int argc, char **argv)

@@ -20,6 +20,8 @@
 #include "validate.h"
 #include "workers.h"
 
+#define BAD_MESSAGE NOSA__ERROR_CODE__ERROR_BAD_MESSAGE
+
 static struct coord_job *add(struct coord_jobs *t, uint32_t prompt, uint32_t max)
 {
     char err[128];
@@ -87,8 +89,8 @@ static void test_admission(void)
     ws.w[1].assigned = 4;
     CHECK(coord_workers_pick(&ws, 40, NULL, 0) == 0, "w1 full by slots");
     ws.w[0].full_until_ms = 1000;
-    CHECK(coord_workers_pick(&ws, 40, NULL, 999) == -1 && coord_workers_pick(&ws, 40, NULL, 1000) == 0,
-          "NO_SPACE backoff");
+    CHECK(coord_workers_pick(&ws, 40, NULL, 999) == -1, "NO_SPACE backoff");
+    CHECK(coord_workers_pick(&ws, 40, NULL, 1000) == 0, "NO_SPACE backoff over");
     struct coord_arena arena = {.known = 1, .free_groups = 3, .reserved_groups = 0};
     CHECK(coord_job_groups(40, 16) == 3 && coord_job_groups(48, 16) == 3 &&
               coord_job_groups(49, 16) == 4, "groups per job");
@@ -285,7 +287,7 @@ static void test_validate(void)
     CHECK(coord_client_msg_validate(&m.base, err, sizeof err) == 0, "valid: %s", err);
     CHECK(coord_prompt_tokens(&spec.base) == 6, "text + BOS");
     sp.top_p = 0.0f;
-    CHECK(coord_client_msg_validate(&m.base, err, sizeof err) == NOSA__ERROR_CODE__ERROR_BAD_MESSAGE &&
+    CHECK(coord_client_msg_validate(&m.base, err, sizeof err) == BAD_MESSAGE &&
               strstr(err, "top_p"), "top_p 0: %s", err);
     sp.top_p = 1.0f;
     sp.temperature = -1.0f;
@@ -307,8 +309,8 @@ static void test_validate(void)
     CHECK(coord_client_msg_validate(&m.base, err, sizeof err) && strstr(err, "job_id"),
           "client-given job id: %s", err);
     m.version = 2;
-    CHECK(coord_client_msg_validate(&m.base, err, sizeof err) == NOSA__ERROR_CODE__ERROR_BAD_VERSION,
-          "version");
+    int code = coord_client_msg_validate(&m.base, err, sizeof err);
+    CHECK(code == NOSA__ERROR_CODE__ERROR_BAD_VERSION, "version: %d", code);
 
     Nosa__Serve__Register r = NOSA__SERVE__REGISTER__INIT;
     r.worker_name = "bad name";
@@ -322,7 +324,7 @@ static void test_validate(void)
     r.worker_name = "cpu0";
     CHECK(coord_worker_msg_validate(&w.base, err, sizeof err) == 0, "valid Register");
     w.body_case = NOSA__SERVE__WORKER_MSG__BODY__NOT_SET;
-    CHECK(coord_worker_msg_validate(&w.base, err, sizeof err) == NOSA__ERROR_CODE__ERROR_BAD_MESSAGE,
+    CHECK(coord_worker_msg_validate(&w.base, err, sizeof err) == BAD_MESSAGE,
           "no body");
 }
 
@@ -332,7 +334,8 @@ static int parse(const char *line, struct nosa_cli_args *a, char *err, size_t er
     snprintf(buf, sizeof buf, "%s", line);
     int argc = 0;
     argv[argc++] = "nosa";
-    for (char *tok = strtok(buf, " "); tok && argc < 31; tok = strtok(NULL, " ")) argv[argc++] = tok;
+    for (char *tok = strtok(buf, " "); tok && argc < 31; tok = strtok(NULL, " "))
+        argv[argc++] = tok;
     argv[argc] = NULL;
     int rc = nosa_cli_parse(argc, argv, a, err, errlen);
     return rc;
@@ -349,7 +352,8 @@ static void test_cli_args(void)
           "submit fields");
     nosa_cli_args_free(&a);
     CHECK(parse("status --job 4 --coordinator ipc://x", &a, err, sizeof err) == 0 &&
-              a.command == NOSA_CLI_STATUS && a.job_id == 4 && strcmp(a.coordinator, "ipc://x") == 0,
+              a.command == NOSA_CLI_STATUS && a.job_id == 4 &&
+              strcmp(a.coordinator, "ipc://x") == 0,
           "status --job");
     nosa_cli_args_free(&a);
     CHECK(parse("cancel 12", &a, err, sizeof err) == 0 && a.job_id == 12, "cancel");
