@@ -101,6 +101,7 @@ if [ -z "$bin_dir" ]; then
   if [ -x "$repo/build/bin/nosa-coordinator" ]; then bin_dir=$repo/build/bin
   else bin_dir=$(dirname "$(command -v nosa-coordinator || echo /usr/local/bin/x)"); fi
 fi
+[ ! -d "$bin_dir" ] || bin_dir=$(cd "$bin_dir" && pwd)
 [ -n "$model" ] || model=${XDG_CACHE_HOME:-$HOME/.cache}/nosa/model-$model_config
 coord_ep=ipc://$run_dir/coord.sock
 workers_ep=ipc://$run_dir/coord-workers.sock
