@@ -458,6 +458,12 @@ Nosa__Serve__ClientReply *cl_recv(void *sock, int timeout_ms)
 Nosa__Serve__ClientReply *cl_submit(void *sock, const char *prompt, uint32_t max_tokens,
                                     int stream)
 {
+    return cl_submit_wait(sock, prompt, max_tokens, stream, 3000);
+}
+
+Nosa__Serve__ClientReply *cl_submit_wait(void *sock, const char *prompt, uint32_t max_tokens,
+                                         int stream, int wait_ms)
+{
     Nosa__Serve__SamplingParams sp = NOSA__SERVE__SAMPLING_PARAMS__INIT;
     sp.max_tokens = max_tokens;
     sp.top_p = 1.0f;
@@ -473,7 +479,7 @@ Nosa__Serve__ClientReply *cl_submit(void *sock, const char *prompt, uint32_t max
     m.body_case = NOSA__SERVE__CLIENT_MSG__BODY_SUBMIT;
     m.submit = &s;
     if (cl_send(sock, &m, 0)) return NULL;
-    return cl_recv(sock, 3000);
+    return cl_recv(sock, wait_ms);
 }
 
 /* ---------------------------------------------------------------- the nosa CLI */

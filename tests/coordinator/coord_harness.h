@@ -84,9 +84,11 @@ void *cl_open(struct ch_env *e);
 int cl_send(void *sock, Nosa__Serve__ClientMsg *m, int keep_version);
 /* The next reply within timeout_ms, or NULL. Free with protobuf_c_message_free_unpacked. */
 Nosa__Serve__ClientReply *cl_recv(void *sock, int timeout_ms);
-/* Submits a text prompt; returns the reply (SubmitReply or error). */
+/* Submits a text prompt; returns the reply (SubmitReply or error) within 3 s (or wait_ms). */
 Nosa__Serve__ClientReply *cl_submit(void *sock, const char *prompt, uint32_t max_tokens,
                                     int stream);
+Nosa__Serve__ClientReply *cl_submit_wait(void *sock, const char *prompt, uint32_t max_tokens,
+                                         int stream, int wait_ms);
 
 /* ---------------------------------------------------------------- the nosa CLI */
 /* Runs `nosa ARGS` (NULL-terminated; --run-dir is added) with env NOSA_COORDINATOR unset,

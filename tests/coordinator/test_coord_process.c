@@ -186,6 +186,16 @@ static void test_bad_client_input(void *cl)
     CHECK(zmq_send(cl, "\xff\xff\xff\x01", 4, 0) == 4, "send garbage");
     expect_error(cl_recv(cl, 3000), CODE(BAD_MESSAGE), "undecodable", "garbage");
 
+    size_t big_len = NOSA_MSG_MAX_BYTES + 1;
+    char *big = calloc(1, big_len);
+    REQUIRE(big, "oversize buffer");
+    CHECK(zmq_send(cl, big, big_len, 0) == (int)big_len, "send an oversize frame");
+    free(big);
+    expect_error(cl_recv(cl, 3000), CODE(TOO_LARGE), "exceeds", "oversize frame");
+    CHECK(zmq_send(cl, "\x08\x01", 2, ZMQ_SNDMORE) == 2 && zmq_send(cl, "\x08\x01", 2, 0) == 2,
+          "send two frames");
+    expect_error(cl_recv(cl, 3000), CODE(BAD_MESSAGE), "more than one", "two frames");
+
     Nosa__Serve__StatusRequest sq = NOSA__SERVE__STATUS_REQUEST__INIT;
     Nosa__Serve__ClientMsg m = NOSA__SERVE__CLIENT_MSG__INIT;
     m.body_case = NOSA__SERVE__CLIENT_MSG__BODY_STATUS;
@@ -424,7 +434,7 @@ static void test_torn_and_full(void **cl)
     REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, NULL) == 0, "start with the fault armed");
     g_e.fault = g_e.fault_skip = NULL;
     *cl = cl_open(&g_e);
-    r = cl_submit(*cl, "torn accept", 3, 0);
+    r = cl_submit_wait(*cl, "torn accept", 3, 0, 500);
     CHECK(r == NULL, "a SubmitReply came from a coordinator killed while journaling it");
     if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
     CHECK(ch_stop_coordinator(&g_e, SIGKILL) == -1, "the coordinator did not die at the point");
