@@ -203,8 +203,8 @@ static int take_tokens(struct cli_job *job, const Nosa__Serve__JobTokens *t)
 {
     for (size_t i = 0; i < t->n_tokens; i++) {
         const Nosa__Serve__Token *k = t->tokens[i];
-        if (k->index != job->n) continue;
-        if (cli_job_add(job, k->id, k->text.data, k->text.len)) return -1;
+        if (k->index != job->tok.n) continue;
+        if (token_store_append(&job->tok, k->id, k->text.data, k->text.len)) return -1;
     }
     return 0;
 }
@@ -240,13 +240,13 @@ static int stream_job(struct conn *c, struct cli_job *job, int timeout_ms)
                             "job %llu: %s", (unsigned long long)job->job_id, r->error->message);
                 done = 1;
             } else if (r->body_case == NOSA__SERVE__CLIENT_REPLY__BODY_TOKENS) {
-                size_t before = job->n;
+                size_t before = job->tok.n;
                 if (take_tokens(job, r->tokens))
                     code = fail(c, EXIT_FAILED, "local", "out of memory"), done = 1;
-                else if (job->n > before) cli_print_tokens(c->json, job, before);
+                else if (job->tok.n > before) cli_print_tokens(c->json, job, before);
             } else if (r->body_case == NOSA__SERVE__CLIENT_REPLY__BODY_FINISHED) {
-                if (r->finished->generated_tokens > job->n) { /* some were lost: ask again */
-                    rc = send_attach(c, job->job_id, (uint32_t)job->n);
+                if (r->finished->generated_tokens > job->tok.n) { /* some were lost: ask again */
+                    rc = send_attach(c, job->job_id, (uint32_t)job->tok.n);
                     attached = now;
                     if (rc) code = rc, done = 1;
                 } else {
@@ -273,7 +273,7 @@ static int stream_job(struct conn *c, struct cli_job *job, int timeout_ms)
         }
         double quiet_ms = (now - (heard > attached ? heard : attached)) * 1000.0;
         if (quiet_ms >= ATTACH_EVERY_MS) {
-            rc = send_attach(c, job->job_id, (uint32_t)job->n);
+            rc = send_attach(c, job->job_id, (uint32_t)job->tok.n);
             if (rc) return rc;
             attached = now;
         }
@@ -327,7 +327,7 @@ static int cmd_submit(struct conn *c, const struct nosa_cli_args *a, const char 
     cli_print_submitted(c->json, job.job_id, r->submitted->queue_position, a->stream);
     protobuf_c_message_free_unpacked(&r->base, NULL);
     if (a->stream) rc = stream_job(c, &job, a->timeout_ms);
-    cli_job_free(&job);
+    token_store_free(&job.tok);
     return rc;
 }
 

@@ -188,36 +188,6 @@ void cli_print_job_status(int json, const Nosa__Serve__JobStatus *j)
     fflush(stdout);
 }
 
-int cli_job_add(struct cli_job *j, int32_t id, const uint8_t *text, size_t len)
-{
-    if (j->n == j->cap) {
-        size_t cap = j->cap ? j->cap * 2 : 64;
-        int32_t *ids = realloc(j->ids, cap * sizeof *ids);
-        if (!ids) return -1;
-        j->ids = ids;
-        j->cap = cap;
-    }
-    if (j->text_len + len > j->text_cap) {
-        size_t cap = j->text_cap ? j->text_cap : 256;
-        while (cap < j->text_len + len) cap *= 2;
-        uint8_t *t = realloc(j->text, cap);
-        if (!t) return -1;
-        j->text = t;
-        j->text_cap = cap;
-    }
-    if (len) memcpy(j->text + j->text_len, text, len);
-    j->text_len += len;
-    j->ids[j->n++] = id;
-    return 0;
-}
-
-void cli_job_free(struct cli_job *j)
-{
-    free(j->ids);
-    free(j->text);
-    memset(j, 0, sizeof *j);
-}
-
 void cli_print_submitted(int json, uint64_t job_id, uint32_t queue_position, int stream)
 {
     if (json) {
@@ -237,19 +207,20 @@ void cli_print_submitted(int json, uint64_t job_id, uint32_t queue_position, int
 void cli_print_tokens(int json, struct cli_job *j, size_t from)
 {
     if (!json) { /* the text not printed yet */
-        if (j->text_len > j->text_printed)
-            fwrite(j->text + j->text_printed, 1, j->text_len - j->text_printed, stdout);
+        if (j->tok.text_len > j->text_printed)
+            fwrite(j->tok.text + j->text_printed, 1, j->tok.text_len - j->text_printed,
+                   stdout);
         fflush(stdout);
-        j->text_printed = j->text_len;
+        j->text_printed = j->tok.text_len;
         return;
     }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "job_id", (double)j->job_id);
     cJSON *arr = cJSON_AddArrayToObject(o, "tokens");
-    for (size_t i = from; i < j->n; i++) {
+    for (size_t i = from; i < j->tok.n; i++) {
         cJSON *t = cJSON_CreateObject();
         cJSON_AddNumberToObject(t, "index", (double)i);
-        cJSON_AddNumberToObject(t, "id", j->ids[i]);
+        cJSON_AddNumberToObject(t, "id", j->tok.ids[i]);
         cJSON_AddItemToArray(arr, t);
     }
     emit(o);
@@ -259,7 +230,7 @@ void cli_print_finished(int json, const struct cli_job *j, const Nosa__Serve__Jo
                         double now_s)
 {
     double secs = now_s - j->start_s;
-    double tps = secs > 0 ? (double)j->n / secs : 0.0;
+    double tps = secs > 0 ? (double)j->tok.n / secs : 0.0;
     const char *error = f->error && f->error->message ? f->error->message : "";
     if (json) {
         cJSON *o = cJSON_CreateObject();
@@ -267,10 +238,11 @@ void cli_print_finished(int json, const struct cli_job *j, const Nosa__Serve__Jo
         cJSON_AddStringToObject(o, "reason", cli_reason_name(f->reason));
         cJSON_AddStringToObject(o, "error", error);
         cJSON *ids = cJSON_AddArrayToObject(o, "tokens");
-        for (size_t i = 0; i < j->n; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(j->ids[i]));
-        add_text(o, "text", j->text, j->text_len);
+        for (uint32_t i = 0; i < j->tok.n; i++)
+            cJSON_AddItemToArray(ids, cJSON_CreateNumber(j->tok.ids[i]));
+        add_text(o, "text", j->tok.text, j->tok.text_len);
         cJSON_AddNumberToObject(o, "prompt_tokens", f->prompt_tokens);
-        cJSON_AddNumberToObject(o, "generated_tokens", (double)j->n);
+        cJSON_AddNumberToObject(o, "generated_tokens", (double)j->tok.n);
         cJSON_AddNumberToObject(o, "recomputed_tokens", f->recomputed_tokens);
         cJSON_AddNumberToObject(o, "seconds", secs);
         cJSON_AddNumberToObject(o, "tokens_per_s", tps);
@@ -279,9 +251,9 @@ void cli_print_finished(int json, const struct cli_job *j, const Nosa__Serve__Jo
     }
     printf("\n");
     fflush(stdout);
-    fprintf(stderr, "nosa: job %llu: %s%s%s, %zu tokens in %.2f s (%.1f tokens/s)\n",
+    fprintf(stderr, "nosa: job %llu: %s%s%s, %u tokens in %.2f s (%.1f tokens/s)\n",
             (unsigned long long)j->job_id, cli_reason_name(f->reason), error[0] ? ": " : "",
-            error, j->n, secs, tps);
+            error, j->tok.n, secs, tps);
 }
 
 void cli_progress(const struct cli_job *j, double now_s, int clear)
@@ -291,7 +263,7 @@ void cli_progress(const struct cli_job *j, double now_s, int clear)
         return;
     }
     double secs = now_s - j->start_s;
-    fprintf(stderr, "\r\033[K[job %llu] %zu/%u tokens, %.1f tokens/s",
-            (unsigned long long)j->job_id, j->n, j->max_tokens,
-            secs > 0 ? (double)j->n / secs : 0.0);
+    fprintf(stderr, "\r\033[K[job %llu] %u/%u tokens, %.1f tokens/s",
+            (unsigned long long)j->job_id, j->tok.n, j->max_tokens,
+            secs > 0 ? (double)j->tok.n / secs : 0.0);
 }

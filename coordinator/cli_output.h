@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "serve.pb-c.h"
+#include "token_store.h"
 
 /* "length", "eos", "cancelled", "error" or "unspecified". */
 const char *cli_reason_name(int reason);
@@ -26,15 +27,10 @@ void cli_print_job_status(int json, const Nosa__Serve__JobStatus *j);
 struct cli_job {
     uint64_t job_id;
     uint32_t max_tokens;
-    int32_t *ids;
-    uint8_t *text;
-    size_t n, cap, text_len, text_cap;
-    size_t text_printed; /* plain output: bytes of text already on stdout */
+    struct token_store tok; /* tokens 0 .. tok.n - 1, in order */
+    size_t text_printed;    /* plain output: bytes of text already on stdout */
     double start_s;
 };
-/* Appends a token (the caller passes only the next index). -1 when out of memory. */
-int cli_job_add(struct cli_job *j, int32_t id, const uint8_t *text, size_t len);
-void cli_job_free(struct cli_job *j);
 
 void cli_print_submitted(int json, uint64_t job_id, uint32_t queue_position, int stream);
 /* The tokens [from, n) just received: their text (plain) or a chunk line (JSON). */

@@ -97,9 +97,9 @@ int coord_tokens_msg_init(struct coord_tokens_msg *m, const struct coord_job *j,
         Nosa__Serve__Token *t = &m->tokens[i];
         nosa__serve__token__init(t);
         t->index = from + (uint32_t)i;
-        t->id = j->ids[from + i];
+        t->id = j->tok.ids[from + i];
         size_t len;
-        const uint8_t *text = coord_job_token_text(j, from + (uint32_t)i, &len);
+        const uint8_t *text = token_store_text(&j->tok, from + (uint32_t)i, &len);
         t->text.data = (uint8_t *)text;
         t->text.len = len;
         m->ptrs[i] = t;
@@ -119,9 +119,9 @@ void coord_tokens_msg_free(struct coord_tokens_msg *m)
 
 void coord_stream_tokens(struct coord *c, const struct coord_job *j, uint32_t from)
 {
-    if (!j->has_client || from >= j->n_tokens) return;
+    if (!j->has_client || from >= j->tok.n) return;
     struct coord_tokens_msg tm;
-    if (coord_tokens_msg_init(&tm, j, from, j->n_tokens) != 0) {
+    if (coord_tokens_msg_init(&tm, j, from, j->tok.n) != 0) {
         LOG_ERROR("coordinator", "out of memory streaming job %llu", (unsigned long long)j->id);
         return;
     }
@@ -160,9 +160,9 @@ static int journal_message(struct coord_journal *jr, enum coord_journal_type typ
 static int journal_tokens_to(struct coord_journal *jr, const struct coord_job *j, uint32_t from,
                              char *err, size_t errlen)
 {
-    if (from >= j->n_tokens) return 0;
+    if (from >= j->tok.n) return 0;
     struct coord_tokens_msg tm;
-    if (coord_tokens_msg_init(&tm, j, from, j->n_tokens) != 0) {
+    if (coord_tokens_msg_init(&tm, j, from, j->tok.n) != 0) {
         nosa_set_error(err, errlen, "out of memory journaling job %llu's tokens",
                        (unsigned long long)j->id);
         return -1;
@@ -187,7 +187,7 @@ void coord_finished_msg(const struct coord_job *j, Nosa__Serve__JobFinished *f, 
     f->job_id = j->id;
     f->reason = (Nosa__Serve__FinishReason)j->reason;
     f->prompt_tokens = j->prompt_tokens;
-    f->generated_tokens = j->n_tokens;
+    f->generated_tokens = j->tok.n;
     f->recomputed_tokens = j->recomputed_tokens;
     if (j->error_code || j->error[0]) {
         e->code = (Nosa__ErrorCode)j->error_code;
@@ -212,7 +212,7 @@ void coord_finish_job(struct coord *c, struct coord_job *j, int reason, int erro
                  err);
     NOSA_FAULT_POINT("coordinator.finish.journaled");
     LOG_INFO("coordinator", "job %llu finished: reason=%d tokens=%u recomputed=%u%s%s",
-             (unsigned long long)j->id, reason, j->n_tokens, recomputed_tokens,
+             (unsigned long long)j->id, reason, j->tok.n, recomputed_tokens,
              j->error[0] ? " error=" : "", j->error);
     if (j->has_client) {
         Nosa__Serve__ClientReply r = NOSA__SERVE__CLIENT_REPLY__INIT;
@@ -226,7 +226,7 @@ void coord_finish_job(struct coord *c, struct coord_job *j, int reason, int erro
 void coord_requeue_job(struct coord *c, struct coord_job *j)
 {
     j->prev_worker = j->state == COORD_JOB_RUNNING ? j->worker : -1;
-    if (j->n_tokens >= j->max_tokens) { /* all generated; only the JobFinished was lost */
+    if (j->tok.n >= j->max_tokens) { /* all generated; only the JobFinished was lost */
         coord_finish_job(c, j, NOSA__SERVE__FINISH_REASON__FINISH_LENGTH, 0, NULL, 0);
         return;
     }
@@ -395,8 +395,8 @@ static void assign(struct coord *c, struct coord_job *j, int worker)
     Nosa__Serve__Assign a = NOSA__SERVE__ASSIGN__INIT;
     a.job = spec;
     a.seq_id = j->id;
-    a.generated = j->ids;
-    a.n_generated = j->n_tokens;
+    a.generated = j->tok.ids;
+    a.n_generated = j->tok.n;
     Nosa__Serve__CoordMsg m = NOSA__SERVE__COORD_MSG__INIT;
     m.body_case = NOSA__SERVE__COORD_MSG__BODY_ASSIGN;
     m.assign = &a;
@@ -414,7 +414,7 @@ static void assign(struct coord *c, struct coord_job *j, int worker)
         c->arena.reserved_groups += coord_job_groups(j->prompt_tokens + j->max_tokens,
                                                      w->block_size);
     LOG_INFO("coordinator", "job %llu assigned to %s (generated %u)", (unsigned long long)j->id,
-             w->name, j->n_tokens);
+             w->name, j->tok.n);
     NOSA_FAULT_POINT("coordinator.assign.sent");
 }
 
@@ -451,7 +451,7 @@ static void check_heartbeats(struct coord *c, uint64_t now)
         struct coord_job *j = c->jobs.jobs[i];
         if (j->state == COORD_JOB_RECOVERING && now >= j->recover_deadline_ms) {
             LOG_INFO("coordinator", "job %llu: no worker claimed it after the restart; queued "
-                     "with its %u tokens", (unsigned long long)j->id, j->n_tokens);
+                     "with its %u tokens", (unsigned long long)j->id, j->tok.n);
             coord_requeue_job(c, j);
         }
     }

@@ -111,10 +111,10 @@ static void job_status(const struct coord *c, const struct coord_job *j,
     js->job_id = j->id;
     js->state = (char *)coord_job_state_name(j->state);
     js->worker = j->state == COORD_JOB_RUNNING ? (char *)c->workers.w[j->worker].name : "";
-    js->tokens = j->ids;
-    js->n_tokens = j->n_tokens;
-    js->text.data = j->text;
-    js->text.len = j->text_len;
+    js->tokens = j->tok.ids;
+    js->n_tokens = j->tok.n;
+    js->text.data = j->tok.text;
+    js->text.len = j->tok.text_len;
     js->prompt_tokens = j->prompt_tokens;
     js->max_tokens = j->max_tokens;
     if (j->state == COORD_JOB_FINISHED) {

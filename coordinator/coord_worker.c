@@ -63,7 +63,7 @@ static int reconcile(struct coord *c, int wi, const Nosa__Serve__Register *r)
         }
         if (j->state != COORD_JOB_RUNNING || j->worker != wi)
             LOG_INFO("coordinator", "job %llu claimed by %s (it has %u of its tokens here)",
-                     (unsigned long long)id, r->worker_name, j->n_tokens);
+                     (unsigned long long)id, r->worker_name, j->tok.n);
         j->state = COORD_JOB_RUNNING;
         j->worker = wi;
     }
@@ -150,7 +150,7 @@ static void on_tokens(struct coord *c, int wi, const Nosa__Serve__TokensBatch *b
         const Nosa__Serve__JobTokens *jt = b->jobs[k];
         struct coord_job *j = job_on(c, wi, jt->job_id, "tokens");
         if (!j) continue;
-        uint32_t before = j->n_tokens;
+        uint32_t before = j->tok.n;
         for (size_t i = 0; i < jt->n_tokens; i++) {
             const Nosa__Serve__Token *t = jt->tokens[i];
             char why[256];
@@ -160,7 +160,7 @@ static void on_tokens(struct coord *c, int wi, const Nosa__Serve__TokensBatch *b
                 break;
             }
         }
-        if (j->n_tokens > before) {
+        if (j->tok.n > before) {
             coord_journal_tokens(c, j, before);
             coord_stream_tokens(c, j, before);
         }

@@ -18,9 +18,7 @@ static void job_free(struct coord_job *j)
 {
     if (!j) return;
     free(j->spec);
-    free(j->ids);
-    free(j->text_end);
-    free(j->text);
+    token_store_free(&j->tok);
     free(j);
 }
 
@@ -94,47 +92,18 @@ oom:
 int coord_job_add_token(struct coord_job *j, uint32_t index, int32_t id, const uint8_t *text,
                         size_t text_len, char *err, size_t errlen)
 {
-    if (index < j->n_tokens) return 0;
-    if (index > j->n_tokens) {
+    if (index < j->tok.n) return 0;
+    if (index > j->tok.n) {
         nosa_set_error(err, errlen, "job %llu: token index %u leaves a gap (have %u)",
-                       (unsigned long long)j->id, index, j->n_tokens);
+                       (unsigned long long)j->id, index, j->tok.n);
         return -1;
     }
-    if (j->n_tokens == j->cap_tokens) {
-        uint32_t cap = j->cap_tokens ? j->cap_tokens * 2 : 64;
-        int32_t *ids = realloc(j->ids, cap * sizeof *ids);
-        if (!ids) goto oom;
-        j->ids = ids;
-        uint32_t *ends = realloc(j->text_end, cap * sizeof *ends);
-        if (!ends) goto oom;
-        j->text_end = ends;
-        j->cap_tokens = cap;
+    if (token_store_append(&j->tok, id, text, text_len) != 0) {
+        nosa_set_error(err, errlen, "out of memory storing job %llu's tokens",
+                       (unsigned long long)j->id);
+        return -1;
     }
-    if (j->text_len + text_len > j->text_cap) {
-        size_t cap = j->text_cap ? j->text_cap : 256;
-        while (cap < j->text_len + text_len) cap *= 2;
-        uint8_t *grown = realloc(j->text, cap);
-        if (!grown) goto oom;
-        j->text = grown;
-        j->text_cap = cap;
-    }
-    if (text_len) memcpy(j->text + j->text_len, text, text_len);
-    j->text_len += text_len;
-    j->ids[j->n_tokens] = id;
-    j->text_end[j->n_tokens] = (uint32_t)j->text_len;
-    j->n_tokens++;
     return 1;
-oom:
-    nosa_set_error(err, errlen, "out of memory storing job %llu's tokens",
-                   (unsigned long long)j->id);
-    return -1;
-}
-
-const uint8_t *coord_job_token_text(const struct coord_job *j, uint32_t i, size_t *len)
-{
-    uint32_t start = i ? j->text_end[i - 1] : 0;
-    *len = j->text_end[i] - start;
-    return j->text ? j->text + start : (const uint8_t *)"";
 }
 
 void coord_job_enqueue(struct coord_jobs *t, struct coord_job *j)

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "nosa_msg.h"
+#include "token_store.h"
 
 enum coord_job_state {
     COORD_JOB_QUEUED = 0,     /* waiting for a worker (maybe with tokens: a resume) */
@@ -39,12 +40,7 @@ struct coord_job {
     uint64_t recover_deadline_ms;
     int cancel_requested;
 
-    /* generated tokens: ids[i], text bytes text[text_end[i-1] .. text_end[i]) */
-    int32_t *ids;
-    uint32_t *text_end;
-    uint32_t n_tokens, cap_tokens;
-    uint8_t *text;
-    size_t text_len, text_cap;
+    struct token_store tok; /* generated tokens */
 
     /* when finished */
     int reason;             /* Nosa__Serve__FinishReason */
@@ -80,8 +76,6 @@ struct coord_job *coord_jobs_find(const struct coord_jobs *t, uint64_t id);
  * duplicate (index already held), -1 when it would leave a gap or memory ran out (err). */
 int coord_job_add_token(struct coord_job *j, uint32_t index, int32_t id, const uint8_t *text,
                         size_t text_len, char *err, size_t errlen);
-/* The text bytes of token i. */
-const uint8_t *coord_job_token_text(const struct coord_job *j, uint32_t i, size_t *len);
 
 /* Puts a job (back) at the queue: at its old place when it had one (a moved job), else last. */
 void coord_job_enqueue(struct coord_jobs *t, struct coord_job *j);

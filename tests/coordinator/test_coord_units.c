@@ -52,8 +52,8 @@ static void test_jobs(void)
     CHECK(coord_job_add_token(a, 0, 'x', (const uint8_t *)"x", 1, err, sizeof err) == 0, "dup");
     CHECK(coord_job_add_token(a, 5, 'z', NULL, 0, err, sizeof err) == -1, "gap refused");
     size_t len;
-    const uint8_t *txt = coord_job_token_text(a, 1, &len);
-    CHECK(a->n_tokens == 2 && len == 2 && memcmp(txt, "yy", 2) == 0, "token text");
+    const uint8_t *txt = token_store_text(&a->tok, 1, &len);
+    CHECK(a->tok.n == 2 && len == 2 && memcmp(txt, "yy", 2) == 0, "token text");
     CHECK(coord_jobs_find(&t, 2) == b && coord_jobs_find(&t, 9) == NULL, "find");
     CHECK(coord_jobs_add(&t, 2, (const uint8_t *)"s", 1, 1, 1, err, sizeof err) == NULL,
           "duplicate id refused");
