@@ -520,6 +520,12 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
             goto fail;
         }
         CUDA_CHECK(attention_init(b->kv, b->rep, b->chunk));
+        if (!score_supported(b->d)) {
+            nosa_set_error(err, errlen, "cuda backend: head_dim %d is not 16 x a power of two "
+                                        "<= 32 (the scoring kernel's lane split)", b->d);
+            rc = -ENOTSUP;
+            goto fail;
+        }
     }
     b->len = (int *)calloc((size_t)cfg->max_seqs, sizeof(int));
     b->stepped = (int *)calloc((size_t)cfg->max_seqs, sizeof(int));

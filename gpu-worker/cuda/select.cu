@@ -3,7 +3,7 @@
 
 #include "select.cuh"
 
-#define SELECT_THREADS 256
+#define SELECT_THREADS 512
 #define SELECT_WARPS (SELECT_THREADS / 32)
 #define SELECT_G 8 /* query heads whose softmax statistics one pass computes together */
 
