@@ -28,8 +28,10 @@ void nosa_fuzz_proto(const ProtobufCMessageDescriptor *desc, nosa_fuzz_validate_
         return;
     }
     if (!protobuf_c_message_check(msg)) nosa_fuzz_fail(desc->name, "decoded message fails check");
-    if (validate) {
-        (void)validate(msg, err, sizeof(err)); /* accepted or refused: either is fine */
+    if (validate) { /* accepted or refused: either is fine, but a refusal says why */
+        err[0] = '\0';
+        if (validate(msg, err, sizeof(err)) != 0 && err[0] == '\0')
+            nosa_fuzz_fail(desc->name, "validator refused without an error message");
     }
     size_t len1, len2;
     uint8_t *once = pack_copy(msg, &len1);

@@ -13,8 +13,9 @@
 typedef int (*nosa_fuzz_validate_fn)(const ProtobufCMessage *msg, char *err, size_t errlen);
 
 /* Decodes data as desc the way receivers do (nosa_msg_unpack). A message that decodes must
- * pass protobuf_c_message_check, run through validate (if any) without crashing, and
- * re-encode canonically: pack, unpack, pack again gives the same bytes. Aborts otherwise. */
+ * pass protobuf_c_message_check, run through validate (if any) without crashing, with an error
+ * text when it is refused, and re-encode canonically: pack, unpack, pack again gives the same
+ * bytes. Aborts otherwise. */
 void nosa_fuzz_proto(const ProtobufCMessageDescriptor *desc, nosa_fuzz_validate_fn validate,
                      const uint8_t *data, size_t size);
 

@@ -55,6 +55,45 @@ enc client_reply status $crp "version: 1 request_id: 3 status { workers { worker
 enc client_reply error $crp 'version: 1 request_id: 4 error { code: ERROR_UNKNOWN_ID message: "unknown job 99" }'
 enc client_reply drain $crp 'version: 1 request_id: 5 drain { remaining: 4 }'
 
+# nosa command lines: each word followed by a NUL (fuzz/cli.c splits the input there).
+args() { # args NAME WORD...: one cli seed
+  local name=$1
+  shift
+  mkdir -p "$corpus/cli"
+  printf '%s\0' "$@" >"$corpus/cli/$name"
+}
+args submit_prompt submit --prompt "Once upon a time" --max-tokens 32
+args submit_every_flag --coordinator ipc:///tmp/nosa/coord.sock --run-dir /tmp/nosa --json \
+  --timeout-ms 2000 --insecure submit --prompt "Hello" --max-tokens 16 --temperature 0.7 \
+  --top-p 0.9 --seed 42 --ignore-eos --no-stream
+args submit_tokens submit --tokens 256,72,105 --max-tokens 4 --json
+args submit_prompt_file submit --prompt-file prompt.txt --max-tokens 8 --seed 18446744073709551615
+args submit_flags_after submit --max-tokens 1 --prompt x --coordinator tcp://127.0.0.1:5555 --json
+args status status
+args status_job_json --json status --job 7
+args cancel cancel 7
+args cancel_json cancel 12 --json --timeout-ms 100
+args drain drain
+args drain_insecure --insecure drain --coordinator ipc:///run/nosa/coord.sock
+args keygen keygen --run-dir /tmp/nosa
+args help --help
+args help_command help
+args bad_max_tokens submit --prompt hi --max-tokens 0
+args bad_max_tokens_big submit --prompt hi --max-tokens 4294967296
+args bad_temperature submit --prompt hi --max-tokens 4 --temperature nan
+args bad_top_p submit --prompt hi --max-tokens 4 --top-p 0
+args bad_seed submit --prompt hi --max-tokens 4 --seed -1
+args bad_tokens submit --tokens 1,,2 --max-tokens 4
+args bad_tokens_negative submit --tokens 1,-2 --max-tokens 4
+args bad_timeout --timeout-ms 1e3 status
+args bad_job status --job 0x
+args bad_cancel cancel abc
+args bad_two_prompts submit --prompt a --tokens 1 --max-tokens 2
+args bad_flag_on_status status --max-tokens 3
+args bad_missing_value submit --prompt
+args bad_unknown_flag --verbose drain
+args bad_command launch
+
 # config.json: the tiny model's (as nosa-mkmodel writes it), the required keys alone, and the
 # optional forms (token id lists and null, no sparse_config, Hugging Face defaults).
 tmp=$(mktemp -d)
