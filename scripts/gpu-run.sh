@@ -9,7 +9,9 @@
 #                                      # summary table last
 # Phases: tests, memcheck, bench (decode step; .devrun/base/bin/bench_cuda_decode, when
 # packed, is run next to it for a before/after comparison), racecheck, profile, nosa-bench
-# (the benchmark grid of bench/, GRID_ARGS overrides its arguments).
+# (the benchmark grid of bench/, GRID_ARGS overrides its arguments; .devrun/base/bin/nosa-bench,
+# when packed, runs the same grid after it). MEMCHECK_ENV="VAR=value ..." is set for the
+# memcheck runs only (e.g. NOSA_TEST_ONLY=nosa-off NOSA_TEST_STEPS=70 for a shorter pass).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tests=(test_cuda_kernels test_cuda_backend)
@@ -23,9 +25,11 @@ if [ "${1:-}" = "--pack" ]; then
   ninja -C build-cuda "${tests[@]}" "$bench" nosa-bench
   rm -rf .devrun && mkdir -p .devrun/bin
   for t in "${tests[@]}" "$bench" nosa-bench; do cp build-cuda/bin/"$t" .devrun/bin/; done
-  # A build of another tree (BASE_BUILD=dir with bin/bench_cuda_decode) to compare against.
+  # A build of another tree (BASE_BUILD=dir with bin/bench_cuda_decode, and bin/nosa-bench
+  # where built) to compare against.
   if [ -n "${BASE_BUILD:-}" ]; then
     mkdir -p .devrun/base/bin && cp "$BASE_BUILD/bin/$bench" .devrun/base/bin/
+    if [ -x "$BASE_BUILD/bin/nosa-bench" ]; then cp "$BASE_BUILD/bin/nosa-bench" .devrun/base/bin/; fi
   fi
   strip .devrun/bin/* .devrun/base/bin/* 2>/dev/null || true
   /work/shared/device/pack-runtime-libs .devrun/rtlibs .devrun/bin/* >/dev/null
@@ -61,7 +65,9 @@ if want tests; then
 fi
 if want memcheck; then
   for t in "${tests[@]}"; do
-    run "$t.memcheck" 200 "$cs" --tool memcheck --error-exitcode 9 .devrun/bin/"$t"
+    # shellcheck disable=SC2086 # MEMCHECK_ENV is a list of assignments
+    run "$t.memcheck" 200 env ${MEMCHECK_ENV:-} "$cs" --tool memcheck --error-exitcode 9 \
+      .devrun/bin/"$t"
   done
 fi
 if want bench; then
@@ -112,10 +118,15 @@ if want nosa-bench; then
   # The benchmark grid (docs/BENCH.md), nosa-bench built here and carried in .devrun/bin.
   read -r -a grid <<<"${GRID_ARGS:---backend cuda --config 1b --modes dense-resident,infllmv2-offload,nosa-offload,nosa-resident --batch 8,16,32,64,128 --context 16K,32K,64K,128K --workload random,correlated:0.9 --steps 16 --warmup 4 --fill synthetic --dense-max 512}"
   # CSV, JSON and a PNG per (workload, context): one tar comes back (at most 8 files do).
-  timeout -s INT "${GRID_SECONDS:-500}" .devrun/bin/nosa-bench "${grid[@]}" --out /tmp/grid \
-    >"$out/grid.log" 2>&1
-  summary+=("nosa-bench rc=$? $(grep -c '^cuda ' "$out/grid.log") table lines")
-  tail -n 60 "$out/grid.log"
-  tar -C /tmp -cf "$out/grid.tar" grid
+  for bin in .devrun/bin .devrun/base/bin; do
+    [ -x "$bin/nosa-bench" ] || continue
+    tag=${bin#.devrun/}; tag=${tag%bin}; tag=${tag%/}
+    name=grid${tag:+_$tag}
+    timeout -s INT "${GRID_SECONDS:-500}" "$bin/nosa-bench" "${grid[@]}" --out /tmp/"$name" \
+      >"$out/$name.log" 2>&1
+    summary+=("nosa-bench${tag:+ ($tag)} rc=$? $(grep -c '^cuda ' "$out/$name.log") table lines")
+    tail -n 60 "$out/$name.log"
+    tar -C /tmp -cf "$out/$name.tar" "$name"
+  done
 fi
 printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"

@@ -26,6 +26,7 @@ size_t attention_smem_bytes(const cuda_kv &kv, int rep, int chunk)
 
 static __global__ void attention_partial_kernel(float *part, const float *qkv, int ld,
                                                 const uint8_t *const *ptrs,
+                                                const uint8_t *const *miss_src,
                                                 const int32_t *n_ent, cuda_kv kv, cuda_step st,
                                                 int rep, float scale, int chunk);
 
@@ -49,8 +50,11 @@ static __device__ __forceinline__ void bf16x8_to_f32(uint4 w, float *f)
 }
 
 /* Copies block src (arena format, n16 16-byte units) into its staged form at dst, four
- * independent loads in flight per thread. */
-static __device__ void att_stage(uint4 *dst, const uint4 *src, int n16, int k16, int row16)
+ * independent loads in flight per thread. A missed block is read from the mapped arena and
+ * also stored, unpadded, into its pool slot `install` (NULL for a block already on the GPU):
+ * the one PCIe read of the block feeds both. */
+static __device__ void att_stage(uint4 *dst, const uint4 *src, uint4 *install, int n16, int k16,
+                                 int row16)
 {
     for (int u0 = threadIdx.x; u0 < n16; u0 += 4 * blockDim.x) {
         uint4 w[4];
@@ -65,12 +69,14 @@ static __device__ void att_stage(uint4 *dst, const uint4 *src, int n16, int k16,
             if (u >= n16) break;
             int r = u / row16; /* K rows gain one unit of padding each */
             dst[u < k16 ? u + r : u + k16 / row16] = w[j];
+            if (install) install[u] = w[j];
         }
     }
 }
 
 static __global__ void attention_partial_kernel(float *part, const float *qkv, int ld,
                                                 const uint8_t *const *ptrs,
+                                                const uint8_t *const *miss_src,
                                                 const int32_t *n_ent, cuda_kv kv, cuda_step st,
                                                 int rep, float scale, int chunk)
 {
@@ -96,9 +102,14 @@ static __global__ void attention_partial_kernel(float *part, const float *qkv, i
     const float *qrow = qkv + (size_t)i * (size_t)ld + (size_t)h * (size_t)rep * (size_t)d;
     for (int idx = threadIdx.x; idx < rep * d; idx += blockDim.x) q[idx] = qrow[idx];
     const uint8_t *const *pl = ptrs + (size_t)li * ((size_t)kv.max_blocks + 1u);
-    for (int e = e0; e < e1; e++)
-        att_stage((uint4 *)(stage + (size_t)(e - e0) * sb), (const uint4 *)pl[e],
-                  (int)(kv.block_bytes / 16), k16, row16);
+    const uint8_t *const *ml = miss_src ? miss_src + (size_t)li * (size_t)kv.max_blocks : NULL;
+    for (int e = e0; e < e1; e++) {
+        /* The open block (last entry) is never a miss. The pool slot of a miss is written
+         * by this CTA only (one CTA per entry and head), so the cast drops no guarantee. */
+        const uint8_t *miss = ml && e < ne - 1 ? ml[e] : NULL;
+        att_stage((uint4 *)(stage + (size_t)(e - e0) * sb), (const uint4 *)(miss ? miss : pl[e]),
+                  miss ? (uint4 *)pl[e] : NULL, (int)(kv.block_bytes / 16), k16, row16);
+    }
     int open_tokens = st.pos[i] % bs + 1;
     int ntok = 0;
     for (int e = e0; e < e1; e++) ntok += e == ne - 1 ? open_tokens : bs;
@@ -234,14 +245,14 @@ static __global__ void attention_combine_kernel(float *outp, const float *part, 
 }
 
 void attention_launch(float *out, float *part, const float *qkv, int ld,
-                      const uint8_t *const *ptrs, const int32_t *n_ent, cuda_kv kv,
-                      cuda_step st, int rep, float scale, int chunk, int n_chunks,
-                      cudaStream_t s)
+                      const uint8_t *const *ptrs, const uint8_t *const *miss_src,
+                      const int32_t *n_ent, cuda_kv kv, cuda_step st, int rep, float scale,
+                      int chunk, int n_chunks, cudaStream_t s)
 {
     int n_heads = st.n * kv.n_kv;
     size_t shm = attention_smem_bytes(kv, rep, chunk);
     attention_partial_kernel<<<dim3(n_chunks, n_heads), ATT_THREADS, shm, s>>>(
-        part, qkv, ld, ptrs, n_ent, kv, st, rep, scale, chunk);
+        part, qkv, ld, ptrs, miss_src, n_ent, kv, st, rep, scale, chunk);
     int threads = kv.head_dim < 128 ? 32 : 128;
     size_t w_bytes = (size_t)att_combine_pad(n_chunks) * sizeof(float);
     attention_combine_kernel<<<dim3(n_heads, rep), threads, w_bytes, s>>>(

@@ -17,8 +17,13 @@
 size_t attention_smem_bytes(const cuda_kv &kv, int rep, int chunk);
 /* Raises the kernel's dynamic shared memory limit to that size; once, before launches. */
 cudaError_t attention_init(const cuda_kv &kv, int rep, int chunk);
+/* miss_src (offload; NULL when resident): [n * n_kv][max_blocks], entry e's arena block
+ * (device address of the mapped arena) when e missed the pool, else NULL (pool.cuh). A CTA
+ * staging a missed block reads it over PCIe and writes it into its pool slot ptrs[e] as it
+ * stages it: the delta copy runs inside attention, so the PCIe reads of some CTAs overlap
+ * the HBM reads and arithmetic of the others. */
 void attention_launch(float *out, float *part, const float *qkv, int ld,
-                      const uint8_t *const *ptrs, const int32_t *n_ent, cuda_kv kv,
-                      cuda_step st, int rep, float scale, int chunk, int n_chunks,
-                      cudaStream_t s);
+                      const uint8_t *const *ptrs, const uint8_t *const *miss_src,
+                      const int32_t *n_ent, cuda_kv kv, cuda_step st, int rep, float scale,
+                      int chunk, int n_chunks, cudaStream_t s);
 #endif

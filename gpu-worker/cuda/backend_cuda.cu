@@ -3,17 +3,18 @@
  * Same semantics as the CPU reference (gpu-worker/cpu/): prefill of n tokens is n
  * single-token steps; a decode step runs its sequences as one batch. Per step and layer, on
  * one stream: RMSNorm -> q/k/v GEMM -> RoPE -> eviction scores -> append K/V to the open
- * block + compression -> selection -> delta against the pool -> gather of the misses from the
- * mapped arena -> attention -> (pool install of completed blocks) -> output GEMM -> MLP.
+ * block + compression -> selection -> delta against the pool -> attention (which reads the
+ * misses from the mapped arena into their pool slots as it goes) -> (pool install of
+ * completed blocks) -> output GEMM -> MLP.
  * Indices (selection, pool slots, misses) live only on the GPU; the host knows positions,
  * which is enough to size launches and to schedule the write-back of completed blocks.
  *
  * Overlap: the write-back of a completed block to the arena (one cudaMemcpy2DAsync per token
  * and layer, all KV heads, copy engine) runs on a side stream after that layer's attention and
  * overlaps the rest of the step (later layers); the step joins it before returning, so a
- * block is in the arena when the call returns (ARCHITECTURE.md). The gather of layer l
+ * block is in the arena when the call returns (ARCHITECTURE.md). The delta copy of layer l
  * depends on layer l's selection, which depends on layer l's query, so it cannot start
- * earlier.
+ * earlier; inside attention, the misses' PCIe reads overlap the hits' attention.
  *
  * Everything is allocated in create(): no cudaMalloc on the decode path. */
 #include <math.h>
@@ -26,7 +27,6 @@
 #include "cuda_common.cuh"
 #include "embed.cuh"
 #include "evict_cis.cuh"
-#include "gather.cuh"
 #include "gemm.cuh"
 #include "kv_append.cuh"
 #include "pool.cuh"
@@ -54,10 +54,11 @@ extern "C" {
 #define ATT_CHUNKS_GRANULE 8    /* attention splits */
 #define GRAPH_AFTER 2           /* capture once a shape has repeated this many steps */
 #define BLAS_WORKSPACE (32u << 20) /* cuBLAS workspace: fixed, so graph capture allocates none */
-#define MARKS_PER_LAYER 12      /* timing events one layer records (forward()) */
+#define MARKS_PER_LAYER 11      /* timing events one layer records (forward()) */
 
-/* Phases of nosa_step_stats' time split. */
-enum step_phase { PHASE_GEMM, PHASE_SELECT, PHASE_COPY, PHASE_ATTN, N_PHASES };
+/* Phases of nosa_step_stats' time split. The delta copy runs inside attention (attention.cuh)
+ * and is timed as attention: copy_s stays 0. */
+enum step_phase { PHASE_GEMM, PHASE_SELECT, PHASE_ATTN, N_PHASES };
 
 /* A phase's time between two timing marks (events) of a step. */
 struct phase_span {
@@ -68,7 +69,7 @@ struct phase_span {
 /* What a decode step's launches depend on besides device-side data: equal shapes enqueue
  * identical work, so a graph captured for one replays any other. */
 struct step_shape {
-    int n, n_chunks, score_keys, max_sel, want_logits;
+    int n, n_chunks, score_keys, want_logits;
 };
 
 struct layer_dev {
@@ -154,8 +155,7 @@ static void cuda_destroy(struct nosa_backend *b)
     CUDA_FREE(b->x), CUDA_FREE(b->gout), CUDA_FREE(b->qkv), CUDA_FREE(b->att);
     CUDA_FREE(b->cis), CUDA_FREE(b->logits), CUDA_FREE(b->sel_scratch);
     CUDA_FREE(b->att_part), CUDA_FREE(b->xs), CUDA_FREE(b->d_stats);
-    CUDA_FREE(b->pl.ptrs), CUDA_FREE(b->pl.n_ent), CUDA_FREE(b->pl.src), CUDA_FREE(b->pl.dst);
-    CUDA_FREE(b->pl.n_miss);
+    CUDA_FREE(b->pl.ptrs), CUDA_FREE(b->pl.n_ent), CUDA_FREE(b->pl.miss_src);
     if (b->h_info) (void)cudaFreeHost(b->h_info);
     if (b->h_logits) (void)cudaFreeHost(b->h_logits);
     if (b->h_stats) (void)cudaFreeHost(b->h_stats);
@@ -369,9 +369,7 @@ static int alloc_step(struct nosa_backend *b, char *err, size_t errlen)
                          sizeof(float)));
     CUDA_CHECK(dev_alloc(&b->pl.ptrs, n * nkv * (mb + 1), sizeof(uint8_t *)));
     CUDA_CHECK(dev_alloc(&b->pl.n_ent, n * nkv, sizeof(int32_t)));
-    CUDA_CHECK(dev_alloc(&b->pl.src, n * nkv * mb, sizeof(uint8_t *)));
-    CUDA_CHECK(dev_alloc(&b->pl.dst, n * nkv * mb, sizeof(uint8_t *)));
-    CUDA_CHECK(dev_alloc(&b->pl.n_miss, n * nkv, sizeof(int32_t)));
+    CUDA_CHECK(dev_alloc(&b->pl.miss_src, n * nkv * mb, sizeof(uint8_t *)));
     CUDA_CHECK(dev_alloc(&b->d_stats, 3 * (size_t)b->model->cfg.n_layers,
                          sizeof(unsigned long long)));
     CUDA_CHECK(cudaMallocHost((void **)&b->h_stats,
@@ -686,7 +684,6 @@ static struct step_shape step_shape_of(const struct nosa_backend *b, int n, cons
     struct step_shape sh;
     memset(&sh, 0, sizeof(sh)); /* compared with memcmp */
     sh.n = n;
-    sh.max_sel = b->kv.offload ? max_sel : 0; /* sizes the gather, offload only */
     sh.n_chunks = round_up((max_sel + 1 + b->chunk - 1) / b->chunk, ATT_CHUNKS_GRANULE,
                            b->max_chunks);
     sh.score_keys = max_nc ? round_up(max_nc, SCORE_KEYS_GRANULE, b->kv.max_c) : 0;
@@ -727,7 +724,7 @@ static int collect_phase_times(struct nosa_backend *b, char *err, size_t errlen)
         sum[b->spans[k].phase] += (double)ms * 1e-3;
     }
     b->stats.gemm_s = sum[PHASE_GEMM], b->stats.select_s = sum[PHASE_SELECT];
-    b->stats.copy_s = sum[PHASE_COPY], b->stats.attn_s = sum[PHASE_ATTN];
+    b->stats.copy_s = 0.0, b->stats.attn_s = sum[PHASE_ATTN];
 fail:
     return rc;
 }
@@ -782,18 +779,11 @@ static int forward(struct nosa_backend *b, int off, const struct step_shape *sh,
         pool_delta_launch(b->kv, st, l, b->pl, b->arena_dev, b->d_groups, b->kv.max_blocks,
                           b->d_stats, s);
         LAUNCHED();
-        int m_copy = mark(b, s, err, errlen);
-        span(b, PHASE_SELECT, m_sel, m_copy);
-        int m_att = m_copy;
-        if (b->kv.offload) {
-            gather_launch(b->pl.src, b->pl.dst, b->pl.n_miss, n * b->n_kv, sh->max_sel,
-                          b->kv.max_blocks, b->kv.block_bytes, s);
-            LAUNCHED();
-            m_att = mark(b, s, err, errlen);
-            span(b, PHASE_COPY, m_copy, m_att);
-        }
-        attention_launch(b->att, b->att_part, b->qkv, ld, b->pl.ptrs, b->pl.n_ent, b->kv, st,
-                         b->rep, b->scale, b->chunk, sh->n_chunks, s);
+        int m_att = mark(b, s, err, errlen);
+        span(b, PHASE_SELECT, m_sel, m_att);
+        attention_launch(b->att, b->att_part, b->qkv, ld, b->pl.ptrs,
+                         b->kv.offload ? b->pl.miss_src : NULL, b->pl.n_ent, b->kv, st, b->rep,
+                         b->scale, b->chunk, sh->n_chunks, s);
         LAUNCHED();
         span(b, PHASE_ATTN, m_att, mark(b, s, err, errlen));
         if (b->kv.offload) {

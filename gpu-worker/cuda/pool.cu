@@ -46,7 +46,6 @@ static __global__ void pool_delta_kernel(cuda_kv kv, cuda_step st, int layer, po
         if (lane == 0) {
             ptrs[n] = cu_kv_open_block(kv, ih, pos);
             pl.n_ent[li] = n + 1;
-            pl.n_miss[li] = 0;
             atomicAdd(&stats[3 * layer + 0], (unsigned long long)n);
             atomicAdd(&stats[3 * layer + 2], (unsigned long long)n);
         }
@@ -57,6 +56,7 @@ static __global__ void pool_delta_kernel(cuda_kv kv, cuda_step st, int layer, po
     uint32_t *stamp = kv.stamp + ih * (size_t)kv.pool_blocks;
     uint8_t *pool = kv.blocks + ih * (size_t)kv.pool_blocks * bb;
     uint32_t now = (uint32_t)pos + 1u;
+    const uint8_t **src = pl.miss_src + li * (size_t)kv.max_blocks;
     /* Hits first, so that no block this step selects can become a victim. */
     int hits = 0;
     for (int e = lane; e < n; e += 32) {
@@ -65,12 +65,11 @@ static __global__ void pool_delta_kernel(cuda_kv kv, cuda_step st, int layer, po
         if (p < 0) continue;
         stamp[p] = now;
         ptrs[e] = pool + (size_t)p * bb;
+        src[e] = NULL;
         hits++;
     }
     for (int o = 16; o > 0; o >>= 1) hits += __shfl_xor_sync(0xffffffffu, hits, o);
     __syncwarp();
-    const uint8_t **src = pl.src + li * (size_t)kv.max_blocks;
-    uint8_t **dst = pl.dst + li * (size_t)kv.max_blocks;
     const uint32_t *grp = groups + (size_t)slot * (size_t)groups_ld;
     int misses = 0;
     for (int e = 0; e < n; e++) {
@@ -85,8 +84,7 @@ static __global__ void pool_delta_kernel(cuda_kv kv, cuda_step st, int layer, po
             stamp[p] = now;
             uint64_t bi = ((uint64_t)grp[m] * (uint64_t)kv.n_layers + (uint64_t)layer) *
                               (uint64_t)kv.n_kv + (uint64_t)h;
-            src[misses] = arena + bi * bb;
-            dst[misses] = pool + (size_t)p * bb;
+            src[e] = arena + bi * bb;
             ptrs[e] = pool + (size_t)p * bb;
         }
         misses++;
@@ -95,7 +93,6 @@ static __global__ void pool_delta_kernel(cuda_kv kv, cuda_step st, int layer, po
     if (lane == 0) {
         ptrs[n] = kv.open + ih * bb;
         pl.n_ent[li] = n + 1;
-        pl.n_miss[li] = misses;
         atomicAdd(&stats[3 * layer + 0], (unsigned long long)n);
         atomicAdd(&stats[3 * layer + 1], (unsigned long long)misses);
         atomicAdd(&stats[3 * layer + 2], (unsigned long long)hits);

@@ -7,7 +7,8 @@
  * reference's policy in gpu-worker/cpu/kv.c, so hits and transfers match it exactly):
  * still-selected blocks stay in their slots (stamp = pos + 1); each miss takes a free slot
  * (lowest first), else the least recently selected slot not selected by this step (ties:
- * the lower slot), and is listed (arena source, pool destination) for gather. Counts go to
+ * the lower slot); its arena address goes to miss_src[ih'][e] (NULL for a hit) and attention
+ * copies the block into the slot as it reads it (attention.cuh). Counts go to
  * stats[layer] = {selected, transferred, hits}.
  *
  * pool_complete_launch, after attention, for tokens whose block completes (offload): the
@@ -20,9 +21,8 @@
 struct pool_lists {
     const uint8_t **ptrs;  /* [n * n_kv][max_blocks + 1] */
     int32_t *n_ent;        /* [n * n_kv] */
-    const uint8_t **src;   /* [n * n_kv][max_blocks] miss: arena block (device address) */
-    uint8_t **dst;         /* [n * n_kv][max_blocks] miss: pool block */
-    int32_t *n_miss;       /* [n * n_kv] */
+    const uint8_t **miss_src; /* [n * n_kv][max_blocks] per entry: its arena block (device
+                               * address) when it missed, else NULL; offload only */
 };
 
 void pool_delta_launch(cuda_kv kv, cuda_step st, int layer, pool_lists pl,
