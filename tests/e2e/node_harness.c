@@ -17,6 +17,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "parse.h"
+
 /* The node the cleanup handlers act on (one node per test process). */
 static struct nh_node *g_nh_node;
 
@@ -162,7 +164,19 @@ int nh_node_init_needing(struct nh_node *node, const char *test_name, const char
     snprintf(node->clients_ep, sizeof node->clients_ep, "ipc://%s/coord.sock", node->run_dir);
     snprintf(node->journal, sizeof node->journal, "%s/coordinator.journal", node->run_dir);
     snprintf(node->model, sizeof node->model, "%s/model", node->run_dir);
-    node->heartbeat_timeout_ms = 1500;
+    /* Short, so that a hung worker is seen in seconds; a sanitizer build, several times
+     * slower, sets a longer one (a prefill step blocks a worker's heartbeats). */
+    node->heartbeat_timeout_ms = 3000;
+    const char *hb = getenv("NOSA_TEST_HEARTBEAT_TIMEOUT_MS");
+    if (hb) {
+        char err[128];
+        long ms;
+        if (nosa_parse_long(hb, 100, 600000, &ms, err, sizeof err) != 0) {
+            fprintf(stderr, "node_harness: NOSA_TEST_HEARTBEAT_TIMEOUT_MS: %s\n", err);
+            return -1;
+        }
+        node->heartbeat_timeout_ms = (int)ms;
+    }
     node->keep = getenv("NOSA_TEST_KEEP") != NULL;
 
     g_nh_node = node;
@@ -216,7 +230,8 @@ int nh_spawn(struct nh_node *node, const char *name, char *const env_extra[], lo
     struct nh_proc *p = &node->procs[slot];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
-    snprintf(p->log, sizeof p->log, "%s/%s.%d.log", node->run_dir, name, slot);
+    /* A log per start (never reused: a soak's rounds reuse slots and names). */
+    snprintf(p->log, sizeof p->log, "%s/%s.%u.log", node->run_dir, name, node->n_spawned++);
     char exe[NH_PATH * 2];
     snprintf(exe, sizeof exe, "%s/%s", node->bin_dir, argv[0]);
     pid_t parent = getpid();

@@ -38,6 +38,7 @@ struct nh_node {
     int heartbeat_timeout_ms;   /* passed to the coordinator (short, so a hang is seen fast) */
     struct nh_proc procs[NH_MAX_PROCS];
     int n_procs;
+    unsigned n_spawned;         /* every start so far: numbers the logs */
     int keep;                   /* NOSA_TEST_KEEP=1: leave the run directory for a look */
 };
 

@@ -159,7 +159,7 @@ static const struct {
     const char *proc, *point;
     long max_skip;
 } g_soak_points[] = {
-    {"cpu", "worker.step.after_decode", 60},  {"cpu", "worker.step.tokens_sent", 60},
+    {"cpu", "worker.step.after_decode", 20},  {"cpu", "worker.step.tokens_sent", 20},
     {"cpu", "worker.finished.sent", 1},       {"kvh", "kvhost.alloc.journal", 20},
     {"kvh", "kvhost.alloc.owner_torn", 40},   {"kvh", "kvhost.alloc.owner", 40},
     {"kvh", "kvhost.commit.torn", 20},        {"kvh", "kvhost.alloc.committed", 20},
