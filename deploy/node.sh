@@ -34,7 +34,8 @@ usage: deploy/node.sh start|stop|status [flags]
   --stop-timeout S   seconds between SIGTERM and SIGKILL (default 10)
   \$NOSA_NODE_TAG     appended to the kv-host names (arenas): several nodes of one user
   --fresh            start: remove the arenas and the job journal first (else a kv-host
-                     re-opens its arena with --recover and the coordinator its journal)
+                     re-opens its arena with --recover and the coordinator its journal);
+                     stop: remove them after a clean stop
 EOF
 }
 
@@ -292,10 +293,7 @@ do_start() {
   ensure_model
   local nodes plan name gpu node
   nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
-  if [ $fresh = 1 ]; then
-    for n in "${nodes[@]}"; do rm -f "$(arena_path "kvh$n")"; done
-    rm -f "$run_dir/coordinator.journal"
-  fi
+  [ $fresh = 0 ] || remove_state
   plan=$(worker_plan)
   echo "node.sh: run dir $run_dir, model $model, mode $mode, NUMA nodes ${nodes[*]}," \
        "workers $(echo "$plan" | awk '{print $1}' | xargs)"
@@ -310,6 +308,12 @@ do_start() {
   done <<<"$plan"
   while read -r name gpu node; do wait_ready "$name" worker_registered "$name"; done <<<"$plan"
   echo "node.sh: node ready; submit with: $(binary nosa) --run-dir $run_dir submit --prompt TEXT --max-tokens N"
+}
+
+remove_state() { # the arenas and the journal: what a restart would recover
+  local n nodes; nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
+  for n in "${nodes[@]}"; do rm -f "$(arena_path "kvh$n")"; done
+  rm -f "$run_dir/coordinator.journal"
 }
 
 do_stop() {
@@ -333,6 +337,10 @@ do_stop() {
     fi
     rm -f "$run_dir/$n.pid"
   done
+  if [ $fresh = 1 ]; then
+    if [ $status = 0 ]; then remove_state; echo "node.sh: arenas and journal removed"
+    else echo "node.sh: arenas and journal kept: a process did not stop cleanly"; fi
+  fi
   return $status
 }
 

@@ -23,7 +23,7 @@ bin=$PWD/build/bin
 run_dir=${NOSA_RUN_DIR:-${TMPDIR:-/tmp}/nosa-demo-$(id -u)}
 export NOSA_NODE_TAG=demo # its own arena names: a node already running here is not touched
 
-stop_node() { deploy/node.sh stop --run-dir "$run_dir" --bin "$bin" || true; }
+stop_node() { deploy/node.sh stop --run-dir "$run_dir" --bin "$bin" --fresh || true; }
 deploy/node.sh start --run-dir "$run_dir" --bin "$bin" --fresh --metrics-port 0 "${start_flags[@]}"
 trap stop_node EXIT
 

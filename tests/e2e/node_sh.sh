@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # node_sh.sh NODE_SH BIN_DIR: deploy/node.sh on CPU workers in a private run directory:
 # start (model generated, every process ready), status, one job through `nosa submit`,
+# stop and start again (the kv-host recovers its arena),
 # stop (every process exits on SIGTERM), status after; a second start refuses a running node.
 # Nothing may be left running or in /dev/shm on any exit path.
 set -uo pipefail
@@ -43,14 +44,23 @@ job=$("$bin/nosa" --run-dir "$run" submit --prompt "hello node" --max-tokens 8 2
   fail "nosa submit: $job"
 echo "$job"
 
+# A stop keeps the arena and the journal; the next start recovers them (kv-host --recover).
+"$node_sh" stop "${flags[@]}" >/dev/null 2>&1 || fail "stop (keeping state) failed"
+[ -e /dev/shm/nosa-"$(id -u)"-kvh0-"$tag" ] || fail "stop removed the arena"
+out=$("$node_sh" start "${flags[@]}" 2>&1) || fail "restart: $out"
+grep '^==' "$run/kvh0.log" | tail -n 1 | grep -q -- "--recover" ||
+  fail "the restarted kv-host was not given --recover: $(grep '^==' "$run/kvh0.log" | tail -n 1)"
+
 pids=$(cat "$run"/*.pid)
-stop=$("$node_sh" stop "${flags[@]}" 2>&1) || fail "stop: $stop"
+stop=$("$node_sh" stop "${flags[@]}" --fresh 2>&1) || fail "stop: $stop"
 echo "$stop"
 for n in kvh0 coordinator cpu0 cpu1; do
   echo "$stop" | grep -q "$n (pid [0-9]*) stopped" || fail "stop did not report $n stopped"
 done
 for p in $pids; do alive "$p" && fail "pid $p still runs after stop"; done
 ls "$run"/*.pid >/dev/null 2>&1 && fail "pid files left after stop"
+[ -e /dev/shm/nosa-"$(id -u)"-kvh0-"$tag" ] && fail "stop --fresh left the arena"
+[ -e "$run/coordinator.journal" ] && fail "stop --fresh left the journal"
 "$node_sh" status "${flags[@]}" >/dev/null 2>&1; [ $? = 3 ] || fail "status after stop is not 3"
 
 # A process that cannot start: a clear error naming its log, and nothing left running.
