@@ -7,6 +7,7 @@
 #   deploy/node.sh start  [flags]     start everything, wait until each process is ready
 #   deploy/node.sh stop   [flags]     SIGTERM, then SIGKILL after --stop-timeout; reports
 #   deploy/node.sh status [flags]     what runs (pid files) and `nosa status`
+#   deploy/node.sh plan   [flags]     what start would run (topology, pinning, argv), nothing started
 #   deploy/node.sh exec kvhost N | worker NAME | coordinator
 #                                     runs one process in the foreground, pinned (systemd)
 #
@@ -18,7 +19,7 @@ repo=$(cd "$here/.." && pwd)
 
 usage() {
   cat <<EOF
-usage: deploy/node.sh start|stop|status [flags]
+usage: deploy/node.sh start|stop|status|plan [flags]
        deploy/node.sh exec kvhost NUMA_NODE | worker gpuN|cpuN | coordinator [flags]
   --run-dir D        run directory (\$NOSA_RUN_DIR, else \$XDG_RUNTIME_DIR/nosa, else /tmp/nosa-\$UID)
   --bin DIR          where the nosa-* binaries are (\$NOSA_BIN, else build/bin, else PATH)
@@ -138,10 +139,11 @@ gpu_numa_node() { # index bus_id
   bus=$(echo "$2" | tr 'A-F' 'a-f' | sed -E 's/^[0-9a-f]{4}([0-9a-f]{4}:)/\1/')
   [ -r "/sys/bus/pci/devices/$bus/numa_node" ] && node=$(cat "/sys/bus/pci/devices/$bus/numa_node")
   if ! [[ $node =~ ^[0-9]+$ ]]; then
-    # topo -m: a row per GPU, the "NUMA Affinity" column (header names it).
+    # topo -m: a row per device: its name, one column per device (GPUn, NICn headers), then
+    # CPU Affinity, then NUMA Affinity.
     node=$(nvidia-smi topo -m 2>/dev/null | awk -v g="GPU$1" '
-      NR == 1 { for (i = 1; i <= NF; i++) if ($i == "NUMA") col = i; next }
-      $1 == g && col { print $(col); exit }' || true)
+      NR == 1 { for (i = 1; i <= NF; i++) if ($i ~ /^(GPU|NIC)[0-9]+$/) ndev++; next }
+      $1 == g && ndev { print $(ndev + 3); exit }' || true)
   fi
   [[ $node =~ ^[0-9]+$ ]] && echo "$node" || echo 0
 }
@@ -358,8 +360,19 @@ do_status() {
   [ $any = 1 ] || return 3
 }
 
+do_plan() {
+  local nodes n name gpu node
+  nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
+  for n in "${nodes[@]}"; do proc_argv kvhost "$n"; echo "kvh$n: ${argv[*]}"; done
+  proc_argv coordinator; echo "coordinator: ${argv[*]}"
+  while read -r name gpu node; do
+    proc_argv worker "$name"; echo "$name (NUMA node $node): ${argv[*]}"
+  done <<<"$(worker_plan)"
+}
+
 case $cmd in
   start) do_start ;;
+  plan) do_plan ;;
   stop) do_stop ;;
   status) do_status ;;
   exec) ensure_run_dir; [ "${exec_args[0]}" != kvhost ] || ensure_model

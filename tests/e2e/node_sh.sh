@@ -27,6 +27,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+plan=$("$node_sh" plan "${flags[@]}" 2>&1) || fail "plan: $plan"
+for n in kvh0 coordinator cpu0 cpu1; do
+  echo "$plan" | grep -q "^$n.*nosa-" || fail "plan does not show $n: $plan"
+done
 out=$("$node_sh" start "${flags[@]}" 2>&1) || fail "start: $out"
 echo "$out"
 [ -f "$run/model/config.json" ] || fail "start did not generate the model"
