@@ -203,6 +203,7 @@ void coord_finish_job(struct coord *c, struct coord_job *j, int reason, int erro
     int worker = j->state == COORD_JOB_RUNNING ? j->worker : -1;
     coord_job_finish(&c->jobs, j, reason, error_code, error, recomputed_tokens);
     if (worker >= 0 && c->workers.w[worker].assigned > 0) c->workers.w[worker].assigned--;
+    if (worker < 0) coord_free_sequence(c, j->id); /* no worker to end it: its table is ours */
     Nosa__Serve__JobFinished f;
     Nosa__Error e;
     coord_finished_msg(j, &f, &e);
@@ -227,7 +228,10 @@ void coord_requeue_job(struct coord *c, struct coord_job *j)
 {
     j->prev_worker = j->state == COORD_JOB_RUNNING ? j->worker : -1;
     if (j->tok.n >= j->max_tokens) { /* all generated; only the JobFinished was lost */
+        uint64_t id = j->id;
+        int ran = j->state == COORD_JOB_RUNNING;
         coord_finish_job(c, j, NOSA__SERVE__FINISH_REASON__FINISH_LENGTH, 0, NULL, 0);
+        if (ran) coord_free_sequence(c, id); /* its worker is gone before freeing it */
         return;
     }
     coord_job_enqueue(&c->jobs, j);
@@ -247,17 +251,26 @@ void coord_worker_dead(struct coord *c, int worker, const char *why)
     }
 }
 
-void coord_stop_worker(struct coord *c, int worker)
+void coord_cancel_on_worker(struct coord *c, int worker, uint64_t job_id)
 {
-    struct coord_worker *w = &c->workers.w[worker];
-    if (w->stopped) return;
-    w->stopped = 1;
-    LOG_WARN("coordinator", "worker %s told to shut down: its jobs run elsewhere now", w->name);
-    Nosa__Serve__Shutdown sd = NOSA__SERVE__SHUTDOWN__INIT;
+    LOG_WARN("coordinator", "job %llu cancelled on worker %s: it runs elsewhere now",
+             (unsigned long long)job_id, c->workers.w[worker].name);
+    Nosa__Serve__CancelJob cj = NOSA__SERVE__CANCEL_JOB__INIT;
+    cj.job_id = job_id;
     Nosa__Serve__CoordMsg m = NOSA__SERVE__COORD_MSG__INIT;
-    m.body_case = NOSA__SERVE__COORD_MSG__BODY_SHUTDOWN;
-    m.shutdown = &sd;
+    m.body_case = NOSA__SERVE__COORD_MSG__BODY_CANCEL;
+    m.cancel = &cj;
     coord_send_worker(c, worker, &m);
+}
+
+void coord_free_sequence(struct coord *c, uint64_t job_id)
+{
+    if (!c->kvh) return;
+    char err[256];
+    int rc = kvh_client_free(c->kvh, &job_id, 1, NULL, err, sizeof err);
+    if (rc != 0 && rc != -ENOENT)
+        LOG_WARN("coordinator", "job %llu: freeing its kv-host sequence: %s",
+                 (unsigned long long)job_id, err);
 }
 
 /* ---------------------------------------------------------------- journal replay */
@@ -403,7 +416,7 @@ static void assign(struct coord *c, struct coord_job *j, int worker)
     struct coord_worker *w = &c->workers.w[worker];
     /* A job taken from a worker that is still silent: that worker must not go on with it. */
     if (j->prev_worker >= 0 && j->prev_worker != worker && !c->workers.w[j->prev_worker].alive)
-        coord_stop_worker(c, j->prev_worker);
+        coord_cancel_on_worker(c, j->prev_worker, j->id);
     j->prev_worker = -1;
     coord_send_worker(c, worker, &m);
     protobuf_c_message_free_unpacked(&spec->base, NULL);

@@ -54,13 +54,15 @@ void coord_finished_msg(const struct coord_job *j, Nosa__Serve__JobFinished *f, 
 /* Puts a job whose worker is gone back in the queue (it keeps its tokens: a resume), or
  * finishes it when nothing is left to generate. */
 void coord_requeue_job(struct coord *c, struct coord_job *j);
-/* Declares a worker dead (why logged) and requeues its jobs. It is not told to stop yet: a
- * worker only slow to answer re-registers and claims back the jobs that have not moved; one
- * of its jobs moving elsewhere stops it (coord_stop_worker). */
+/* Declares a worker dead (why logged) and requeues its jobs. It is not told to stop: a worker
+ * only slow to answer re-registers and claims back the jobs that have not moved; a job moving
+ * elsewhere is cancelled on it (coord_cancel_on_worker). */
 void coord_worker_dead(struct coord *c, int worker, const char *why);
-/* Sends Shutdown (once per registration): the worker must not write sequences that other
- * workers now resume. */
-void coord_stop_worker(struct coord *c, int worker);
+/* Sends CancelJob for job_id to a worker: a job must never run on two workers. */
+void coord_cancel_on_worker(struct coord *c, int worker, uint64_t job_id);
+/* With a kv-host link, frees the job's kv-host sequence after its end (a worker that died
+ * between its JobFinished and its own free leaks nothing; an unknown sequence is fine). */
+void coord_free_sequence(struct coord *c, uint64_t job_id);
 
 /* Link handlers: one received frame each. */
 void coord_on_client_frame(struct coord *c, const struct nosa_msg_peer *peer,

@@ -11,16 +11,6 @@
 /* A worker that answered ERROR_NO_SPACE gets no assignment for this long. */
 #define FULL_BACKOFF_MS 250
 
-static void send_cancel(struct coord *c, int worker, uint64_t job_id)
-{
-    Nosa__Serve__CancelJob cj = NOSA__SERVE__CANCEL_JOB__INIT;
-    cj.job_id = job_id;
-    Nosa__Serve__CoordMsg m = NOSA__SERVE__COORD_MSG__INIT;
-    m.body_case = NOSA__SERVE__COORD_MSG__BODY_CANCEL;
-    m.cancel = &cj;
-    coord_send_worker(c, worker, &m);
-}
-
 static int listed(const Nosa__Serve__Register *r, uint64_t id)
 {
     for (size_t i = 0; i < r->n_running_jobs; i++)
@@ -28,10 +18,11 @@ static int listed(const Nosa__Serve__Register *r, uint64_t id)
     return 0;
 }
 
-/* Reconciles the jobs a (re-)registering worker says it runs with the table. Returns -1 when
- * it runs a job another live worker runs now: it was declared dead and came back, and two
- * workers must never write one kv-host sequence, so it is told to shut down. */
-static int reconcile(struct coord *c, int wi, const Nosa__Serve__Register *r)
+/* Reconciles the jobs a (re-)registering worker says it runs with the table. A listed job
+ * goes back to it when it has not been placed on another worker since it left this one (or it
+ * waits to be claimed after a restart); one that moved on (or ended, or is unknown) is
+ * cancelled there, so only one worker ever runs a job. */
+static void reconcile(struct coord *c, int wi, const Nosa__Serve__Register *r)
 {
     for (size_t i = 0; i < c->jobs.n; i++) { /* ours there that it no longer runs: lost */
         struct coord_job *j = c->jobs.jobs[i];
@@ -44,30 +35,25 @@ static int reconcile(struct coord *c, int wi, const Nosa__Serve__Register *r)
     for (size_t i = 0; i < r->n_running_jobs; i++) {
         uint64_t id = r->running_jobs[i];
         struct coord_job *j = coord_jobs_find(&c->jobs, id);
-        if (j && j->state == COORD_JOB_RUNNING && j->worker != wi &&
-            c->workers.w[j->worker].alive) {
-            LOG_ERROR("coordinator", "worker %s runs job %llu, which worker %s runs now: %s must "
-                      "stop (told to shut down)", r->worker_name, (unsigned long long)id,
-                      c->workers.w[j->worker].name, r->worker_name);
-            return -1;
-        }
-    }
-    for (size_t i = 0; i < r->n_running_jobs; i++) {
-        uint64_t id = r->running_jobs[i];
-        struct coord_job *j = coord_jobs_find(&c->jobs, id);
-        if (!j || j->state == COORD_JOB_FINISHED) {
+        int claimable = j && (j->state == COORD_JOB_RECOVERING ||
+                              (j->state == COORD_JOB_QUEUED && j->prev_worker == wi) ||
+                              (j->state == COORD_JOB_RUNNING && j->worker == wi));
+        if (!claimable) {
             LOG_INFO("coordinator", "worker %s runs job %llu, which %s: cancelled there",
-                     r->worker_name, (unsigned long long)id, j ? "has ended" : "is unknown");
-            send_cancel(c, wi, id);
+                     r->worker_name, (unsigned long long)id,
+                     !j ? "is unknown"
+                        : j->state == COORD_JOB_FINISHED ? "has ended"
+                                                         : "has moved to another worker");
+            coord_cancel_on_worker(c, wi, id);
             continue;
         }
-        if (j->state != COORD_JOB_RUNNING || j->worker != wi)
+        if (j->state != COORD_JOB_RUNNING)
             LOG_INFO("coordinator", "job %llu claimed by %s (it has %u of its tokens here)",
                      (unsigned long long)id, r->worker_name, j->tok.n);
         j->state = COORD_JOB_RUNNING;
         j->worker = wi;
+        j->prev_worker = -1;
     }
-    return 0;
 }
 
 static void on_register(struct coord *c, const struct nosa_msg_peer *peer,
@@ -98,12 +84,6 @@ static void on_register(struct coord *c, const struct nosa_msg_peer *peer,
     w->last_seen_ms = coord_now_ms();
     w->full_until_ms = 0;
     w->alive = 1;
-    w->stopped = 0;
-    if (reconcile(c, wi, r) != 0) {
-        coord_worker_dead(c, wi, "it runs jobs that moved to other workers");
-        coord_stop_worker(c, wi);
-        return;
-    }
     Nosa__Serve__RegisterAck ack = NOSA__SERVE__REGISTER_ACK__INIT;
     ack.worker_name = w->name;
     int heartbeat_ms = c->opt.heartbeat_timeout_ms / 4; /* three may be lost before the timeout */
@@ -112,6 +92,7 @@ static void on_register(struct coord *c, const struct nosa_msg_peer *peer,
     m.body_case = NOSA__SERVE__COORD_MSG__BODY_REGISTER_ACK;
     m.register_ack = &ack;
     coord_send_worker(c, wi, &m);
+    reconcile(c, wi, r); /* after the ack: the worker takes its CancelJobs registered */
     LOG_INFO("coordinator", "worker %s registered: backend=%s mode=%s slots=%u max_context=%u "
              "block_size=%u running=%zu", w->name, w->backend, w->mode, w->max_seqs,
              w->max_context, w->block_size, r->n_running_jobs);
@@ -132,15 +113,20 @@ static void on_heartbeat(struct coord_worker *w, const Nosa__Serve__Heartbeat *h
     }
 }
 
-/* The job if it runs on worker wi; tokens or an end for any other job (moved away, cancelled,
- * finished) are dropped. */
+/* The job if worker wi owns it: it runs there, or (wi declared dead) it was taken from wi and
+ * has not been placed anywhere since, so what wi says of it is still the job's truth. Tokens
+ * or an end for any other job (moved away, cancelled, finished) are dropped. */
 static struct coord_job *job_on(struct coord *c, int wi, uint64_t id, const char *what)
 {
     struct coord_job *j = coord_jobs_find(&c->jobs, id);
     if (j && j->state == COORD_JOB_RUNNING && j->worker == wi) return j;
-    LOG_DEBUG("coordinator", "%s for job %llu from %s dropped: the job %s", what,
-              (unsigned long long)id, c->workers.w[wi].name,
-              j ? "does not run there" : "is unknown");
+    if (j && !c->workers.w[wi].alive && j->state == COORD_JOB_QUEUED && j->prev_worker == wi)
+        return j;
+    LOG_INFO("coordinator", "%s for job %llu from %s ignored: the job %s", what,
+             (unsigned long long)id, c->workers.w[wi].name,
+             !j ? "is unknown"
+                : j->state == COORD_JOB_FINISHED ? "has ended"
+                                                 : "does not run there (it moved)");
     return NULL;
 }
 
@@ -170,10 +156,15 @@ static void on_tokens(struct coord *c, int wi, const Nosa__Serve__TokensBatch *b
 static void on_finished(struct coord *c, int wi, const Nosa__Serve__JobFinished *f)
 {
     struct coord_job *j = job_on(c, wi, f->job_id, "JobFinished");
-    if (!j) return;
+    if (!j) {
+        const struct coord_job *k = coord_jobs_find(&c->jobs, f->job_id);
+        if (!k || k->state == COORD_JOB_FINISHED) coord_free_sequence(c, f->job_id);
+        return;
+    }
     int code = f->error ? (int)f->error->code : 0;
     const char *msg = f->error && f->error->message ? f->error->message : "";
     if (f->reason == NOSA__SERVE__FINISH_REASON__FINISH_ERROR && code == CODE(NO_SPACE)) {
+        if (j->state != COORD_JOB_RUNNING) return; /* already back in the queue */
         LOG_INFO("coordinator", "worker %s has no room for job %llu (%s): placed again",
                  c->workers.w[wi].name, (unsigned long long)j->id, msg);
         c->workers.w[wi].full_until_ms = coord_now_ms() + FULL_BACKOFF_MS;
@@ -181,14 +172,16 @@ static void on_finished(struct coord *c, int wi, const Nosa__Serve__JobFinished 
         coord_requeue_job(c, j);
         return;
     }
+    int was_running = j->state == COORD_JOB_RUNNING; /* else coord_finish_job frees it */
     if (f->reason == NOSA__SERVE__FINISH_REASON__FINISH_UNSPECIFIED) {
         coord_finish_job(c, j, NOSA__SERVE__FINISH_REASON__FINISH_ERROR, CODE(INTERNAL),
                          "the worker ended the job without a reason", f->recomputed_tokens);
-        return;
+    } else {
+        char what[320];
+        if (code) snprintf(what, sizeof what, "worker %s: %s", c->workers.w[wi].name, msg);
+        coord_finish_job(c, j, f->reason, code, code ? what : NULL, f->recomputed_tokens);
     }
-    char what[320];
-    if (code) snprintf(what, sizeof what, "worker %s: %s", c->workers.w[wi].name, msg);
-    coord_finish_job(c, j, f->reason, code, code ? what : NULL, f->recomputed_tokens);
+    if (was_running) coord_free_sequence(c, f->job_id);
 }
 
 static const char *body_name(Nosa__Serve__WorkerMsg__BodyCase b)
@@ -222,19 +215,26 @@ void coord_on_worker_frame(struct coord *c, const struct nosa_msg_peer *peer,
         coord_send_worker_error(c, peer, code, why);
     } else if (m->body_case == NOSA__SERVE__WORKER_MSG__BODY_REGISTER) {
         on_register(c, peer, m->register_);
-    } else if (wi < 0 || !c->workers.w[wi].alive) {
-        snprintf(why, sizeof why, "%s from a peer that is not a registered worker%s: send "
-                 "Register first", body_name(m->body_case),
-                 wi >= 0 ? " (it was declared dead)" : "");
+    } else if (wi < 0) {
+        snprintf(why, sizeof why, "%s from a peer that is not a registered worker: send "
+                 "Register first", body_name(m->body_case));
         coord_send_worker_error(c, peer, CODE(UNAUTHORIZED), why);
     } else {
-        c->workers.w[wi].last_seen_ms = coord_now_ms();
-        if (m->body_case == NOSA__SERVE__WORKER_MSG__BODY_HEARTBEAT)
-            on_heartbeat(&c->workers.w[wi], m->heartbeat);
-        else if (m->body_case == NOSA__SERVE__WORKER_MSG__BODY_TOKENS)
+        struct coord_worker *w = &c->workers.w[wi];
+        if (!w->alive) { /* declared dead (slow, not gone): it registers again on this */
+            snprintf(why, sizeof why, "%s from worker %s, which was declared dead: send "
+                     "Register first", body_name(m->body_case), w->name);
+            coord_send_worker_error(c, peer, CODE(UNAUTHORIZED), why);
+        } else {
+            w->last_seen_ms = coord_now_ms();
+        }
+        if (m->body_case == NOSA__SERVE__WORKER_MSG__BODY_HEARTBEAT) {
+            if (w->alive) on_heartbeat(w, m->heartbeat);
+        } else if (m->body_case == NOSA__SERVE__WORKER_MSG__BODY_TOKENS) {
             on_tokens(c, wi, m->tokens);
-        else
+        } else {
             on_finished(c, wi, m->finished);
+        }
     }
     protobuf_c_message_free_unpacked(&m->base, NULL);
 }

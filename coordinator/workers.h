@@ -26,7 +26,6 @@ struct coord_worker {
     char backend[16], mode[16], model[256];
     struct nosa_msg_peer peer;
     int alive;
-    int stopped;               /* sent Shutdown since it last registered */
     uint32_t max_seqs, max_context, block_size;
     int32_t gpu, pid, numa_node;
     uint32_t assigned;         /* jobs we have assigned it that have not ended */

@@ -169,7 +169,7 @@ static void test_move(struct fake_worker *w0, struct fake_worker *w1, void *cl)
         CHECK(moved->generated_ok, "Assign.generated differs from the streamed tokens");
     }
     pump(ws, 2, 30, NULL, NULL);
-    CHECK(a->shutdowns == 1, "the dead worker got %d Shutdown", a->shutdowns);
+    CHECK(a->cancels == 1 && !fw_job(a, id), "the dead worker got %d CancelJob", a->cancels);
     fw_emit(b, 3);
     fw_emit(b, 100);
     end = ch_now_ms() + 2000;
@@ -474,6 +474,112 @@ static void test_torn_and_full(void **cl)
           "coordinator with a failed journal did not exit 0");
 }
 
+/* ---------------------------------------------------------------- a false death */
+/* Submits a streamed job of 10 tokens and waits until one of the two workers has it. */
+static void submit_placed(void *cl, const char *prompt, struct fake_worker **ws, uint64_t *id)
+{
+    Nosa__Serve__ClientReply *r = cl_submit(cl, prompt, 10, 1);
+    REQUIRE(r && r->submitted, "submit '%s'", prompt);
+    *id = r->submitted->job_id;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    uint64_t end = ch_now_ms() + 2000;
+    while (!fw_job(ws[0], *id) && !fw_job(ws[1], *id) && ch_now_ms() < end)
+        pump(ws, 2, 5, NULL, NULL);
+}
+
+/* Both workers stop answering during a long step and are declared dead; then they speak
+ * again. Each is told to register again (UNAUTHORIZED); q, back first, claims its own job
+ * (not moved) and takes p's job with its 3 tokens; p's late tokens, a JobFinished{error} and
+ * its cancellation of that job are ignored (the client sees neither), and p, registering with
+ * the job it lost, has it cancelled there. Both jobs end with exact text. */
+static void test_false_death(void)
+{
+    char journal[300];
+    snprintf(journal, sizeof journal, "%s/false-death.journal", g_e.run_dir);
+    const char *flags[] = {"--journal", journal, NULL};
+    REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, flags) == 0, "start (false death)");
+    struct fake_worker w0, w1;
+    REQUIRE(fw_open(&g_e, &w0, "p", 2, 64) == 0 && fw_open(&g_e, &w1, "q", 2, 64) == 0 &&
+                fw_register(&w0) == 0 && fw_register(&w1) == 0,
+            "p and q register");
+    struct fake_worker *ws[2] = {&w0, &w1};
+    void *cl_a = cl_open(&g_e), *cl_b = cl_open(&g_e);
+    REQUIRE(cl_a && cl_b, "client sockets");
+    uint64_t ida, idb;
+    submit_placed(cl_a, "first", ws, &ida);
+    submit_placed(cl_b, "second", ws, &idb);
+    struct fake_worker *p = fw_job(&w0, ida) ? &w0 : &w1, *q = p == &w0 ? &w1 : &w0;
+    REQUIRE(fw_job(p, ida) && fw_job(q, idb), "jobs %llu and %llu not on two workers",
+            (unsigned long long)ida, (unsigned long long)idb);
+    fw_emit(p, 3);
+    fw_emit(q, 3);
+    struct stream sa, sb;
+    memset(&sa, 0, sizeof sa);
+    memset(&sb, 0, sizeof sb);
+    uint64_t end = ch_now_ms() + 2000;
+    while ((!sa.seen[2] || !sb.seen[2]) && ch_now_ms() < end) {
+        collect(cl_a, &sa, 10);
+        collect(cl_b, &sb, 10);
+    }
+    CHECK(sa.seen[2] && sb.seen[2], "the first 3 tokens of each job did not arrive");
+    ch_sleep_ms(3 * HB_TIMEOUT_MS); /* a long step on both: both declared dead */
+
+    fw_heartbeat(q); /* q speaks again: told to register, claims its job, takes p's */
+    struct fake_worker *wq[1] = {q};
+    struct has_job_arg moved = {q, ida};
+    CHECK(pump(wq, 1, 3000, has_job, &moved), "job %llu not moved to %s",
+          (unsigned long long)ida, q->name);
+    pump(wq, 1, 50, NULL, NULL);
+    CHECK(q->acks >= 2 && q->last_error_code == CODE(UNAUTHORIZED),
+          "q: %d acks, last error %d (want a re-registration after UNAUTHORIZED)", q->acks,
+          q->last_error_code);
+    CHECK(q->assigns == 2 && q->cancels == 0, "q: %d assigns, %d cancels (its own job must "
+          "stay with it)", q->assigns, q->cancels);
+    if (fw_job(q, ida))
+        CHECK(fw_job(q, ida)->assigned_generated == 3 && fw_job(q, ida)->generated_ok,
+              "moved with %u generated tokens, want 3", fw_job(q, ida)->assigned_generated);
+
+    /* p wakes up: its step's tokens and a failure of the job it lost come late. */
+    fw_emit(p, 2);
+    Nosa__Error e = NOSA__ERROR__INIT;
+    e.code = CODE(INTERNAL);
+    e.message = "kv-host table of sequence changed under this worker";
+    Nosa__Serve__JobFinished f = NOSA__SERVE__JOB_FINISHED__INIT;
+    f.job_id = ida;
+    f.reason = NOSA__SERVE__FINISH_REASON__FINISH_ERROR;
+    f.error = &e;
+    Nosa__Serve__WorkerMsg m = NOSA__SERVE__WORKER_MSG__INIT;
+    m.body_case = NOSA__SERVE__WORKER_MSG__BODY_FINISHED;
+    m.finished = &f;
+    CHECK(fw_send(p, &m, 0) == 0, "send p's stale JobFinished");
+    CHECK(fw_register(p) == 0, "p registers again"); /* listing the job it lost */
+    pump(ws, 2, 200, NULL, NULL);
+    CHECK(p->cancels == 2 && !fw_job(p, ida),
+          "p: %d CancelJob for the job it lost (want one when it moved, one at Register)",
+          p->cancels);
+    collect(cl_a, &sa, 50);
+    CHECK(sa.finished == 0, "a late end from the job's old worker reached the client");
+
+    fw_emit(q, 100);
+    end = ch_now_ms() + 2000;
+    while ((!sa.finished || !sb.finished) && ch_now_ms() < end) {
+        pump(ws, 2, 5, NULL, NULL);
+        collect(cl_a, &sa, 5);
+        collect(cl_b, &sb, 5);
+    }
+    CHECK(sa.finished == 1 && sa.reason == NOSA__SERVE__FINISH_REASON__FINISH_LENGTH &&
+              stream_exact(&sa, 10),
+          "moved job: finished %d reason %d, dups %d", sa.finished, sa.reason, sa.dups);
+    CHECK(sb.finished == 1 && sb.reason == NOSA__SERVE__FINISH_REASON__FINISH_LENGTH &&
+              stream_exact(&sb, 10),
+          "claimed job: finished %d reason %d, dups %d", sb.finished, sb.reason, sb.dups);
+    zmq_close(cl_a);
+    zmq_close(cl_b);
+    fw_close(&w0);
+    fw_close(&w1);
+    CHECK(ch_stop_coordinator(&g_e, SIGTERM) == 0, "SIGTERM after the false death");
+}
+
 int main(int argc, char **argv)
 {
     REQUIRE(argc == 2, "usage: test_coord_process BIN_DIR");
@@ -498,6 +604,8 @@ int main(int argc, char **argv)
     zmq_close(cl);
     fw_close(&w0);
     fw_close(&w1);
+    ch_set_idle(NULL, NULL);
+    test_false_death();
     ch_cleanup();
     return test_report("coord_process");
 }
