@@ -22,6 +22,10 @@ struct worker_kvh_source {
     uint32_t *table;            /* [max_blocks_per_seq] */
     struct worker_kvh_failure *failures; /* [max_seqs] */
     size_t n_failures;
+    /* Sequences the engine let go of, freed on the kv-host by flush_frees (after the worker
+     * sent their JobFinished). [frees_cap]: max_seqs, grown if ever exceeded. */
+    uint64_t *pending_frees;
+    size_t n_pending_frees, frees_cap;
 };
 
 static void record_failure(struct worker_kvh_source *s, uint64_t seq_id, const char *reason)
@@ -200,9 +204,9 @@ static int free_one(struct worker_kvh_source *s, uint64_t seq_id, char *err, siz
     return rc == -ENOENT ? 0 : rc;
 }
 
-static int source_free(void *ctx, const uint64_t *seq_ids, int n, char *err, size_t errlen)
+static int free_now(struct worker_kvh_source *s, const uint64_t *seq_ids, int n, char *err,
+                    size_t errlen)
 {
-    struct worker_kvh_source *s = ctx;
     int rc = kvh_client_free(s->client, seq_ids, (size_t)n, NULL, err, errlen);
     if (rc == 0) return 0;
     /* All or nothing on the kv-host: one unknown id would keep the others' groups. */
@@ -212,6 +216,38 @@ static int source_free(void *ctx, const uint64_t *seq_ids, int n, char *err, siz
         if (rc && !first_rc) first_rc = rc;
     }
     return first_rc;
+}
+
+/* The engine's free_seqs: only queued. The engine lets go of a sequence inside the step that
+ * finished it, before the worker has sent the step's tokens and JobFinished; freed then, a
+ * worker killed before those sends would leave the coordinator a job that resumes without
+ * its table (a full prefill). */
+static int source_free(void *ctx, const uint64_t *seq_ids, int n, char *err, size_t errlen)
+{
+    struct worker_kvh_source *s = ctx;
+    size_t need = s->n_pending_frees + (size_t)n;
+    if (need > s->frees_cap) {
+        uint64_t *q = realloc(s->pending_frees, need * sizeof(*q));
+        if (!q) {
+            LOG_WARN("worker", "out of memory queueing %d kv-host frees: freeing them now", n);
+            return free_now(s, seq_ids, n, err, errlen);
+        }
+        s->pending_frees = q;
+        s->frees_cap = need;
+    }
+    memcpy(s->pending_frees + s->n_pending_frees, seq_ids, (size_t)n * sizeof(*seq_ids));
+    s->n_pending_frees = need;
+    return 0;
+}
+
+int worker_kvh_source_flush_frees(struct worker_kvh_source *s, char *err, size_t errlen)
+{
+    if (s->n_pending_frees == 0) return 0;
+    int rc = free_now(s, s->pending_frees, (int)s->n_pending_frees, err, errlen);
+    /* Failed or not, the ids leave the queue: a sequence the kv-host still holds is freed by
+     * the coordinator on JobFinished (docs/WORKER.md). */
+    s->n_pending_frees = 0;
+    return rc;
 }
 
 int worker_kvh_source_forget(struct worker_kvh_source *s, uint64_t seq_id, char *err,
@@ -262,7 +298,9 @@ int worker_kvh_source_open(const struct worker_kvh_options *opts,
     s->first_index = calloc(n, sizeof(*s->first_index));
     s->table = calloc(opts->max_blocks_per_seq ? opts->max_blocks_per_seq : 1, sizeof(*s->table));
     s->failures = calloc(n, sizeof(*s->failures));
-    if (!s->seqs || !s->first_index || !s->table || !s->failures) {
+    s->pending_frees = calloc(n, sizeof(*s->pending_frees));
+    s->frees_cap = n;
+    if (!s->seqs || !s->first_index || !s->table || !s->failures || !s->pending_frees) {
         nosa_set_error(err, errlen, "out of memory");
         goto fail;
     }
@@ -298,6 +336,7 @@ void worker_kvh_source_close(struct worker_kvh_source *s)
     free(s->groups);
     free(s->table);
     free(s->failures);
+    free(s->pending_frees);
     free(s);
 }
 

@@ -2,12 +2,19 @@
  * kv-host (kv-host/kvh_client.h): the worker's connection to the kv-host, the attach, the
  * arena mapping the backend reads and writes, and the alloc/free/table requests.
  *
- * This module owns: the kv-host client, the mapping, and the scratch buffers of the batched
- * requests (sized at open for max_seqs sequences). A kv-host that does not answer (it is
+ * This module owns: the kv-host client, the mapping, the scratch buffers of the batched
+ * requests (sized at open for max_seqs sequences) and the queue of deferred frees. A kv-host that does not answer (it is
  * being restarted with --recover) is retried until retry_ms passes; a timed-out request that
  * may have taken effect is reconciled against the sequence's table before it is sent again,
  * so no group is allocated twice. The caller's `waiting` hook runs between tries (the worker
  * sends heartbeats from it, so the coordinator does not declare it dead meanwhile).
+ *
+ * Frees are deferred: the engine's free_seqs only queues the sequences, and the worker
+ * sends the queue with worker_kvh_source_flush_frees once the step's tokens and JobFinished
+ * messages are handed to the coordinator socket. So the kv-host holds a sequence's table
+ * until the coordinator knows its job has finished (a worker killed earlier leaves a job
+ * that resumes from its table). Close does not flush: what is still queued then belongs
+ * to jobs whose JobFinished was never sent, and their tables serve the resume.
  *
  * A failure that concerns some sequences only is recorded per sequence (failures()), so the
  * worker can end those jobs with the reason and keep the others: a sequence whose kv-host
@@ -65,6 +72,11 @@ const struct kvh_attach_info *worker_kvh_source_info(const struct worker_kvh_sou
 int worker_kvh_source_table(struct worker_kvh_source *s, uint64_t seq_id,
                             const uint32_t **groups, uint32_t *n_groups, char *err,
                             size_t errlen);
+/* Frees on the kv-host the sequences the engine let go of since the last flush (call it
+ * after their JobFinished went out). The queue is emptied even when a free fails (logged by
+ * the caller): the coordinator frees a finished job's sequence on JobFinished as well. */
+int worker_kvh_source_flush_frees(struct worker_kvh_source *s, char *err, size_t errlen);
+
 /* Frees whatever table the kv-host holds for seq_id (a job started afresh whose id ran
  * before); a sequence it does not know is the usual case and no error. */
 int worker_kvh_source_forget(struct worker_kvh_source *s, uint64_t seq_id, char *err,

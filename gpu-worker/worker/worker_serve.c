@@ -223,8 +223,19 @@ static Nosa__Serve__FinishReason proto_reason(enum nosa_finish_reason r)
     }
 }
 
+/* Frees on the kv-host the sequences of the jobs whose JobFinished went out. */
+static void flush_frees(struct worker *w)
+{
+    char err[256];
+    if (worker_kvh_source_flush_frees(w->kvh, err, sizeof(err)))
+        LOG_ERROR("worker", "freeing finished jobs' kv-host sequences (the coordinator frees "
+                  "them on JobFinished): %s", err);
+}
+
 /* Sends what the last step (or cancel) produced: its tokens first, then the jobs that
- * ended. Called only after the engine call returned (the resume rule, PROCESSES.md). */
+ * ended, and only then frees their kv-host sequences (the engine queued them during the
+ * step): a worker killed before JobFinished went out leaves each job its table to resume
+ * from. Called only after the engine call returned (the resume rule, PROCESSES.md). */
 static void send_step_output(struct worker *w)
 {
     send_tokens(w);
@@ -235,6 +246,7 @@ static void send_step_output(struct worker *w)
         NOSA_FAULT_POINT("worker.finished.sent");
     }
     w->n_finished = 0;
+    flush_frees(w);
 }
 
 /* After a (re)registration: every running job's tokens from index 0, so a coordinator that
@@ -512,6 +524,9 @@ int worker_serve_run(struct worker *w, char *err, size_t errlen)
         if (can_step(w) && step(w, err, errlen)) return -EFAULT;
         heartbeat_if_due(w);
     }
+    /* Every send of finished jobs flushed its frees; this is only a backstop, so no
+     * sequence of a job reported finished outlives the worker on the kv-host. */
+    flush_frees(w);
     LOG_INFO("worker", "stopping: %s, %zu jobs left in place for the coordinator to move",
              w->shutdown ? "Shutdown" : "signal", w->n_jobs);
     return 0;

@@ -6,7 +6,8 @@
  * sequences freed; a job resumed on a second worker after the first was killed (SIGKILL)
  * recomputes less than a block and continues with exactly the reference tokens; a
  * kv-host killed and restarted with --recover mid-job; a coordinator restart (re-register
- * with running_jobs, tokens re-sent); SIGTERM exits 0.
+ * with running_jobs, tokens re-sent); SIGTERM exits 0; a worker killed right after sending
+ * JobFinished leaves the job's kv-host sequence in place (frees come after the send).
  *
  *   test_worker BIN_DIR        (ctest passes the build's bin directory) */
 #include <signal.h>
@@ -25,8 +26,9 @@ static struct nh_node g_node;
 static struct fake_coord g_fc;
 static int g_worker_seq;
 
-/* Starts a worker named w<N> (offloaded, or with --resident); its name goes to name[]. */
-static void start_worker(char *name, size_t cap, int resident)
+/* Starts a worker named w<N> (offloaded, or with --resident; env_extra: NULL or more
+ * environment, e.g. an armed fault point); its name goes to name[]. */
+static void start_worker_env(char *name, size_t cap, int resident, char *const env_extra[])
 {
     snprintf(name, cap, "w%d", ++g_worker_seq);
     const char *argv[] = {"nosa-worker", "--run-dir", g_node.run_dir, "--name", name,
@@ -34,7 +36,12 @@ static void start_worker(char *name, size_t cap, int resident)
                           "--model", g_node.model, "--backend", "cpu", "--mode", "nosa",
                           "--max-seqs", "4", "--heartbeat-ms", "100",
                           resident ? "--resident" : NULL, NULL};
-    REQUIRE(nh_spawn(&g_node, name, NULL, 0, argv) >= 0, "spawn %s", name);
+    REQUIRE(nh_spawn(&g_node, name, env_extra, 0, argv) >= 0, "spawn %s", name);
+}
+
+static void start_worker(char *name, size_t cap, int resident)
+{
+    start_worker_env(name, cap, resident, NULL);
 }
 
 /* Waits for name to exit; checks it exited 0. */
@@ -359,6 +366,48 @@ static void test_coordinator_restart(void)
     finish_job(&c, "after the coordinator restart");
 }
 
+/* A finished job's kv-host sequence is freed only after its JobFinished went out: a worker
+ * killed right after that send (fault point worker.finished.sent) leaves the table in the
+ * kv-host, so a coordinator that had not yet seen JobFinished could still resume the job.
+ * The test then frees it, as the coordinator does on JobFinished. */
+static void test_free_after_finished(void)
+{
+    static struct job_case c = {701, 40, 12, 0, 1, 0, ""};
+    char *armed[] = {"NOSA_FAULT=worker.finished.sent", NULL};
+    char worker[16];
+    int regs = g_fc.registers;
+    start_worker_env(worker, sizeof(worker), 0, armed);
+    wait_registered(regs + 1);
+    struct fc_job *j = start_job(&c, 1);
+    REQUIRE(nh_wait_exit(&g_node, worker, 20000) == 1, "%s did not die at its fault point",
+            worker);
+    const struct nh_proc *p = NULL;
+    for (int i = 0; i < g_node.n_procs; i++)
+        if (strcmp(g_node.procs[i].name, worker) == 0) p = &g_node.procs[i];
+    CHECK(p && WIFSIGNALED(p->status) && WTERMSIG(p->status) == SIGKILL,
+          "%s: wait status %d, want SIGKILL (its fault point)", worker, p ? p->status : -1);
+    /* The sends were handed to the socket; a process killed at once may lose them still
+     * queued, so the tokens received so far are what the table must cover. */
+    while (fc_pump(&g_fc, 100) > 0)
+        ;
+    if (j->finished) check_against_reference(j, c.prompt, c.max_tokens, 0, 1, 0);
+    uint32_t positions = (uint32_t)c.prompt_len + 1 + (j->n_tokens ? j->n_tokens : 1) - 1;
+    uint32_t want_blocks = positions / g_node.block_size;
+    REQUIRE(want_blocks > 0, "job 701 completes no block (%u positions)", positions);
+
+    struct kvh_client *kc = NULL;
+    char err[256];
+    REQUIRE(kvh_client_connect(g_node.kvhost_ep, NULL, &kc, err, sizeof(err)) == 0, "%s", err);
+    static uint32_t groups[4096];
+    uint32_t n = 0;
+    int rc = kvh_client_table(kc, c.id, groups, 4096, &n, err, sizeof(err));
+    CHECK(rc == 0 && n >= want_blocks,
+          "killed after JobFinished: the kv-host table of job 701 has %u blocks (want >= %u): "
+          "%s", n, want_blocks, rc ? err : "ok");
+    CHECK(kvh_client_free(kc, &c.id, 1, NULL, err, sizeof(err)) == 0, "free job 701: %s", err);
+    kvh_client_close(kc);
+}
+
 int main(int argc, char **argv)
 {
     static const char *const needed[] = {"nosa-kvhost", "nosa-worker", "nosa-generate", NULL};
@@ -393,6 +442,8 @@ int main(int argc, char **argv)
     msg.shutdown = &sd;
     CHECK(fc_send(&g_fc, &msg) == 0, "send Shutdown");
     check_clean_exit(worker, "Shutdown");
+    test_free_after_finished();
+    check_kvhost_empty("after the worker killed past JobFinished");
     fc_close(&g_fc);
     if (g_test_checks_failed) nh_dump_logs(&g_node, 40);
     nh_stop_all(&g_node, 3000);
