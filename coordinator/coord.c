@@ -266,11 +266,21 @@ void coord_cancel_on_worker(struct coord *c, int worker, uint64_t job_id)
 void coord_free_sequence(struct coord *c, uint64_t job_id)
 {
     if (!c->kvh) return;
+    if (!c->arena.known) { /* each try would stall the loop KVH_TIMEOUT_MS: heartbeats wait */
+        LOG_WARN("coordinator", "job %llu: kv-host %s not answering: its sequence is left to "
+                 "its worker", (unsigned long long)job_id, c->opt.kvhost_ep);
+        return;
+    }
     char err[256];
     int rc = kvh_client_free(c->kvh, &job_id, 1, NULL, err, sizeof err);
-    if (rc != 0 && rc != -ENOENT)
+    if (rc != 0 && rc != -ENOENT) {
         LOG_WARN("coordinator", "job %llu: freeing its kv-host sequence: %s",
                  (unsigned long long)job_id, err);
+        if (rc == -ETIMEDOUT) { /* not answering: no more tries until its stats come back */
+            c->arena.known = 0;
+            c->next_kvh_poll_ms = coord_now_ms() + KVH_RETRY_MS;
+        }
+    }
 }
 
 /* ---------------------------------------------------------------- journal replay */
