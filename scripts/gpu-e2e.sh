@@ -219,6 +219,7 @@ record() { # config phase seconds comparison-last-line
   [ "${bad:-1}" = 0 ] && [ "${n:-0}" -gt 0 ] || fail "$1 $2: ${bad:-?} of ${n:-?} jobs mismatched"
   summary+=("$(printf '%-6s %-5s %-5s jobs %3s ok %3s bad %3s tokens %6s  %6.2fs  %8.1f tok/s (status peak %.1f)  max recomputed %s (block %s)' \
     "$1" "$2" "$backend" "$n" "$ok" "$bad" "$gen" "$3" "$tps" "$peak_tps" "$maxrec" "$block")")
+  echo "${summary[-1]}" >>"$out/rows.txt" # survives a run cut short
 }
 
 for cfg in "${configs[@]}"; do
@@ -283,6 +284,7 @@ for cfg in "${configs[@]}"; do
   res=$(compare "$dir" kill "$block"); echo "$res" | head -n -1
   record "$cfg" kill "$secs" "$(echo "$res" | tail -n 1)"
   summary[-1]+="  (killed w$victim with $running jobs)"
+  echo "  killed w$victim with $running jobs" >>"$out/rows.txt"
 
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   wait "${pids[@]}" 2>/dev/null
