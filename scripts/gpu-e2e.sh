@@ -18,7 +18,8 @@
 #
 # Environment: NOSA_E2E_BACKEND (cuda; cpu runs it on a machine without GPU), NOSA_E2E_BIN
 # (.devrun/e2e/bin when packed, else build/bin), NOSA_E2E_MODE (nosa), NOSA_E2E_PARALLEL
-# (reference runs at once, 4), NOSA_E2E_KILL_TOKENS (max tokens of the kill phase's jobs: 3000 tiny, 400 else).
+# (reference runs at once, 4), NOSA_E2E_HEARTBEAT_MS (coordinator --heartbeat-timeout-ms, 3000),
+# NOSA_E2E_KILL_TOKENS (max tokens of the kill phase's jobs: 3000 tiny, 400 else).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bins=(nosa-kvhost nosa-worker nosa-coordinator nosa nosa-mkmodel nosa-generate)
@@ -239,7 +240,8 @@ for cfg in "${configs[@]}"; do
   wait_until 60 "$cfg: kv-host socket" test -S "$run/kvh0.sock" || continue
   start coord "$bin/nosa-coordinator" --run-dir "$run" --workers "ipc://$run/coord-workers.sock" \
     --clients "ipc://$run/coord.sock" --kvhost "ipc://$run/kvh0.sock" \
-    --journal "$dir/coordinator.journal" --metrics-port 0 --heartbeat-timeout-ms 1000
+    --journal "$dir/coordinator.journal" --metrics-port 0 \
+    --heartbeat-timeout-ms "${NOSA_E2E_HEARTBEAT_MS:-3000}"
   wait_until 30 "$cfg: coordinator answering" cli status || continue
   for w in 0 1; do
     start "w$w" "$bin/nosa-worker" --run-dir "$run" --name "${backend}0-w$w" \
