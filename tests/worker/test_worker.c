@@ -287,14 +287,22 @@ static void test_cancel(void)
           j ? j->n_tokens : 0);
 }
 
-/* Every finished job's kv-host sequence is freed. */
+/* Every finished job's kv-host sequence is freed. The worker frees only after its
+ * JobFinished went out, so a test that just received JobFinished waits for the free. */
 static void check_kvhost_empty(const char *when)
 {
     struct kvh_client *c = NULL;
     char err[256];
     REQUIRE(kvh_client_connect(g_node.kvhost_ep, NULL, &c, err, sizeof(err)) == 0, "%s", err);
     struct kvh_stats st;
-    int rc = kvh_client_stats(c, &st, err, sizeof(err));
+    int rc;
+    uint64_t deadline = nh_now_ms() + 5000;
+    for (;;) {
+        rc = kvh_client_stats(c, &st, err, sizeof(err));
+        if (rc || (st.n_seqs == 0 && st.free_groups == st.n_groups) || nh_now_ms() > deadline)
+            break;
+        usleep(20 * 1000);
+    }
     CHECK(rc == 0 && st.n_seqs == 0 && st.free_groups == st.n_groups,
           "%s: kv-host holds %llu sequences, %llu of %llu groups free (%s)", when,
           (unsigned long long)st.n_seqs, (unsigned long long)st.free_groups,
