@@ -432,6 +432,7 @@ static void assign(struct coord *c, struct coord_job *j, int worker)
     protobuf_c_message_free_unpacked(&spec->base, NULL);
     j->state = COORD_JOB_RUNNING;
     j->worker = worker;
+    j->assigned_at = w->registrations;
     w->assigned++;
     if (c->arena.known)
         c->arena.reserved_groups += coord_job_groups(j->prompt_tokens + j->max_tokens,

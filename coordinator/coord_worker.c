@@ -21,12 +21,18 @@ static int listed(const Nosa__Serve__Register *r, uint64_t id)
 /* Reconciles the jobs a (re-)registering worker says it runs with the table. A listed job
  * goes back to it when it has not been placed on another worker since it left this one (or it
  * waits to be claimed after a restart); one that moved on (or ended, or is unknown) is
- * cancelled there, so only one worker ever runs a job. */
-static void reconcile(struct coord *c, int wi, const Nosa__Serve__Register *r)
+ * cancelled there, so only one worker ever runs a job. A second Register on the same live
+ * connection (two UNAUTHORIZED answers crossed its first) was written before the Assigns
+ * sent since the first one's ack reached the worker: those jobs are not lost, they are on
+ * their way in order, so only jobs assigned before that ack count as gone. */
+static void reconcile(struct coord *c, int wi, const Nosa__Serve__Register *r, int same_conn)
 {
+    const struct coord_worker *w = &c->workers.w[wi];
     for (size_t i = 0; i < c->jobs.n; i++) { /* ours there that it no longer runs: lost */
         struct coord_job *j = c->jobs.jobs[i];
-        if (j->state == COORD_JOB_RUNNING && j->worker == wi && !listed(r, j->id)) {
+        int in_flight = same_conn && j->assigned_at == w->registrations - 1;
+        if (j->state == COORD_JOB_RUNNING && j->worker == wi && !listed(r, j->id) &&
+            !in_flight) {
             LOG_INFO("coordinator", "job %llu is no longer on %s: moved",
                      (unsigned long long)j->id, r->worker_name);
             coord_requeue_job(c, j);
@@ -68,7 +74,9 @@ static void on_register(struct coord *c, const struct nosa_msg_peer *peer,
         return;
     }
     struct coord_worker *w = &c->workers.w[wi];
-    if (w->alive && (w->peer.len != peer->len || memcmp(w->peer.id, peer->id, peer->len)))
+    int same_peer = w->peer.len == peer->len && !memcmp(w->peer.id, peer->id, peer->len);
+    int same_conn = w->alive && w->registrations > 0 && same_peer;
+    if (w->alive && !same_peer)
         LOG_WARN("coordinator", "worker %s registered again from a new connection (pid %d): "
                  "it replaces the old one", r->worker_name, r->pid);
     w->peer = *peer;
@@ -92,7 +100,8 @@ static void on_register(struct coord *c, const struct nosa_msg_peer *peer,
     m.body_case = NOSA__SERVE__COORD_MSG__BODY_REGISTER_ACK;
     m.register_ack = &ack;
     coord_send_worker(c, wi, &m);
-    reconcile(c, wi, r); /* after the ack: the worker takes its CancelJobs registered */
+    w->registrations++;
+    reconcile(c, wi, r, same_conn); /* after the ack: the worker takes its CancelJobs registered */
     LOG_INFO("coordinator", "worker %s registered: backend=%s mode=%s slots=%u max_context=%u "
              "block_size=%u running=%zu", w->name, w->backend, w->mode, w->max_seqs,
              w->max_context, w->block_size, r->n_running_jobs);

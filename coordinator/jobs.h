@@ -37,6 +37,7 @@ struct coord_job {
     int worker;             /* index in the worker table while RUNNING, else -1 */
     int prev_worker;        /* the worker it was taken from when requeued, else -1: told to
                              * stop if it is still dead when the job moves elsewhere */
+    uint32_t assigned_at;   /* its worker's registrations when it was assigned there */
     uint64_t recover_deadline_ms;
     int cancel_requested;
 

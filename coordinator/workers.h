@@ -32,6 +32,7 @@ struct coord_worker {
     uint32_t hb_running, hb_free_slots;
     uint64_t last_seen_ms;
     uint64_t full_until_ms;    /* it answered ERROR_NO_SPACE: no assignments until then */
+    uint32_t registrations;    /* Registers answered: an Assign is stamped with this count */
     struct coord_step_stats stats;
 };
 

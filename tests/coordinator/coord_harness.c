@@ -314,9 +314,11 @@ static void on_assign(struct fake_worker *w, const Nosa__Serve__Assign *a)
         if (a->generated[i] != 'a' + (int32_t)(i % 26)) j->generated_ok = 0;
 }
 
-void fw_pump(struct fake_worker *w)
+void fw_pump(struct fake_worker *w) { fw_pump_n(w, -1); }
+
+void fw_pump_n(struct fake_worker *w, int max)
 {
-    for (;;) {
+    for (int n = 0; max < 0 || n < max; n++) {
         struct nosa_msg_frame f;
         char err[256];
         if (nosa_msg_recv(w->sock, NULL, &f, NOSA_MSG_MAX_BYTES, ZMQ_DONTWAIT, err, sizeof err) !=

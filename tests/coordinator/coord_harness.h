@@ -67,6 +67,8 @@ int fw_register(struct fake_worker *w);
 /* Handles what arrived (Assign, CancelJob, Shutdown, Error, RegisterAck); an Error
  * UNAUTHORIZED/UNKNOWN_ID makes it register again, as nosa-worker does. */
 void fw_pump(struct fake_worker *w);
+/* Handles at most max messages (max < 0: all), to hold later ones back in the socket. */
+void fw_pump_n(struct fake_worker *w, int max);
 void fw_heartbeat(struct fake_worker *w);
 /* Sends up to n more tokens of each job (one TokensBatch) and JobFinished for those done. */
 void fw_emit(struct fake_worker *w, uint32_t n);

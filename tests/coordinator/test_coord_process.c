@@ -524,7 +524,14 @@ static void test_false_death(void)
     CHECK(sa.seen[2] && sb.seen[2], "the first 3 tokens of each job did not arrive");
     ch_sleep_ms(3 * HB_TIMEOUT_MS); /* a long step on both: both declared dead */
 
-    fw_heartbeat(q); /* q speaks again: told to register, claims its job, takes p's */
+    /* q speaks again: told to register, claims its job, takes p's. Two heartbeats get two
+     * UNAUTHORIZED answers, so q registers twice; the second Register, written before the
+     * Assign of p's job reached q, must not make that job count as lost there. */
+    fw_heartbeat(q);
+    fw_heartbeat(q);
+    ch_sleep_ms(100); /* both answered */
+    fw_pump_n(q, 1);  /* the first UNAUTHORIZED: Register */
+    ch_sleep_ms(100); /* its ack, the claim and the Assign of p's job wait behind the second */
     struct fake_worker *wq[1] = {q};
     struct has_job_arg moved = {q, ida};
     CHECK(pump(wq, 1, 3000, has_job, &moved), "job %llu not moved to %s",
