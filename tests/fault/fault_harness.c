@@ -186,7 +186,9 @@ static void soak_arm_point(int victim)
     parse_arm(arm, 0);
 }
 
-/* A fresh node: previous processes stopped, arena and journal removed. */
+/* A fresh node: previous processes stopped, arena and journal removed. Only a regular file
+ * is removed: the journal-full run points the journal at /dev/full, and unlinking that (as
+ * root) let the coordinator create a plain file there, which never fills. */
 static int node_start(struct nh_node *node, long coord_fsize)
 {
     nh_stop_all(node, 5000);
@@ -194,7 +196,8 @@ static int node_start(struct nh_node *node, long coord_fsize)
     char arena[NH_PATH];
     nh_arena_path(node, arena, sizeof arena);
     unlink(arena);
-    unlink(node->journal);
+    struct stat st;
+    if (lstat(node->journal, &st) == 0 && S_ISREG(st.st_mode)) unlink(node->journal);
     if (nh_start_kvhost(node, 0, g_kvh_env) < 0) return -1;
     if (nh_start_coordinator(node, g_coord_env, coord_fsize) < 0) return -1;
     if (nh_start_worker(node, "cpu0", g_worker_env[0]) < 0) return -1;
