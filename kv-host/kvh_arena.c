@@ -116,10 +116,11 @@ static void *prefault_thread(void *arg)
     const struct prefault_slice *s = arg;
     if (s->node >= 0) numa_run_on_node(s->node); /* best effort: the pages are bound anyway */
     long page = sysconf(_SC_PAGESIZE);
-    for (size_t off = 0; off < s->len; off += (size_t)page) {
-        volatile uint8_t *p = s->start + off;
-        *p = *p; /* a write fault: the page is allocated (under the mbind policy) */
-    }
+    /* A write fault allocates the page (under the mbind policy). An atomic add of 0, not
+     * *p = *p: on --recover the workers still write blocks into the mapping, and a plain
+     * read-then-write could put back a byte one of them wrote in between. */
+    for (size_t off = 0; off < s->len; off += (size_t)page)
+        __atomic_fetch_add(s->start + off, (uint8_t)0, __ATOMIC_RELAXED);
     return NULL;
 }
 

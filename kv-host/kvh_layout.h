@@ -36,7 +36,7 @@ struct kvh_header {
     uint64_t owners_offset;  /* n_groups x struct kvh_owner */
     uint64_t blocks_offset;  /* n_groups x group_bytes */
     uint64_t created_unix;
-    uint32_t checksum;       /* crc32c of the bytes after magic, before it */
+    uint32_t checksum;       /* zlib crc32 of the bytes after magic, before it */
     uint32_t reserved1;
 };
 _Static_assert(sizeof(struct kvh_header) == 120, "kvh_header layout");
