@@ -257,6 +257,7 @@ void coord_cancel_on_worker(struct coord *c, int worker, uint64_t job_id)
              (unsigned long long)job_id, c->workers.w[worker].name);
     Nosa__Serve__CancelJob cj = NOSA__SERVE__CANCEL_JOB__INIT;
     cj.job_id = job_id;
+    cj.moved = 1; /* its kv-host sequence is no longer this worker's to free */
     Nosa__Serve__CoordMsg m = NOSA__SERVE__COORD_MSG__INIT;
     m.body_case = NOSA__SERVE__COORD_MSG__BODY_CANCEL;
     m.cancel = &cj;

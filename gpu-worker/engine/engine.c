@@ -348,8 +348,10 @@ static void emit(struct nosa_engine *e, const struct nosa_engine_event *ev)
     if (e->on_event) e->on_event(e->user, ev);
 }
 
-static void seq_finish(struct nosa_engine *e, struct engine_seq *s, enum nosa_finish_reason why,
-                       const char *error)
+/* Reports s finished and frees its slot; its groups are queued to be freed through the
+ * source unless keep_groups (another worker took the sequence over). */
+static void seq_end(struct nosa_engine *e, struct engine_seq *s, enum nosa_finish_reason why,
+                    const char *error, int keep_groups)
 {
     struct nosa_engine_event ev = {
         .type = NOSA_ENGINE_EVENT_FINISHED,
@@ -364,9 +366,15 @@ static void seq_finish(struct nosa_engine *e, struct engine_seq *s, enum nosa_fi
         LOG_WARN("engine", "sequence failed seq=%llu error=\"%s\"", (unsigned long long)s->id,
                  ev.error);
     emit(e, &ev);
-    if (e->has_source && s->n_groups > 0) e->free_ids[e->n_free_ids++] = s->id;
+    if (e->has_source && s->n_groups > 0 && !keep_groups) e->free_ids[e->n_free_ids++] = s->id;
     s->state = SEQ_FREE;
     e->last.finished++;
+}
+
+static void seq_finish(struct nosa_engine *e, struct engine_seq *s, enum nosa_finish_reason why,
+                       const char *error)
+{
+    seq_end(e, s, why, error, 0);
 }
 
 /* Frees the groups of the sequences that finished, in one source call. A failure leaves the
@@ -413,14 +421,15 @@ static void seq_take_token(struct nosa_engine *e, struct engine_seq *s, const fl
         s->state = SEQ_DECODE;
 }
 
-int nosa_engine_cancel(struct nosa_engine *e, uint64_t seq_id, char *err, size_t errlen)
+int nosa_engine_cancel(struct nosa_engine *e, uint64_t seq_id, int keep_blocks, char *err,
+                       size_t errlen)
 {
     int i = find_seq(e, seq_id);
     if (i < 0) {
         nosa_set_error(err, errlen, "engine: no sequence %llu", (unsigned long long)seq_id);
         return -ENOENT;
     }
-    seq_finish(e, &e->seqs[i], NOSA_FINISH_CANCELLED, NULL);
+    seq_end(e, &e->seqs[i], NOSA_FINISH_CANCELLED, NULL, keep_blocks);
     flush_frees(e);
     return 0;
 }

@@ -164,9 +164,12 @@ void nosa_engine_destroy(struct nosa_engine *e);
 int nosa_engine_add(struct nosa_engine *e, const struct nosa_engine_seq_params *p, char *err,
                     size_t errlen);
 
-/* Removes a sequence now: frees its blocks through the source and reports FINISHED with
- * reason CANCELLED (through the callback, before returning). -ENOENT for an unknown id. */
-int nosa_engine_cancel(struct nosa_engine *e, uint64_t seq_id, char *err, size_t errlen);
+/* Removes a sequence now and reports FINISHED with reason CANCELLED (through the callback,
+ * before returning). Its blocks are freed through the source, unless keep_blocks: then they
+ * stay with the source for another worker that took the sequence over. -ENOENT for an
+ * unknown id. */
+int nosa_engine_cancel(struct nosa_engine *e, uint64_t seq_id, int keep_blocks, char *err,
+                       size_t errlen);
 
 /* One step: allocates the groups every scheduled sequence needs (one batched source call),
  * prefills waiting sequences up to the prefill chunk (FIFO by add order), then runs one

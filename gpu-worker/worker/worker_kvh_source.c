@@ -28,13 +28,15 @@ struct worker_kvh_source {
     size_t n_pending_frees, frees_cap;
 };
 
-static void record_failure(struct worker_kvh_source *s, uint64_t seq_id, const char *reason)
+static void record_failure(struct worker_kvh_source *s, uint64_t seq_id, int foreign_writer,
+                           const char *reason)
 {
     for (size_t i = 0; i < s->n_failures; i++)
         if (s->failures[i].seq_id == seq_id) return;
     if (s->n_failures == (size_t)s->opts.max_seqs) return;
     struct worker_kvh_failure *f = &s->failures[s->n_failures++];
     f->seq_id = seq_id;
+    f->foreign_writer = foreign_writer;
     snprintf(f->reason, sizeof(f->reason), "%s", reason);
 }
 
@@ -171,7 +173,7 @@ static int source_alloc(void *ctx, struct nosa_block_alloc *reqs, int n, char *e
     if (rc < 0) {
         /* -ENOSPC is the engine's to handle (it holds prefills back, then ends decoders). */
         if (rc != -ENOSPC)
-            for (int i = 0; i < n; i++) record_failure(s, reqs[i].seq_id, err);
+            for (int i = 0; i < n; i++) record_failure(s, reqs[i].seq_id, 0, err);
         return rc;
     }
     if (rc == 1) return 0; /* a timed-out try had been applied: reconciled */
@@ -185,7 +187,7 @@ static int source_alloc(void *ctx, struct nosa_block_alloc *reqs, int n, char *e
                      "worker: new groups at block %u, the worker's table has %u",
                      (unsigned long long)reqs[i].seq_id, s->first_index[i], reqs[i].first_index);
             LOG_ERROR("worker", "%s", why);
-            record_failure(s, reqs[i].seq_id, why);
+            record_failure(s, reqs[i].seq_id, 1, why);
         }
         memcpy(reqs[i].groups, s->groups + at, reqs[i].n_groups * sizeof(uint32_t));
         at += reqs[i].n_groups;

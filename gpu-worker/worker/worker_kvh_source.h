@@ -54,6 +54,7 @@ void worker_kvh_source_close(struct worker_kvh_source *s); /* accepts NULL */
 
 struct worker_kvh_failure {
     uint64_t seq_id;
+    int foreign_writer; /* its table changed under us: another worker resumed the job */
     char reason[256];
 };
 

@@ -408,7 +408,11 @@ static void handle_cancel(struct worker *w, const Nosa__Serve__CancelJob *c)
         reply_error(w, NOSA__ERROR_CODE__ERROR_UNKNOWN_ID, why);
         return;
     }
-    if (nosa_engine_cancel(w->engine, c->job_id, why, sizeof(why)))
+    /* A moved job's kv-host sequence is its new worker's now: not ours to free. */
+    if (c->moved)
+        LOG_INFO("worker", "job %llu moved to another worker: dropped, its kv-host sequence "
+                 "kept", (unsigned long long)c->job_id);
+    if (nosa_engine_cancel(w->engine, c->job_id, c->moved, why, sizeof(why)))
         LOG_ERROR("worker", "cancel job %llu: %s", (unsigned long long)c->job_id, why);
     send_step_output(w);
 }
@@ -461,7 +465,8 @@ static size_t end_failed_jobs(struct worker *w)
     for (size_t i = 0; i < w->n_failing; i++) {
         char why[256];
         /* -ENOENT: it finished within the step anyway. */
-        if (nosa_engine_cancel(w->engine, w->failing[i].seq_id, why, sizeof(why)) &&
+        if (nosa_engine_cancel(w->engine, w->failing[i].seq_id, w->failing[i].foreign_writer,
+                               why, sizeof(why)) &&
             job_find(w, w->failing[i].seq_id) >= 0)
             LOG_ERROR("worker", "ending job %llu: %s",
                       (unsigned long long)w->failing[i].seq_id, why);

@@ -339,6 +339,7 @@ void fw_pump_n(struct fake_worker *w, int max)
         case NOSA__SERVE__COORD_MSG__BODY_ASSIGN: on_assign(w, m->assign); break;
         case NOSA__SERVE__COORD_MSG__BODY_CANCEL:
             w->cancels++;
+            if (m->cancel->moved) w->moved_cancels++;
             if (fw_job(w, m->cancel->job_id)) {
                 uint32_t g = fw_job(w, m->cancel->job_id)->next;
                 drop_job(w, m->cancel->job_id);

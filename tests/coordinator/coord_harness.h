@@ -56,6 +56,7 @@ struct fake_worker {
     struct fw_job jobs[FW_MAX_JOBS];
     int n_jobs;
     int assigns, cancels, shutdowns, acks, errors;
+    int moved_cancels;    /* CancelJob with moved set: keep the kv-host sequence */
     int last_error_code;
     int silent;           /* stops heartbeats and tokens (a hung worker) */
 };

@@ -170,6 +170,8 @@ static void test_move(struct fake_worker *w0, struct fake_worker *w1, void *cl)
     }
     pump(ws, 2, 30, NULL, NULL);
     CHECK(a->cancels == 1 && !fw_job(a, id), "the dead worker got %d CancelJob", a->cancels);
+    CHECK(a->moved_cancels == 1, "the dead worker's CancelJob does not say moved (it would free "
+          "the kv-host sequence its successor resumes from)");
     fw_emit(b, 3);
     fw_emit(b, 100);
     end = ch_now_ms() + 2000;
@@ -292,6 +294,7 @@ static void test_cancel(struct fake_worker *b, void *cl, void *cl2)
     if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
     pump(ws, 1, 100, NULL, NULL);
     CHECK(b->cancels == 1 && !fw_job(b, id), "the worker got %d CancelJob", b->cancels);
+    CHECK(b->moved_cancels == 0, "a client's cancel said moved: the sequence would leak");
     struct stream s;
     memset(&s, 0, sizeof s);
     collect(cl, &s, 1000);

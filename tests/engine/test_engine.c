@@ -303,12 +303,12 @@ static void test_cancel(void)
     add_seq(&r, 2, b, 40, sp);
     for (int k = 0; k < 5; k++) step(&r);
     char err[256];
-    CHECK(nosa_engine_cancel(r.e, 1, err, sizeof(err)) == 0, "cancel: %s", err);
+    CHECK(nosa_engine_cancel(r.e, 1, 0, err, sizeof(err)) == 0, "cancel: %s", err);
     CHECK(r.c.finished[1] && r.c.reason[1] == NOSA_FINISH_CANCELLED, "cancel event sent at once");
     const uint32_t *g;
     uint32_t n;
     CHECK(nosa_local_blocks_table(r.lb, 1, &g, &n) == -ENOENT, "cancelled blocks freed");
-    CHECK(nosa_engine_cancel(r.e, 1, err, sizeof(err)) == -ENOENT, "second cancel: ENOENT");
+    CHECK(nosa_engine_cancel(r.e, 1, 0, err, sizeof(err)) == -ENOENT, "second cancel: ENOENT");
     struct nosa_engine_capacity cap;
     nosa_engine_capacity(r.e, &cap);
     CHECK(cap.running == 1 && cap.free_slots == 1, "slot freed");

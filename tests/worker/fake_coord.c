@@ -234,11 +234,12 @@ int fc_assign_text(struct fake_coord *fc, uint64_t job_id, const char *prompt,
     return fc_send(fc, &msg);
 }
 
-int fc_cancel(struct fake_coord *fc, uint64_t job_id)
+int fc_cancel(struct fake_coord *fc, uint64_t job_id, int moved)
 {
     Nosa__Serve__CoordMsg msg = NOSA__SERVE__COORD_MSG__INIT;
     Nosa__Serve__CancelJob c = NOSA__SERVE__CANCEL_JOB__INIT;
     c.job_id = job_id;
+    c.moved = moved;
     msg.body_case = NOSA__SERVE__COORD_MSG__BODY_CANCEL;
     msg.cancel = &c;
     return fc_send(fc, &msg);

@@ -75,6 +75,7 @@ int fc_send_raw(struct fake_coord *fc, const void *data, size_t len, int frames)
 int fc_assign_text(struct fake_coord *fc, uint64_t job_id, const char *prompt,
                    uint32_t max_tokens, float temperature, float top_p, uint64_t seed,
                    const int32_t *generated, size_t n_generated);
-int fc_cancel(struct fake_coord *fc, uint64_t job_id);
+/* CancelJob; moved: the job runs elsewhere now (the worker keeps its kv-host sequence). */
+int fc_cancel(struct fake_coord *fc, uint64_t job_id, int moved);
 
 #endif

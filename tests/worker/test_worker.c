@@ -235,7 +235,7 @@ static void test_bad_messages(void)
     send_error_case(buf, n, 1, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "no body");
 
     int before = g_fc.errors;
-    fc_cancel(&g_fc, 424242);
+    fc_cancel(&g_fc, 424242, 0);
     fc_wait_error(&g_fc, before, 3000);
     CHECK(g_fc.last_error_code == NOSA__ERROR_CODE__ERROR_UNKNOWN_ID,
           "cancel of an unknown job: code %d: %s", g_fc.last_error_code, g_fc.last_error);
@@ -278,7 +278,7 @@ static void test_cancel(void)
 {
     static struct job_case c = {301, 14, 3000, 0, 1, 0, ""};
     start_job(&c, 3);
-    fc_cancel(&g_fc, c.id);
+    fc_cancel(&g_fc, c.id, 0);
     struct fc_job *j = fc_wait_finished(&g_fc, c.id, 5000);
     CHECK(j && j->reason == NOSA__SERVE__FINISH_REASON__FINISH_CANCELLED,
           "cancelled job: reason %d", j ? j->reason : -1);
@@ -308,6 +308,32 @@ static void check_kvhost_empty(const char *when)
           (unsigned long long)st.n_seqs, (unsigned long long)st.free_groups,
           (unsigned long long)st.n_groups, rc ? err : "ok");
     kvh_client_close(c);
+}
+
+/* A CancelJob for a job that moved to another worker (moved = 1) ends it here without
+ * freeing its kv-host sequence: the new worker resumes from that table. The test then frees
+ * it, as the coordinator does when the job ends. */
+static void test_cancel_moved(void)
+{
+    static struct job_case c = {302, 40, 3000, 0, 1, 0, ""};
+    struct fc_job *j = start_job(&c, 10);
+    fc_cancel(&g_fc, c.id, 1);
+    j = fc_wait_finished(&g_fc, c.id, 5000);
+    CHECK(j && j->reason == NOSA__SERVE__FINISH_REASON__FINISH_CANCELLED,
+          "moved job: reason %d", j ? j->reason : -1);
+    uint32_t want_blocks = (uint32_t)(c.prompt_len + 1 + 10) / g_node.block_size;
+    struct kvh_client *kc = NULL;
+    char err[256];
+    REQUIRE(kvh_client_connect(g_node.kvhost_ep, NULL, &kc, err, sizeof(err)) == 0, "%s", err);
+    usleep(200 * 1000); /* a free, had the worker sent one, would have landed by now */
+    static uint32_t groups[4096];
+    uint32_t n = 0;
+    int rc = kvh_client_table(kc, c.id, groups, 4096, &n, err, sizeof(err));
+    CHECK(rc == 0 && n >= want_blocks,
+          "moved job 302: the kv-host table has %u blocks (want >= %u, kept for its new "
+          "worker): %s", n, want_blocks, rc ? err : "ok");
+    CHECK(kvh_client_free(kc, &c.id, 1, NULL, err, sizeof(err)) == 0, "free job 302: %s", err);
+    kvh_client_close(kc);
 }
 
 /* Kill the worker mid-job; a second worker resumes from the arena: it recomputes less than
@@ -433,7 +459,8 @@ int main(int argc, char **argv)
     test_jobs();
     test_bad_messages();
     test_cancel();
-    check_kvhost_empty("after jobs, refusals and a cancel");
+    test_cancel_moved();
+    check_kvhost_empty("after jobs, refusals and cancels");
     test_resume(worker, sizeof(worker));
     test_kvhost_restart();
     test_coordinator_restart();
