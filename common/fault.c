@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@ static const char *g_points;  /* the NOSA_FAULT value: comma-separated names */
 static long g_skip;
 static double g_prob = -1.0;  /* < 0: use g_skip */
 static uint64_t g_rng;
+static long g_stall_ms;       /* > 0: the first firing sleeps this long instead of killing */
 
 static int point_armed(const char *name)
 {
@@ -45,9 +47,13 @@ int nosa_fault_init(void)
     if (!pts || !*pts) return 0;
     char err[128];
     const char *skip = getenv("NOSA_FAULT_SKIP"), *seed = getenv("NOSA_FAULT_SEED"),
-               *prob = getenv("NOSA_FAULT_PROB");
+               *prob = getenv("NOSA_FAULT_PROB"), *stall = getenv("NOSA_FAULT_STALL_MS");
     if (skip && nosa_parse_long(skip, 0, 1L << 40, &g_skip, err, sizeof(err)) != 0) {
         LOG_ERROR("fault", "NOSA_FAULT_SKIP=%s: %s", skip, err);
+        return -1;
+    }
+    if (stall && nosa_parse_long(stall, 1, 3600L * 1000, &g_stall_ms, err, sizeof(err)) != 0) {
+        LOG_ERROR("fault", "NOSA_FAULT_STALL_MS=%s: %s", stall, err);
         return -1;
     }
     if (prob) {
@@ -62,7 +68,8 @@ int nosa_fault_init(void)
     }
     g_points = pts;
     g_nosa_fault_armed = 1;
-    LOG_INFO("fault", "armed points=%s skip=%ld prob=%g", pts, g_skip, g_prob);
+    LOG_INFO("fault", "armed points=%s skip=%ld prob=%g stall_ms=%ld", pts, g_skip, g_prob,
+             g_stall_ms);
     return 0;
 }
 
@@ -70,6 +77,14 @@ void nosa_fault_hit(const char *name)
 {
     if (!point_armed(name)) return;
     if (g_prob >= 0.0 ? next_uniform() >= g_prob : g_skip-- > 0) return;
+    if (g_stall_ms > 0) { /* a slow step, once: the process must come through it alive */
+        LOG_WARN("fault", "stalling point=%s pid=%d ms=%ld", name, (int)getpid(), g_stall_ms);
+        g_nosa_fault_armed = 0;
+        struct timespec ts = {g_stall_ms / 1000, (g_stall_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0) /* EINTR: sleep the rest */
+            ;
+        return;
+    }
     LOG_WARN("fault", "firing point=%s pid=%d", name, (int)getpid());
     raise(SIGKILL);
 }

@@ -7,6 +7,8 @@
  *   NOSA_FAULT_SEED=S, NOSA_FAULT_PROB=P
  *                               instead of SKIP: fire at each armed pass with probability P,
  *                               from a generator seeded with S (random, reproducible)
+ *   NOSA_FAULT_STALL_MS=N       instead of dying, the first firing sleeps N ms (a slow step,
+ *                               a stalled GPU) and disarms every point
  *
  * Unarmed, a point costs one load and a branch. Names are listed in docs/FAULTS.md. */
 #ifndef NOSA_FAULT_H

@@ -13,6 +13,7 @@
 #include <zmq.h>
 
 #include "fault.h"
+#include "fence.h"
 #include "log.h"
 #include "validate.h"
 
@@ -22,6 +23,9 @@
 #define KVH_RETRY_MS 2000
 #define KVH_TIMEOUT_MS 100
 #define METRICS_EVERY_MS 250
+/* A SIGKILLed worker is gone in milliseconds; one stuck in the kernel (a GPU driver call)
+ * may take longer, and its jobs wait for it this long at most. */
+#define COORD_FENCE_WAIT_MS 5000
 /* Frames handled per socket per loop turn, so neither link starves the other. */
 #define BURST 256
 
@@ -237,6 +241,14 @@ void coord_requeue_job(struct coord *c, struct coord_job *j)
     coord_job_enqueue(&c->jobs, j);
 }
 
+static void move_jobs_of(struct coord *c, int worker)
+{
+    for (size_t i = 0; i < c->jobs.n; i++) {
+        struct coord_job *j = c->jobs.jobs[i];
+        if (j->state == COORD_JOB_RUNNING && j->worker == worker) coord_requeue_job(c, j);
+    }
+}
+
 void coord_worker_dead(struct coord *c, int worker, const char *why)
 {
     struct coord_worker *w = &c->workers.w[worker];
@@ -245,10 +257,39 @@ void coord_worker_dead(struct coord *c, int worker, const char *why)
     w->assigned = 0;
     LOG_WARN("coordinator", "worker %s declared dead: %s; its jobs move to live workers",
              w->name, why);
-    for (size_t i = 0; i < c->jobs.n; i++) {
-        struct coord_job *j = c->jobs.jobs[i];
-        if (j->state == COORD_JOB_RUNNING && j->worker == worker) coord_requeue_job(c, j);
+    if (w->pidfd >= 0) {
+        int rc = coord_fence_kill(w->pidfd);
+        if (rc == 0) {
+            LOG_WARN("coordinator", "worker %s (pid %d) killed: its jobs move once it has "
+                     "exited, so its step in flight writes into no block they use (fencing)",
+                     w->name, (int)w->pid);
+            w->fence_until_ms = coord_now_ms() + COORD_FENCE_WAIT_MS;
+            return;
+        }
+        if (rc != -ESRCH)
+            LOG_ERROR("coordinator", "fencing worker %s (pid %d): %s; its jobs move anyway",
+                      w->name, (int)w->pid, strerror(-rc));
+        close(w->pidfd);
+        w->pidfd = -1;
     }
+    move_jobs_of(c, worker);
+}
+
+int coord_worker_fence_done(struct coord *c, int worker, uint64_t now)
+{
+    struct coord_worker *w = &c->workers.w[worker];
+    if (!w->fence_until_ms) return 0;
+    int exited = coord_fence_exited(w->pidfd);
+    if (!exited && now < w->fence_until_ms) return 1;
+    if (exited) LOG_INFO("coordinator", "worker %s (pid %d) has exited: its jobs move",
+                         w->name, (int)w->pid);
+    else LOG_ERROR("coordinator", "worker %s (pid %d) has not exited %d ms after SIGKILL; its "
+                   "jobs move anyway", w->name, (int)w->pid, COORD_FENCE_WAIT_MS);
+    close(w->pidfd);
+    w->pidfd = -1;
+    w->fence_until_ms = 0;
+    move_jobs_of(c, worker);
+    return 0;
 }
 
 void coord_cancel_on_worker(struct coord *c, int worker, uint64_t job_id)
@@ -465,6 +506,7 @@ static void check_heartbeats(struct coord *c, uint64_t now)
 {
     for (int i = 0; i < c->workers.n; i++) {
         struct coord_worker *w = &c->workers.w[i];
+        coord_worker_fence_done(c, i, now);
         if (w->alive && now - w->last_seen_ms > (uint64_t)c->opt.heartbeat_timeout_ms) {
             char why[128];
             snprintf(why, sizeof why, "no message for %llu ms (--heartbeat-timeout-ms %d)",
@@ -535,9 +577,24 @@ static void compact_journal(struct coord *c)
         LOG_WARN("coordinator", "journal compaction failed (the journal goes on): %s", err);
 }
 
+/* A coordinator that did not run for a while (stopped, starved) has not read its workers:
+ * their silence is its own, and declaring them dead would kill (fence) healthy workers.
+ * Their heartbeat deadlines start again from now. */
+static void forgive_own_stall(struct coord *c, uint64_t now)
+{
+    uint64_t gap = c->last_tick_ms ? now - c->last_tick_ms : 0;
+    c->last_tick_ms = now;
+    if (gap <= (uint64_t)c->opt.heartbeat_timeout_ms / 2) return;
+    LOG_WARN("coordinator", "the coordinator did not run for %llu ms: heartbeat deadlines "
+             "start again", (unsigned long long)gap);
+    for (int i = 0; i < c->workers.n; i++)
+        if (c->workers.w[i].alive) c->workers.w[i].last_seen_ms = now;
+}
+
 static void tick(struct coord *c)
 {
     uint64_t now = coord_now_ms();
+    forgive_own_stall(c, now);
     check_heartbeats(c, now);
     poll_kvhost(c, now);
     schedule(c, now);
@@ -575,6 +632,7 @@ int coord_open(const struct coord_options *opt, struct coord **out, char *err, s
     c->opt = *opt;
     coord_jobs_init(&c->jobs);
     *out = c;
+    if (nosa_host_id(c->host_id, sizeof c->host_id, err, errlen)) return -1;
     if (coord_journal_open(&c->journal, opt->journal, replay_record, c, err, errlen)) return -1;
     c->journal_open = 1;
     recover_jobs(c);
@@ -670,6 +728,8 @@ void coord_close(struct coord *c)
     if (!c) return;
     coord_metrics_stop(c->metrics);
     kvh_client_close(c->kvh);
+    for (int i = 0; i < c->workers.n; i++)
+        if (c->workers.w[i].pidfd >= 0) close(c->workers.w[i].pidfd);
     if (c->workers_sock) {
         zmq_close(c->workers_sock);
         remove_ipc(c->opt.workers_ep);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "coord.h"
+#include "host_id.h"
 #include "jobs.h"
 #include "journal.h"
 #include "kvh_client.h"
@@ -30,6 +31,8 @@ struct coord {
     uint64_t next_kvh_poll_ms;
     struct coord_metrics_server *metrics;
     uint64_t next_metrics_ms;
+    char host_id[NOSA_HOST_ID_MAX]; /* workers with the same one are fenced (fence.h) */
+    uint64_t last_tick_ms;          /* the periodic work's last run */
 };
 
 uint64_t coord_now_ms(void);
@@ -54,10 +57,15 @@ void coord_finished_msg(const struct coord_job *j, Nosa__Serve__JobFinished *f, 
 /* Puts a job whose worker is gone back in the queue (it keeps its tokens: a resume), or
  * finishes it when nothing is left to generate. */
 void coord_requeue_job(struct coord *c, struct coord_job *j);
-/* Declares a worker dead (why logged) and requeues its jobs. It is not told to stop: a worker
- * only slow to answer re-registers and claims back the jobs that have not moved; a job moving
- * elsewhere is cancelled on it (coord_cancel_on_worker). */
+/* Declares a worker dead (why logged) and requeues its jobs. A worker on this host is fenced
+ * first (killed; its jobs are requeued once it has exited: coord_worker_fence_done). One
+ * elsewhere is not told to stop: if only slow to answer it re-registers and claims back the
+ * jobs that have not moved; a job moving elsewhere is cancelled on it
+ * (coord_cancel_on_worker). */
 void coord_worker_dead(struct coord *c, int worker, const char *why);
+/* For a worker being fenced: once its process has exited (or the wait is over), its jobs
+ * move. Returns 1 while it is still being fenced. */
+int coord_worker_fence_done(struct coord *c, int worker, uint64_t now);
 /* Sends CancelJob for job_id to a worker: a job must never run on two workers. */
 void coord_cancel_on_worker(struct coord *c, int worker, uint64_t job_id);
 /* With a kv-host link, frees the job's kv-host sequence after its end (a worker that died

@@ -2,8 +2,10 @@
  * TokensBatch, JobFinished and Error from nosa-worker (serve.proto, docs/COORDINATOR.md). */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "coord_internal.h"
+#include "fence.h"
 #include "log.h"
 #include "validate.h"
 
@@ -74,6 +76,20 @@ static void on_register(struct coord *c, const struct nosa_msg_peer *peer,
         return;
     }
     struct coord_worker *w = &c->workers.w[wi];
+    if (coord_worker_fence_done(c, wi, coord_now_ms())) { /* it sends Register again */
+        char msg[160];
+        snprintf(msg, sizeof msg, "Register from %s refused for now: its previous process is "
+                 "being fenced (killed; its jobs move once it has exited)", r->worker_name);
+        coord_send_worker_error(c, peer, CODE(REFUSED), msg);
+        return;
+    }
+    char why[256];
+    int pidfd;
+    if (coord_fence_open(c->host_id, r->host_id, r->pid, &pidfd, why, sizeof why))
+        LOG_WARN("coordinator", "worker %s (pid %d) cannot be fenced: %s", r->worker_name,
+                 (int)r->pid, why);
+    if (w->pidfd >= 0) close(w->pidfd);
+    w->pidfd = pidfd;
     int same_peer = w->peer.len == peer->len && !memcmp(w->peer.id, peer->id, peer->len);
     int same_conn = w->alive && w->registrations > 0 && same_peer;
     if (w->alive && !same_peer)

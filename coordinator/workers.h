@@ -33,6 +33,8 @@ struct coord_worker {
     uint64_t last_seen_ms;
     uint64_t full_until_ms;    /* it answered ERROR_NO_SPACE: no assignments until then */
     uint32_t registrations;    /* Registers answered: an Assign is stamped with this count */
+    int pidfd;                 /* the registered process when it runs on this host, else -1 */
+    uint64_t fence_until_ms;   /* declared dead and killed: its jobs move once it exited */
     struct coord_step_stats stats;
 };
 

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "engine.h"
+#include "host_id.h"
 #include "model.h"
 #include "tokenizer.h"
 #include "worker_config.h"
@@ -44,6 +45,7 @@ struct worker {
     struct worker_kvh_source *kvh;
     struct nosa_engine *engine;
     struct worker_link *link;
+    char host_id[NOSA_HOST_ID_MAX]; /* sent in Register: the coordinator may fence us */
 
     /* serving state (worker_serve.c) */
     uint64_t *jobs;                  /* ids of the jobs in the engine, [cfg.max_seqs] */

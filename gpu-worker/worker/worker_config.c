@@ -28,6 +28,7 @@ enum {
     OPT_POOL,
     OPT_HEARTBEAT,
     OPT_REGISTER_TIMEOUT,
+    OPT_MAX_STALL,
     OPT_INSECURE,
 };
 
@@ -49,6 +50,7 @@ static const struct option g_options[] = {
     {"pool-blocks", required_argument, NULL, OPT_POOL},
     {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
     {"register-timeout-ms", required_argument, NULL, OPT_REGISTER_TIMEOUT},
+    {"max-stall-ms", required_argument, NULL, OPT_MAX_STALL},
     {"insecure", no_argument, NULL, OPT_INSECURE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -74,6 +76,8 @@ void worker_config_usage(FILE *out)
           "  --pool-blocks N          offload pool per (slot, layer, KV head) (default 2*budget)\n"
           "  --heartbeat-ms N         heartbeat interval until the coordinator sets one (1000)\n"
           "  --register-timeout-ms N  wait this long for the first RegisterAck (10000)\n"
+          "  --max-stall-ms N         a step may run this long with heartbeats going on;\n"
+          "                           past it the worker counts as hung (300000)\n"
           "  --insecure               allow plain tcp to a non-loopback address (no CURVE keys)\n",
           out);
 }
@@ -146,6 +150,9 @@ static int apply_option(int opt, const char *val, struct worker_config *cfg, cha
     case OPT_REGISTER_TIMEOUT:
         return parse_int_flag("register-timeout-ms", val, 1, 3600000, &cfg->register_timeout_ms,
                               err, errlen);
+    case OPT_MAX_STALL:
+        return parse_int_flag("max-stall-ms", val, 100, 24 * 3600000, &cfg->max_stall_ms, err,
+                              errlen);
     default:
         nosa_set_error(err, errlen, "unknown option (see --help)");
         return -EINVAL;
@@ -186,6 +193,7 @@ int worker_config_parse(int argc, char **argv, struct worker_config *cfg, char *
     cfg->max_seqs = 8;
     cfg->heartbeat_ms = 1000;
     cfg->register_timeout_ms = 10000;
+    cfg->max_stall_ms = 300000;
     optind = 1;
     opterr = 0;
     int opt;

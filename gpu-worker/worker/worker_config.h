@@ -32,6 +32,7 @@ struct worker_config {
     int pool_blocks;                   /* 0: the backend's default (2 * budget) */
     int heartbeat_ms;                  /* until the coordinator's RegisterAck says otherwise */
     int register_timeout_ms;           /* first registration; then the worker keeps trying */
+    int max_stall_ms;                  /* a step longer than this stops the heartbeats */
     int insecure;                      /* plain tcp to non-loopback peers (docs/SECURITY.md) */
 };
 

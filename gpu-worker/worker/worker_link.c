@@ -7,6 +7,7 @@
 #include "worker_link.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,8 @@
 #define LINK_BACKLOG_BYTES (1u << 20)
 /* While unregistered and connected, Register is sent again this often. */
 #define LINK_REGISTER_RESEND_MS 100
+/* The pulse thread looks this often whether a heartbeat is due. */
+#define LINK_PULSE_TICK_MS 20
 
 struct link_packed {
     uint8_t *data;
@@ -45,6 +48,18 @@ struct worker_link {
     int64_t last_register_ms;
     struct link_packed *outbox;
     size_t outbox_len, outbox_cap, outbox_head, outbox_bytes;
+
+    /* The pulse thread, and what it sends: the counts of the caller's last Heartbeat. */
+    pthread_mutex_t mu;
+    pthread_cond_t wake;
+    pthread_t pulse;
+    int pulse_running;
+    int stopping;
+    int max_stall_ms;
+    int64_t progress_ms;       /* the caller's last worker_link_progress */
+    int64_t last_heartbeat_ms; /* the last Heartbeat sent, by either thread */
+    uint32_t hb_running, hb_free_slots;
+    int pulses;                /* sent since the last Heartbeat of the caller's */
 };
 
 static uint8_t *pack_msg(const ProtobufCMessage *msg, size_t *len, char *err, size_t errlen)
@@ -149,8 +164,63 @@ static int outbox_flush(struct worker_link *l, char *err, size_t errlen)
     return 0;
 }
 
+/* A Heartbeat from the pulse thread (mutex held): the caller's last counts, no statistics
+ * (the coordinator keeps the last ones it had). */
+static void send_pulse(struct worker_link *l, int64_t now)
+{
+    Nosa__Serve__Heartbeat hb = NOSA__SERVE__HEARTBEAT__INIT;
+    hb.worker_name = l->reg.worker_name;
+    hb.running = l->hb_running;
+    hb.free_slots = l->hb_free_slots;
+    Nosa__Serve__WorkerMsg msg = NOSA__SERVE__WORKER_MSG__INIT;
+    msg.body_case = NOSA__SERVE__WORKER_MSG__BODY_HEARTBEAT;
+    msg.heartbeat = &hb;
+    char err[256];
+    int rc = send_now(l, &msg, err, sizeof(err));
+    if (rc < 0) {
+        LOG_WARN("worker", "pulse: %s", err);
+        return;
+    }
+    if (rc > 0) return; /* not now: the next tick tries again */
+    if (l->pulses++ == 0)
+        LOG_INFO("worker", "step running for %lld ms: heartbeats from the pulse thread",
+                 (long long)(now - l->progress_ms));
+    l->last_heartbeat_ms = now;
+}
+
+static void *pulse_thread(void *arg)
+{
+    struct worker_link *l = arg;
+    int stall_reported = 0;
+    pthread_mutex_lock(&l->mu);
+    while (!l->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += LINK_PULSE_TICK_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&l->wake, &l->mu, &until);
+        if (l->stopping) break;
+        int64_t now = worker_now_ms();
+        if (now - l->progress_ms >= l->max_stall_ms) {
+            if (!stall_reported)
+                LOG_ERROR("worker", "no progress for %lld ms (--max-stall-ms %d): heartbeats "
+                          "stop, the coordinator will move this worker's jobs",
+                          (long long)(now - l->progress_ms), l->max_stall_ms);
+            stall_reported = 1;
+            continue;
+        }
+        stall_reported = 0;
+        if (l->registered && now - l->last_heartbeat_ms >= l->heartbeat_ms) send_pulse(l, now);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
 int worker_link_open(void *zctx, const struct nosa_msg_security *sec, const char *endpoint,
-                     const Nosa__Serve__Register *reg, int heartbeat_ms,
+                     const Nosa__Serve__Register *reg, int heartbeat_ms, int max_stall_ms,
                      struct worker_link **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -161,7 +231,27 @@ int worker_link_open(void *zctx, const struct nosa_msg_security *sec, const char
     }
     l->reg = *reg;
     l->heartbeat_ms = heartbeat_ms;
+    l->max_stall_ms = max_stall_ms;
+    l->progress_ms = worker_now_ms();
     snprintf(l->endpoint, sizeof(l->endpoint), "%s", endpoint);
+    int e = pthread_mutex_init(&l->mu, NULL);
+    if (e) {
+        nosa_set_error(err, errlen, "coordinator link: mutex: %s", strerror(e));
+        free(l);
+        return -e;
+    }
+    pthread_condattr_t attr;
+    if ((e = pthread_condattr_init(&attr)) == 0) {
+        e = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* the clock of worker_now_ms */
+        if (e == 0) e = pthread_cond_init(&l->wake, &attr);
+        pthread_condattr_destroy(&attr);
+    }
+    if (e) {
+        nosa_set_error(err, errlen, "coordinator link: condition: %s", strerror(e));
+        pthread_mutex_destroy(&l->mu);
+        free(l);
+        return -e;
+    }
     int one = 1, zero = 0;
     l->sock = zmq_socket(zctx, ZMQ_DEALER);
     if (!l->sock) {
@@ -194,6 +284,11 @@ int worker_link_open(void *zctx, const struct nosa_msg_security *sec, const char
         nosa_set_error(err, errlen, "coordinator link: connect %s: %s", endpoint, why);
         goto fail;
     }
+    if ((e = pthread_create(&l->pulse, NULL, pulse_thread, l))) {
+        nosa_set_error(err, errlen, "coordinator link: pulse thread: %s", strerror(e));
+        goto fail;
+    }
+    l->pulse_running = 1;
     *out = l;
     return 0;
 fail:
@@ -204,6 +299,15 @@ fail:
 void worker_link_close(struct worker_link *l)
 {
     if (!l) return;
+    if (l->pulse_running) {
+        pthread_mutex_lock(&l->mu);
+        l->stopping = 1;
+        pthread_cond_signal(&l->wake);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->pulse, NULL);
+    }
+    pthread_cond_destroy(&l->wake);
+    pthread_mutex_destroy(&l->mu);
     if (l->sock) {
         zmq_socket_monitor(l->sock, NULL, 0);
         zmq_close(l->sock);
@@ -227,16 +331,24 @@ int worker_link_set_running(struct worker_link *l, const uint64_t *job_ids, size
         }
         memcpy(copy, job_ids, n * sizeof(*copy));
     }
+    pthread_mutex_lock(&l->mu);
     free(l->running);
     l->running = copy;
     l->n_running = n;
+    pthread_mutex_unlock(&l->mu);
     return 0;
 }
 
-int worker_link_send(struct worker_link *l, Nosa__Serve__WorkerMsg *msg, char *err,
+static int link_send(struct worker_link *l, Nosa__Serve__WorkerMsg *msg, char *err,
                      size_t errlen)
 {
     msg->version = NOSA__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
+    if (msg->body_case == NOSA__SERVE__WORKER_MSG__BODY_HEARTBEAT) { /* what pulses repeat */
+        l->hb_running = msg->heartbeat->running;
+        l->hb_free_slots = msg->heartbeat->free_slots;
+        l->last_heartbeat_ms = worker_now_ms();
+        l->pulses = 0;
+    }
     size_t len = 0;
     uint8_t *buf = pack_msg(&msg->base, &len, err, errlen);
     if (!buf) return -1;
@@ -254,7 +366,16 @@ int worker_link_send(struct worker_link *l, Nosa__Serve__WorkerMsg *msg, char *e
     return 0;
 }
 
-int worker_link_send_error(struct worker_link *l, Nosa__ErrorCode code, const char *message,
+int worker_link_send(struct worker_link *l, Nosa__Serve__WorkerMsg *msg, char *err,
+                     size_t errlen)
+{
+    pthread_mutex_lock(&l->mu);
+    int rc = link_send(l, msg, err, errlen);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+static int link_send_error(struct worker_link *l, Nosa__ErrorCode code, const char *message,
                            char *err, size_t errlen)
 {
     Nosa__Serve__WorkerMsg msg = NOSA__SERVE__WORKER_MSG__INIT;
@@ -265,6 +386,15 @@ int worker_link_send_error(struct worker_link *l, Nosa__ErrorCode code, const ch
     msg.error = &e;
     LOG_WARN("worker", "error to coordinator: %s", message);
     return send_now(l, &msg, err, errlen) < 0 ? -1 : 0;
+}
+
+int worker_link_send_error(struct worker_link *l, Nosa__ErrorCode code, const char *message,
+                           char *err, size_t errlen)
+{
+    pthread_mutex_lock(&l->mu);
+    int rc = link_send_error(l, code, message, err, errlen);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
 }
 
 static void handle_monitor_event(struct worker_link *l)
@@ -303,7 +433,7 @@ static int handle_coord_msg(struct worker_link *l, Nosa__Serve__CoordMsg *msg, c
     char why[320];
     Nosa__ErrorCode code;
     if (worker_coord_msg_check_envelope(msg, &code, why, sizeof(why))) {
-        worker_link_send_error(l, code, why, err, errlen);
+        link_send_error(l, code, why, err, errlen);
         return WORKER_LINK_IDLE;
     }
     switch (msg->body_case) {
@@ -350,14 +480,14 @@ static int receive_one(struct worker_link *l, Nosa__Serve__CoordMsg **out, char 
     }
     if (st == NOSA_MSG_MALFORMED) {
         /* Too large or more than one frame: why says which. */
-        worker_link_send_error(l, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, why, err, errlen);
+        link_send_error(l, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, why, err, errlen);
         return WORKER_LINK_IDLE;
     }
     Nosa__Serve__CoordMsg *msg = (Nosa__Serve__CoordMsg *)nosa_msg_unpack(
         &nosa__serve__coord_msg__descriptor, frame.data, frame.len, why, sizeof(why));
     nosa_msg_frame_free(&frame);
     if (!msg) {
-        worker_link_send_error(l, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, why, err, errlen);
+        link_send_error(l, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, why, err, errlen);
         return WORKER_LINK_IDLE;
     }
     int rc = handle_coord_msg(l, msg, err, errlen);
@@ -366,10 +496,9 @@ static int receive_one(struct worker_link *l, Nosa__Serve__CoordMsg **out, char 
     return rc;
 }
 
-int worker_link_poll(struct worker_link *l, int timeout_ms, Nosa__Serve__CoordMsg **out,
+static int link_poll(struct worker_link *l, int timeout_ms, Nosa__Serve__CoordMsg **out,
                      char *err, size_t errlen)
 {
-    *out = NULL;
     if (l->registered && outbox_flush(l, err, errlen)) return -1;
     if (!l->registered && l->connected &&
         worker_now_ms() - l->last_register_ms >= LINK_REGISTER_RESEND_MS)
@@ -395,6 +524,26 @@ int worker_link_poll(struct worker_link *l, int timeout_ms, Nosa__Serve__CoordMs
     return WORKER_LINK_IDLE;
 }
 
+/* The mutex is held while it waits: the pulse thread waits at most timeout_ms, and the
+ * caller polls that long only while it does not step (then it sends heartbeats itself). */
+int worker_link_poll(struct worker_link *l, int timeout_ms, Nosa__Serve__CoordMsg **out,
+                     char *err, size_t errlen)
+{
+    *out = NULL;
+    pthread_mutex_lock(&l->mu);
+    int rc = link_poll(l, timeout_ms, out, err, errlen);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+void worker_link_progress(struct worker_link *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->progress_ms = worker_now_ms();
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* No lock: only the caller's thread writes these (the pulse thread only reads them). */
 int worker_link_registered(const struct worker_link *l) { return l->registered; }
 int worker_link_backlogged(const struct worker_link *l)
 {

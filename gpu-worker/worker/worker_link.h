@@ -6,7 +6,17 @@
  * worker, resent until a RegisterAck comes), the heartbeat interval the coordinator asked
  * for, the outbox of messages sent while unregistered (flushed, in order, after the ack), and
  * answering frames it cannot accept (undecodable, wrong version, no body) with an Error.
- * Messages for the worker's jobs (Assign, CancelJob, Shutdown) go to the caller. */
+ * Messages for the worker's jobs (Assign, CancelJob, Shutdown) go to the caller.
+ *
+ * It also owns the pulse thread: while the caller is inside a long engine step (a GPU's
+ * first, warming steps; a long prefill chunk; resuming moved jobs) it sends no heartbeats
+ * itself, so the pulse thread sends one (the last counts, no step statistics) whenever none
+ * went out for a heartbeat interval, as long as the caller showed progress
+ * (worker_link_progress) within max_stall_ms: a step stuck longer than that stops the pulses
+ * and the coordinator declares the worker dead. Every function takes the link's mutex, so
+ * the socket is only ever used by one thread at a time (ZeroMQ sockets are not thread-safe;
+ * the mutex gives the memory barrier a hand-over needs). The getters take none: only the
+ * caller's thread changes what they read. */
 #ifndef NOSA_WORKER_LINK_H
 #define NOSA_WORKER_LINK_H
 
@@ -22,7 +32,7 @@ struct worker_link;
  * borrowed: they must outlive the link (its running_jobs are filled per registration by
  * worker_link_set_running). Nothing is sent until worker_link_poll runs. */
 int worker_link_open(void *zctx, const struct nosa_msg_security *sec, const char *endpoint,
-                     const Nosa__Serve__Register *reg, int heartbeat_ms,
+                     const Nosa__Serve__Register *reg, int heartbeat_ms, int max_stall_ms,
                      struct worker_link **out, char *err, size_t errlen);
 void worker_link_close(struct worker_link *l); /* accepts NULL */
 
@@ -54,6 +64,10 @@ int worker_link_backlogged(const struct worker_link *l);
 int worker_link_ever_registered(const struct worker_link *l);
 /* The interval to send heartbeats at (the coordinator's, once it said one). */
 int worker_link_heartbeat_ms(const struct worker_link *l);
+
+/* The caller is making progress (a loop turn, a wait it is answering): pulses may go on for
+ * max_stall_ms from now. */
+void worker_link_progress(struct worker_link *l);
 
 /* Replies an Error (code, message) to the coordinator. Sent even while unregistered. */
 int worker_link_send_error(struct worker_link *l, Nosa__ErrorCode code, const char *message,

@@ -10,6 +10,7 @@
 #include <zmq.h>
 
 #include "fault.h"
+#include "host_id.h"
 #include "local_blocks.h"
 #include "log.h"
 #include "rundir.h"
@@ -115,8 +116,11 @@ static int open_link(struct worker *w, Nosa__Serve__Register *reg, char *err, si
     reg->pid = (int32_t)getpid();
     reg->gpu = w->cfg.gpu;
     reg->numa_node = w->cfg.numa_node;
+    int rc = nosa_host_id(w->host_id, sizeof w->host_id, err, errlen);
+    if (rc) return rc;
+    reg->host_id = w->host_id;
     return worker_link_open(w->zctx, w->sec, w->cfg.coordinator, reg, w->cfg.heartbeat_ms,
-                            &w->link, err, errlen);
+                            w->cfg.max_stall_ms, &w->link, err, errlen);
 }
 
 /* Everything up to the serving loop; err says which step failed. */

@@ -293,7 +293,10 @@ static void heartbeat_if_due(struct worker *w)
 int worker_serve_on_kvh_wait(void *user)
 {
     struct worker *w = user;
-    if (w->link) heartbeat_if_due(w);
+    if (w->link) { /* waiting on a kv-host that is coming back is not a hung step */
+        worker_link_progress(w->link);
+        heartbeat_if_due(w);
+    }
     return g_worker_stop != 0;
 }
 
@@ -512,6 +515,7 @@ int worker_serve_run(struct worker *w, char *err, size_t errlen)
 {
     int64_t register_deadline = worker_now_ms() + w->cfg.register_timeout_ms;
     while (!g_worker_stop && !w->shutdown) {
+        worker_link_progress(w->link); /* the pulse thread covers the step that follows */
         nosa_engine_capacity(w->engine, &w->capacity);
         if (!worker_link_ever_registered(w->link) && worker_now_ms() >= register_deadline) {
             nosa_set_error(err, errlen, "coordinator %s did not answer Register within %d ms "

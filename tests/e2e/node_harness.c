@@ -165,7 +165,7 @@ int nh_node_init_needing(struct nh_node *node, const char *test_name, const char
     snprintf(node->journal, sizeof node->journal, "%s/coordinator.journal", node->run_dir);
     snprintf(node->model, sizeof node->model, "%s/model", node->run_dir);
     /* Short, so that a hung worker is seen in seconds; a sanitizer build, several times
-     * slower, sets a longer one (a prefill step blocks a worker's heartbeats). */
+     * slower in everything (start-up, the coordinator's loop), sets a longer one. */
     node->heartbeat_timeout_ms = 3000;
     const char *hb = getenv("NOSA_TEST_HEARTBEAT_TIMEOUT_MS");
     if (hb) {

@@ -9,9 +9,14 @@
  * and at random: with --seed and no --at-tokens the moment and the victim come from the seed):
  *   worker-kill     SIGKILL of a worker mid-decode; its jobs move to the other worker
  *   worker-hang     SIGSTOP of a worker; the coordinator must declare it dead (heartbeats)
+ *   worker-pause    SIGSTOP of a worker past the heartbeat timeout, then SIGCONT (a delayed
+ *                   peer): declared dead, its jobs move; woken, it re-registers, drops the
+ *                   moved jobs without freeing their kv-host sequences, and serves again
  *   kvhost-kill     SIGKILL of the kv-host (workers paused around it), restart --recover:
  *                   every sequence's block table must be the same after as before
  *   coord-kill      SIGKILL of the coordinator, restart on the same journal
+ *   coord-pause     SIGSTOP of the coordinator for twice the heartbeat timeout, then SIGCONT:
+ *                   its own silence must not make it declare (and fence) live workers dead
  *   arena-truncate  the arena file truncated: --recover must refuse it with a clear error
  *   arena-header    a header byte flipped (the magic, or a seeded one of the checksummed
  *                   header): --recover must refuse it with a clear error
@@ -40,8 +45,10 @@
 enum fault_kind {
     FAULT_WORKER_KILL,
     FAULT_WORKER_HANG,
+    FAULT_WORKER_PAUSE,
     FAULT_KVHOST_KILL,
     FAULT_COORD_KILL,
+    FAULT_COORD_PAUSE,
     FAULT_ARENA_TRUNCATE,
     FAULT_ARENA_HEADER,
     FAULT_JOURNAL_FULL,
@@ -49,8 +56,8 @@ enum fault_kind {
     FAULT_KINDS
 };
 static const char *const g_fault_names[FAULT_KINDS] = {
-    "worker-kill",    "worker-hang",  "kvhost-kill",  "coord-kill",
-    "arena-truncate", "arena-header", "journal-full", "journal-fsize"};
+    "worker-kill",    "worker-hang",  "worker-pause", "kvhost-kill",  "coord-kill",
+    "coord-pause",    "arena-truncate", "arena-header", "journal-full", "journal-fsize"};
 
 #define N_JOBS 6
 static const int g_prompt_len[N_JOBS] = {12, 30, 57, 64, 90, 121};
@@ -280,11 +287,19 @@ static int inject(struct nh_node *node, enum fault_kind kind, const int procs[N_
     switch (kind) {
     case FAULT_WORKER_KILL: return nh_signal(node, w, SIGKILL);
     case FAULT_WORKER_HANG: return nh_signal(node, w, SIGSTOP);
+    case FAULT_WORKER_PAUSE:
+        if (nh_signal(node, w, SIGSTOP)) return -1;
+        usleep((useconds_t)(node->heartbeat_timeout_ms + 500) * 1000); /* declared dead */
+        return nh_signal(node, w, SIGCONT);
     case FAULT_KVHOST_KILL: return inject_kvhost_kill(node, procs);
     case FAULT_COORD_KILL:
         nh_signal(node, "coordinator", SIGKILL);
         nh_wait_exit(node, "coordinator", 5000);
         return nh_start_coordinator(node, g_coord_env, 0) >= 0 ? 0 : -1;
+    case FAULT_COORD_PAUSE:
+        if (nh_signal(node, "coordinator", SIGSTOP)) return -1;
+        usleep((useconds_t)node->heartbeat_timeout_ms * 2 * 1000);
+        return nh_signal(node, "coordinator", SIGCONT);
     default: return -1;
     }
 }
@@ -370,6 +385,20 @@ static void run_midrun(struct nh_node *node, struct job_set *js, enum fault_kind
     if (!injected) printf("%s: not reached (the jobs ended first)\n", label);
     sum->faults += injected;
     check_jobs(node, js, procs, 1, NULL, label, sum);
+    if (injected && kind == FAULT_WORKER_PAUSE && !armed_proc) {
+        /* Declared dead while stopped, the worker is fenced: the coordinator kills it. */
+        const char *w = victim ? "cpu1" : "cpu0";
+        int gone = nh_wait_exit(node, w, 5000) == 1;
+        const struct nh_proc *p = NULL;
+        for (int i = 0; i < node->n_procs; i++)
+            if (strcmp(node->procs[i].name, w) == 0) p = &node->procs[i];
+        CHECK(gone && p && WIFSIGNALED(p->status) && WTERMSIG(p->status) == SIGKILL,
+              "%s: the paused worker %s was not fenced (killed) by the coordinator: %s", label,
+              w, gone ? "it exited otherwise" : "it still runs");
+    }
+    if (injected && kind == FAULT_COORD_PAUSE)
+        CHECK(nh_find(node, "cpu0") && nh_find(node, "cpu1"),
+              "%s: a worker died while only the coordinator was stopped", label);
 }
 
 /* ---------------------------------------------------------------- faults at rest */

@@ -28,15 +28,28 @@ static int g_worker_seq;
 
 /* Starts a worker named w<N> (offloaded, or with --resident; env_extra: NULL or more
  * environment, e.g. an armed fault point); its name goes to name[]. */
-static void start_worker_env(char *name, size_t cap, int resident, char *const env_extra[])
+/* A worker (named into name) with env_extra in its environment and extra_flag, when set,
+ * as its last flag and value. */
+static void start_worker_with(char *name, size_t cap, int resident, char *const env_extra[],
+                              const char *extra_flag, const char *extra_value)
 {
     snprintf(name, cap, "w%d", ++g_worker_seq);
-    const char *argv[] = {"nosa-worker", "--run-dir", g_node.run_dir, "--name", name,
-                          "--coordinator", g_node.workers_ep, "--kvhost", g_node.kvhost_ep,
-                          "--model", g_node.model, "--backend", "cpu", "--mode", "nosa",
-                          "--max-seqs", "4", "--heartbeat-ms", "100",
-                          resident ? "--resident" : NULL, NULL};
+    const char *argv[24] = {"nosa-worker", "--run-dir", g_node.run_dir, "--name", name,
+                            "--coordinator", g_node.workers_ep, "--kvhost", g_node.kvhost_ep,
+                            "--model", g_node.model, "--backend", "cpu", "--mode", "nosa",
+                            "--max-seqs", "4", "--heartbeat-ms", "100"};
+    int n = 19;
+    if (resident) argv[n++] = "--resident";
+    if (extra_flag) {
+        argv[n++] = extra_flag;
+        argv[n++] = extra_value;
+    }
     REQUIRE(nh_spawn(&g_node, name, env_extra, 0, argv) >= 0, "spawn %s", name);
+}
+
+static void start_worker_env(char *name, size_t cap, int resident, char *const env_extra[])
+{
+    start_worker_with(name, cap, resident, env_extra, NULL, NULL);
 }
 
 static void start_worker(char *name, size_t cap, int resident)
@@ -442,6 +455,45 @@ static void test_free_after_finished(void)
     kvh_client_close(kc);
 }
 
+/* A step that stalls 2.5 s (fault point worker.step.after_decode in stall mode, as a GPU's
+ * first steps or a long prefill chunk do): the pulse thread keeps heartbeats going every
+ * ~100 ms through it, and the job ends right. With --max-stall-ms below the stall the
+ * heartbeats stop (a hung worker must be declared dead). Returns nothing; checks both. */
+static void test_slow_step(void)
+{
+    char *stall[] = {"NOSA_FAULT=worker.step.after_decode", "NOSA_FAULT_SKIP=3",
+                     "NOSA_FAULT_STALL_MS=2500", NULL};
+    static struct job_case c = {801, 20, 12, 0, 1, 0, ""};
+    static struct job_case d = {802, 20, 12, 0, 1, 0, ""};
+    struct job_case *cases[2] = {&c, &d};
+    const char *max_stall[2] = {NULL, "500"};
+    for (int k = 0; k < 2; k++) {
+        char worker[16];
+        int regs = g_fc.registers;
+        start_worker_with(worker, sizeof(worker), 0, stall, max_stall[k] ? "--max-stall-ms" : NULL,
+                          max_stall[k]);
+        wait_registered(regs + 1);
+        g_fc.max_heartbeat_gap_ms = 0;
+        g_fc.last_heartbeat_ms = 0;
+        uint64_t t0 = nh_now_ms();
+        start_job(cases[k], 1);
+        finish_job(cases[k], "through a stalled step");
+        uint64_t took = nh_now_ms() - t0;
+        CHECK(took >= 2500, "job %llu took %llu ms: the 2.5 s stall did not happen",
+              (unsigned long long)cases[k]->id, (unsigned long long)took);
+        if (k == 0)
+            CHECK(g_fc.max_heartbeat_gap_ms < 1000,
+                  "heartbeats stopped for %llu ms during a stalled step (want the pulse thread's, "
+                  "every ~100 ms)", (unsigned long long)g_fc.max_heartbeat_gap_ms);
+        else
+            CHECK(g_fc.max_heartbeat_gap_ms >= 1500,
+                  "with --max-stall-ms 500 the heartbeats went on through a 2.5 s stall (longest "
+                  "gap %llu ms)", (unsigned long long)g_fc.max_heartbeat_gap_ms);
+        CHECK(nh_signal(&g_node, worker, SIGTERM) == 0, "SIGTERM %s", worker);
+        check_clean_exit(worker, "SIGTERM");
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const char *const needed[] = {"nosa-kvhost", "nosa-worker", "nosa-generate", NULL};
@@ -479,6 +531,8 @@ int main(int argc, char **argv)
     check_clean_exit(worker, "Shutdown");
     test_free_after_finished();
     check_kvhost_empty("after the worker killed past JobFinished");
+    test_slow_step();
+    check_kvhost_empty("after the stalled steps");
     fc_close(&g_fc);
     if (g_test_checks_failed) nh_dump_logs(&g_node, 40);
     nh_stop_all(&g_node, 3000);
