@@ -361,7 +361,7 @@ static void layer_attention(struct nosa_backend *b, int slot, int layer, int pos
         uint32_t group = b->have_arena && (pos + 1) % bs == 0 ? groups[pos / bs] : 0;
         if (nosa_cpu_kv_finish_token(&b->kv, kh, pos, b->have_arena ? &b->arena : NULL, group,
                                      layer, h))
-            b->stats.bytes_d2h += b->kv.block_bytes;
+            ls->bytes_d2h += b->kv.block_bytes;
     }
 }
 
@@ -419,11 +419,14 @@ static void stats_end(struct nosa_backend *b)
 {
     struct nosa_step_stats *s = &b->stats;
     for (uint32_t l = 0; l < s->n_layers; l++) {
-        s->blocks_selected += s->layer[l].selected;
-        s->blocks_transferred += s->layer[l].transferred;
-        s->block_hits += s->layer[l].hits;
+        struct nosa_layer_stats *ls = &s->layer[l];
+        ls->bytes_h2d = ls->transferred * b->kv.block_bytes;
+        s->blocks_selected += ls->selected;
+        s->blocks_transferred += ls->transferred;
+        s->block_hits += ls->hits;
+        s->bytes_h2d += ls->bytes_h2d;
+        s->bytes_d2h += ls->bytes_d2h;
     }
-    s->bytes_h2d = s->blocks_transferred * b->kv.block_bytes;
     s->seconds = now_seconds() - s->seconds;
 }
 

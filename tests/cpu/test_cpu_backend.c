@@ -2,7 +2,8 @@
  * size 8, budget 10 blocks unless a test says otherwise): every comparison is bit-for-bit.
  * - full budget: infllmv2 and nosa (resident and offloaded) give the dense logits;
  * - offloaded == resident over 200+ decode steps with really sparse selection, default pool
- *   and a pool of budget + 2 that must evict;
+ *   and a pool of budget + 2 that must evict; in every call of both, each layer's bytes are
+ *   its transferred / written blocks x block bytes and the totals are the per-layer sums;
  * - batched decode (sequences joining mid-way) == each sequence alone;
  * - prefill in one call == in chunks == one token at a time;
  * - seq_resume from the arena, then continuing == the uninterrupted sequence;
@@ -20,6 +21,34 @@ static float g_la[HARNESS_MAX_SEQS * VOCAB_MAX], g_lb[HARNESS_MAX_SEQS * VOCAB_M
 static int same_logits(const float *a, const float *b, int n)
 {
     return memcmp(a, b, (size_t)n * sizeof(float)) == 0;
+}
+
+/* A call's statistics: per layer, selected == transferred + hits, bytes from the arena ==
+ * transferred blocks x block bytes, bytes to it == layer_d2h_blocks x block bytes; every
+ * total is the sum of its per-layer counter. */
+static void check_layer_stats(const struct nosa_step_stats *st, int n_layers, uint64_t bb,
+                              uint64_t layer_d2h_blocks, const char *what)
+{
+    struct nosa_layer_stats sum = {0};
+    CHECK(st->n_layers == (uint32_t)n_layers, "%s: n_layers %u", what, st->n_layers);
+    for (int l = 0; l < n_layers; l++) {
+        const struct nosa_layer_stats *ls = &st->layer[l];
+        CHECK(ls->selected == ls->transferred + ls->hits && ls->bytes_h2d == ls->transferred * bb &&
+                  ls->bytes_d2h == layer_d2h_blocks * bb,
+              "%s layer %d: selected %llu transferred %llu hits %llu h2d %llu d2h %llu", what, l,
+              (unsigned long long)ls->selected, (unsigned long long)ls->transferred,
+              (unsigned long long)ls->hits, (unsigned long long)ls->bytes_h2d,
+              (unsigned long long)ls->bytes_d2h);
+        sum.selected += ls->selected;
+        sum.transferred += ls->transferred;
+        sum.hits += ls->hits;
+        sum.bytes_h2d += ls->bytes_h2d;
+        sum.bytes_d2h += ls->bytes_d2h;
+    }
+    CHECK(st->blocks_selected == sum.selected && st->blocks_transferred == sum.transferred &&
+              st->block_hits == sum.hits && st->bytes_h2d == sum.bytes_h2d &&
+              st->bytes_d2h == sum.bytes_d2h,
+          "%s: totals are not the per-layer sums", what);
 }
 
 /* Full budget: with budget_blocks covering the whole context, every sparse mode selects
@@ -76,6 +105,7 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
     int vocab = m->cfg.vocab_size, budget = m->cfg.sparse.budget_blocks;
     struct test_arena ta;
     test_arena_init(&ta, &m->cfg, 4 * (CTX / 8 + 1));
+    uint64_t bb = nosa_kv_block_bytes(&ta.arena.geom);
     struct harness res, off;
     harness_open(&res, m, mode, 0, 2, CTX, 0, &ta);
     harness_open(&off, m, mode, 1, 2, CTX, pool_blocks, &ta);
@@ -91,14 +121,17 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
         /* Each completed block is written once, per layer and KV head. */
         struct nosa_step_stats st;
         off.ops->stats(off.b, &st);
-        uint64_t blocks = (uint64_t)(plen[s] / 8) * (uint64_t)m->cfg.n_layers *
-                          (uint64_t)m->cfg.n_kv_heads;
-        CHECK(st.bytes_d2h == blocks * nosa_kv_block_bytes(&ta.arena.geom) && st.tokens ==
-              (uint64_t)plen[s], "prefill wrote %llu bytes", (unsigned long long)st.bytes_d2h);
+        check_layer_stats(&st, m->cfg.n_layers, bb,
+                          (uint64_t)(plen[s] / 8) * (uint64_t)m->cfg.n_kv_heads, "prefill");
+        CHECK(st.tokens == (uint64_t)plen[s], "prefill of %d tokens: %llu", plen[s],
+              (unsigned long long)st.tokens);
     }
     uint64_t transferred = 0, selected = 0, hits = 0, mismatches = 0;
     const int steps = 210;
     for (int step = 0; step < steps; step++) {
+        /* Blocks this step completes per layer: one per KV head of each sequence. */
+        uint64_t completes = (uint64_t)(((off.len[0] + 1) % 8 == 0) + ((off.len[1] + 1) % 8 == 0)) *
+                             (uint64_t)m->cfg.n_kv_heads;
         harness_decode(&res, 2, slots, tok, g_la);
         harness_decode(&off, 2, slots, tok, g_lb);
         if (!same_logits(g_la, g_lb, 2 * vocab)) mismatches++;
@@ -107,11 +140,10 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
         transferred += st.blocks_transferred;
         selected += st.blocks_selected;
         hits += st.block_hits;
-        CHECK(st.blocks_selected == st.blocks_transferred + st.block_hits, "stats add up");
-        CHECK(st.bytes_h2d == st.blocks_transferred * nosa_kv_block_bytes(&ta.arena.geom),
-              "bytes_h2d");
+        check_layer_stats(&st, m->cfg.n_layers, bb, completes, "offloaded decode");
         res.ops->stats(res.b, &st);
-        CHECK(st.blocks_transferred == 0 && st.bytes_h2d == 0, "resident transfers nothing");
+        check_layer_stats(&st, m->cfg.n_layers, bb, completes, "resident decode");
+        CHECK(st.blocks_transferred == 0, "resident transfers nothing");
         for (int s = 0; s < 2; s++) {
             int32_t a = harness_argmax(g_la + s * vocab, vocab);
             CHECK(a == harness_argmax(g_lb + s * vocab, vocab), "token differs");

@@ -254,10 +254,11 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
             CHECK(sc.blocks_selected == sg.blocks_selected &&
                       sc.blocks_transferred == sg.blocks_transferred &&
                       sc.block_hits == sg.block_hits && sc.bytes_h2d == sg.bytes_h2d &&
-                      sc.bytes_d2h == sg.bytes_d2h,
-                  "%s step %d: stats differ: selected %llu/%llu transferred %llu/%llu "
-                  "d2h %llu/%llu", rc->name, step, (unsigned long long)sc.blocks_selected,
-                  (unsigned long long)sg.blocks_selected,
+                      sc.bytes_d2h == sg.bytes_d2h && sc.n_layers == sg.n_layers &&
+                      memcmp(sc.layer, sg.layer, sc.n_layers * sizeof(sc.layer[0])) == 0,
+                  "%s step %d: stats (totals or per layer) differ: selected %llu/%llu "
+                  "transferred %llu/%llu d2h %llu/%llu", rc->name, step,
+                  (unsigned long long)sc.blocks_selected, (unsigned long long)sg.blocks_selected,
                   (unsigned long long)sc.blocks_transferred,
                   (unsigned long long)sg.blocks_transferred, (unsigned long long)sc.bytes_d2h,
                   (unsigned long long)sg.bytes_d2h);
