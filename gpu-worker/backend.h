@@ -58,7 +58,11 @@ struct nosa_layer_stats {
 
 /* Statistics of the last prefill or decode call. selected == transferred + hits per layer.
  * The open (incomplete) block is always local and is not counted. Every total is the sum
- * of its per-layer counter over layer[0 .. n_layers). */
+ * of its per-layer counter over layer[0 .. n_layers). A selection larger than the offload
+ * pool (dense offloaded on the cpu backend: it selects the whole context) is attended in two
+ * passes, keys then values, each pulling it through the pool; every block read counts as
+ * selected once per pass, so the sums above still hold and hits / selected stays the share
+ * of reads served locally. */
 struct nosa_step_stats {
     uint32_t n_layers;
     uint64_t tokens;             /* tokens processed by the call */

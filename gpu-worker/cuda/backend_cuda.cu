@@ -406,7 +406,10 @@ static int check_config(const struct nosa_model *model, const struct nosa_backen
         return -EINVAL;
     }
     if (cfg->mode == NOSA_ATTN_DENSE && cfg->offload) {
-        nosa_set_error(err, errlen, "cuda backend: dense attention needs resident KV");
+        nosa_set_error(err, errlen,
+                       "cuda backend: dense attention with offloaded KV is not implemented "
+                       "(docs/CUDA_BACKEND.md); use resident KV (offload = 0) or the cpu "
+                       "backend");
         return -EINVAL;
     }
     if (cfg->max_seqs < 1 || cfg->max_context < 1 || cfg->max_context > mc->max_position) {
