@@ -4,7 +4,8 @@
  * - offloaded == resident over 200+ decode steps with really sparse selection, default pool
  *   and a pool of budget + 2 that must evict; in every call of both, each layer's bytes are
  *   its transferred / written blocks x block bytes and the totals are the per-layer sums;
- * - batched decode (sequences joining mid-way) == each sequence alone;
+ * - batched decode (sequences joining mid-way) == each sequence alone, every mode, resident
+ *   and offloaded;
  * - prefill in one call == in chunks == one token at a time;
  * - seq_resume from the arena, then continuing == the uninterrupted sequence;
  * - bad arguments are rejected with an error. */
@@ -224,8 +225,8 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
 }
 
 /* Three sequences decoded together (the third joining after 10 steps, prefilled while the
- * others decode) against each decoded alone in a fresh backend. */
-static void test_batched_equals_alone(void)
+ * others decode) against each decoded alone in a fresh backend, in one placement. */
+static void batched_equals_alone(enum nosa_attn_mode mode, int offload, int pool_blocks)
 {
     struct nosa_model *m = harness_model(0, 0, 3);
     int vocab = m->cfg.vocab_size;
@@ -238,7 +239,7 @@ static void test_batched_equals_alone(void)
     int32_t prompt[200];
     for (int s = 0; s < NS; s++) {
         struct harness h;
-        harness_open(&h, m, NOSA_ATTN_NOSA, 1, 3, CTX, 12, &ta);
+        harness_open(&h, m, mode, offload, 3, CTX, pool_blocks, &ta);
         int slot = 2 - s; /* a different slot than in the batch */
         harness_prompt(prompt, plen[s], (uint32_t)(20 + s), vocab);
         harness_prefill(&h, slot, prompt, plen[s], g_la);
@@ -251,7 +252,7 @@ static void test_batched_equals_alone(void)
         harness_close(&h);
     }
     struct harness h;
-    harness_open(&h, m, NOSA_ATTN_NOSA, 1, 3, CTX, 12, &ta);
+    harness_open(&h, m, mode, offload, 3, CTX, pool_blocks, &ta);
     int done[NS] = {0};
     for (int s = 0; s < 2; s++) {
         harness_prompt(prompt, plen[s], (uint32_t)(20 + s), vocab);
@@ -278,10 +279,27 @@ static void test_batched_equals_alone(void)
             done[s]++;
         }
     }
-    CHECK(mism == 0 && done[0] == STEPS && done[2] == STEPS, "batched vs alone: %d differ", mism);
+    CHECK(mism == 0 && done[0] == STEPS && done[2] == STEPS,
+          "%s offload %d pool %d: batched vs alone: %d differ", nosa_attn_mode_name(mode), offload,
+          pool_blocks, mism);
     harness_close(&h);
     test_arena_free(&ta);
     nosa_model_free(m);
+}
+
+/* Every mode, resident and offloaded with a pool of 12 blocks (below the budget's 2 x 10,
+ * so the sparse pools evict; dense's contexts of up to 30 blocks go through it in chunks). */
+static void test_batched_equals_alone(void)
+{
+    static const struct {
+        enum nosa_attn_mode mode;
+        int offload, pool_blocks;
+    } cases[] = {
+        {NOSA_ATTN_NOSA, 0, 0},     {NOSA_ATTN_NOSA, 1, 12},  {NOSA_ATTN_INFLLMV2, 0, 0},
+        {NOSA_ATTN_INFLLMV2, 1, 12}, {NOSA_ATTN_DENSE, 0, 0}, {NOSA_ATTN_DENSE, 1, 12},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        batched_equals_alone(cases[i].mode, cases[i].offload, cases[i].pool_blocks);
 }
 
 /* prefill(150) == prefill in chunks of 7 == 1 token then 149 decode steps; then 20 more. */
