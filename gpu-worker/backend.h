@@ -52,10 +52,17 @@ struct nosa_layer_stats {
     uint64_t selected;    /* complete blocks selected, summed over tokens and KV heads */
     uint64_t transferred; /* of those, pulled from the arena (the delta) */
     uint64_t hits;        /* of those, already in the local pool (or resident) */
+    uint64_t bytes_h2d;   /* this layer's bytes read from the arena: transferred * block bytes */
+    uint64_t bytes_d2h;   /* this layer's bytes written to the arena (completed blocks) */
 };
 
 /* Statistics of the last prefill or decode call. selected == transferred + hits per layer.
- * The open (incomplete) block is always local and is not counted. */
+ * The open (incomplete) block is always local and is not counted. Every total is the sum
+ * of its per-layer counter over layer[0 .. n_layers). A selection larger than the offload
+ * pool (dense offloaded on the cpu backend: it selects the whole context) is attended in two
+ * passes, keys then values, each pulling it through the pool; every block read counts as
+ * selected once per pass, so the sums above still hold and hits / selected stays the share
+ * of reads served locally. */
 struct nosa_step_stats {
     uint32_t n_layers;
     uint64_t tokens;             /* tokens processed by the call */

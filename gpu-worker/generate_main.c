@@ -72,7 +72,7 @@ static void usage(FILE *out)
           "  --seed N               sampling seed (default 0)\n"
           "  --ignore-eos           keep generating after the model's EOS\n"
           "  --mode dense|infllmv2|nosa  attention mode (default nosa)\n"
-          "  --offload              complete KV blocks live in a host arena (not with dense)\n"
+          "  --offload              complete KV blocks live in a host arena (dense: cpu only)\n"
           "  --backend cpu|cuda|auto     compute backend (default auto)\n"
           "  --gpu N                CUDA device (default 0)\n"
           "  --max-context N        tokens per sequence (default: longest prompt + max-tokens)\n"

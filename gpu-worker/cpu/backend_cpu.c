@@ -35,7 +35,9 @@ struct nosa_backend {
     int *stepped;               /* [max_seqs] a token was processed since reset/resume */
     float *last_q;              /* [max_seqs][n_layers][n_heads*head_dim] after RoPE */
     /* Scratch of one token's forward pass (single-threaded). */
-    float *x, *xb, *q, *k, *v, *vr, *cis, *att, *gate, *up, *logit, *sq, *bq, *be;
+    float *x, *xb, *q, *k, *v, *vr, *cis, *att, *gate, *up, *sq, *bq, *be;
+    float *logit;              /* [rep][max_context]: one row per query head of a group */
+    float *head_mx, *head_sum; /* [rep] */
     nosa_bf16 *kb, *vb;
     int *sel;
     unsigned char *taken, *slot_mark;
@@ -80,11 +82,6 @@ static int check_config(const struct nosa_model *model, const struct nosa_backen
         nosa_set_error(err, errlen, "cpu backend: unknown attention mode %d", (int)cfg->mode);
         return -EINVAL;
     }
-    if (cfg->mode == NOSA_ATTN_DENSE && cfg->offload) {
-        nosa_set_error(err, errlen, "cpu backend: dense attention reads every block each step; "
-                                    "it needs resident KV (offload = 0)");
-        return -EINVAL;
-    }
     if (cfg->max_seqs < 1 || cfg->max_context < 1 || cfg->max_context > mc->max_position) {
         nosa_set_error(err, errlen,
                        "cpu backend: max_seqs = %d must be >= 1 and max_context = %d in [1, %d]",
@@ -126,7 +123,9 @@ static int cpu_create(const struct nosa_model *model, const struct nosa_backend_
     const struct nosa_model_config *mc = &model->cfg;
     int budget = mc->sparse.budget_blocks;
     int pool = cfg->pool_blocks ? cfg->pool_blocks : 2 * budget;
-    int min_pool = budget - 1 > 1 ? budget - 1 : 1;
+    /* A sparse step's selection must be local at once; dense streams its selection (the
+     * whole context) through the pool in chunks (attend_head), so one block is enough. */
+    int min_pool = cfg->mode == NOSA_ATTN_DENSE || budget - 1 < 1 ? 1 : budget - 1;
     if (cfg->offload && pool < min_pool) {
         nosa_set_error(err, errlen,
                        "cpu backend: pool_blocks = %d cannot hold one step's selection "
@@ -172,15 +171,16 @@ static int cpu_create(const struct nosa_model *model, const struct nosa_backend_
     b->last_q = calloc((size_t)cfg->max_seqs * (size_t)mc->n_layers * qdim, sizeof(float));
     /* One buffer for the f32 scratch, carved below in this order. */
     size_t inter = (size_t)mc->intermediate_size;
-    size_t nf = hid * 2 + qdim * 2 + kvdim * 3 + (size_t)mc->n_kv_heads + inter * 2 + ctx +
-                2 * nc + 2 * mb;
+    size_t rep = (size_t)b->sp.rep;
+    size_t nf = hid * 2 + qdim * 2 + kvdim * 3 + (size_t)mc->n_kv_heads + inter * 2 + rep * ctx +
+                2 * rep + 2 * nc + 2 * mb;
     b->x = calloc(nf, sizeof(float));
     b->kb = calloc(kvdim, sizeof(nosa_bf16));
     b->vb = calloc(kvdim, sizeof(nosa_bf16));
     b->sel = calloc(mb + 1, sizeof(int));
     b->taken = calloc(mb + 1, 1);
     b->slot_mark = calloc((size_t)cfg->max_seqs, 1);
-    b->ptrs = calloc(mb + 1, sizeof(*b->ptrs));
+    b->ptrs = calloc(mb, sizeof(*b->ptrs));
     if (!b->rope_cos || !b->rope_sin || !b->len || !b->stepped || !b->last_q || !b->x || !b->kb ||
         !b->vb || !b->sel || !b->taken || !b->slot_mark || !b->ptrs)
         goto oom;
@@ -195,7 +195,9 @@ static int cpu_create(const struct nosa_model *model, const struct nosa_backend_
     b->cis = f, f += mc->n_kv_heads;
     b->gate = f, f += inter;
     b->up = f, f += inter;
-    b->logit = f, f += ctx;
+    b->logit = f, f += rep * ctx;
+    b->head_mx = f, f += rep;
+    b->head_sum = f, f += rep;
     b->sq = f, f += 2 * nc;
     b->bq = f, f += mb;
     b->be = f;
@@ -270,43 +272,98 @@ static int check_append(const struct nosa_backend *b, int slot, const int32_t *t
     return check_blocks(b, slot, b->len[slot] + n, blocks, err, errlen);
 }
 
-/* Softmax attention of one query head over the tokens of the selected blocks (ascending)
- * then the n_open tokens of the current block, with each token's cis as an additive bias on
- * the scaled logit: softmax_j(q . k_j * scale + cis_j), weights applied to v_j in the same
- * order. ptrs[0 .. n_sel) are the selected blocks, ptrs[n_sel] the current block. */
-static void attend(const struct nosa_backend *b, const float *q, const uint8_t *const *ptrs,
-                   int n_sel, int n_open, float *out)
+/* Logits of query q over the nt tokens of block blk into logit[0 .. nt), with each token's cis
+ * as an additive bias on the scaled logit; *mx keeps the running maximum. */
+static void block_logits(const struct nosa_backend *b, const float *q, const uint8_t *blk, int nt,
+                         float *logit, float *mx)
 {
     const struct nosa_kv_geometry *g = &b->kv.geom;
-    int d = (int)g->head_dim, bs = (int)g->block_size;
-    size_t voff = nosa_kv_block_v_offset(g), boff = nosa_kv_block_bias_offset(g);
-    float *logit = b->logit;
-    int n = 0;
-    float mx = -INFINITY;
-    for (int i = 0; i <= n_sel; i++) {
-        int nt = i < n_sel ? bs : n_open;
-        const nosa_bf16 *kp = (const nosa_bf16 *)(const void *)ptrs[i];
-        const float *bias = (const float *)(const void *)(ptrs[i] + boff);
-        for (int t = 0; t < nt; t++) {
-            float l = nosa_cpu_dot_bf16(q, kp + (size_t)t * (size_t)d, d) * b->sp.scale + bias[t];
-            logit[n++] = l;
-            if (l > mx) mx = l;
-        }
+    int d = (int)g->head_dim;
+    const nosa_bf16 *kp = (const nosa_bf16 *)(const void *)blk;
+    const float *bias = (const float *)(const void *)(blk + nosa_kv_block_bias_offset(g));
+    for (int t = 0; t < nt; t++) {
+        float l = nosa_cpu_dot_bf16(q, kp + (size_t)t * (size_t)d, d) * b->sp.scale + bias[t];
+        logit[t] = l;
+        if (l > *mx) *mx = l;
     }
-    for (int x = 0; x < d; x++) out[x] = 0.0f;
-    float sum = 0.0f;
-    n = 0;
-    for (int i = 0; i <= n_sel; i++) {
-        int nt = i < n_sel ? bs : n_open;
-        const nosa_bf16 *vp = (const nosa_bf16 *)(const void *)(ptrs[i] + voff);
-        for (int t = 0; t < nt; t++) {
-            float e = expf(logit[n++] - mx);
-            sum += e;
-            const nosa_bf16 *vt = vp + (size_t)t * (size_t)d;
-            for (int x = 0; x < d; x++) out[x] += e * nosa_bf16_to_f32(vt[x]);
-        }
+}
+
+/* Adds the softmax weights e_t = expf(logit[t] - mx) of block blk's nt tokens to *sum and
+ * e_t v_t to out[head_dim], tokens in order. */
+static void block_values(const struct nosa_backend *b, const float *logit, float mx,
+                         const uint8_t *blk, int nt, float *out, float *sum)
+{
+    const struct nosa_kv_geometry *g = &b->kv.geom;
+    int d = (int)g->head_dim;
+    const nosa_bf16 *vp = (const nosa_bf16 *)(const void *)(blk + nosa_kv_block_v_offset(g));
+    for (int t = 0; t < nt; t++) {
+        float e = expf(logit[t] - mx);
+        *sum += e;
+        const nosa_bf16 *vt = vp + (size_t)t * (size_t)d;
+        for (int x = 0; x < d; x++) out[x] += e * nosa_bf16_to_f32(vt[x]);
     }
-    for (int x = 0; x < d; x++) out[x] = out[x] / sum;
+}
+
+/* Makes the selected blocks sel[first .. first + n) local in ptrs[0 .. n) and counts them. */
+static void stage_blocks(struct nosa_backend *b, struct nosa_cpu_kv_head *kh, int first, int n,
+                         const uint32_t *groups, int layer, int head, struct nosa_layer_stats *ls)
+{
+    ls->selected += (uint64_t)n;
+    nosa_cpu_kv_gather(&b->kv, kh, b->sel + first, n, b->have_arena ? &b->arena : NULL, groups,
+                       layer, head, b->ptrs, &ls->hits, &ls->transferred);
+}
+
+/* Attention of KV head `head`'s rep query heads q[rep][head_dim] over the tokens of its
+ * n_sel selected blocks (b->sel, ascending) then the current block's tokens up to pos:
+ * o = softmax_j(q . k_j * scale + cis_j) applied to v_j, into out[rep][head_dim]. Two
+ * passes: the logits and their maximum, then the weights and the weighted values in token
+ * order. A selection larger than the offload pool (dense offloaded: the whole context)
+ * cannot be local at once, so each pass pulls it through the pool in chunks of
+ * pool_blocks; pass 1 goes from the last chunk down, so pass 2 starts on the chunks still in
+ * the pool (the maximum does not depend on the order). The arithmetic of each query head
+ * is the same as with one chunk, so dense offloaded == dense resident bit for bit. */
+static void attend_head(struct nosa_backend *b, struct nosa_cpu_kv_head *kh, int pos, int n_sel,
+                        const float *q, float *out, const uint32_t *groups, int layer, int head,
+                        struct nosa_layer_stats *ls)
+{
+    int d = (int)b->kv.geom.head_dim, bs = (int)b->kv.geom.block_size, rep = b->sp.rep;
+    int chunk = b->kv.offload && n_sel > b->kv.pool_blocks ? b->kv.pool_blocks : n_sel;
+    int n_chunks = n_sel > chunk ? (n_sel + chunk - 1) / chunk : 1;
+    const uint8_t *open = nosa_cpu_kv_open_block(&b->kv, kh, pos);
+    int n_open = pos % bs + 1;
+    size_t row = (size_t)b->cfg.max_context; /* logits of one query head */
+    float *mx = b->head_mx, *sum = b->head_sum;
+
+    for (int g = 0; g < rep; g++) mx[g] = -INFINITY;
+    for (int c = n_chunks - 1; c >= 0; c--) {
+        int first = c * chunk, n = n_sel - first < chunk ? n_sel - first : chunk;
+        stage_blocks(b, kh, first, n, groups, layer, head, ls);
+        for (int g = 0; g < rep; g++)
+            for (int i = 0; i < n; i++)
+                block_logits(b, q + (size_t)g * (size_t)d, b->ptrs[i], bs,
+                             b->logit + (size_t)g * row + (size_t)(first + i) * (size_t)bs,
+                             &mx[g]);
+    }
+    for (int g = 0; g < rep; g++) {
+        block_logits(b, q + (size_t)g * (size_t)d, open, n_open,
+                     b->logit + (size_t)g * row + (size_t)n_sel * (size_t)bs, &mx[g]);
+        sum[g] = 0.0f;
+        for (int x = 0; x < d; x++) out[(size_t)g * (size_t)d + (size_t)x] = 0.0f;
+    }
+    for (int c = 0; c < n_chunks; c++) {
+        int first = c * chunk, n = n_sel - first < chunk ? n_sel - first : chunk;
+        if (n_chunks > 1) stage_blocks(b, kh, first, n, groups, layer, head, ls);
+        for (int g = 0; g < rep; g++)
+            for (int i = 0; i < n; i++)
+                block_values(b, b->logit + (size_t)g * row + (size_t)(first + i) * (size_t)bs,
+                             mx[g], b->ptrs[i], bs, out + (size_t)g * (size_t)d, &sum[g]);
+    }
+    for (int g = 0; g < rep; g++) {
+        float *o = out + (size_t)g * (size_t)d;
+        block_values(b, b->logit + (size_t)g * row + (size_t)n_sel * (size_t)bs, mx[g], open,
+                     n_open, o, &sum[g]);
+        for (int x = 0; x < d; x++) o[x] = o[x] / sum[g];
+    }
 }
 
 /* Attention of one layer for token pos of slot: append K/V/cis, select, gather, attend,
@@ -333,7 +390,8 @@ static void layer_attention(struct nosa_backend *b, int slot, int layer, int pos
     for (int h = 0; h < n_kv; h++) {
         struct nosa_cpu_kv_head *kh = nosa_cpu_kv_head_at(&b->kv, slot, layer, h);
         const nosa_bf16 *key = b->kb + (size_t)h * (size_t)d;
-        const float *qh = b->q + (size_t)h * (size_t)rep * (size_t)d;
+        size_t qi = (size_t)h * (size_t)rep * (size_t)d; /* the group's first query head */
+        const float *qh = b->q + qi;
         nosa_cpu_kv_append(&b->kv, kh, pos, key, b->vb + (size_t)h * (size_t)d, b->cis[h]);
         nosa_cpu_sel_push(&b->sp, &kh->sel, pos, key, b->cis[h]);
 
@@ -348,20 +406,12 @@ static void layer_attention(struct nosa_backend *b, int slot, int layer, int pos
         }
         for (int i = 0; i < n_sel; i++) kh->last_sel[i] = b->sel[i];
         kh->n_last_sel = n_sel;
-        ls->selected += (uint64_t)n_sel;
-
-        nosa_cpu_kv_gather(&b->kv, kh, b->sel, n_sel, b->have_arena ? &b->arena : NULL, groups,
-                           layer, h, b->ptrs, &ls->hits, &ls->transferred);
-        b->ptrs[n_sel] = nosa_cpu_kv_open_block(&b->kv, kh, pos);
-        for (int g = 0; g < rep; g++) {
-            size_t qi = ((size_t)h * (size_t)rep + (size_t)g) * (size_t)d;
-            attend(b, b->q + qi, b->ptrs, n_sel, pos % bs + 1, b->att + qi);
-        }
+        attend_head(b, kh, pos, n_sel, qh, b->att + qi, groups, layer, h, ls);
         /* Read only when the block completes: the table need not cover the open block. */
         uint32_t group = b->have_arena && (pos + 1) % bs == 0 ? groups[pos / bs] : 0;
         if (nosa_cpu_kv_finish_token(&b->kv, kh, pos, b->have_arena ? &b->arena : NULL, group,
                                      layer, h))
-            b->stats.bytes_d2h += b->kv.block_bytes;
+            ls->bytes_d2h += b->kv.block_bytes;
     }
 }
 
@@ -419,11 +469,14 @@ static void stats_end(struct nosa_backend *b)
 {
     struct nosa_step_stats *s = &b->stats;
     for (uint32_t l = 0; l < s->n_layers; l++) {
-        s->blocks_selected += s->layer[l].selected;
-        s->blocks_transferred += s->layer[l].transferred;
-        s->block_hits += s->layer[l].hits;
+        struct nosa_layer_stats *ls = &s->layer[l];
+        ls->bytes_h2d = ls->transferred * b->kv.block_bytes;
+        s->blocks_selected += ls->selected;
+        s->blocks_transferred += ls->transferred;
+        s->block_hits += ls->hits;
+        s->bytes_h2d += ls->bytes_h2d;
+        s->bytes_d2h += ls->bytes_d2h;
     }
-    s->bytes_h2d = s->blocks_transferred * b->kv.block_bytes;
     s->seconds = now_seconds() - s->seconds;
 }
 

@@ -173,7 +173,7 @@ void nosa_cpu_kv_gather(struct nosa_cpu_kv *kv, struct nosa_cpu_kv_head *h, cons
     for (int i = 0; i < n; i++) {
         if (ptrs[i]) continue;
         int p = pool_victim(kv, h, now);
-        /* create() guarantees pool_blocks >= the largest selection, so a victim exists. */
+        /* n <= pool_blocks (kv.h) and hits hold their slots, so a victim exists. */
         if (p < 0) abort();
         pool_install(h, p, sel[i], now);
         uint8_t *dst = h->blocks + (size_t)p * bb;

@@ -6,10 +6,11 @@
  * - resident: every logical block of the context has its own local block; the open block is
  *   the local block of the current position.
  * - offload: a separate open block plus a bounded pool of pool_blocks local blocks with a
- *   logical block -> pool slot map. A step's selected blocks that the pool lacks are read
- *   from the arena (the delta); a slot is freed by evicting the least recently selected block
- *   not selected by the current step (ties: the lower pool slot). A block that completes is
- *   written to the arena and moved into the pool (the next steps select it as local window).
+ *   logical block -> pool slot map. A gather's blocks (a step's selection, or a chunk of it
+ *   when it exceeds the pool) that the pool lacks are read from the arena (the delta); a
+ *   slot is freed by evicting the least recently selected block not in the current gather
+ *   (ties: the lower pool slot). A block that completes is written to the arena and moved
+ *   into the pool (the next steps select it as local window).
  * Everything is allocated once at init; nothing here allocates afterwards. */
 #ifndef NOSA_CPU_KV_H
 #define NOSA_CPU_KV_H
@@ -50,7 +51,7 @@ struct nosa_cpu_kv {
 };
 
 /* Allocates the storage of max_seqs slots of max_context tokens each. pool_blocks is used
- * with offload only (it must hold one step's selection: >= budget_blocks - 1). */
+ * with offload only (>= 1; a gather makes at most pool_blocks blocks local at once). */
 int nosa_cpu_kv_init(struct nosa_cpu_kv *kv, const struct nosa_kv_geometry *geom,
                      const struct nosa_cpu_sel_params *sp, int offload, int max_seqs,
                      int max_context, int pool_blocks, char *err, size_t errlen);
@@ -83,8 +84,8 @@ static inline uint8_t *nosa_cpu_kv_arena_block(const struct nosa_kv_arena *a, ui
 }
 
 /* Makes the selected complete blocks sel[0 .. n) local and writes their addresses to ptrs.
- * Offload: misses are read from the arena (groups[m] is logical block m's group). Adds to
- * *hits and *transferred. */
+ * Offload: n <= pool_blocks; misses are read from the arena (groups[m] is logical block m's
+ * group). Adds to *hits and *transferred. */
 void nosa_cpu_kv_gather(struct nosa_cpu_kv *kv, struct nosa_cpu_kv_head *h, const int *sel, int n,
                         const struct nosa_kv_arena *arena, const uint32_t *groups, int layer,
                         int head, const uint8_t **ptrs, uint64_t *hits, uint64_t *transferred);

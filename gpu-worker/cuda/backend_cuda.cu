@@ -406,7 +406,10 @@ static int check_config(const struct nosa_model *model, const struct nosa_backen
         return -EINVAL;
     }
     if (cfg->mode == NOSA_ATTN_DENSE && cfg->offload) {
-        nosa_set_error(err, errlen, "cuda backend: dense attention needs resident KV");
+        nosa_set_error(err, errlen,
+                       "cuda backend: dense attention with offloaded KV is not implemented "
+                       "(docs/CUDA_BACKEND.md); use resident KV (offload = 0) or the cpu "
+                       "backend");
         return -EINVAL;
     }
     if (cfg->max_seqs < 1 || cfg->max_context < 1 || cfg->max_context > mc->max_position) {
@@ -887,15 +890,14 @@ fail:
     return rc;
 }
 
-/* Bytes the step writes to the arena: one block per KV head and layer for each token whose
- * block completes. */
-static uint64_t step_d2h_bytes(const struct nosa_backend *b, int n, const int *h_pos)
+/* Bytes the step writes to the arena per layer: one block per KV head for each token whose
+ * block completes (every layer writes the same). */
+static uint64_t step_layer_d2h_bytes(const struct nosa_backend *b, int n, const int *h_pos)
 {
     uint64_t completes = 0;
     for (int i = 0; i < n; i++) completes += (h_pos[i] + 1) % b->bs == 0;
     if (!b->have_arena) return 0;
-    return completes * (uint64_t)b->model->cfg.n_layers * (uint64_t)b->n_kv *
-           (uint64_t)b->kv.block_bytes;
+    return completes * (uint64_t)b->n_kv * (uint64_t)b->kv.block_bytes;
 }
 
 static int stats_begin(struct nosa_backend *b, char *err, size_t errlen)
@@ -911,9 +913,10 @@ fail:
     return rc;
 }
 
-/* Copies back logits (n rows when logits != NULL) and stats, waits for the step. */
+/* Copies back logits (n rows when logits != NULL) and stats, waits for the step;
+ * layer_d2h: each layer's bytes written to the arena (step_layer_d2h_bytes). */
 static int finish_call(struct nosa_backend *b, int n, const float *d_logits, float *logits,
-                       char *err, size_t errlen)
+                       uint64_t layer_d2h, char *err, size_t errlen)
 {
     int rc = 0;
     int L = b->model->cfg.n_layers;
@@ -928,11 +931,14 @@ static int finish_call(struct nosa_backend *b, int n, const float *d_logits, flo
         struct nosa_layer_stats *ls = &b->stats.layer[l];
         ls->selected = b->h_stats[3 * l], ls->transferred = b->h_stats[3 * l + 1];
         ls->hits = b->h_stats[3 * l + 2];
+        ls->bytes_h2d = ls->transferred * b->kv.block_bytes;
+        ls->bytes_d2h = layer_d2h;
         b->stats.blocks_selected += ls->selected;
         b->stats.blocks_transferred += ls->transferred;
         b->stats.block_hits += ls->hits;
+        b->stats.bytes_h2d += ls->bytes_h2d;
+        b->stats.bytes_d2h += ls->bytes_d2h;
     }
-    b->stats.bytes_h2d = b->stats.blocks_transferred * b->kv.block_bytes;
     if (b->timing && (rc = collect_phase_times(b, err, errlen))) goto fail;
     b->stats.seconds = now_seconds() - b->stats.seconds;
 fail:
@@ -965,8 +971,9 @@ static int cuda_prefill(struct nosa_backend *b, int slot, const int32_t *tokens,
             if ((rc = forward(b, i, &sh, err, errlen))) return rc;
         }
         b->stats.tokens = (uint64_t)n;
-        b->stats.bytes_d2h = step_d2h_bytes(b, n, hp);
-        if ((rc = finish_call(b, 1, b->logits, logits, err, errlen))) return rc;
+        if ((rc = finish_call(b, 1, b->logits, logits, step_layer_d2h_bytes(b, n, hp), err,
+                              errlen)))
+            return rc;
     }
     b->len[slot] += n;
     b->stepped[slot] = 1;
@@ -1017,8 +1024,9 @@ static int cuda_decode(struct nosa_backend *b, int n, const int *slots, const in
         if ((rc = forward_decode(b, &sh, err, errlen))) return rc;
     }
     b->stats.tokens = (uint64_t)n;
-    b->stats.bytes_d2h = step_d2h_bytes(b, n, hp);
-    if ((rc = finish_call(b, n, b->logits, logits, err, errlen))) return rc;
+    if ((rc = finish_call(b, n, b->logits, logits, step_layer_d2h_bytes(b, n, hp), err,
+                          errlen)))
+        return rc;
     for (int i = 0; i < n; i++) {
         b->len[slots[i]]++;
         b->stepped[slots[i]] = 1;

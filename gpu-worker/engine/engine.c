@@ -542,6 +542,8 @@ static void add_backend_stats(struct nosa_step_stats *dst, const struct nosa_ste
         dst->layer[l].selected += src->layer[l].selected;
         dst->layer[l].transferred += src->layer[l].transferred;
         dst->layer[l].hits += src->layer[l].hits;
+        dst->layer[l].bytes_h2d += src->layer[l].bytes_h2d;
+        dst->layer[l].bytes_d2h += src->layer[l].bytes_d2h;
     }
 }
 

@@ -2,8 +2,10 @@
  * size 8, budget 10 blocks unless a test says otherwise): every comparison is bit-for-bit.
  * - full budget: infllmv2 and nosa (resident and offloaded) give the dense logits;
  * - offloaded == resident over 200+ decode steps with really sparse selection, default pool
- *   and a pool of budget + 2 that must evict;
- * - batched decode (sequences joining mid-way) == each sequence alone;
+ *   and a pool of budget + 2 that must evict; in every call of both, each layer's bytes are
+ *   its transferred / written blocks x block bytes and the totals are the per-layer sums;
+ * - batched decode (sequences joining mid-way) == each sequence alone, every mode, resident
+ *   and offloaded;
  * - prefill in one call == in chunks == one token at a time;
  * - seq_resume from the arena, then continuing == the uninterrupted sequence;
  * - bad arguments are rejected with an error. */
@@ -22,6 +24,50 @@ static int same_logits(const float *a, const float *b, int n)
     return memcmp(a, b, (size_t)n * sizeof(float)) == 0;
 }
 
+/* Complete blocks the token at position pos selects (block size 8). */
+static int selected_at(enum nosa_attn_mode mode, int pos, int budget)
+{
+    int nb = pos / 8;
+    return mode == NOSA_ATTN_DENSE || nb < budget - 1 ? nb : budget - 1;
+}
+
+/* Block reads one KV head of that token counts as selected: a selection larger than the
+ * offload pool (dense only) is read in two passes (backend.h). */
+static int reads_at(enum nosa_attn_mode mode, int offload, int pos, int budget, int pool)
+{
+    int k = selected_at(mode, pos, budget);
+    return offload && k > pool ? 2 * k : k;
+}
+
+/* A call's statistics: per layer, selected == layer_selected == transferred + hits, bytes
+ * from the arena == transferred blocks x block bytes, bytes to it == layer_d2h_blocks x
+ * block bytes; every total is the sum of its per-layer counter. */
+static void check_layer_stats(const struct nosa_step_stats *st, int n_layers, uint64_t bb,
+                              uint64_t layer_selected, uint64_t layer_d2h_blocks,
+                              const char *what)
+{
+    struct nosa_layer_stats sum = {0};
+    CHECK(st->n_layers == (uint32_t)n_layers, "%s: n_layers %u", what, st->n_layers);
+    for (int l = 0; l < n_layers; l++) {
+        const struct nosa_layer_stats *ls = &st->layer[l];
+        CHECK(ls->selected == layer_selected && ls->selected == ls->transferred + ls->hits &&
+                  ls->bytes_h2d == ls->transferred * bb && ls->bytes_d2h == layer_d2h_blocks * bb,
+              "%s layer %d: selected %llu transferred %llu hits %llu h2d %llu d2h %llu", what, l,
+              (unsigned long long)ls->selected, (unsigned long long)ls->transferred,
+              (unsigned long long)ls->hits, (unsigned long long)ls->bytes_h2d,
+              (unsigned long long)ls->bytes_d2h);
+        sum.selected += ls->selected;
+        sum.transferred += ls->transferred;
+        sum.hits += ls->hits;
+        sum.bytes_h2d += ls->bytes_h2d;
+        sum.bytes_d2h += ls->bytes_d2h;
+    }
+    CHECK(st->blocks_selected == sum.selected && st->blocks_transferred == sum.transferred &&
+              st->block_hits == sum.hits && st->bytes_h2d == sum.bytes_h2d &&
+              st->bytes_d2h == sum.bytes_d2h,
+          "%s: totals are not the per-layer sums", what);
+}
+
 /* Full budget: with budget_blocks covering the whole context, every sparse mode selects
  * every block and must reproduce dense exactly (docs/CPU_BACKEND.md: all modes share the
  * attention formula, eviction bias included). */
@@ -30,16 +76,17 @@ static void test_full_budget(void)
     struct nosa_model *m = harness_model(CTX / 8 + 1, 10, 11);
     int vocab = m->cfg.vocab_size;
     const int plen[3] = {5, 37, 130};
+    enum { NV = 6 };
     struct {
         enum nosa_attn_mode mode;
         int offload;
-    } variants[5] = {{NOSA_ATTN_DENSE, 0}, {NOSA_ATTN_INFLLMV2, 0}, {NOSA_ATTN_NOSA, 0},
-                     {NOSA_ATTN_INFLLMV2, 1}, {NOSA_ATTN_NOSA, 1}};
+    } variants[NV] = {{NOSA_ATTN_DENSE, 0},    {NOSA_ATTN_INFLLMV2, 0}, {NOSA_ATTN_NOSA, 0},
+                      {NOSA_ATTN_INFLLMV2, 1}, {NOSA_ATTN_NOSA, 1},     {NOSA_ATTN_DENSE, 1}};
     for (int bs = 1; bs <= 3; bs++) {
         struct test_arena ta;
-        test_arena_init(&ta, &m->cfg, 5 * 3 * (CTX / 8 + 2));
-        struct harness h[5];
-        for (int v = 0; v < 5; v++)
+        test_arena_init(&ta, &m->cfg, NV * 3 * (CTX / 8 + 2));
+        struct harness h[NV];
+        for (int v = 0; v < NV; v++)
             harness_open(&h[v], m, variants[v].mode, variants[v].offload, 3, CTX, 0, &ta);
         int slots[3] = {0, 1, 2};
         int32_t tok[3];
@@ -47,7 +94,7 @@ static void test_full_budget(void)
             int32_t prompt[130];
             harness_prompt(prompt, plen[s], (uint32_t)(s + 1), vocab);
             harness_prefill(&h[0], s, prompt, plen[s], g_la + s * vocab);
-            for (int v = 1; v < 5; v++) {
+            for (int v = 1; v < NV; v++) {
                 harness_prefill(&h[v], s, prompt, plen[s], g_lb + s * vocab);
                 CHECK(same_logits(g_la + s * vocab, g_lb + s * vocab, vocab),
                       "prefill: variant %d differs from dense (prompt %d)", v, s);
@@ -56,26 +103,32 @@ static void test_full_budget(void)
         }
         for (int step = 0; step < 24; step++) {
             harness_decode(&h[0], bs, slots, tok, g_la);
-            for (int v = 1; v < 5; v++) {
+            for (int v = 1; v < NV; v++) {
                 harness_decode(&h[v], bs, slots, tok, g_lb);
                 CHECK(same_logits(g_la, g_lb, bs * vocab),
                       "batch %d step %d: variant %d differs from dense", bs, step, v);
             }
             for (int s = 0; s < bs; s++) tok[s] = harness_argmax(g_la + s * vocab, vocab);
         }
-        for (int v = 0; v < 5; v++) harness_close(&h[v]);
+        for (int v = 0; v < NV; v++) harness_close(&h[v]);
         test_arena_free(&ta);
     }
     nosa_model_free(m);
 }
 
-/* Offloaded vs resident, same mode, same token stream, 2 sequences batched. */
+/* Offloaded vs resident, same mode, same token stream, 2 sequences batched. Every call's
+ * statistics are checked exactly (check_layer_stats); dense selects the whole context, which
+ * is larger than the pool, so each step streams it through the pool and moves what the
+ * pool cannot hold in each of its two passes. */
 static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_blocks)
 {
     struct nosa_model *m = harness_model(0, 0, 7);
     int vocab = m->cfg.vocab_size, budget = m->cfg.sparse.budget_blocks;
+    int pool = pool_blocks ? pool_blocks : 2 * budget;
+    uint64_t n_kv = (uint64_t)m->cfg.n_kv_heads;
     struct test_arena ta;
     test_arena_init(&ta, &m->cfg, 4 * (CTX / 8 + 1));
+    uint64_t bb = nosa_kv_block_bytes(&ta.arena.geom);
     struct harness res, off;
     harness_open(&res, m, mode, 0, 2, CTX, 0, &ta);
     harness_open(&off, m, mode, 1, 2, CTX, pool_blocks, &ta);
@@ -89,16 +142,29 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
         CHECK(same_logits(g_la + s * vocab, g_lb + s * vocab, vocab), "prefill %d differs", s);
         tok[s] = harness_argmax(g_la + s * vocab, vocab);
         /* Each completed block is written once, per layer and KV head. */
+        uint64_t reads = 0;
+        for (int pos = 0; pos < plen[s]; pos++)
+            reads += (uint64_t)reads_at(mode, 1, pos, budget, pool);
         struct nosa_step_stats st;
         off.ops->stats(off.b, &st);
-        uint64_t blocks = (uint64_t)(plen[s] / 8) * (uint64_t)m->cfg.n_layers *
-                          (uint64_t)m->cfg.n_kv_heads;
-        CHECK(st.bytes_d2h == blocks * nosa_kv_block_bytes(&ta.arena.geom) && st.tokens ==
-              (uint64_t)plen[s], "prefill wrote %llu bytes", (unsigned long long)st.bytes_d2h);
+        check_layer_stats(&st, m->cfg.n_layers, bb, reads * n_kv, (uint64_t)(plen[s] / 8) * n_kv,
+                          "prefill");
+        CHECK(st.tokens == (uint64_t)plen[s], "prefill of %d tokens: %llu", plen[s],
+              (unsigned long long)st.tokens);
     }
     uint64_t transferred = 0, selected = 0, hits = 0, mismatches = 0;
     const int steps = 210;
     for (int step = 0; step < steps; step++) {
+        /* Per layer: blocks this step completes (one per KV head of each sequence whose token
+         * ends a block), block reads resident and offloaded, the fewest misses possible. */
+        uint64_t completes = 0, reads_res = 0, reads_off = 0, min_moved = 0;
+        for (int s = 0; s < 2; s++) {
+            int pos = off.len[s], k = selected_at(mode, pos, budget);
+            completes += (uint64_t)((pos + 1) % 8 == 0) * n_kv;
+            reads_res += (uint64_t)reads_at(mode, 0, pos, budget, pool) * n_kv;
+            reads_off += (uint64_t)reads_at(mode, 1, pos, budget, pool) * n_kv;
+            min_moved += (uint64_t)(k > pool ? 2 * (k - pool) : 0) * n_kv;
+        }
         harness_decode(&res, 2, slots, tok, g_la);
         harness_decode(&off, 2, slots, tok, g_lb);
         if (!same_logits(g_la, g_lb, 2 * vocab)) mismatches++;
@@ -107,11 +173,17 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
         transferred += st.blocks_transferred;
         selected += st.blocks_selected;
         hits += st.block_hits;
-        CHECK(st.blocks_selected == st.blocks_transferred + st.block_hits, "stats add up");
-        CHECK(st.bytes_h2d == st.blocks_transferred * nosa_kv_block_bytes(&ta.arena.geom),
-              "bytes_h2d");
+        check_layer_stats(&st, m->cfg.n_layers, bb, reads_off, completes, "offloaded decode");
+        /* Dense moves exactly that minimum: pass 2 starts on the chunks pass 1 left in the
+         * pool, and the next step's pass 1 on those pass 2 left. */
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            CHECK(mode == NOSA_ATTN_DENSE ? st.layer[l].transferred == min_moved
+                                          : st.layer[l].transferred >= min_moved,
+                  "step %d layer %d moved %llu, minimum %llu", step, l,
+                  (unsigned long long)st.layer[l].transferred, (unsigned long long)min_moved);
         res.ops->stats(res.b, &st);
-        CHECK(st.blocks_transferred == 0 && st.bytes_h2d == 0, "resident transfers nothing");
+        check_layer_stats(&st, m->cfg.n_layers, bb, reads_res, completes, "resident decode");
+        CHECK(st.blocks_transferred == 0, "resident transfers nothing");
         for (int s = 0; s < 2; s++) {
             int32_t a = harness_argmax(g_la + s * vocab, vocab);
             CHECK(a == harness_argmax(g_lb + s * vocab, vocab), "token differs");
@@ -119,15 +191,16 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
         }
     }
     CHECK(mismatches == 0, "%s pool %d: %llu of %d steps differ", nosa_attn_mode_name(mode),
-          pool_blocks, (unsigned long long)mismatches, steps);
-    /* The selection really is sparse, and identical in both placements. */
+          pool, (unsigned long long)mismatches, steps);
+    /* The selection is sparse (dense: the whole context), identical in both placements. */
     int32_t sa[CTX / 8], sb[CTX / 8];
+    int want = selected_at(mode, res.len[1] - 1, budget);
     for (int l = 0; l < m->cfg.n_layers; l++) {
         for (int hd = 0; hd < m->cfg.n_kv_heads; hd++) {
             int na = res.ops->last_selection(res.b, 1, l, hd, sa, CTX / 8);
             int nb = off.ops->last_selection(off.b, 1, l, hd, sb, CTX / 8);
-            CHECK(na == budget - 1 && nb == na && memcmp(sa, sb, (size_t)na * 4) == 0,
-                  "last selection %d vs %d (budget %d)", na, nb, budget);
+            CHECK(na == want && nb == na && memcmp(sa, sb, (size_t)na * 4) == 0,
+                  "last selection %d vs %d (want %d)", na, nb, want);
         }
     }
     CHECK(transferred > 0, "the pool must miss sometimes");
@@ -143,9 +216,8 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
     }
     printf("offload %-8s pool %2d: %d steps x 2 seqs, selected %llu, transferred %llu, hit "
            "rate %.3f\n",
-           nosa_attn_mode_name(mode), pool_blocks ? pool_blocks : 2 * budget, steps,
-           (unsigned long long)selected, (unsigned long long)transferred,
-           selected ? (double)hits / (double)selected : 0.0);
+           nosa_attn_mode_name(mode), pool, steps, (unsigned long long)selected,
+           (unsigned long long)transferred, selected ? (double)hits / (double)selected : 0.0);
     harness_close(&res);
     harness_close(&off);
     test_arena_free(&ta);
@@ -153,8 +225,8 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
 }
 
 /* Three sequences decoded together (the third joining after 10 steps, prefilled while the
- * others decode) against each decoded alone in a fresh backend. */
-static void test_batched_equals_alone(void)
+ * others decode) against each decoded alone in a fresh backend, in one placement. */
+static void batched_equals_alone(enum nosa_attn_mode mode, int offload, int pool_blocks)
 {
     struct nosa_model *m = harness_model(0, 0, 3);
     int vocab = m->cfg.vocab_size;
@@ -167,7 +239,7 @@ static void test_batched_equals_alone(void)
     int32_t prompt[200];
     for (int s = 0; s < NS; s++) {
         struct harness h;
-        harness_open(&h, m, NOSA_ATTN_NOSA, 1, 3, CTX, 12, &ta);
+        harness_open(&h, m, mode, offload, 3, CTX, pool_blocks, &ta);
         int slot = 2 - s; /* a different slot than in the batch */
         harness_prompt(prompt, plen[s], (uint32_t)(20 + s), vocab);
         harness_prefill(&h, slot, prompt, plen[s], g_la);
@@ -180,7 +252,7 @@ static void test_batched_equals_alone(void)
         harness_close(&h);
     }
     struct harness h;
-    harness_open(&h, m, NOSA_ATTN_NOSA, 1, 3, CTX, 12, &ta);
+    harness_open(&h, m, mode, offload, 3, CTX, pool_blocks, &ta);
     int done[NS] = {0};
     for (int s = 0; s < 2; s++) {
         harness_prompt(prompt, plen[s], (uint32_t)(20 + s), vocab);
@@ -207,10 +279,27 @@ static void test_batched_equals_alone(void)
             done[s]++;
         }
     }
-    CHECK(mism == 0 && done[0] == STEPS && done[2] == STEPS, "batched vs alone: %d differ", mism);
+    CHECK(mism == 0 && done[0] == STEPS && done[2] == STEPS,
+          "%s offload %d pool %d: batched vs alone: %d differ", nosa_attn_mode_name(mode), offload,
+          pool_blocks, mism);
     harness_close(&h);
     test_arena_free(&ta);
     nosa_model_free(m);
+}
+
+/* Every mode, resident and offloaded with a pool of 12 blocks (below the budget's 2 x 10,
+ * so the sparse pools evict; dense's contexts of up to 30 blocks go through it in chunks). */
+static void test_batched_equals_alone(void)
+{
+    static const struct {
+        enum nosa_attn_mode mode;
+        int offload, pool_blocks;
+    } cases[] = {
+        {NOSA_ATTN_NOSA, 0, 0},     {NOSA_ATTN_NOSA, 1, 12},  {NOSA_ATTN_INFLLMV2, 0, 0},
+        {NOSA_ATTN_INFLLMV2, 1, 12}, {NOSA_ATTN_DENSE, 0, 0}, {NOSA_ATTN_DENSE, 1, 12},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        batched_equals_alone(cases[i].mode, cases[i].offload, cases[i].pool_blocks);
 }
 
 /* prefill(150) == prefill in chunks of 7 == 1 token then 149 decode steps; then 20 more. */
@@ -304,12 +393,18 @@ static void test_errors(void)
     const struct nosa_backend_ops *ops = &nosa_backend_cpu_ops;
     struct nosa_backend *b = NULL;
     char err[256];
+    /* Dense streams the context through the pool, so a one-block pool is enough for it; a
+     * sparse mode needs its whole selection local. */
     struct nosa_backend_config cfg = {.mode = NOSA_ATTN_DENSE, .offload = 1, .max_seqs = 2,
-                                      .max_context = 64, .arena = &ta.arena};
-    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL && !b, "dense + offload");
+                                      .max_context = 64, .pool_blocks = 1, .arena = &ta.arena};
+    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == 0 && b, "dense, offload, pool 1: %s",
+          err);
+    ops->destroy(b);
+    b = NULL;
     cfg.mode = NOSA_ATTN_NOSA;
     cfg.pool_blocks = m->cfg.sparse.budget_blocks - 2;
-    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL, "pool too small: %s", err);
+    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL && !b, "pool too small: %s",
+          err);
     cfg.pool_blocks = 0;
     cfg.arena = NULL;
     CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL, "offload without arena");
@@ -352,10 +447,13 @@ int main(void)
     test_offload_equals_resident(NOSA_ATTN_NOSA, 0);
     test_offload_equals_resident(NOSA_ATTN_INFLLMV2, 12);
     test_offload_equals_resident(NOSA_ATTN_NOSA, 12);
+    test_offload_equals_resident(NOSA_ATTN_DENSE, 0);
+    test_offload_equals_resident(NOSA_ATTN_DENSE, 1);
     test_batched_equals_alone();
     test_prefill_chunking();
     test_resume(NOSA_ATTN_NOSA, 1);
     test_resume(NOSA_ATTN_INFLLMV2, 0);
+    test_resume(NOSA_ATTN_DENSE, 1);
     test_errors();
     return test_report("test_cpu_backend");
 }

@@ -18,15 +18,16 @@
  * - every (slot, layer, KV head) selection equals the CPU's, except where the CPU's block
  *   scores have a near tie at a top-k boundary (score gap under SCORE_TOL, relative): scores
  *   within the numeric differences above may legitimately rank differently;
- * - while all selections agree, blocks transferred / hits equal the CPU's exactly (same pool
- *   policy);
+ * - while all selections agree, blocks transferred / hits and every layer's statistics
+ *   equal the CPU's exactly (same pool policy);
  * - offloaded logits are bit-identical to resident logits (offload only moves bytes);
  * - with a budget covering the whole context, infllmv2 and nosa logits are bit-identical to
  *   dense;
  * - decode steps replayed from CUDA graphs give logits bit-identical to steps without graphs
  *   (NOSA_CUDA_GRAPHS=0), and graphs are in fact captured and replayed;
  * - a slot rebuilt by seq_resume from the arena (then prefilled to the same length) decodes
- *   bit-identically to the slot that was prefilled, resident and offloaded. */
+ *   bit-identically to the slot that was prefilled, resident and offloaded;
+ * - dense with offloaded KV (cpu backend only) is refused at create, saying so. */
 #include <cuda_runtime_api.h>
 #include <errno.h>
 #include <math.h>
@@ -254,10 +255,11 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
             CHECK(sc.blocks_selected == sg.blocks_selected &&
                       sc.blocks_transferred == sg.blocks_transferred &&
                       sc.block_hits == sg.block_hits && sc.bytes_h2d == sg.bytes_h2d &&
-                      sc.bytes_d2h == sg.bytes_d2h,
-                  "%s step %d: stats differ: selected %llu/%llu transferred %llu/%llu "
-                  "d2h %llu/%llu", rc->name, step, (unsigned long long)sc.blocks_selected,
-                  (unsigned long long)sg.blocks_selected,
+                      sc.bytes_d2h == sg.bytes_d2h && sc.n_layers == sg.n_layers &&
+                      memcmp(sc.layer, sg.layer, sc.n_layers * sizeof(sc.layer[0])) == 0,
+                  "%s step %d: stats (totals or per layer) differ: selected %llu/%llu "
+                  "transferred %llu/%llu d2h %llu/%llu", rc->name, step,
+                  (unsigned long long)sc.blocks_selected, (unsigned long long)sg.blocks_selected,
                   (unsigned long long)sc.blocks_transferred,
                   (unsigned long long)sg.blocks_transferred, (unsigned long long)sc.bytes_d2h,
                   (unsigned long long)sg.bytes_d2h);
@@ -427,6 +429,17 @@ int main(void)
                runs[k].name, graphs[0], graphs[1], g_steps);
     }
     for (int k = 0; k < 5; k++) resume_check(m, &runs[k]);
+    {
+        static const struct run_cfg dense_off = {"dense-off", NOSA_ATTN_DENSE, 1};
+        struct test_arena da;
+        test_arena_init(&da, &m->cfg, 4);
+        struct nosa_backend_config dc = side_config(m, &dense_off, &da.arena);
+        struct nosa_backend *db = NULL;
+        int r = nosa_backend_cuda_ops.create(m, &dc, &db, err, sizeof(err));
+        CHECK(r == -EINVAL && !db && strstr(err, "not implemented"),
+              "dense offloaded: create gave %d (%s)", r, err);
+        test_arena_free(&da);
+    }
     /* A budget covering every block: the sparse modes are dense, bit for bit. */
     m->cfg.sparse.budget_blocks = MAX_CTX / m->cfg.sparse.block_size + 1;
     m->cfg.sparse.query_aware_blocks = m->cfg.sparse.budget_blocks;

@@ -1,7 +1,8 @@
 #!/bin/sh
 # nosa-generate's command line: bad flags exit 2 with a message naming the flag; --json gives
 # one object per prompt with the exact tokens; the output is stable across runs, equal with
-# and without --offload, equal alone and in a --batch-file batch, and --tokens takes ids.
+# and without --offload (dense too, moving blocks), equal alone and in a --batch-file batch,
+# and --tokens takes ids.
 # usage: generate_cli.sh NOSA_GENERATE WORKDIR
 set -u
 GEN=$1
@@ -56,9 +57,6 @@ check "--tokens outside the vocabulary" $?
 "$GEN" $M --prompt hi --max-tokens 5000 >/dev/null 2>"$WORK/err"
 [ $? -eq 1 ] && grep -q "max_context" "$WORK/err"
 check "longer than the model's context" $?
-"$GEN" $M --prompt hi --mode dense --offload >/dev/null 2>"$WORK/err"
-[ $? -eq 1 ]
-check "dense with --offload refused" $?
 "$GEN" $M --prompt-file "$WORK/none.txt" >/dev/null 2>"$WORK/err"
 [ $? -eq 1 ] && grep -q none.txt "$WORK/err"
 check "missing --prompt-file" $?
@@ -83,6 +81,16 @@ check "stable across runs" $?
 "$GEN" $A --temperature 0.8 --top-p 0.9 --seed 5 --offload >"$WORK/a3" 2>/dev/null
 [ "$(tokens_of "$WORK/a1")" = "$(tokens_of "$WORK/a3")" ] && grep -q '"offload":true' "$WORK/a3"
 check "offload gives the resident tokens" $?
+# Dense offloaded: 15 blocks of context through a pool of 2 x 4 blocks, the resident tokens.
+D="$A --mode dense --budget-blocks 4 --query-aware-blocks 4"
+"$GEN" $D >"$WORK/d1" 2>"$WORK/err"
+check "dense resident exit 0: $(cat "$WORK/err")" $?
+"$GEN" $D --offload >"$WORK/d2" 2>"$WORK/err"
+check "dense --offload exit 0: $(cat "$WORK/err")" $?
+moved=$(sed -n 's/.*"blocks_transferred":\([0-9]*\).*/\1/p' "$WORK/d2")
+[ -n "$(tokens_of "$WORK/d1")" ] && [ "$(tokens_of "$WORK/d1")" = "$(tokens_of "$WORK/d2")" ] &&
+    grep -q '"offload":true' "$WORK/d2" && [ "${moved:-0}" -gt 0 ]
+check "dense --offload gives the resident tokens and moves blocks ($moved)" $?
 "$GEN" $A --temperature 0.8 --top-p 0.9 --seed 6 >"$WORK/a4" 2>/dev/null
 [ "$(tokens_of "$WORK/a1")" != "$(tokens_of "$WORK/a4")" ]
 check "another seed, other tokens" $?

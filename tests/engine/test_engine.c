@@ -2,7 +2,8 @@
  * model (block size 8, budget 10 blocks: prompts of ~100 tokens make selection sparse).
  * Every comparison is exact, token for token:
  * - continuous batching (sequences joining and leaving mid-run, small prefill chunks) gives
- *   each sequence the tokens it gets alone, greedy and top-p, resident and offloaded;
+ *   each sequence the tokens it gets alone, greedy and top-p, resident and offloaded (dense
+ *   too);
  * - resume: stop after k tokens, destroy the engine, resume in a new one from the block table
  *   and the tokens: the same tokens, at most one block recomputed, the arena freed at the end;
  * - cancel, EOS, arena exhaustion, bad arguments. */
@@ -418,14 +419,14 @@ static void test_bad_args(void)
     CHECK(nosa_engine_create(g_model, &nosa_backend_cpu_ops, &cfg, NULL, NULL, NULL, &e, err,
                              sizeof(err)) == -EINVAL && !e, "max_seqs 0");
     cfg.backend.max_seqs = 1;
-    cfg.backend.mode = NOSA_ATTN_DENSE;
     cfg.backend.offload = 1;
+    cfg.backend.pool_blocks = 1; /* below one nosa selection */
     struct nosa_local_blocks *lb;
     struct nosa_kv_geometry g = nosa_local_blocks_geometry(&g_model->cfg);
     REQUIRE(nosa_local_blocks_create(&g, 4, 1, 4, &lb, err, sizeof(err)) == 0, "%s", err);
     struct nosa_block_source src = nosa_local_blocks_source(lb);
     CHECK(nosa_engine_create(g_model, &nosa_backend_cpu_ops, &cfg, &src, NULL, NULL, &e, err,
-                             sizeof(err)) < 0 && !e, "dense with offload refused by the backend");
+                             sizeof(err)) < 0 && !e, "a pool the backend refuses");
     nosa_local_blocks_destroy(lb);
     CHECK(nosa_local_blocks_create(&g, 0, 1, 4, &lb, err, sizeof(err)) == -EINVAL,
           "local blocks of 0 groups");
@@ -457,6 +458,7 @@ int main(void)
     test_batching(NOSA_ATTN_NOSA, 1, 1);
     test_batching(NOSA_ATTN_INFLLMV2, 1, 0);
     test_batching(NOSA_ATTN_DENSE, 0, 1);
+    test_batching(NOSA_ATTN_DENSE, 1, 0);
     test_prefill_budget();
     test_resume(1, 0);
     test_resume(1, 1);
