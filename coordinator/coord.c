@@ -462,6 +462,7 @@ static void assign(struct coord *c, struct coord_job *j, int worker)
     a.seq_id = j->id;
     a.generated = j->tok.ids;
     a.n_generated = j->tok.n;
+    a.prompt_done = j->tok.n ? 0 : j->prompt_done;
     Nosa__Serve__CoordMsg m = NOSA__SERVE__COORD_MSG__INIT;
     m.body_case = NOSA__SERVE__COORD_MSG__BODY_ASSIGN;
     m.assign = &a;

@@ -161,6 +161,12 @@ static void on_tokens(struct coord *c, int wi, const Nosa__Serve__TokensBatch *b
         const Nosa__Serve__JobTokens *jt = b->jobs[k];
         struct coord_job *j = job_on(c, wi, jt->job_id, "tokens");
         if (!j) continue;
+        if (jt->prompt_done > j->prompt_tokens)
+            LOG_WARN("coordinator", "from %s: job %llu prefilled %u of a %u-token prompt: "
+                     "ignored", c->workers.w[wi].name, (unsigned long long)j->id,
+                     jt->prompt_done, j->prompt_tokens);
+        else if (jt->prompt_done > j->prompt_done)
+            j->prompt_done = jt->prompt_done;
         uint32_t before = j->tok.n;
         for (size_t i = 0; i < jt->n_tokens; i++) {
             const Nosa__Serve__Token *t = jt->tokens[i];

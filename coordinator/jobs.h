@@ -38,6 +38,8 @@ struct coord_job {
     int prev_worker;        /* the worker it was taken from when requeued, else -1: told to
                              * stop if it is still dead when the job moves elsewhere */
     uint32_t assigned_at;   /* its worker's registrations when it was assigned there */
+    uint32_t prompt_done;   /* no token yet: prompt tokens its worker reported prefilled (the
+                             * next Assign resumes from their blocks; not journaled) */
     uint64_t recover_deadline_ms;
     int cancel_requested;
 

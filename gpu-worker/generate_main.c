@@ -414,6 +414,7 @@ static void on_event(void *user, const struct nosa_engine_event *ev)
         j->n_out = ev->index + 1;
         return;
     }
+    if (ev->type != NOSA_ENGINE_EVENT_FINISHED) return; /* prefill progress: nothing to move */
     j->finished = 1;
     j->reason = ev->reason;
     snprintf(j->error, sizeof(j->error), "%s", ev->error);

@@ -27,8 +27,8 @@ struct engine_seq {
     uint32_t resume_blocks; /* NEW: complete blocks to restore from the arena */
     uint32_t *groups;       /* [max_blocks]: the block table */
     uint32_t n_groups;
-    int resumed;
     uint32_t recomputed;
+    uint32_t recompute_until;  /* tokens below this were appended by a previous worker */
     uint32_t step_tokens; /* tokens this step appends */
 };
 
@@ -331,7 +331,7 @@ int nosa_engine_add(struct nosa_engine *e, const struct nosa_engine_seq_params *
     uint32_t usable = (known - 1u) / e->block_size;
     s->resume_blocks = p->n_complete_blocks < usable ? p->n_complete_blocks : usable;
     s->n_appended = s->resume_blocks * e->block_size;
-    s->resumed = p->n_generated > 0 || p->n_groups > 0;
+    s->recompute_until = p->n_appended_before;
     s->recomputed = 0;
     s->step_tokens = 0;
     s->state = SEQ_NEW;
@@ -582,13 +582,22 @@ static int run_prefills(struct nosa_engine *e, char *err, size_t errlen)
                              &blocks, last ? e->logits : NULL, err, errlen);
         if (rc) return rc;
         collect_backend_stats(e, &e->last.prefill);
+        if (s->n_appended < s->recompute_until) {
+            uint32_t again = s->recompute_until - s->n_appended;
+            if (again > s->step_tokens) again = s->step_tokens;
+            s->recomputed += again;
+            e->totals.recomputed_tokens += again;
+        }
         s->n_appended += s->step_tokens;
         e->last.prefill_tokens += s->step_tokens;
-        if (s->resumed) {
-            s->recomputed += s->step_tokens;
-            e->totals.recomputed_tokens += s->step_tokens;
+        if (last) {
+            seq_take_token(e, s, e->logits);
+        } else if (s->n_generated == 0) {
+            struct nosa_engine_event ev = {.type = NOSA_ENGINE_EVENT_PREFILLED,
+                                           .seq_id = s->id,
+                                           .prompt_done = s->n_appended};
+            emit(e, &ev);
         }
-        if (last) seq_take_token(e, s, e->logits);
     }
     return 0;
 }

@@ -46,6 +46,7 @@ const char *nosa_finish_reason_name(enum nosa_finish_reason r); /* "length", "eo
 enum nosa_engine_event_type {
     NOSA_ENGINE_EVENT_TOKEN = 1,    /* one generated token */
     NOSA_ENGINE_EVENT_FINISHED = 2, /* the sequence left the engine; its blocks are freed */
+    NOSA_ENGINE_EVENT_PREFILLED = 3, /* a prefill chunk of a sequence with no token yet ran */
 };
 
 struct nosa_engine_event {
@@ -55,6 +56,8 @@ struct nosa_engine_event {
      * resumed sequence continues at the index after the tokens it was given). */
     uint32_t index;
     int32_t token;
+    /* PREFILLED: prompt tokens whose KV is computed (complete blocks are in the source). */
+    uint32_t prompt_done;
     /* FINISHED: why, and the sequence's counts. error is "" unless reason is ERROR; the
      * pointer is valid during the callback only. */
     enum nosa_finish_reason reason;
@@ -81,12 +84,15 @@ struct nosa_engine_seq_params {
      * (nosa_engine_committed_blocks gives it from the tokens reported). The engine restores
      * those without compute (backend seq_resume) and prefills only the tokens after them;
      * it uses at most (n_prompt + n_generated - 1) / block_size of them, so that at least
-     * one token is prefilled to produce the next token's logits. */
+     * one token is prefilled to produce the next token's logits.
+     * n_appended_before: tokens whose KV the previous worker had computed; prefilling any of
+     * them again counts as recomputed (reported in FINISHED). */
     const int32_t *generated;
     uint32_t n_generated;
     const uint32_t *groups;
     uint32_t n_groups;
     uint32_t n_complete_blocks;
+    uint32_t n_appended_before;
 };
 
 /* Blocks that are surely in the arena for a sequence whose worker reported n_generated

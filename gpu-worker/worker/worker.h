@@ -27,6 +27,12 @@ struct worker_token {
     int32_t id;
 };
 
+/* A job's prefill progress in the step in progress (no token yet), sent in its TokensBatch. */
+struct worker_progress {
+    uint64_t job_id;
+    uint32_t prompt_done;
+};
+
 /* A job that left the engine during the step in progress (error text copied). */
 struct worker_finished {
     uint64_t job_id;
@@ -54,6 +60,8 @@ struct worker {
     size_t n_tokens, tokens_cap;
     struct worker_finished *finished; /* this step's finished jobs, [cfg.max_seqs] */
     size_t n_finished;
+    struct worker_progress *progress; /* this step's prefill progress, [cfg.max_seqs] */
+    size_t n_progress;
     /* Jobs being ended because the kv-host failed them: cancelled in the engine, reported
      * as FINISH_ERROR with the reason (worker_serve_on_event). */
     struct worker_kvh_failure *failing; /* [cfg.max_seqs] */

@@ -102,6 +102,14 @@ static int parse_assign(const Nosa__Serve__Assign *a, const struct nosa_tokenize
                   &req->generated, err, errlen);
     if (rc) return bad(code, rc == -ENOMEM ? NOSA__ERROR_CODE__ERROR_INTERNAL
                                             : NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, rc);
+    if (a->prompt_done > req->n_prompt || (a->prompt_done && a->n_generated)) {
+        nosa_set_error(err, errlen, "job %llu: prompt_done %u with a %u-token prompt and %zu "
+                       "generated tokens (it counts prefill progress before the first token)",
+                       (unsigned long long)job->job_id, a->prompt_done, req->n_prompt,
+                       a->n_generated);
+        return bad(code, NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, -EINVAL);
+    }
+    req->prompt_done = a->prompt_done;
     return 0;
 }
 

@@ -19,6 +19,7 @@ struct worker_job_request {
     uint32_t n_prompt;
     int32_t *generated;    /* tokens already streamed by an earlier worker (resume); malloc'd */
     uint32_t n_generated;
+    uint32_t prompt_done;  /* no token yet: prompt tokens an earlier worker prefilled */
     uint32_t max_tokens;
     float temperature;     /* 0: greedy */
     float top_p;

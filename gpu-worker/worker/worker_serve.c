@@ -25,7 +25,8 @@ int worker_serve_init(struct worker *w, char *err, size_t errlen)
     w->tokens_cap = 2 * n;
     w->tokens = calloc(w->tokens_cap, sizeof(*w->tokens));
     w->failing = calloc(n, sizeof(*w->failing));
-    if (!w->jobs || !w->finished || !w->tokens || !w->failing) {
+    w->progress = calloc(n, sizeof(*w->progress));
+    if (!w->jobs || !w->finished || !w->tokens || !w->failing || !w->progress) {
         nosa_set_error(err, errlen, "out of memory for %zu job slots", n);
         return -ENOMEM;
     }
@@ -39,7 +40,9 @@ void worker_serve_free(struct worker *w)
     free(w->finished);
     free(w->tokens);
     free(w->failing);
+    free(w->progress);
     w->failing = NULL;
+    w->progress = NULL;
     w->jobs = NULL;
     w->finished = NULL;
     w->tokens = NULL;
@@ -92,6 +95,16 @@ void worker_serve_on_event(void *user, const struct nosa_engine_event *ev)
                       (unsigned long long)ev->seq_id);
         return;
     }
+    if (ev->type == NOSA_ENGINE_EVENT_PREFILLED) { /* one per job and step, the latest kept */
+        size_t i = 0;
+        while (i < w->n_progress && w->progress[i].job_id != ev->seq_id) i++;
+        if (i == w->n_progress) {
+            if (w->n_progress == (size_t)w->cfg.max_seqs) return; /* cannot happen: one a job */
+            w->n_progress++;
+        }
+        w->progress[i] = (struct worker_progress){ev->seq_id, ev->prompt_done};
+        return;
+    }
     if (ev->type != NOSA_ENGINE_EVENT_FINISHED) return;
     /* Each job finishes once and the list is flushed after every step or cancel, so the
      * job slots bound this list. */
@@ -128,17 +141,17 @@ static void send_or_log(struct worker *w, Nosa__Serve__WorkerMsg *msg, const cha
 }
 
 /* Sends w->tokens[0..n_tokens) as one TokensBatch, grouped by job in order of first
- * appearance, and empties the list. */
+ * appearance, then the prefill progress of jobs with no token yet, and empties both lists. */
 static void send_tokens(struct worker *w)
 {
-    size_t n = w->n_tokens;
-    if (n == 0) return;
-    Nosa__Serve__JobTokens *jobs = calloc(n, sizeof(*jobs));
-    Nosa__Serve__JobTokens **job_ptrs = calloc(n, sizeof(*job_ptrs));
+    size_t n = w->n_tokens, n_entries = w->n_tokens + w->n_progress;
+    if (n_entries == 0) return;
+    Nosa__Serve__JobTokens *jobs = calloc(n_entries, sizeof(*jobs));
+    Nosa__Serve__JobTokens **job_ptrs = calloc(n_entries, sizeof(*job_ptrs));
     Nosa__Serve__Token *toks = calloc(n, sizeof(*toks));
     Nosa__Serve__Token **tok_ptrs = calloc(n, sizeof(*tok_ptrs));
-    char(*text)[NOSA_TOKEN_TEXT_MAX] = calloc(n, sizeof(*text));
-    if (!jobs || !job_ptrs || !toks || !tok_ptrs || !text) {
+    char(*text)[NOSA_TOKEN_TEXT_MAX] = calloc(n ? n : 1, sizeof(*text));
+    if (!jobs || !job_ptrs || (n && (!toks || !tok_ptrs)) || !text) {
         LOG_ERROR("worker", "out of memory sending %zu tokens", n);
         goto done;
     }
@@ -168,6 +181,13 @@ static void send_tokens(struct worker *w)
         job_ptrs[n_jobs] = &jobs[n_jobs];
         n_jobs++;
     }
+    for (size_t i = 0; i < w->n_progress; i++) {
+        nosa__serve__job_tokens__init(&jobs[n_jobs]);
+        jobs[n_jobs].job_id = w->progress[i].job_id;
+        jobs[n_jobs].prompt_done = w->progress[i].prompt_done;
+        job_ptrs[n_jobs] = &jobs[n_jobs];
+        n_jobs++;
+    }
     Nosa__Serve__TokensBatch batch = NOSA__SERVE__TOKENS_BATCH__INIT;
     batch.jobs = job_ptrs;
     batch.n_jobs = n_jobs;
@@ -183,6 +203,7 @@ done:
     free(tok_ptrs);
     free(text);
     w->n_tokens = 0;
+    w->n_progress = 0;
 }
 
 static Nosa__ErrorCode finish_error_code(const struct worker_finished *f)
@@ -343,8 +364,9 @@ static int start_job(struct worker *w, const struct worker_job_request *req, cha
                      .stop_at_eos = req->stop_at_eos},
     };
     int rc;
-    if (req->n_generated == 0) {
-        /* A job moved before it reported a token: what its first worker wrote is not
+    uint32_t bs = (uint32_t)w->model->cfg.sparse.block_size;
+    if (req->n_generated == 0 && req->prompt_done == 0) {
+        /* A job moved before it reported anything: what its first worker wrote is not
          * needed (the prompt is prefilled again), and the table must start empty. */
         if ((rc = worker_kvh_source_forget(w->kvh, req->job_id, err, errlen))) return rc;
     } else {
@@ -353,16 +375,22 @@ static int start_job(struct worker *w, const struct worker_job_request *req, cha
         if ((rc = worker_kvh_source_table(w->kvh, req->job_id, &groups, &n_groups, err,
                                           errlen)))
             return rc;
-        uint32_t committed = nosa_engine_committed_blocks(
-            req->n_prompt, req->n_generated, (uint32_t)w->model->cfg.sparse.block_size);
+        /* What the first worker reported vouches for blocks in the arena: its tokens (each
+         * needed every token before it appended), or, before its first token, the prompt
+         * tokens it had prefilled. */
+        uint32_t committed = req->n_generated
+                                 ? nosa_engine_committed_blocks(req->n_prompt, req->n_generated, bs)
+                                 : req->prompt_done / bs;
         p.generated = req->generated;
         p.n_generated = req->n_generated;
         p.groups = groups;
         p.n_groups = n_groups;
         /* The table may be longer (groups the first worker allocated for a step whose tokens
          * never arrived) or, if something went wrong, shorter: only blocks both the table
-         * and the reported tokens vouch for are restored; the engine prefills the rest. */
+         * and the report vouch for are restored; the engine prefills the rest. */
         p.n_complete_blocks = committed < n_groups ? committed : n_groups;
+        p.n_appended_before = req->n_generated ? req->n_prompt + req->n_generated
+                                               : req->prompt_done;
     }
     return nosa_engine_add(w->engine, &p, err, errlen);
 }
@@ -378,7 +406,18 @@ static void handle_assign(struct worker *w, const Nosa__Serve__Assign *a)
         else refuse_job(w, &req, code, why);
         return;
     }
-    if (job_find(w, req.job_id) >= 0) {
+    int eos = w->model->cfg.eos_token_id;
+    if (job_find(w, req.job_id) < 0 && req.n_generated && req.stop_at_eos &&
+        req.generated[req.n_generated - 1] == eos) {
+        /* Its last worker generated EOS and died before JobFinished went out: it is done. */
+        LOG_INFO("worker", "job %llu resumed after its EOS: finished",
+                 (unsigned long long)req.job_id);
+        send_job_finished(w, req.job_id, NOSA__SERVE__FINISH_REASON__FINISH_EOS,
+                          NOSA__ERROR_CODE__ERROR_NONE, "", req.n_prompt, req.n_generated, 0);
+        if (worker_kvh_source_forget(w->kvh, req.job_id, why, sizeof(why)))
+            LOG_WARN("worker", "job %llu: freeing its kv-host sequence: %s (the coordinator "
+                     "frees it on JobFinished too)", (unsigned long long)req.job_id, why);
+    } else if (job_find(w, req.job_id) >= 0) {
         snprintf(why, sizeof(why), "Assign: job %llu already runs on worker %s",
                  (unsigned long long)req.job_id, w->cfg.name);
         reply_error(w, NOSA__ERROR_CODE__ERROR_REFUSED, why);

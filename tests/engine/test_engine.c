@@ -24,6 +24,7 @@ struct collected {
     int finished[MAX_IDS];
     enum nosa_finish_reason reason[MAX_IDS];
     uint32_t recomputed[MAX_IDS];
+    uint32_t prompt_done[MAX_IDS]; /* the last PREFILLED event's */
     int bad_events;
 };
 
@@ -41,6 +42,11 @@ static void on_event(void *user, const struct nosa_engine_event *ev)
             return;
         }
         c->tokens[id][c->n[id]++] = ev->token;
+        return;
+    }
+    if (ev->type == NOSA_ENGINE_EVENT_PREFILLED) { /* grows, and only before the first token */
+        if (ev->prompt_done <= c->prompt_done[id] || c->n[id]) c->bad_events++;
+        c->prompt_done[id] = ev->prompt_done;
         return;
     }
     c->finished[id] = 1;
@@ -268,7 +274,8 @@ static void test_resume(int offload, int sampled)
             .seq_id = 5, .prompt = prompt, .n_prompt = plen, .sampling = sp,
             .generated = before.tokens[5], .n_generated = k, .groups = groups,
             .n_groups = n_groups,
-            .n_complete_blocks = nosa_engine_committed_blocks(plen, k, 8)};
+            .n_complete_blocks = nosa_engine_committed_blocks(plen, k, 8),
+            .n_appended_before = plen + k};
         char err[256];
         REQUIRE(nosa_engine_add(r.e, &p, err, sizeof(err)) == 0, "resume: %s", err);
         while (step(&r) > 0) {
@@ -287,6 +294,50 @@ static void test_resume(int offload, int sampled)
               "arena freed after the resumed sequence finished");
         rig_close(&r);
     }
+}
+
+/* A sequence moved while its prompt is prefilled (no token yet): the new engine restores the
+ * complete blocks the PREFILLED events vouch for and prefills only the rest; the tokens equal
+ * the reference and less than a block is recomputed. */
+static void test_resume_prefill(int offload)
+{
+    struct setup s = {.mode = NOSA_ATTN_NOSA, .offload = offload, .max_seqs = 2,
+                      .prefill_chunk = 20};
+    const int plen = 101;
+    int32_t prompt[128], ref[MAX_TOK];
+    uint32_t ref_n;
+    make_prompt(prompt, plen, 78);
+    struct nosa_sampling sp = job_sampling(0, 1);
+    sp.max_tokens = 20;
+    run_alone(&s, prompt, plen, sp, ref, &ref_n);
+    struct rig r;
+    rig_open(&r, &s, 1, 2 * (CTX / 8));
+    add_seq(&r, 6, prompt, plen, sp);
+    for (int k = 0; k < 3; k++) step(&r); /* 60 of 101 prompt tokens */
+    REQUIRE(r.c.prompt_done[6] == 60 && r.c.n[6] == 0, "prefilled %u, %u tokens",
+            r.c.prompt_done[6], r.c.n[6]);
+    nosa_engine_destroy(r.e); /* the worker dies mid-prefill */
+    r.e = NULL;
+    const uint32_t *groups;
+    uint32_t n_groups;
+    REQUIRE(nosa_local_blocks_table(r.lb, 6, &groups, &n_groups) == 0, "table of 6");
+    uint32_t done = r.c.prompt_done[6];
+    memset(&r.c, 0, sizeof(r.c));
+    rig_open_engine(&r, &s);
+    struct nosa_engine_seq_params p = {.seq_id = 6, .prompt = prompt, .n_prompt = plen,
+                                       .sampling = sp, .groups = groups, .n_groups = n_groups,
+                                       .n_complete_blocks = done / 8,
+                                       .n_appended_before = done};
+    char err[256];
+    REQUIRE(nosa_engine_add(r.e, &p, err, sizeof(err)) == 0, "resume mid-prefill: %s", err);
+    while (step(&r) > 0) {
+    }
+    CHECK(r.c.finished[6] && r.c.n[6] == ref_n && !memcmp(r.c.tokens[6], ref, ref_n * 4),
+          "offload %d: tokens after a resume mid-prefill differ", offload);
+    CHECK(r.c.recomputed[6] == done % 8, "recomputed %u tokens, want the open block's %u",
+          r.c.recomputed[6], done % 8);
+    CHECK(r.c.bad_events == 0, "events after the resume");
+    rig_close(&r);
 }
 
 static void test_cancel(void)
@@ -463,6 +514,8 @@ int main(void)
     test_resume(1, 0);
     test_resume(1, 1);
     test_resume(0, 1);
+    test_resume_prefill(1);
+    test_resume_prefill(0);
     test_cancel();
     test_eos();
     test_arena_full();

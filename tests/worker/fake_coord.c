@@ -97,6 +97,7 @@ static void on_tokens(struct fake_coord *fc, const Nosa__Serve__TokensBatch *b)
         struct fc_job *j = fc_job(fc, b->jobs[i]->job_id);
         if (!j) continue;
         j->token_msgs++;
+        if (b->jobs[i]->prompt_done > j->prompt_done) j->prompt_done = b->jobs[i]->prompt_done;
         for (size_t k = 0; k < b->jobs[i]->n_tokens; k++) {
             const Nosa__Serve__Token *t = b->jobs[i]->tokens[k];
             if (t->index >= FC_MAX_TOKENS) continue;
@@ -214,7 +215,7 @@ int fc_wait_error(struct fake_coord *fc, int before, int timeout_ms)
 
 int fc_assign_text(struct fake_coord *fc, uint64_t job_id, const char *prompt,
                    uint32_t max_tokens, float temperature, float top_p, uint64_t seed,
-                   const int32_t *generated, size_t n_generated)
+                   const struct fc_resume *resume)
 {
     Nosa__Serve__CoordMsg msg = NOSA__SERVE__COORD_MSG__INIT;
     Nosa__Serve__Assign a = NOSA__SERVE__ASSIGN__INIT;
@@ -231,8 +232,11 @@ int fc_assign_text(struct fake_coord *fc, uint64_t job_id, const char *prompt,
     job.sampling = &s;
     a.job = &job;
     a.seq_id = job_id;
-    a.generated = (int32_t *)generated;
-    a.n_generated = n_generated;
+    if (resume) {
+        a.generated = (int32_t *)resume->generated;
+        a.n_generated = resume->n_generated;
+        a.prompt_done = resume->prompt_done;
+    }
     msg.body_case = NOSA__SERVE__COORD_MSG__BODY_ASSIGN;
     msg.assign = &a;
     return fc_send(fc, &msg);

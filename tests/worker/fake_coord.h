@@ -27,6 +27,7 @@ struct fc_job {
     int error_code;
     char error[256];
     uint32_t prompt_tokens, generated_tokens, recomputed_tokens;
+    uint32_t prompt_done;          /* the highest JobTokens.prompt_done received */
 };
 
 struct fake_coord {
@@ -73,10 +74,17 @@ struct fc_job *fc_job(struct fake_coord *fc, uint64_t job_id); /* the record, cr
 int fc_send(struct fake_coord *fc, Nosa__Serve__CoordMsg *msg); /* version filled in */
 /* Sends data as `frames` payload frames (1: one message of the usual shape). */
 int fc_send_raw(struct fake_coord *fc, const void *data, size_t len, int frames);
-/* Assign of a text prompt (generated: resumed tokens, may be NULL). */
+/* What an Assign of a moved job carries: the tokens streamed so far, or before the first
+ * token the prompt tokens its worker reported prefilled. */
+struct fc_resume {
+    const int32_t *generated;
+    size_t n_generated;
+    uint32_t prompt_done;
+};
+/* Assign of a text prompt (resume: NULL for a new job). */
 int fc_assign_text(struct fake_coord *fc, uint64_t job_id, const char *prompt,
                    uint32_t max_tokens, float temperature, float top_p, uint64_t seed,
-                   const int32_t *generated, size_t n_generated);
+                   const struct fc_resume *resume);
 /* CancelJob; moved: the job runs elsewhere now (the worker keeps its kv-host sequence). */
 int fc_cancel(struct fake_coord *fc, uint64_t job_id, int moved);
 

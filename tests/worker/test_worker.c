@@ -122,7 +122,7 @@ static struct fc_job *start_job(struct job_case *c, uint32_t n)
 {
     make_prompt(c->prompt, c->prompt_len, (int)(c->id % 9));
     fc_assign_text(&g_fc, c->id, c->prompt, (uint32_t)c->max_tokens, (float)c->temperature,
-                   (float)c->top_p, c->seed, NULL, 0);
+                   (float)c->top_p, c->seed, NULL);
     struct fc_job *j = fc_wait_tokens(&g_fc, c->id, n, 20000);
     REQUIRE(j, "job %llu did not stream %u tokens", (unsigned long long)c->id, n);
     return j;
@@ -254,34 +254,43 @@ static void test_bad_messages(void)
           "cancel of an unknown job: code %d: %s", g_fc.last_error_code, g_fc.last_error);
 
     before = g_fc.errors;
-    fc_assign_text(&g_fc, 0, "x", 4, 0, 1, 0, NULL, 0);
+    fc_assign_text(&g_fc, 0, "x", 4, 0, 1, 0, NULL);
     fc_wait_error(&g_fc, before, 3000);
     CHECK(g_fc.last_error_code == NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "job_id 0: code %d: %s",
           g_fc.last_error_code, g_fc.last_error);
 
     /* Refused jobs end with JobFinished{ERROR} and a code the coordinator acts on. */
-    fc_assign_text(&g_fc, 201, "x", 0, 0, 1, 0, NULL, 0);
+    fc_assign_text(&g_fc, 201, "x", 0, 0, 1, 0, NULL);
     struct fc_job *j = fc_wait_finished(&g_fc, 201, 3000);
     CHECK(j && j->reason == NOSA__SERVE__FINISH_REASON__FINISH_ERROR &&
           j->error_code == NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "max_tokens 0: %d %d %s",
           j ? j->reason : -1, j ? j->error_code : -1, j ? j->error : "");
-    fc_assign_text(&g_fc, 202, "x", 4, -1.0f, 1, 0, NULL, 0);
+    fc_assign_text(&g_fc, 202, "x", 4, -1.0f, 1, 0, NULL);
     j = fc_wait_finished(&g_fc, 202, 3000);
     CHECK(j && j->error_code == NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "temperature -1: %s",
           j ? j->error : "no answer");
-    fc_assign_text(&g_fc, 205, "", 4, 0, 1, 0, NULL, 0);
+    fc_assign_text(&g_fc, 205, "", 4, 0, 1, 0, NULL);
     j = fc_wait_finished(&g_fc, 205, 3000);
     CHECK(j && j->error_code == NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "empty prompt: %s",
           j ? j->error : "no answer");
-    fc_assign_text(&g_fc, 203, "a prompt", 1u << 20, 0, 1, 0, NULL, 0);
+    fc_assign_text(&g_fc, 203, "a prompt", 1u << 20, 0, 1, 0, NULL);
     j = fc_wait_finished(&g_fc, 203, 3000);
     CHECK(j && j->error_code == NOSA__ERROR_CODE__ERROR_REFUSED, "beyond the context: %s",
           j ? j->error : "no answer");
 
+    /* A job moved after its last worker generated EOS (it died before JobFinished): done. */
+    static const int32_t ended[2] = {65, 257}; /* the byte tokenizer's EOS */
+    fc_assign_text(&g_fc, 206, "x", 8, 0, 1, 0, &(struct fc_resume){ended, 2, 0});
+    j = fc_wait_finished(&g_fc, 206, 3000);
+    CHECK(j && j->reason == NOSA__SERVE__FINISH_REASON__FINISH_EOS && j->error_code == 0 &&
+              j->generated_tokens == 2,
+          "resumed after its EOS: reason %d code %d generated %u %s", j ? j->reason : -1,
+          j ? j->error_code : -1, j ? j->generated_tokens : 0, j ? j->error : "no answer");
+
     /* ... and the worker still serves. */
     static char prompt[64];
     make_prompt(prompt, 12, 3);
-    fc_assign_text(&g_fc, 204, prompt, 6, 0, 1, 0, NULL, 0);
+    fc_assign_text(&g_fc, 204, prompt, 6, 0, 1, 0, NULL);
     j = fc_wait_finished(&g_fc, 204, 10000);
     REQUIRE(j, "job after bad messages did not finish");
     check_against_reference(j, prompt, 6, 0, 1, 0);
@@ -372,9 +381,9 @@ static void test_resume(char *worker, size_t cap)
     start_worker(worker, cap, 1);
     wait_registered(regs + 1);
     fc_assign_text(&g_fc, c.id, c.prompt, (uint32_t)c.max_tokens, (float)c.temperature,
-                   (float)c.top_p, c.seed, generated, got);
+                   (float)c.top_p, c.seed, &(struct fc_resume){generated, got, 0});
     fc_assign_text(&g_fc, fresh.id, fresh.prompt, (uint32_t)fresh.max_tokens,
-                   (float)fresh.temperature, (float)fresh.top_p, fresh.seed, NULL, 0);
+                   (float)fresh.temperature, (float)fresh.top_p, fresh.seed, NULL);
     struct fc_job *f = finish_job(&fresh, "started again from its prompt");
     CHECK(f->recomputed_tokens == 0, "job 402 started afresh recomputed %u", f->recomputed_tokens);
     j = finish_job(&c, "after the resume");
@@ -455,6 +464,55 @@ static void test_free_after_finished(void)
     kvh_client_close(kc);
 }
 
+/* A worker killed while it prefills a long prompt (701 tokens, chunks of 256; the fault point
+ * worker.step.tokens_sent after its second prefill step): the TokensBatches of its prefill
+ * steps said how many prompt tokens it had done, and a new worker given that (Assign
+ * prompt_done) restores their complete blocks from the arena: it recomputes at most the open
+ * block, not the prompt, and its tokens equal the reference. */
+static void test_resume_prefill(void)
+{
+    static char prompt[704];
+    make_prompt(prompt, 700, 5);
+    const uint64_t id = 901;
+    const int max_tokens = 10;
+    char *armed[] = {"NOSA_FAULT=worker.step.tokens_sent", "NOSA_FAULT_SKIP=1", NULL};
+    char worker[16];
+    int regs = g_fc.registers;
+    start_worker_env(worker, sizeof(worker), 0, armed);
+    wait_registered(regs + 1);
+    fc_assign_text(&g_fc, id, prompt, max_tokens, 0, 1, 0, NULL);
+    REQUIRE(nh_wait_exit(&g_node, worker, 20000) == 1, "%s did not die mid-prefill", worker);
+    while (fc_pump(&g_fc, 100) > 0)
+        ;
+    struct fc_job *j = fc_job(&g_fc, id);
+    uint32_t done = j->prompt_done;
+    REQUIRE(done >= 256 && j->n_tokens == 0, "killed mid-prefill: prompt_done %u, %u tokens",
+            done, j->n_tokens);
+    regs = g_fc.registers;
+    start_worker(worker, sizeof(worker), 0);
+    wait_registered(regs + 1);
+    fc_assign_text(&g_fc, id, prompt, max_tokens, 0, 1, 0, &(struct fc_resume){NULL, 0, done});
+    j = fc_wait_finished(&g_fc, id, 30000);
+    REQUIRE(j, "job %llu did not finish after the resume mid-prefill", (unsigned long long)id);
+    check_against_reference(j, prompt, max_tokens, 0, 1, 0);
+    CHECK(j->recomputed_tokens == done % g_node.block_size,
+          "resumed after %u prefilled tokens: recomputed %u (want the open block's %u; the "
+          "whole prompt again would be %u)", done, j->recomputed_tokens,
+          done % g_node.block_size, done);
+    /* Steps of the new worker (its heartbeats count them): the rest of the prompt after the
+     * restored blocks in 256-token chunks, the last of which gives the first token, then one
+     * step per token. The whole prompt prefilled again would take more. */
+    uint32_t rest = 701 - done / g_node.block_size * g_node.block_size;
+    uint64_t want = (rest + 255) / 256 - 1 + (uint64_t)max_tokens;
+    uint64_t end = nh_now_ms() + 1000;
+    while (g_fc.last_steps < want && nh_now_ms() < end) fc_pump(&g_fc, 50);
+    fc_pump(&g_fc, 300); /* one more heartbeat: no step may follow */
+    CHECK(g_fc.last_steps == want, "the resumed worker ran %llu steps, want %llu",
+          (unsigned long long)g_fc.last_steps, (unsigned long long)want);
+    CHECK(nh_signal(&g_node, worker, SIGTERM) == 0, "SIGTERM %s", worker);
+    check_clean_exit(worker, "SIGTERM");
+}
+
 /* A step that stalls 2.5 s (fault point worker.step.after_decode in stall mode, as a GPU's
  * first steps or a long prefill chunk do): the pulse thread keeps heartbeats going every
  * ~100 ms through it, and the job ends right. With --max-stall-ms below the stall the
@@ -533,6 +591,8 @@ int main(int argc, char **argv)
     check_kvhost_empty("after the worker killed past JobFinished");
     test_slow_step();
     check_kvhost_empty("after the stalled steps");
+    test_resume_prefill();
+    check_kvhost_empty("after the resume mid-prefill");
     fc_close(&g_fc);
     if (g_test_checks_failed) nh_dump_logs(&g_node, 40);
     nh_stop_all(&g_node, 3000);
