@@ -308,6 +308,7 @@ static void on_assign(struct fake_worker *w, const Nosa__Serve__Assign *a)
     j->max_tokens = a->job->sampling ? a->job->sampling->max_tokens : 1;
     if (j->max_tokens > 500) j->max_tokens = 500;
     j->assigned_generated = (uint32_t)a->n_generated;
+    j->assigned_prompt_done = a->prompt_done;
     j->next = (uint32_t)a->n_generated;
     j->generated_ok = a->seq_id == j->id;
     for (size_t i = 0; i < a->n_generated; i++)
@@ -381,6 +382,20 @@ void fw_heartbeat(struct fake_worker *w)
     Nosa__Serve__WorkerMsg m = NOSA__SERVE__WORKER_MSG__INIT;
     m.body_case = NOSA__SERVE__WORKER_MSG__BODY_HEARTBEAT;
     m.heartbeat = &h;
+    fw_send(w, &m, 0);
+}
+
+void fw_progress(struct fake_worker *w, uint64_t job_id, uint32_t prompt_done)
+{
+    Nosa__Serve__JobTokens jt = NOSA__SERVE__JOB_TOKENS__INIT, *jtp = &jt;
+    jt.job_id = job_id;
+    jt.prompt_done = prompt_done;
+    Nosa__Serve__TokensBatch b = NOSA__SERVE__TOKENS_BATCH__INIT;
+    b.jobs = &jtp;
+    b.n_jobs = 1;
+    Nosa__Serve__WorkerMsg m = NOSA__SERVE__WORKER_MSG__INIT;
+    m.body_case = NOSA__SERVE__WORKER_MSG__BODY_TOKENS;
+    m.tokens = &b;
     fw_send(w, &m, 0);
 }
 

@@ -47,6 +47,7 @@ struct fw_job {
     uint32_t next;        /* the next token index to send */
     uint32_t max_tokens;
     uint32_t assigned_generated; /* Assign.generated's length */
+    uint32_t assigned_prompt_done; /* Assign.prompt_done */
     int generated_ok;     /* Assign.generated held the right tokens */
 };
 struct fake_worker {
@@ -71,6 +72,8 @@ void fw_pump(struct fake_worker *w);
 /* Handles at most max messages (max < 0: all), to hold later ones back in the socket. */
 void fw_pump_n(struct fake_worker *w, int max);
 void fw_heartbeat(struct fake_worker *w);
+/* Sends JobTokens{job_id, prompt_done} (prefill progress, no tokens) in one TokensBatch. */
+void fw_progress(struct fake_worker *w, uint64_t job_id, uint32_t prompt_done);
 /* Sends up to n more tokens of each job (one TokensBatch) and JobFinished for those done. */
 void fw_emit(struct fake_worker *w, uint32_t n);
 struct fw_job *fw_job(struct fake_worker *w, uint64_t id);

@@ -182,6 +182,55 @@ static void test_move(struct fake_worker *w0, struct fake_worker *w1, void *cl)
     CHECK(stream_exact(&s, 10), "the client saw duplicates (%d) or gaps", s.dups);
 }
 
+/* A job whose worker dies while it prefills (no token yet): the prefill progress it reported
+ * goes with the job (Assign.prompt_done), so its new worker resumes from those blocks; a
+ * progress beyond the prompt is ignored. */
+static void test_move_mid_prefill(void)
+{
+    char journal[300];
+    snprintf(journal, sizeof journal, "%s/mid-prefill.journal", g_e.run_dir);
+    const char *flags[] = {"--journal", journal, NULL};
+    REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, flags) == 0, "start (mid-prefill)");
+    struct fake_worker f0, f1, *w0 = &f0, *w1 = &f1;
+    REQUIRE(fw_open(&g_e, w0, "m0", 2, 64) == 0 && fw_open(&g_e, w1, "m1", 2, 64) == 0 &&
+                fw_register(w0) == 0 && fw_register(w1) == 0,
+            "m0 and m1 register");
+    void *cl = cl_open(&g_e);
+    REQUIRE(cl, "client socket");
+    static char prompt[51];
+    memset(prompt, 'p', 50); /* 51 prompt tokens with BOS; the fake workers take 64 */
+    Nosa__Serve__ClientReply *r = cl_submit(cl, prompt, 10, 1);
+    REQUIRE(r && r->body_case == NOSA__SERVE__CLIENT_REPLY__BODY_SUBMITTED, "submit");
+    uint64_t id = r->submitted->job_id;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    struct fake_worker *ws[2] = {w0, w1};
+    uint64_t end = ch_now_ms() + 2000;
+    while (!fw_job(w0, id) && !fw_job(w1, id) && ch_now_ms() < end) pump(ws, 2, 5, NULL, NULL);
+    struct fake_worker *a = fw_job(w0, id) ? w0 : w1, *b = a == w0 ? w1 : w0;
+    REQUIRE(fw_job(a, id), "job %llu was never assigned", (unsigned long long)id);
+    fw_progress(a, id, 16);
+    fw_progress(a, id, 32);
+    fw_progress(a, id, 52); /* more than the prompt: ignored */
+    pump(ws, 2, 50, NULL, NULL);
+    a->silent = 1;
+    struct has_job_arg arg = {b, id};
+    CHECK(pump(ws, 2, 3 * HB_TIMEOUT_MS + 1000, has_job, &arg), "job not moved to %s", b->name);
+    const struct fw_job *moved = fw_job(b, id);
+    CHECK(moved && moved->assigned_generated == 0 && moved->assigned_prompt_done == 32,
+          "moved mid-prefill with prompt_done %u (want 32) and %u tokens",
+          moved ? moved->assigned_prompt_done : 0, moved ? moved->assigned_generated : 0);
+    fw_emit(b, 100);
+    struct stream s;
+    memset(&s, 0, sizeof s);
+    end = ch_now_ms() + 2000;
+    while (!s.finished && ch_now_ms() < end) collect(cl, &s, 20);
+    CHECK(s.finished == 1 && stream_exact(&s, 10), "the job moved mid-prefill did not end right");
+    zmq_close(cl);
+    fw_close(w0);
+    fw_close(w1);
+    CHECK(ch_stop_coordinator(&g_e, SIGTERM) == 0, "SIGTERM after the move mid-prefill");
+}
+
 /* ---------------------------------------------------------------- bad input */
 static void test_bad_client_input(void *cl)
 {
@@ -616,6 +665,7 @@ int main(int argc, char **argv)
     fw_close(&w1);
     ch_set_idle(NULL, NULL);
     test_false_death();
+    test_move_mid_prefill();
     ch_cleanup();
     return test_report("coord_process");
 }
