@@ -20,7 +20,7 @@ bench=bench_cuda_decode
 if [ "${1:-}" = "--pack" ]; then
   set -e
   # Only the targets that travel (the rest of the tree may be mid-edit by others).
-  cmake -S . -B build-cuda -G Ninja -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \
+  cmake -S . -B build-cuda -G Ninja -DNOSA_CUDA_ARCH=90 -DCMAKE_BUILD_TYPE=Release \
     >/dev/null
   ninja -C build-cuda "${tests[@]}" "$bench" nosa-bench
   rm -rf .devrun && mkdir -p .devrun/bin
