@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +42,8 @@ enum {
 
 struct conn {
     void *ctx, *sock;
+    void *monitor;        /* connection events of sock: was the coordinator ever there? */
+    int ever_connected;
     struct nosa_msg_security *sec;
     char endpoint[1024];
     uint64_t request_id;
@@ -87,6 +90,10 @@ static int conn_open(struct conn *c, const struct nosa_cli_args *a, const char *
         return fail(c, EXIT_FAILED, "local", "%s", err);
     c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
     if (!c->sock) return fail(c, EXIT_FAILED, "local", "zmq_socket: %s", zmq_strerror(zmq_errno()));
+    static const char monitor_ep[] = "inproc://nosa-cli-monitor";
+    if (zmq_socket_monitor(c->sock, monitor_ep, ZMQ_EVENT_CONNECTED) ||
+        !(c->monitor = zmq_socket(c->ctx, ZMQ_PAIR)) || zmq_connect(c->monitor, monitor_ep))
+        return fail(c, EXIT_FAILED, "local", "socket monitor: %s", zmq_strerror(zmq_errno()));
     if (nosa_msg_socket_defaults(c->sock, -1, err, sizeof err) ||
         nosa_msg_connect_secure(c->sec, c->sock, c->endpoint, err, sizeof err))
         return fail(c, EXIT_FAILED, "local", "%s", err);
@@ -96,6 +103,8 @@ static int conn_open(struct conn *c, const struct nosa_cli_args *a, const char *
 
 static void conn_close(struct conn *c)
 {
+    if (c->sock) zmq_socket_monitor(c->sock, NULL, 0);
+    if (c->monitor) zmq_close(c->monitor);
     if (c->sock) zmq_close(c->sock);
     if (c->ctx) zmq_ctx_term(c->ctx);
     nosa_msg_security_free(c->sec);
@@ -150,17 +159,45 @@ static int recv_reply(struct conn *c, int timeout_ms, Nosa__Serve__ClientReply *
     }
 }
 
-/* Sends m and waits for the first reply; an Error reply is printed and ends the CLI. */
-static int request(struct conn *c, Nosa__Serve__ClientMsg *m, int timeout_ms,
-                   Nosa__Serve__ClientReply **out)
+/* 1 once the socket has ever connected to the coordinator (monitor events drained here). */
+static int conn_ever_connected(struct conn *c)
 {
-    int rc = send_msg(c, m);
-    if (rc) return rc;
-    rc = recv_reply(c, timeout_ms, out);
-    if (rc == 1)
-        return fail(c, EXIT_UNREACHABLE, "unreachable",
-                    "coordinator %s did not answer within %d ms (is nosa-coordinator running?)",
-                    c->endpoint, timeout_ms);
+    zmq_msg_t ev;
+    zmq_msg_init(&ev);
+    while (zmq_msg_recv(&ev, c->monitor, ZMQ_DONTWAIT) >= 0) {
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= sizeof event) memcpy(&event, zmq_msg_data(&ev), sizeof event);
+        if (event == ZMQ_EVENT_CONNECTED) c->ever_connected = 1;
+    }
+    zmq_msg_close(&ev);
+    return c->ever_connected;
+}
+
+/* How long a link that answered before may stay silent. */
+static int lost_ms(int timeout_ms)
+{
+    return timeout_ms * LOST_FACTOR > LOST_MIN_MS ? timeout_ms * LOST_FACTOR : LOST_MIN_MS;
+}
+
+/* Sends m and waits for the first reply; an Error reply is printed and ends the CLI. With
+ * resend (a submit, made idempotent by its client key), a coordinator that was reachable but
+ * did not answer (it died, and comes back) is asked again until lost_ms passes. */
+static int request_resending(struct conn *c, Nosa__Serve__ClientMsg *m, int timeout_ms,
+                             int resend, Nosa__Serve__ClientReply **out)
+{
+    double give_up = now_s() + lost_ms(timeout_ms) / 1000.0;
+    int rc;
+    for (;;) {
+        if ((rc = send_msg(c, m))) return rc;
+        rc = recv_reply(c, timeout_ms, out);
+        if (rc != 1) break;
+        if (!resend || !conn_ever_connected(c) || now_s() >= give_up)
+            return fail(c, EXIT_UNREACHABLE, "unreachable",
+                        "coordinator %s did not answer within %d ms (is nosa-coordinator "
+                        "running?)", c->endpoint, timeout_ms);
+        fprintf(stderr, "nosa: no answer from %s within %d ms: sending the submit again (the "
+                "same job, by its client key)\n", c->endpoint, timeout_ms);
+    }
     if (rc) return rc;
     if ((*out)->error) {
         rc = fail(c, EXIT_REFUSED, cli_error_code_name((*out)->error->code), "refused: %s (%s)",
@@ -170,6 +207,12 @@ static int request(struct conn *c, Nosa__Serve__ClientMsg *m, int timeout_ms,
         return rc;
     }
     return EXIT_OK;
+}
+
+static int request(struct conn *c, Nosa__Serve__ClientMsg *m, int timeout_ms,
+                   Nosa__Serve__ClientReply **out)
+{
+    return request_resending(c, m, timeout_ms, 0, out);
 }
 
 static char *read_prompt_file(const char *path, char *err, size_t errlen)
@@ -224,7 +267,7 @@ static int send_attach(struct conn *c, uint64_t job_id, uint32_t from)
 static int stream_job(struct conn *c, struct cli_job *job, int timeout_ms)
 {
     int tty = isatty(STDERR_FILENO);
-    int lost_ms = timeout_ms * LOST_FACTOR > LOST_MIN_MS ? timeout_ms * LOST_FACTOR : LOST_MIN_MS;
+    int lost = lost_ms(timeout_ms);
     double heard = now_s(), attached = heard, progress = 0;
     for (;;) {
         Nosa__Serve__ClientReply *r = NULL;
@@ -264,11 +307,11 @@ static int stream_job(struct conn *c, struct cli_job *job, int timeout_ms)
             protobuf_c_message_free_unpacked(&r->base, NULL);
             if (done) return code;
         }
-        if ((now - heard) * 1000.0 > lost_ms) {
+        if ((now - heard) * 1000.0 > lost) {
             if (tty) cli_progress(job, now, 1);
             return fail(c, EXIT_UNREACHABLE, "unreachable",
                         "lost the coordinator %s: nothing heard for %d ms (job %llu may still "
-                        "run: nosa status --job %llu)", c->endpoint, lost_ms,
+                        "run: nosa status --job %llu)", c->endpoint, lost,
                         (unsigned long long)job->job_id, (unsigned long long)job->job_id);
         }
         double quiet_ms = (now - (heard > attached ? heard : attached)) * 1000.0;
@@ -305,6 +348,8 @@ static int cmd_submit(struct conn *c, const struct nosa_cli_args *a, const char 
         spec.prompt_case = NOSA__SERVE__JOB_SPEC__PROMPT_TEXT;
         spec.text = (char *)(file_text ? file_text : a->prompt);
     }
+    if (getrandom(&spec.client_key, sizeof spec.client_key, 0) != sizeof spec.client_key)
+        return fail(c, EXIT_FAILED, "local", "getrandom: %s", strerror(errno));
     Nosa__Serve__SubmitRequest sr = NOSA__SERVE__SUBMIT_REQUEST__INIT;
     sr.job = &spec;
     sr.stream = a->stream;
@@ -316,7 +361,7 @@ static int cmd_submit(struct conn *c, const struct nosa_cli_args *a, const char 
     job.start_s = now_s();
     job.max_tokens = a->max_tokens;
     Nosa__Serve__ClientReply *r = NULL;
-    int rc = request(c, &m, a->timeout_ms, &r);
+    int rc = request_resending(c, &m, a->timeout_ms, 1, &r);
     if (rc) return rc;
     if (r->body_case != NOSA__SERVE__CLIENT_REPLY__BODY_SUBMITTED) {
         protobuf_c_message_free_unpacked(&r->base, NULL);

@@ -349,6 +349,7 @@ static int replay_record(enum coord_journal_type type, uint64_t job_id, const ui
         struct coord_job *j = coord_jobs_add(&c->jobs, job_id, payload, len,
                                              coord_prompt_tokens(&spec->base),
                                              spec->sampling->max_tokens, err, errlen);
+        if (j) j->client_key = spec->client_key;
         protobuf_c_message_free_unpacked(&spec->base, NULL);
         return j ? 0 : -1;
     }

@@ -41,10 +41,28 @@ static void send_submitted(struct coord *c, const struct nosa_msg_peer *peer,
     reply(c, peer, request_id, &r);
 }
 
+static void attach_client(struct coord *c, const struct nosa_msg_peer *peer,
+                          uint64_t request_id, struct coord_job *j, uint32_t from);
+
+static struct coord_job *job_by_client_key(const struct coord *c, uint64_t key)
+{
+    for (size_t i = 0; key && i < c->jobs.n; i++)
+        if (c->jobs.jobs[i]->client_key == key) return c->jobs.jobs[i];
+    return NULL;
+}
+
 static void on_submit(struct coord *c, const struct nosa_msg_peer *peer, uint64_t request_id,
                       Nosa__Serve__SubmitRequest *s)
 {
     char why[768];
+    struct coord_job *again = job_by_client_key(c, s->job->client_key);
+    if (again) { /* its reply was lost: the same job, not a second one */
+        LOG_INFO("coordinator", "job %llu submitted again (client key %016llx): the same job",
+                 (unsigned long long)again->id, (unsigned long long)again->client_key);
+        if (s->stream) attach_client(c, peer, request_id, again, 0);
+        else send_submitted(c, peer, request_id, again);
+        return;
+    }
     if (c->draining) {
         coord_send_client_error(c, peer, request_id, CODE(REFUSED),
                                 "the coordinator is draining (nosa drain): it accepts no new jobs");
@@ -91,6 +109,7 @@ static void on_submit(struct coord *c, const struct nosa_msg_peer *peer, uint64_
         coord_send_client_error(c, peer, request_id, CODE(INTERNAL), why);
         return;
     }
+    j->client_key = spec->client_key;
     coord_job_enqueue(&c->jobs, j);
     if (s->stream) {
         j->has_client = 1;
@@ -236,6 +255,27 @@ static void on_drain(struct coord *c, const struct nosa_msg_peer *peer, uint64_t
     reply(c, peer, request_id, &r);
 }
 
+/* Makes peer the job's client: SubmitReply, its tokens from index from, and its end if it
+ * has ended (the client may have missed it). */
+static void attach_client(struct coord *c, const struct nosa_msg_peer *peer,
+                          uint64_t request_id, struct coord_job *j, uint32_t from)
+{
+    j->has_client = 1;
+    j->client = *peer;
+    j->client_request_id = request_id;
+    send_submitted(c, peer, request_id, j);
+    coord_stream_tokens(c, j, from);
+    if (j->state == COORD_JOB_FINISHED) {
+        Nosa__Serve__JobFinished f;
+        Nosa__Error e;
+        coord_finished_msg(j, &f, &e);
+        Nosa__Serve__ClientReply r = NOSA__SERVE__CLIENT_REPLY__INIT;
+        r.body_case = NOSA__SERVE__CLIENT_REPLY__BODY_FINISHED;
+        r.finished = &f;
+        reply(c, peer, request_id, &r);
+    }
+}
+
 static void on_attach(struct coord *c, const struct nosa_msg_peer *peer, uint64_t request_id,
                       const Nosa__Serve__AttachRequest *a)
 {
@@ -247,21 +287,7 @@ static void on_attach(struct coord *c, const struct nosa_msg_peer *peer, uint64_
         coord_send_client_error(c, peer, request_id, CODE(UNKNOWN_ID), why);
         return;
     }
-    j->has_client = 1;
-    j->client = *peer;
-    j->client_request_id = request_id;
-    send_submitted(c, peer, request_id, j);
-    coord_stream_tokens(c, j, a->from_index);
-    if (j->state == COORD_JOB_FINISHED) {
-        /* Re-send the end: the client may have missed it. */
-        Nosa__Serve__JobFinished f;
-        Nosa__Error e;
-        coord_finished_msg(j, &f, &e);
-        Nosa__Serve__ClientReply r = NOSA__SERVE__CLIENT_REPLY__INIT;
-        r.body_case = NOSA__SERVE__CLIENT_REPLY__BODY_FINISHED;
-        r.finished = &f;
-        reply(c, peer, request_id, &r);
-    }
+    attach_client(c, peer, request_id, j, a->from_index);
 }
 
 void coord_on_client_frame(struct coord *c, const struct nosa_msg_peer *peer,

@@ -32,6 +32,7 @@ struct coord_job {
     uint8_t *spec;          /* the packed JobSpec as accepted (job_id set): Assign and journal */
     size_t spec_len;
     uint32_t prompt_tokens; /* as counted at submit (text: bytes + BOS) */
+    uint64_t client_key;    /* JobSpec.client_key: a submit sent again finds the job by it */
     uint32_t max_tokens;
     uint64_t queue_seq;     /* queue order: smaller goes first (a moved job keeps its place) */
     int worker;             /* index in the worker table while RUNNING, else -1 */

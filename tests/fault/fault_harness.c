@@ -172,6 +172,10 @@ static const struct {
     {"kvh", "kvhost.commit.torn", 20},        {"kvh", "kvhost.alloc.committed", 20},
     {"kvh", "kvhost.alloc.replied", 20},      {"kvh", "kvhost.free.journal", 2},
     {"kvh", "kvhost.free.owner", 20},         {"kvh", "kvhost.free.committed", 2},
+    {"coordinator", "coordinator.accept.replied", 5},
+    {"coordinator", "coordinator.assign.sent", 5},
+    {"coordinator", "coordinator.journal.after_append", 60},
+    {"coordinator", "coordinator.finish.journaled", 4},
 };
 
 static void disarm(void)
