@@ -482,6 +482,12 @@ Nosa__Serve__ClientReply *cl_submit(void *sock, const char *prompt, uint32_t max
 Nosa__Serve__ClientReply *cl_submit_wait(void *sock, const char *prompt, uint32_t max_tokens,
                                          int stream, int wait_ms)
 {
+    return cl_submit_keyed(sock, prompt, max_tokens, stream, 0, wait_ms);
+}
+
+Nosa__Serve__ClientReply *cl_submit_keyed(void *sock, const char *prompt, uint32_t max_tokens,
+                                          int stream, uint64_t client_key, int wait_ms)
+{
     Nosa__Serve__SamplingParams sp = NOSA__SERVE__SAMPLING_PARAMS__INIT;
     sp.max_tokens = max_tokens;
     sp.top_p = 1.0f;
@@ -489,6 +495,7 @@ Nosa__Serve__ClientReply *cl_submit_wait(void *sock, const char *prompt, uint32_
     spec.prompt_case = NOSA__SERVE__JOB_SPEC__PROMPT_TEXT;
     spec.text = (char *)prompt;
     spec.sampling = &sp;
+    spec.client_key = client_key;
     Nosa__Serve__SubmitRequest s = NOSA__SERVE__SUBMIT_REQUEST__INIT;
     s.job = &spec;
     s.stream = stream;

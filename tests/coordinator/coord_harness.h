@@ -95,6 +95,9 @@ Nosa__Serve__ClientReply *cl_submit(void *sock, const char *prompt, uint32_t max
                                     int stream);
 Nosa__Serve__ClientReply *cl_submit_wait(void *sock, const char *prompt, uint32_t max_tokens,
                                          int stream, int wait_ms);
+/* With JobSpec.client_key set (0: none). */
+Nosa__Serve__ClientReply *cl_submit_keyed(void *sock, const char *prompt, uint32_t max_tokens,
+                                          int stream, uint64_t client_key, int wait_ms);
 
 /* ---------------------------------------------------------------- the nosa CLI */
 /* Runs `nosa ARGS` (NULL-terminated; --run-dir is added) with env NOSA_COORDINATOR unset,

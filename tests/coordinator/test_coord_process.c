@@ -225,6 +225,25 @@ static void test_move_mid_prefill(void)
     end = ch_now_ms() + 2000;
     while (!s.finished && ch_now_ms() < end) collect(cl, &s, 20);
     CHECK(s.finished == 1 && stream_exact(&s, 10), "the job moved mid-prefill did not end right");
+
+    /* A submit sent again with its client key (its reply was lost) is the same job, also
+     * after a kill -9 and restart on the journal; another key makes another job. */
+    uint64_t ids[4] = {0};
+    const uint64_t keys[4] = {0xfeed, 0xfeed, 0xfeed, 0xbeef};
+    for (int k = 0; k < 4; k++) {
+        if (k == 2) {
+            ch_stop_coordinator(&g_e, SIGKILL); /* killed: no exit status to check */
+            REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, flags) == 0, "restart");
+        }
+        r = cl_submit_keyed(cl, "again", 3, 0, keys[k], 5000);
+        CHECK(r && r->submitted, "keyed submit %d: no SubmitReply", k);
+        if (r && r->submitted) ids[k] = r->submitted->job_id;
+        if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    CHECK(ids[0] && ids[1] == ids[0] && ids[2] == ids[0] && ids[3] && ids[3] != ids[0],
+          "keyed submits got jobs %llu %llu %llu (same key, the last after a restart) and %llu "
+          "(another key)", (unsigned long long)ids[0], (unsigned long long)ids[1],
+          (unsigned long long)ids[2], (unsigned long long)ids[3]);
     zmq_close(cl);
     fw_close(w0);
     fw_close(w1);
