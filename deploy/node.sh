@@ -14,6 +14,9 @@
 #
 # Every flag has an environment default (NOSA_*), so systemd units read one file.
 set -euo pipefail
+# nvidia-smi numbers GPUs in PCI bus order, the CUDA runtime fastest first unless told so: one
+# order for both, so that worker gpuN (--gpu N) runs on the GPU whose NUMA node it is pinned to.
+export CUDA_DEVICE_ORDER=PCI_BUS_ID
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
