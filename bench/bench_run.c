@@ -431,7 +431,7 @@ struct bench_phase {
     struct bench_gate *gate; /* NULL: the instance runs alone */
     struct nosa_step_stats acc;
     double wall, ctx_sum, fill_s;
-    double t_end;           /* when its last timed step returned */
+    double t_begin, t_end;  /* when its timed steps began, when the last returned */
     int rc;
     char err[256];
 };
@@ -467,6 +467,7 @@ static void bench_phase_run(struct bench_phase *ph)
             return;
         }
     }
+    ph->t_begin = bench_now();
     for (int i = 0; i < o->steps && !ph->rc; i++) {
         for (int s = 0; s < ph->n; s++) ph->ctx_sum += (double)in->pos[s];
         ph->rc = bench_inst_step(in, ph->n, ph->rho, &ph->acc, &st, &ph->wall, ph->err,
@@ -482,10 +483,8 @@ static void *bench_phase_thread(void *arg)
 }
 
 /* Runs phases ph[0, k) at once, one thread each, free-running (no step waits for another
- * device: workers of a node do not synchronise their steps either) from a common start.
- * *t_start: when the gate opened. */
-static int bench_phases_together(struct bench_phase *ph, int k, double *t_start, char *err,
-                                 size_t errlen)
+ * device: workers of a node do not synchronise their steps either) from a common start. */
+static int bench_phases_together(struct bench_phase *ph, int k, char *err, size_t errlen)
 {
     struct bench_gate g = {.ready = 0};
     pthread_t th[BENCH_MAX_DEVICES];
@@ -511,7 +510,6 @@ static int bench_phases_together(struct bench_phase *ph, int k, double *t_start,
     pthread_mutex_lock(&g.lock);
     g.cancel |= rc != 0;
     while (g.ready < launched && !g.cancel) pthread_cond_wait(&g.cond, &g.lock);
-    *t_start = bench_now();
     g.open = !g.cancel;
     pthread_cond_broadcast(&g.cond);
     pthread_mutex_unlock(&g.lock);
@@ -624,18 +622,17 @@ static void bench_phase_row(const struct bench_phase *ph, const struct bench_ins
     bench_greedy_hash(in, n, p->greedy_hash, sizeof(p->greedy_hash));
 }
 
-/* The aggregate of the rows of k devices run together from t_start: tokens/s is every
- * device's tokens over the span from the common start to the last device's end; counters and
+/* The aggregate of the rows of k devices run together: tokens/s is every device's tokens over
+ * the span from the first device's first timed step to the last device's end; counters and
  * bytes are sums; the shared prefix is counted once in the arena bytes. */
 static void bench_aggregate_row(const struct bench_point *rows, const struct bench_phase *ph,
-                                int k, double t_start, double alone_tps_mean,
-                                struct bench_point *p)
+                                int k, double alone_tps_mean, struct bench_point *p)
 {
     const struct nosa_model_config *cfg = &ph[0].in->c->model->cfg;
     struct nosa_kv_geometry g = bench_geometry(cfg);
     int prefix = ph[0].in->c->opts->fill != BENCH_FILL_PREFILL
                      ? rows[0].context / cfg->sparse.block_size : 0;
-    double t_end = t_start, ctx = 0.0;
+    double t_start = ph[0].t_begin, t_end = ph[0].t_end, ctx = 0.0;
     *p = rows[0];
     snprintf(p->device, sizeof(p->device), "all");
     p->dev_index = -1;
@@ -644,6 +641,7 @@ static void bench_aggregate_row(const struct bench_point *rows, const struct ben
     p->gpu_mem_bytes = p->host_arena_bytes = p->host_kv_bytes = p->fill_s = 0.0;
     for (int d = 0; d < k; d++) {
         const struct bench_point *q = &rows[d];
+        t_start = ph[d].t_begin < t_start ? ph[d].t_begin : t_start;
         t_end = ph[d].t_end > t_end ? ph[d].t_end : t_end;
         ctx += q->context_mean / k;
         p->blocks_selected += q->blocks_selected;
@@ -719,7 +717,7 @@ int bench_run_instance(struct bench_ctx *c, const struct nosa_backend_ops *ops,
         for (int bi = 0; bi < sp->n_batches; bi++) {
             struct bench_phase ph[BENCH_MAX_DEVICES];
             struct bench_point rows[BENCH_MAX_DEVICES], agg;
-            double alone[BENCH_MAX_DEVICES], alone_mean = 0.0, t_start = 0.0;
+            double alone[BENCH_MAX_DEVICES], alone_mean = 0.0;
             char one[8];
             /* One device: the sequences go on from the previous point, as they always did.
              * Several: every phase (each device alone, then all) starts from the same fresh
@@ -740,14 +738,14 @@ int bench_run_instance(struct bench_ctx *c, const struct nosa_backend_ops *ops,
                 alone_mean += alone[d] / nd;
             }
             if (nd == 1) continue;
-            if ((rc = bench_phases_together(ph, nd, &t_start, err, errlen))) goto out;
+            if ((rc = bench_phases_together(ph, nd, err, errlen))) goto out;
             for (int d = 0; d < nd; d++) {
                 bench_phase_row(&ph[d], sp, w, all, nd,
                                 bench_gpu_used(on_device, in[d].device, free0[d]), &rows[d]);
                 rows[d].scaling = rows[d].tokens_per_s / alone[d];
                 if ((rc = bench_add_row(res, &rows[d], err, errlen))) goto out;
             }
-            bench_aggregate_row(rows, ph, nd, t_start, alone_mean, &agg);
+            bench_aggregate_row(rows, ph, nd, alone_mean, &agg);
             if ((rc = bench_add_row(res, &agg, err, errlen))) goto out;
         }
     }
