@@ -134,6 +134,11 @@ static double now_seconds(void)
 static void cuda_destroy(struct nosa_backend *b)
 {
     if (!b) return;
+    /* Its own device first: a process may destroy backends of several devices from one thread
+     * (nosa-bench --devices), and the cuBLAS handle belongs to the device it was made on. Like
+     * every call below, teardown goes on whatever it returns (a bad ordinal from a failed create
+     * included). */
+    (void)cudaSetDevice(b->cfg.device);
     if (b->stream) (void)cudaStreamSynchronize(b->stream);
     if (b->side) (void)cudaStreamSynchronize(b->side);
     if (b->layers) {
