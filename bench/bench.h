@@ -1,12 +1,16 @@
 /* bench.h: nosa-bench, the decode-throughput benchmark (issue 6), shared between its files.
  *
  * The driver is in-process: it builds the model, owns a host KV arena, creates a backend per
- * (backend, mode, context) and calls prefill/seq_resume/decode on it directly (no engine,
- * coordinator or kv-host process in the loop). Files:
- *   bench_main.c     flags, the grid loop, the target ratios
- *   bench_run.c      one backend instance: fill the context, time decode steps, one row per point
+ * (backend, mode, context) and device (--devices: one instance per device, all over the one
+ * arena, as one kv-host serves every GPU of a node) and calls prefill/seq_resume/decode on it
+ * directly (no engine, coordinator or kv-host process in the loop). Files:
+ *   bench_main.c     flags, the grid loop
+ *   bench_grid.c     what fits each (mode, context); the target ratios and multi-device scaling
+ *   bench_run.c      the instances of a grid cell: fill the context, time decode steps (each
+ *                    device alone, then all together), one row per point and device
  *   bench_arena.c    the in-process host arena and the shared-prefix block tables
  *   bench_mem.c      device memory (cudaMemGetInfo when built with CUDA) and the estimates
+ *   bench_link.c     host-to-device copy bandwidth per device, alone and together (--link-test)
  *   bench_output.c   terminal table, CSV, JSON, gnuplot PNGs */
 #ifndef NOSA_BENCH_H
 #define NOSA_BENCH_H
@@ -18,6 +22,7 @@
 #include "model.h"
 
 #define BENCH_MAX_LIST 16
+#define BENCH_MAX_DEVICES 16
 
 /* A grid mode: an attention mode and a placement ("nosa-offload", "dense-resident", ...). */
 struct bench_mode {
@@ -71,23 +76,32 @@ struct bench_opts {
     double fill_timeout;    /* SHARED: > 0: synthesize instead when the template prefill would
                                take longer than this many seconds (projected after one chunk) */
     int pool_blocks;        /* 0: backend default (2 x budget) */
-    int device;
+    int devices[BENCH_MAX_DEVICES]; /* --devices, else the one --device */
+    int n_devices;
+    uint64_t link_test_bytes; /* --link-test: bytes each device copies per repetition; 0: off */
     const char *out_dir;
     int budget_blocks;      /* > 0: overrides the model's sparse budget */
     int query_aware_blocks; /* > 0: overrides the model's query-aware share */
 };
 
-/* One result row: one (backend, mode, workload, context, batch) point. NAN = not available. */
+/* One result row: one (backend, mode, workload, context, batch) point, as one device measured
+ * it alone or among all (several --devices), or the aggregate of all. NAN = not available. */
 struct bench_point {
     char backend[16];
     char mode[32];
     char workload[32];
     double rho;
-    int batch;
+    char device[8];      /* the device this row measures ("0"), "all" for the aggregate row */
+    char devices[64];    /* the devices decoding at the same time ("0", "0+1") */
+    int dev_index;       /* index of device in --devices; -1: the aggregate row */
+    int n_together;      /* how many devices decoded at the same time */
+    int batch;           /* sequences decoded together, per device */
     int context;         /* target context length at fill */
     double context_mean; /* mean context over the timed steps (it grows by one per step) */
     int steps;
     double tokens_per_s;
+    double scaling;      /* several devices: together rows: tokens/s over the same device's
+                            alone row; aggregate: over the mean of the alone rows; else NAN */
     double step_ms;
     /* Step time split; the backend stats (backend.h) carry no per-phase times, so NAN. */
     double gemm_ms, attn_ms, select_ms, copy_ms, other_ms;
@@ -96,6 +110,8 @@ struct bench_point {
     double bytes_d2h_per_step;
     double hit_rate;        /* hits / selected over the timed steps */
     double copy_gbps;       /* bytes_h2d / copy time; derived (see bench_main.c), NAN if none */
+    double link_gbps;       /* bytes_h2d / the timed phase that holds the copy (copy_s, else
+                               attn_s where the copy runs inside attention); NAN untimed */
     uint64_t blocks_selected, blocks_transferred, block_hits, bytes_h2d, bytes_d2h;
     uint64_t block_bytes;
     double gpu_mem_bytes;    /* device memory this backend instance holds (NAN on cpu) */
@@ -105,6 +121,7 @@ struct bench_point {
     double host_kv_bytes;    /* KV bytes the sequences would hold unshared */
     int dense_max_batch;     /* dense rows: the largest batch that fits; else 0 */
     double fill_s;           /* seconds spent putting this point's contexts in place */
+    char greedy_hash[20];    /* FNV-1a of each slot's argmax token after the last timed step */
 };
 
 struct bench_results {
@@ -144,6 +161,8 @@ struct bench_ctx {
     struct bench_arena *arena;
     uint64_t template_groups;  /* groups [0, template_groups) hold the shared prefix */
     uint64_t slot_groups;      /* private groups per slot, after the template */
+    int slots;                 /* slots per device: device i's slot s owns the private groups
+                                  of arena slot i * slots + s */
     int template_tokens;       /* tokens the template holds (0 before it is filled) */
     enum bench_fill fill_used; /* what filled the template (SHARED may fall back) */
     char fill_note[160];       /* how, for the outputs */
@@ -167,18 +186,21 @@ struct bench_instance_spec {
     const char *gpu_mem_source; /* "measured" or "estimated" */
 };
 
-/* Creates the backend with max(batches) slots, fills the slots each batch needs and appends
- * one row per (workload, batch) to res. */
+/* Creates the backend with max(batches) slots on each of --devices, fills the slots each batch
+ * needs and appends the rows of each (workload, batch) to res. One device: one row per point,
+ * sequences growing from point to point. Several: each device alone, then all together
+ * (free-running, one thread each), every phase from the same freshly filled slots and
+ * inputs; a row per device and phase and an aggregate row. */
 int bench_run_instance(struct bench_ctx *c, const struct nosa_backend_ops *ops,
                        const struct bench_instance_spec *sp, struct bench_results *res,
                        char *err, size_t errlen);
 
-/* Memory a backend instance holds on the device, measured: creates it with 1 and 2 slots
- * (cuda) and returns the fixed part and the per-slot slope; -ENOTSUP on backends without
- * device memory. */
+/* Memory a backend instance holds on device, measured: creates it with 1 and 2 slots (cuda)
+ * and returns the fixed part and the per-slot slope; -ENOTSUP on backends without device
+ * memory. */
 int bench_run_probe_memory(struct bench_ctx *c, const struct nosa_backend_ops *ops,
-                           const struct bench_mode *mode, int max_context, double *fixed_b,
-                           double *per_seq_b, char *err, size_t errlen);
+                           const struct bench_mode *mode, int max_context, int device,
+                           double *fixed_b, double *per_seq_b, char *err, size_t errlen);
 
 /* Tokens each slot may reach in an instance for context ctx (fill + every decode step). */
 int bench_run_max_context(const struct bench_opts *o, const struct nosa_model_config *cfg,
@@ -186,24 +208,41 @@ int bench_run_max_context(const struct bench_opts *o, const struct nosa_model_co
 
 /* ---- bench_grid.c ---- */
 /* One (backend, mode, context) of the grid: works out which batches fit the device memory
- * (measured on cuda, estimated on cpu; dense: its largest fitting batch too), then runs them
- * in one instance. Points that do not fit are skipped with a message. */
+ * (measured on cuda, estimated on cpu, the smallest over --devices; dense: its largest
+ * fitting batch too), then runs them in one instance per device. Points that do not fit are
+ * skipped with a message. */
 int bench_grid_instance(struct bench_ctx *c, const struct nosa_backend_ops *ops,
                         const struct bench_mode *mode, int context, int max_slots,
                         struct bench_results *res, char *err, size_t errlen);
 /* Fills the rows' derived copy bandwidth and returns the target ratios as a cJSON array
  * (caller frees; NULL when out of memory), printing them as a table. */
 struct cJSON *bench_ratios(struct bench_results *res);
+/* Several devices: per point and device, the aggregate tokens/s of all devices together over
+ * that device alone (target 0.95 x devices: 1.9 with two) and its copy bandwidth alone and
+ * together, printed as a table and returned as a cJSON array (NULL when out of memory). */
+struct cJSON *bench_scaling(const struct bench_results *res);
+
+/* ---- bench_link.c ---- */
+/* --link-test: a pinned (registered) host buffer of o->link_test_bytes copied to each device
+ * of --devices, alone, then to all at once (one thread each), a few times; prints GB/s per
+ * device and returns them as a cJSON array (*out, caller frees). -ENOTSUP without the CUDA
+ * runtime. */
+int bench_link_test(const struct bench_opts *o, struct cJSON **out, char *err, size_t errlen);
 
 /* ---- bench_output.c ---- */
 void bench_output_table(const struct bench_results *r);
 int bench_output_csv(const struct bench_results *r, const char *path, char *err,
                      size_t errlen);
-/* JSON: {"driver":..., "device":..., "model":..., "rows":[...], "ratios":[...]}. ratios_json
- * is a cJSON array owned by the caller (may be NULL). */
+/* JSON: {"driver", "model", "fill", "steps", "warmup", "seed", "devices": [...], "rows": [...],
+ * "ratios": [...], "scaling": [...], "link_test": [...]}. The arrays are owned by the caller
+ * (each may be NULL: left out). */
+struct bench_json_extra {
+    const struct cJSON *ratios, *scaling, *link_test;
+};
 int bench_output_json(const struct bench_results *r, const struct bench_opts *o,
-                      const char *model_desc, const char *fill_desc, const void *ratios_json,
-                      const char *path, char *err, size_t errlen);
+                      const char *model_desc, const char *fill_desc,
+                      const struct bench_json_extra *extra, const char *path, char *err,
+                      size_t errlen);
 /* One PNG per (workload, context): tokens/s against batch, a line per (backend, mode).
  * Returns 0, -ENOENT when gnuplot is missing (a message is printed), or another -errno. */
 int bench_output_plots(const struct bench_results *r, const char *dir, char *err,

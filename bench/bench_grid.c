@@ -1,5 +1,6 @@
 /* bench_grid.c: what runs at each (backend, mode, context) of the grid, given device memory,
- * and the issue's target ratios computed from the rows afterwards. */
+ * and, computed from the rows afterwards, issue 6's target ratios and issue 8's multi-device
+ * scaling. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
@@ -34,11 +35,20 @@ int bench_grid_instance(struct bench_ctx *c, const struct nosa_backend_ops *ops,
     const char *src = "estimated";
     int rc;
     if (on_device) {
-        uint64_t f, t;
-        if ((rc = bench_run_probe_memory(c, ops, mode, max_ctx, &fixed, &per_seq, err, errlen)))
-            return rc;
-        if ((rc = bench_mem_device_info(o->device, &f, &t, err, errlen))) return rc;
-        if (limit <= 0.0) limit = (double)f;
+        /* Every device runs the same batches: the one with the least room decides. */
+        double free_min = INFINITY;
+        for (int d = 0; d < o->n_devices; d++) {
+            double fx, ps;
+            uint64_t f, t;
+            if ((rc = bench_run_probe_memory(c, ops, mode, max_ctx, o->devices[d], &fx, &ps,
+                                             err, errlen)))
+                return rc;
+            if ((rc = bench_mem_device_info(o->devices[d], &f, &t, err, errlen))) return rc;
+            fixed = fx > fixed ? fx : fixed;
+            per_seq = ps > per_seq ? ps : per_seq;
+            free_min = (double)f < free_min ? (double)f : free_min;
+        }
+        if (limit <= 0.0) limit = free_min;
         src = "measured";
     } else {
         per_seq = bench_mem_estimate_per_seq(cfg, mode->offload, o->pool_blocks, max_ctx);
@@ -91,18 +101,25 @@ int bench_grid_instance(struct bench_ctx *c, const struct nosa_backend_ops *ops,
     return rc;
 }
 
-/* The row of (backend, mode, workload, context, batch); batch < 0: the largest batch. */
-static const struct bench_point *bench_find(const struct bench_results *r, const char *backend,
-                                            const char *mode, const char *wl, int ctx,
+/* q was measured like p: same backend, workload and context, on the same device (or the
+ * aggregate), alone or with as many other devices. */
+static int bench_same_cell(const struct bench_point *p, const struct bench_point *q)
+{
+    return !strcmp(q->backend, p->backend) && !strcmp(q->workload, p->workload) &&
+           q->context == p->context && q->dev_index == p->dev_index &&
+           q->n_together == p->n_together;
+}
+
+/* The row of mode at batch measured like p; batch < 0: the largest batch. */
+static const struct bench_point *bench_find(const struct bench_results *r,
+                                            const struct bench_point *p, const char *mode,
                                             int batch)
 {
     const struct bench_point *best = NULL;
     for (int i = 0; i < r->n; i++) {
-        const struct bench_point *p = &r->rows[i];
-        if (strcmp(p->backend, backend) || strcmp(p->mode, mode) || strcmp(p->workload, wl) ||
-            p->context != ctx)
-            continue;
-        if (batch >= 0 ? p->batch == batch : (!best || p->batch > best->batch)) best = p;
+        const struct bench_point *q = &r->rows[i];
+        if (!bench_same_cell(p, q) || strcmp(q->mode, mode)) continue;
+        if (batch >= 0 ? q->batch == batch : (!best || q->batch > best->batch)) best = q;
     }
     return best;
 }
@@ -114,11 +131,8 @@ static int bench_common_batch(const struct bench_results *r, const struct bench_
     int best = -1;
     for (int i = 0; i < r->n; i++) {
         const struct bench_point *q = &r->rows[i];
-        if (strcmp(q->backend, p->backend) || strcmp(q->workload, p->workload) ||
-            q->context != p->context || strcmp(q->mode, mode_a) || q->batch <= best)
-            continue;
-        if (bench_find(r, p->backend, mode_b, p->workload, p->context, q->batch))
-            best = q->batch;
+        if (!bench_same_cell(p, q) || strcmp(q->mode, mode_a) || q->batch <= best) continue;
+        if (bench_find(r, p, mode_b, q->batch)) best = q->batch;
     }
     return best;
 }
@@ -129,9 +143,7 @@ static double bench_best_tps(const struct bench_results *r, const struct bench_p
     double best = NAN;
     for (int i = 0; i < r->n; i++) {
         const struct bench_point *q = &r->rows[i];
-        if (strcmp(q->backend, p->backend) || strcmp(q->workload, p->workload) ||
-            q->context != p->context || strcmp(q->mode, mode))
-            continue;
+        if (!bench_same_cell(p, q) || strcmp(q->mode, mode)) continue;
         /* dense: its largest fitting batch when known, else its best batch */
         if (q->dense_max_batch > 0 && q->batch != q->dense_max_batch) continue;
         if (isnan(best) || q->tokens_per_s > best) best = q->tokens_per_s;
@@ -147,11 +159,11 @@ static void bench_derive_copy(struct bench_results *r)
     for (int i = 0; i < r->n; i++) {
         struct bench_point *p = &r->rows[i];
         const char *dash = strrchr(p->mode, '-');
-        if (!dash || strcmp(dash, "-offload")) continue;
+        /* The aggregate's step time is a span over devices, not one device's step. */
+        if (!dash || strcmp(dash, "-offload") || p->dev_index < 0) continue;
         char twin[40];
         snprintf(twin, sizeof(twin), "%.*s-resident", (int)(dash - p->mode), p->mode);
-        const struct bench_point *q = bench_find(r, p->backend, twin, p->workload, p->context,
-                                                 p->batch);
+        const struct bench_point *q = bench_find(r, p, twin, p->batch);
         if (!q || p->bytes_h2d == 0 || !isnan(p->copy_ms)) continue; /* measured */
         double copy_s = (p->step_ms - q->step_ms) * 1e-3;
         if (copy_s > 0.0) {
@@ -159,6 +171,13 @@ static void bench_derive_copy(struct bench_results *r)
             p->copy_gbps = p->bytes_h2d_per_step / copy_s / 1e9;
         }
     }
+}
+
+/* A number, or null when it is not available (NAN). 0 when out of memory. */
+static int bench_json_num(cJSON *o, const char *key, double v)
+{
+    return isnan(v) ? cJSON_AddNullToObject(o, key) != NULL
+                    : cJSON_AddNumberToObject(o, key, v) != NULL;
 }
 
 static int bench_ratio_add(cJSON *arr, const struct bench_point *p, const char *name,
@@ -170,9 +189,7 @@ static int bench_ratio_add(cJSON *arr, const struct bench_point *p, const char *
     int ok = cJSON_AddStringToObject(o, "backend", p->backend) &&
              cJSON_AddStringToObject(o, "workload", p->workload) &&
              cJSON_AddNumberToObject(o, "context", p->context) &&
-             cJSON_AddStringToObject(o, "ratio", name) &&
-             (isnan(value) ? cJSON_AddNullToObject(o, "value") != NULL
-                           : cJSON_AddNumberToObject(o, "value", value) != NULL) &&
+             cJSON_AddStringToObject(o, "ratio", name) && bench_json_num(o, "value", value) &&
              cJSON_AddNumberToObject(o, "target", target) &&
              cJSON_AddBoolToObject(o, "met", !isnan(value) && value >= target) &&
              cJSON_AddNumberToObject(o, "batch", batch) &&
@@ -193,15 +210,15 @@ cJSON *bench_ratios(struct bench_results *r)
     int rc = 0;
     for (int i = 0; i < r->n && !rc; i++) {
         const struct bench_point *p = &r->rows[i];
-        if (strcmp(p->mode, "nosa-offload")) continue;
-        if (bench_find(r, p->backend, p->mode, p->workload, p->context, -1) != p) continue;
+        /* One device's figures: the first device alone (several devices: see bench_scaling). */
+        if (strcmp(p->mode, "nosa-offload") || p->dev_index != 0 || p->n_together != 1)
+            continue;
+        if (bench_find(r, p, p->mode, -1) != p) continue;
         char note[128];
         int b = bench_common_batch(r, p, "nosa-offload", "infllmv2-offload");
         if (b > 0) {
-            double v = bench_find(r, p->backend, "nosa-offload", p->workload, p->context, b)
-                           ->tokens_per_s /
-                       bench_find(r, p->backend, "infllmv2-offload", p->workload, p->context, b)
-                           ->tokens_per_s;
+            double v = bench_find(r, p, "nosa-offload", b)->tokens_per_s /
+                       bench_find(r, p, "infllmv2-offload", b)->tokens_per_s;
             snprintf(note, sizeof(note), "tokens/s at batch %d", b);
             rc = bench_ratio_add(arr, p, "nosa_offload/infllmv2_offload", v, 2.5, b, note);
         }
@@ -215,10 +232,8 @@ cJSON *bench_ratios(struct bench_results *r)
         }
         b = bench_common_batch(r, p, "nosa-offload", "nosa-resident");
         if (!rc && b > 0) {
-            const struct bench_point *off =
-                bench_find(r, p->backend, "nosa-offload", p->workload, p->context, b);
-            const struct bench_point *res =
-                bench_find(r, p->backend, "nosa-resident", p->workload, p->context, b);
+            const struct bench_point *off = bench_find(r, p, "nosa-offload", b);
+            const struct bench_point *res = bench_find(r, p, "nosa-resident", b);
             snprintf(note, sizeof(note), "tokens/s at batch %d", b);
             rc = bench_ratio_add(arr, p, "nosa_offload/nosa_resident",
                                  off->tokens_per_s / res->tokens_per_s, 0.9, b, note);
@@ -229,14 +244,93 @@ cJSON *bench_ratios(struct bench_results *r)
                                          ? "derived: bytes_h2d / (offload - resident step)"
                                          : "bytes_h2d / copy time (backend timer)");
         }
-        const struct bench_point *d =
-            bench_find(r, p->backend, "dense-resident", p->workload, p->context, -1);
+        const struct bench_point *d = bench_find(r, p, "dense-resident", -1);
         if (!rc && d && p->gpu_mem_per_seq > 0.0) {
             snprintf(note, sizeof(note), "per-sequence device memory, %s%s", p->gpu_mem_source,
                      p->context >= 131072 ? "" : " (target is for 128K)");
             rc = bench_ratio_add(arr, p, "dense_mem/nosa_offload_mem",
                                  d->gpu_mem_per_seq / p->gpu_mem_per_seq, 8.0, 0, note);
         }
+    }
+    if (rc) {
+        cJSON_Delete(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+#define BENCH_SCALING_PER_DEVICE 0.95 /* issue 8: at least 1.9x with two devices */
+
+/* The row of p's point (backend, mode, workload, context, batch) measured on device dev_index
+ * (-1: the aggregate) with n_together devices decoding at once; NULL when none. */
+static const struct bench_point *bench_find_phase(const struct bench_results *r,
+                                                  const struct bench_point *p, int dev_index,
+                                                  int n_together)
+{
+    for (int i = 0; i < r->n; i++) {
+        const struct bench_point *q = &r->rows[i];
+        if (!strcmp(q->backend, p->backend) && !strcmp(q->mode, p->mode) &&
+            !strcmp(q->workload, p->workload) && q->context == p->context &&
+            q->batch == p->batch && q->dev_index == dev_index && q->n_together == n_together)
+            return q;
+    }
+    return NULL;
+}
+
+static int bench_scaling_add(cJSON *arr, const struct bench_point *alone,
+                             const struct bench_point *tog, const struct bench_point *all)
+{
+    double v = all->tokens_per_s / alone->tokens_per_s;
+    double target = BENCH_SCALING_PER_DEVICE * tog->n_together;
+    int same = !strcmp(alone->greedy_hash, tog->greedy_hash);
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return -ENOMEM;
+    cJSON_AddItemToArray(arr, o);
+    int ok = cJSON_AddStringToObject(o, "backend", tog->backend) &&
+             cJSON_AddStringToObject(o, "mode", tog->mode) &&
+             cJSON_AddStringToObject(o, "workload", tog->workload) &&
+             cJSON_AddNumberToObject(o, "context", tog->context) &&
+             cJSON_AddNumberToObject(o, "batch", tog->batch) &&
+             cJSON_AddStringToObject(o, "device", tog->device) &&
+             cJSON_AddStringToObject(o, "devices", tog->devices) &&
+             bench_json_num(o, "alone_tokens_per_s", alone->tokens_per_s) &&
+             bench_json_num(o, "together_tokens_per_s", tog->tokens_per_s) &&
+             bench_json_num(o, "aggregate_tokens_per_s", all->tokens_per_s) &&
+             bench_json_num(o, "aggregate_over_alone", v) &&
+             cJSON_AddNumberToObject(o, "target", target) &&
+             cJSON_AddBoolToObject(o, "met", !isnan(v) && v >= target) &&
+             bench_json_num(o, "together_over_alone", tog->scaling) &&
+             bench_json_num(o, "alone_link_gbps", alone->link_gbps) &&
+             bench_json_num(o, "together_link_gbps", tog->link_gbps) &&
+             cJSON_AddBoolToObject(o, "same_greedy", same);
+    if (!ok) return -ENOMEM;
+    printf("%-5s %-17s %-16s %7d %5d %4s %11.1f %11.1f %11.1f %9.3f %6.2f %-4s %9.3f %8.2f "
+           "%8.2f %s\n", tog->backend, tog->mode, tog->workload, tog->context, tog->batch, tog->device,
+           alone->tokens_per_s, tog->tokens_per_s, all->tokens_per_s, v, target,
+           isnan(v) ? "-" : v >= target ? "yes" : "NO", tog->scaling, alone->link_gbps,
+           tog->link_gbps, same ? "yes" : "NO");
+    return 0;
+}
+
+cJSON *bench_scaling(const struct bench_results *r)
+{
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr) return NULL;
+    int rc = 0, printed = 0;
+    for (int i = 0; i < r->n && !rc; i++) {
+        const struct bench_point *tog = &r->rows[i];
+        if (tog->dev_index < 0 || tog->n_together < 2) continue;
+        const struct bench_point *alone = bench_find_phase(r, tog, tog->dev_index, 1);
+        const struct bench_point *all = bench_find_phase(r, tog, -1, tog->n_together);
+        if (!alone || !all) continue;
+        if (!printed++)
+            printf("\nmulti-device scaling (issue 8): devices %s, each alone, then all at once "
+                   "(free-running from a common start), same batch and context per device\n"
+                   "%-5s %-17s %-16s %7s %5s %4s %11s %11s %11s %9s %6s %-4s %9s %8s %8s %s\n",
+                   tog->devices, "bknd", "mode", "workload", "context", "batch", "dev",
+                   "alone tok/s", "tog. tok/s", "all tok/s", "all/alone", "target", "met",
+                   "tog/alone", "aloneGB/s", "tog.GB/s", "same greedy");
+        rc = bench_scaling_add(arr, alone, tog, all);
     }
     if (rc) {
         cJSON_Delete(arr);

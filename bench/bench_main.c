@@ -1,5 +1,5 @@
-/* bench_main.c: nosa-bench's command line, the grid loop (backend x context x mode, each
- * instance running every workload and batch) and the issue's target ratios. See
+/* bench_main.c: nosa-bench's command line and the grid loop (backend x context x mode, each
+ * cell running every workload and batch on every device), then the outputs. See
  * docs/BENCH.md for the flags, the columns and the workloads. */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -41,6 +41,11 @@ static void bench_usage(FILE *f)
             "  --budget N         override the model's block budget\n"
             "  --query-aware N    override the model's query-aware blocks\n"
             "  --device N         CUDA device (default 0)\n"
+            "  --devices LIST     several devices (e.g. 0,1): one instance each over the one\n"
+            "                     arena; every point runs on each alone, then on all at once\n"
+            "                     (default: the one --device)\n"
+            "  --link-test SIZE   first, copy SIZE bytes of pinned host memory to each device,\n"
+            "                     alone and all at once, and print GB/s (cuda; default off)\n"
             "  --seed N           (default 1)\n"
             "  --out DIR          write bench.csv, bench.json and PNG plots there\n");
 }
@@ -118,6 +123,25 @@ static int bench_parse_int(const char *s, long lo, long hi, int *out, char *err,
     return rc;
 }
 
+/* --devices: distinct device ordinals (two instances on one device would share its memory,
+ * which the fit computation does not model). */
+static int bench_parse_devices(char *list, struct bench_opts *o, char *err, size_t errlen)
+{
+    char *items[BENCH_MAX_DEVICES];
+    int n = bench_split(list, items, BENCH_MAX_DEVICES, "--devices", err, errlen), rc;
+    if (n < 0) return n;
+    for (int i = 0; i < n; i++) {
+        if ((rc = bench_parse_int(items[i], 0, 1024, &o->devices[i], err, errlen))) return rc;
+        for (int j = 0; j < i; j++)
+            if (o->devices[j] == o->devices[i]) {
+                nosa_set_error(err, errlen, "--devices: device %d listed twice", o->devices[i]);
+                return -EINVAL;
+            }
+    }
+    o->n_devices = n;
+    return 0;
+}
+
 static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *err,
                             size_t errlen)
 {
@@ -128,12 +152,15 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
         {"fill", 1, 0, 'f'},     {"prefill-chunk", 1, 0, 'p'}, {"gpu-mem", 1, 0, 'g'},
         {"dense-max", 1, 0, 'D'}, {"pool-blocks", 1, 0, 'P'}, {"budget", 1, 0, 'u'},
         {"query-aware", 1, 0, 'q'}, {"device", 1, 0, 'd'}, {"seed", 1, 0, 'S'},
-        {"out", 1, 0, 'o'},      {"fill-timeout", 1, 0, 'T'},      {"help", 0, 0, 'h'},     {0, 0, 0, 0},
+        {"out", 1, 0, 'o'},      {"fill-timeout", 1, 0, 'T'}, {"devices", 1, 0, 'v'},
+        {"link-test", 1, 0, 'L'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0},
     };
     static char backend_buf[64] = "auto", modes_buf[256] =
         "dense-resident,infllmv2-offload,nosa-offload,nosa-resident";
     static char batch_buf[256] = "8,16,32,64,128", ctx_buf[256] = "16K,32K,64K,128K";
     static char wl_buf[256] = "random,correlated:0.9";
+    static char dev_buf[256] = "";
+    int device = 0;
     memset(o, 0, sizeof(*o));
     o->config_name = "1b";
     o->steps = 16;
@@ -158,7 +185,9 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
         case 'P': rc = bench_parse_int(optarg, 0, 1 << 20, &o->pool_blocks, err, errlen); break;
         case 'u': rc = bench_parse_int(optarg, 1, 1 << 20, &o->budget_blocks, err, errlen); break;
         case 'q': rc = bench_parse_int(optarg, 1, 1 << 20, &o->query_aware_blocks, err, errlen); break;
-        case 'd': rc = bench_parse_int(optarg, 0, 1024, &o->device, err, errlen); break;
+        case 'd': rc = bench_parse_int(optarg, 0, 1024, &device, err, errlen); break;
+        case 'v': snprintf(dev_buf, sizeof(dev_buf), "%s", optarg); break;
+        case 'L': rc = nosa_parse_size(optarg, &o->link_test_bytes, err, errlen); break;
         case 'S': rc = nosa_parse_u64(optarg, 0, UINT64_MAX, &o->seed, err, errlen); break;
         case 'g': rc = nosa_parse_size(optarg, &o->gpu_mem_limit, err, errlen); break;
         case 'o': o->out_dir = optarg; break;
@@ -180,6 +209,12 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
     if (optind != argc) {
         nosa_set_error(err, errlen, "unexpected argument '%s'", argv[optind]);
         return -EINVAL;
+    }
+    if (dev_buf[0]) {
+        if ((rc = bench_parse_devices(dev_buf, o, err, errlen))) return rc;
+    } else {
+        o->devices[0] = device;
+        o->n_devices = 1;
     }
     char *items[BENCH_MAX_LIST];
     int n;
@@ -268,8 +303,9 @@ static const struct nosa_backend_ops *bench_backend_find(const char *name, int d
 /* Writes bench.csv and bench.json (and, at the end, the plots) into --out. Called after every
  * instance too, so that a run stopped by a time limit keeps what it measured. */
 static int bench_write_files(const struct bench_results *res, const struct bench_opts *o,
-                             const char *desc, const char *fill_note, const cJSON *ratios,
-                             int plots, char *err, size_t errlen)
+                             const char *desc, const char *fill_note,
+                             const struct bench_json_extra *extra, int plots, char *err,
+                             size_t errlen)
 {
     char tmp[4096], path[4096];
     int rc;
@@ -280,7 +316,7 @@ static int bench_write_files(const struct bench_results *res, const struct bench
     if (rename(tmp, path) != 0) goto rename_failed;
     snprintf(tmp, sizeof(tmp), "%s/bench.json.tmp", o->out_dir);
     snprintf(path, sizeof(path), "%s/bench.json", o->out_dir);
-    if ((rc = bench_output_json(res, o, desc, fill_note, ratios, tmp, err, errlen))) return rc;
+    if ((rc = bench_output_json(res, o, desc, fill_note, extra, tmp, err, errlen))) return rc;
     if (rename(tmp, path) != 0) goto rename_failed;
     if (!plots) return 0;
     rc = bench_output_plots(res, o->out_dir, err, errlen);
@@ -292,8 +328,8 @@ rename_failed:
 }
 
 /* Arena layout from the grid (see bench_run.c) and the arena itself. *slots: the slots it has
- * room for: the grid's largest batch, or dense's cap when dense may run larger (address space
- * only: the mapping is NORESERVE). */
+ * room for per device: the grid's largest batch, or dense's cap when dense may run larger
+ * (address space only: the mapping is NORESERVE). */
 static int bench_ctx_setup(struct bench_ctx *c, int *slots, char *err, size_t errlen)
 {
     const struct bench_opts *o = c->opts;
@@ -318,9 +354,11 @@ static int bench_ctx_setup(struct bench_ctx *c, int *slots, char *err, size_t er
         c->slot_groups = (uint64_t)(bench_run_max_context(o, cfg, min_ctx) - min_ctx) / bs + 2;
     }
     *slots = dense && o->dense_max_cap > max_batch ? o->dense_max_cap : max_batch;
+    c->slots = *slots;
     struct nosa_kv_geometry geom = {(uint32_t)cfg->n_layers, (uint32_t)cfg->n_kv_heads,
                                     (uint32_t)bs, (uint32_t)cfg->head_dim, NOSA_KV_DTYPE_BF16};
-    return bench_arena_create(&geom, c->template_groups + (uint64_t)*slots * c->slot_groups,
+    uint64_t arena_slots = (uint64_t)o->n_devices * (uint64_t)*slots;
+    return bench_arena_create(&geom, c->template_groups + arena_slots * c->slot_groups,
                               &c->arena, err, errlen);
 }
 
@@ -331,7 +369,8 @@ int main(int argc, char **argv)
     struct nosa_model *model = NULL;
     struct bench_results res = {0};
     struct bench_ctx ctx = {.opts = &o};
-    cJSON *ratios = NULL;
+    cJSON *ratios = NULL, *scaling = NULL, *link = NULL;
+    struct bench_json_extra extra = {0};
     int rc, slots = 0, lmax = 0, failed = 0;
     nosa_log_init_from_env();
     if ((rc = bench_parse_args(argc, argv, &o, err, sizeof(err)))) goto fail;
@@ -349,12 +388,24 @@ int main(int argc, char **argv)
            "(%d query-aware)\n", desc, cfg->n_layers, cfg->n_kv_heads, cfg->head_dim,
            cfg->sparse.block_size, cfg->sparse.budget_blocks, cfg->sparse.query_aware_blocks);
     if ((rc = bench_ctx_setup(&ctx, &slots, err, sizeof(err)))) goto fail;
-    if (bench_mem_device_name(o.device, devname, sizeof(devname)) == 0)
-        printf("device: %s\n", devname);
+    for (int d = 0; d < o.n_devices; d++)
+        if (bench_mem_device_name(o.devices[d], devname, sizeof(devname)) == 0)
+            printf("device %d: %s\n", o.devices[d], devname);
+    if (o.link_test_bytes) {
+        rc = bench_link_test(&o, &link, err, sizeof(err));
+        if (rc == -ENOTSUP) {
+            printf("link test: skipped: %s\n", err);
+        } else if (rc) {
+            /* The grid still runs: its figures do not depend on the link test. */
+            fprintf(stderr, "nosa-bench: link test failed: %s\n", err);
+            failed++;
+        }
+        extra.link_test = link;
+    }
     for (int i = 0; i < o.n_contexts; i++) lmax = o.contexts[i] > lmax ? o.contexts[i] : lmax;
     for (int bi = 0; bi < o.n_backends; bi++) {
-        const struct nosa_backend_ops *ops = bench_backend_find(o.backends[bi], o.device, err,
-                                                                sizeof(err));
+        const struct nosa_backend_ops *ops = bench_backend_find(o.backends[bi], o.devices[0],
+                                                                err, sizeof(err));
         if (!ops) {
             rc = -ENODEV;
             goto fail;
@@ -372,32 +423,38 @@ int main(int argc, char **argv)
                             o.modes[mi].name, o.contexts[ci], err);
                     failed++;
                 }
-                if (o.out_dir && (rc = bench_write_files(&res, &o, desc, ctx.fill_note, NULL, 0,
-                                                         err, sizeof(err))))
+                if (o.out_dir && (rc = bench_write_files(&res, &o, desc, ctx.fill_note, &extra,
+                                                         0, err, sizeof(err))))
                     goto fail;
             }
         }
     }
     bench_output_table(&res);
-    if (!(ratios = bench_ratios(&res))) {
+    if (!(ratios = bench_ratios(&res)) || !(scaling = bench_scaling(&res))) {
         rc = -ENOMEM;
         nosa_set_error(err, sizeof(err), "ratios: out of memory");
         goto fail;
     }
+    extra.ratios = ratios;
+    extra.scaling = scaling;
     if (o.out_dir) {
-        if ((rc = bench_write_files(&res, &o, desc, ctx.fill_note, ratios, 1, err, sizeof(err))))
+        if ((rc = bench_write_files(&res, &o, desc, ctx.fill_note, &extra, 1, err,
+                                    sizeof(err))))
             goto fail;
         printf("wrote %s/bench.csv, %s/bench.json and the plots\n", o.out_dir, o.out_dir);
     }
     if (failed) {
         rc = -EIO;
-        nosa_set_error(err, sizeof(err), "%d grid instance(s) failed (see above)", failed);
+        nosa_set_error(err, sizeof(err), "%d grid instance(s) or the link test failed (see "
+                                         "above)", failed);
         goto fail;
     }
     goto out;
 fail:
     fprintf(stderr, "nosa-bench: %s\n", err);
 out:
+    cJSON_Delete(link);
+    cJSON_Delete(scaling);
     cJSON_Delete(ratios);
     bench_results_free(&res);
     bench_arena_destroy(ctx.arena);

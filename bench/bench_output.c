@@ -1,7 +1,7 @@
 /* bench_output.c: nosa-bench's results: the row list, the terminal table, CSV, JSON (cJSON)
- * and the gnuplot PNGs (tokens/s against batch, a line per backend and mode, one figure per
- * workload and context). A value that is not available (NAN) is an empty CSV field, a JSON
- * null and "-" in the table. */
+ * and the gnuplot PNGs (tokens/s against batch, a line per backend, mode and device phase,
+ * one figure per workload and context). A value that is not available (NAN) is an empty CSV
+ * field, a JSON null and "-" in the table. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -46,36 +46,39 @@ static void bench_fmt(char *buf, size_t len, int prec, double v)
 
 void bench_output_table(const struct bench_results *r)
 {
-    printf("%-5s %-17s %-16s %7s %5s %10s %9s %9s %9s %6s %8s %9s %9s\n", "bknd", "mode",
-           "workload", "context", "batch", "tok/s", "step_ms", "blk/step", "MB/step", "hit",
-           "copyGB/s", "gpuMB/seq", "hostMB");
+    printf("%-5s %-17s %-16s %4s %-7s %7s %5s %10s %9s %9s %9s %6s %8s %8s %9s %9s\n", "bknd",
+           "mode", "workload", "dev", "devices", "context", "batch", "tok/s", "step_ms",
+           "blk/step", "MB/step", "hit", "copyGB/s", "linkGB/s", "gpuMB/seq", "hostMB");
     for (int i = 0; i < r->n; i++) {
         const struct bench_point *p = &r->rows[i];
-        char tps[32], ms[32], blk[32], mb[32], hit[32], bw[32], gpu[32], host[32];
+        char tps[32], ms[32], blk[32], mb[32], hit[32], bw[32], link[32], gpu[32], host[32];
         bench_fmt(tps, sizeof(tps), 1, p->tokens_per_s);
         bench_fmt(ms, sizeof(ms), 3, p->step_ms);
         bench_fmt(blk, sizeof(blk), 1, p->blocks_per_step);
         bench_fmt(mb, sizeof(mb), 2, p->bytes_h2d_per_step / 1e6);
         bench_fmt(hit, sizeof(hit), 4, p->hit_rate);
         bench_fmt(bw, sizeof(bw), 2, p->copy_gbps);
+        bench_fmt(link, sizeof(link), 2, p->link_gbps);
         bench_fmt(gpu, sizeof(gpu), 1, p->gpu_mem_per_seq / 1e6);
         bench_fmt(host, sizeof(host), 1, p->host_arena_bytes / 1e6);
-        printf("%-5s %-17s %-16s %7d %5d %10s %9s %9s %9s %6s %8s %9s %9s%s\n", p->backend,
-               p->mode, p->workload, p->context, p->batch, tps, ms, blk, mb, hit, bw, gpu, host,
+        printf("%-5s %-17s %-16s %4s %-7s %7d %5d %10s %9s %9s %9s %6s %8s %8s %9s %9s%s\n",
+               p->backend, p->mode, p->workload, p->device, p->devices, p->context, p->batch,
+               tps, ms, blk, mb, hit, bw, link, gpu, host,
                p->dense_max_batch == p->batch ? " (largest fitting batch)" : "");
     }
     /* The backend's phase timers (nosa_step_stats); "-" where it reports none (cpu). */
-    printf("\nstep time split, ms per step\n%-5s %-17s %-16s %7s %5s %8s %8s %8s %8s %8s\n",
-           "bknd", "mode", "workload", "context", "batch", "gemm", "attn", "select", "copy",
-           "other");
+    printf("\nstep time split, ms per step\n%-5s %-17s %-16s %4s %-7s %7s %5s %8s %8s %8s %8s "
+           "%8s\n", "bknd", "mode", "workload", "dev", "devices", "context", "batch", "gemm",
+           "attn", "select", "copy", "other");
     for (int i = 0; i < r->n; i++) {
         const struct bench_point *p = &r->rows[i];
         const double v[5] = {p->gemm_ms, p->attn_ms, p->select_ms, p->copy_ms, p->other_ms};
         char f[5][32];
         for (int k = 0; k < 5; k++)
             bench_fmt(f[k], sizeof(f[k]), 3, isnan(p->gemm_ms) ? NAN : v[k]);
-        printf("%-5s %-17s %-16s %7d %5d %8s %8s %8s %8s %8s\n", p->backend, p->mode,
-               p->workload, p->context, p->batch, f[0], f[1], f[2], f[3], f[4]);
+        printf("%-5s %-17s %-16s %4s %-7s %7d %5d %8s %8s %8s %8s %8s\n", p->backend, p->mode,
+               p->workload, p->device, p->devices, p->context, p->batch, f[0], f[1], f[2], f[3],
+               f[4]);
     }
 }
 
@@ -91,21 +94,24 @@ struct bench_col {
 static const struct bench_col bench_cols[] = {
     COL(backend, STR),         COL(mode, STR),
     COL(workload, STR),        COL(rho, NUM),
+    COL(device, STR),          COL(devices, STR),
     COL(batch, INT),           COL(context, INT),
     COL(context_mean, NUM),    COL(steps, INT),
-    COL(tokens_per_s, NUM),    COL(step_ms, NUM),
+    COL(tokens_per_s, NUM),    COL(scaling, NUM),
+    COL(step_ms, NUM),
     COL(gemm_ms, NUM),         COL(attn_ms, NUM),
     COL(select_ms, NUM),       COL(copy_ms, NUM),
     COL(other_ms, NUM),        COL(blocks_per_step, NUM),
     COL(bytes_h2d_per_step, NUM), COL(bytes_d2h_per_step, NUM),
-    COL(copy_gbps, NUM),       COL(hit_rate, NUM),
+    COL(copy_gbps, NUM),       COL(link_gbps, NUM),
+    COL(hit_rate, NUM),
     COL(blocks_selected, U64), COL(blocks_transferred, U64),
     COL(block_hits, U64),      COL(bytes_h2d, U64),
     COL(bytes_d2h, U64),       COL(block_bytes, U64),
     COL(gpu_mem_bytes, NUM),   COL(gpu_mem_per_seq, NUM),
     COL(gpu_mem_source, STRP),  COL(host_arena_bytes, NUM),
     COL(host_kv_bytes, NUM),   COL(dense_max_batch, INT),
-    COL(fill_s, NUM),
+    COL(fill_s, NUM),          COL(greedy_hash, STR),
 };
 #undef COL
 #define BENCH_NCOLS (sizeof(bench_cols) / sizeof(bench_cols[0]))
@@ -201,9 +207,19 @@ static cJSON *bench_row_json(const struct bench_point *p)
     return o;
 }
 
+/* Adds a copy of arr (when not NULL) as root[key]; 0 when out of memory. */
+static int bench_json_add_copy(cJSON *root, const char *key, const cJSON *arr)
+{
+    if (!arr) return 1;
+    cJSON *dup = cJSON_Duplicate(arr, 1);
+    if (!dup) return 0;
+    return cJSON_AddItemToObject(root, key, dup) || (cJSON_Delete(dup), 0);
+}
+
 int bench_output_json(const struct bench_results *r, const struct bench_opts *o,
-                      const char *model_desc, const char *fill_desc, const void *ratios_json,
-                      const char *path, char *err, size_t errlen)
+                      const char *model_desc, const char *fill_desc,
+                      const struct bench_json_extra *extra, const char *path, char *err,
+                      size_t errlen)
 {
     int rc = -ENOMEM;
     char *text = NULL;
@@ -218,6 +234,11 @@ int bench_output_json(const struct bench_results *r, const struct bench_opts *o,
     cJSON_AddNumberToObject(root, "steps", o->steps);
     cJSON_AddNumberToObject(root, "warmup", o->warmup);
     cJSON_AddNumberToObject(root, "seed", (double)o->seed);
+    cJSON *devs = cJSON_CreateIntArray(o->devices, o->n_devices);
+    if (!devs || !cJSON_AddItemToObject(root, "devices", devs)) {
+        cJSON_Delete(devs);
+        goto fail;
+    }
     rows = cJSON_AddArrayToObject(root, "rows");
     if (!rows) goto fail;
     for (int i = 0; i < r->n; i++) {
@@ -225,11 +246,10 @@ int bench_output_json(const struct bench_results *r, const struct bench_opts *o,
         if (!row) goto fail;
         cJSON_AddItemToArray(rows, row);
     }
-    if (ratios_json) {
-        cJSON *dup = cJSON_Duplicate((const cJSON *)ratios_json, 1);
-        if (!dup) goto fail;
-        cJSON_AddItemToObject(root, "ratios", dup);
-    }
+    if (extra && !(bench_json_add_copy(root, "ratios", extra->ratios) &&
+                   bench_json_add_copy(root, "scaling", extra->scaling) &&
+                   bench_json_add_copy(root, "link_test", extra->link_test)))
+        goto fail;
     text = cJSON_Print(root);
     if (!text) goto fail;
     f = fopen(path, "w");
@@ -301,7 +321,15 @@ static int bench_run_gnuplot(const char *gnuplot, const char *script, char *err,
     return 0;
 }
 
-/* One figure: rows of workload wl at context ctx; a series per distinct (backend, mode). */
+/* Rows on one line of a figure: same backend and mode, same device and phase. */
+static int bench_same_series(const struct bench_point *a, const struct bench_point *b)
+{
+    return !strcmp(a->backend, b->backend) && !strcmp(a->mode, b->mode) &&
+           !strcmp(a->device, b->device) && !strcmp(a->devices, b->devices);
+}
+
+/* One figure: rows of workload wl at context ctx; a series per distinct (backend, mode,
+ * device, devices). */
 static int bench_plot_one(const struct bench_results *r, const char *dir, const char *gnuplot,
                           const char *wl, int ctx, char *err, size_t errlen)
 {
@@ -322,25 +350,28 @@ static int bench_plot_one(const struct bench_results *r, const char *dir, const 
                 "driver'\n", wl, ctx);
     fprintf(fg, "set xlabel 'batch (sequences)'\nset ylabel 'decode tokens/s'\n"
                 "set logscale x 2\nset key top left\nset grid\n");
-    int series = 0;
+    int series = 0, multi = 0;
+    for (int i = 0; i < r->n; i++) multi |= r->rows[i].dev_index != 0;
     for (int i = 0; i < r->n; i++) {
         const struct bench_point *p = &r->rows[i];
         if (p->context != ctx || strcmp(p->workload, wl)) continue;
         int seen = 0;
         for (int j = 0; j < i && !seen; j++)
             seen = r->rows[j].context == ctx && !strcmp(r->rows[j].workload, wl) &&
-                   !strcmp(r->rows[j].backend, p->backend) && !strcmp(r->rows[j].mode, p->mode);
+                   bench_same_series(&r->rows[j], p);
         if (seen) continue;
         if (series) fprintf(fd, "\n\n");
         for (int j = i; j < r->n; j++) {
             const struct bench_point *q = &r->rows[j];
-            if (q->context == ctx && !strcmp(q->workload, wl) &&
-                !strcmp(q->backend, p->backend) && !strcmp(q->mode, p->mode) &&
+            if (q->context == ctx && !strcmp(q->workload, wl) && bench_same_series(q, p) &&
                 !isnan(q->tokens_per_s))
                 fprintf(fd, "%d %.6g\n", q->batch, q->tokens_per_s);
         }
-        fprintf(fg, "%s '%s' index %d using 1:2 with linespoints title '%s %s'",
-                series ? ", \\\n    " : "plot ", dat, series, p->backend, p->mode);
+        /* One device: "backend mode"; several: which device and with which others. */
+        char who[96] = "";
+        if (multi) snprintf(who, sizeof(who), " dev %s of %s", p->device, p->devices);
+        fprintf(fg, "%s '%s' index %d using 1:2 with linespoints title '%s %s%s'",
+                series ? ", \\\n    " : "plot ", dat, series, p->backend, p->mode, who);
         series++;
     }
     fputc('\n', fg);

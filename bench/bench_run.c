@@ -1,13 +1,17 @@
-/* bench_run.c: one backend instance of nosa-bench. Puts every slot's context in place (see
- * enum bench_fill), then for each workload and batch size runs warm-up steps and timed decode
- * steps over slots [0, batch) and turns the backend's step statistics into a result row.
+/* bench_run.c: the backend instances of one grid cell of nosa-bench, one per --devices entry.
+ * Puts every slot's context in place (see enum bench_fill), then for each workload and batch
+ * size runs warm-up steps and timed decode steps over slots [0, batch) and turns the
+ * backend's step statistics into result rows. With several devices each point runs on each
+ * device alone, then on all at once (a thread per device), see bench_run_instance.
  *
- * Arena layout (groups): [0, template_groups) the shared template prefix (SHARED, SYNTHETIC);
- * then slot_groups private groups per slot, holding the blocks that complete after the prefix
- * (or, with PREFILL, every block of the slot). Sequences reuse their slot's groups from one
- * instance to the next: an instance rewrites every block it reads. */
+ * Arena layout (groups): [0, template_groups) the shared template prefix (SHARED, SYNTHETIC),
+ * read by every device; then slot_groups private groups per arena slot, holding the blocks
+ * that complete after the prefix (or, with PREFILL, every block of the slot); device i's
+ * slots use arena slots [i * slots, (i + 1) * slots). Sequences reuse their slot's groups
+ * from one instance to the next: an instance rewrites every block it reads. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,7 +170,7 @@ int bench_template_fill(struct bench_ctx *c, const struct nosa_backend_ops *ops,
         .max_context = max_ctx,
         .pool_blocks = o->pool_blocks,
         .arena = bench_arena_view(c->arena),
-        .device = o->device,
+        .device = o->devices[0],
     };
     struct nosa_backend *b = NULL;
     int32_t *tokens = NULL;
@@ -223,6 +227,7 @@ struct bench_inst {
     struct bench_ctx *c;
     const struct nosa_backend_ops *ops;
     struct nosa_backend *b;
+    int dev_index, device;         /* index in --devices, the device it runs on */
     int max_seqs, max_context, context, n_table;
     uint32_t *groups;              /* [max_seqs][n_table] */
     struct nosa_seq_blocks *tbl;   /* [max_seqs] */
@@ -237,7 +242,7 @@ struct bench_inst {
 
 static void bench_inst_free(struct bench_inst *in)
 {
-    in->ops->destroy(in->b);
+    if (in->ops) in->ops->destroy(in->b);
     free(in->groups);
     free(in->tbl);
     free(in->filled);
@@ -249,15 +254,25 @@ static void bench_inst_free(struct bench_inst *in)
     free(in->logits);
 }
 
+/* A slot's input generator at the start. The same on every device: every device decodes the
+ * same inputs, so devices do the same work and a device's figures compare with a one-device
+ * run of the same seed. */
+static uint64_t bench_inst_seed(const struct bench_inst *in, int slot)
+{
+    return in->c->opts->seed * 1000003u + (uint64_t)slot;
+}
+
 static int bench_inst_init(struct bench_inst *in, struct bench_ctx *c,
                            const struct nosa_backend_ops *ops, const struct bench_mode *mode,
-                           int context, int max_seqs, char *err, size_t errlen)
+                           int context, int max_seqs, int dev_index, char *err, size_t errlen)
 {
     const struct nosa_model_config *cfg = &c->model->cfg;
     int bs = cfg->sparse.block_size;
     memset(in, 0, sizeof(*in));
     in->c = c;
     in->ops = ops;
+    in->dev_index = dev_index;
+    in->device = c->opts->devices[dev_index];
     in->max_seqs = max_seqs;
     in->context = context;
     in->max_context = bench_run_max_context(c->opts, cfg, context);
@@ -280,22 +295,27 @@ static int bench_inst_init(struct bench_inst *in, struct bench_ctx *c,
     int shared = c->opts->fill != BENCH_FILL_PREFILL;
     int prefix = shared ? context / bs : 0;
     uint64_t need_private = (uint64_t)(in->n_table - prefix);
-    if (need_private > c->slot_groups || (uint64_t)max_seqs * c->slot_groups + c->template_groups >
-                                             bench_arena_view(c->arena)->n_groups) {
-        nosa_set_error(err, errlen, "instance: arena too small for %d slots at context %d",
-                       max_seqs, context);
+    /* Device dev_index's slots own arena slots [dev_index * slots, + max_seqs): the devices
+     * share the template and nothing else. */
+    uint64_t first = (uint64_t)dev_index * (uint64_t)c->slots;
+    if (need_private > c->slot_groups || max_seqs > c->slots ||
+        (first + (uint64_t)max_seqs) * c->slot_groups + c->template_groups >
+            bench_arena_view(c->arena)->n_groups) {
+        nosa_set_error(err, errlen, "instance: arena too small for %d slots at context %d "
+                       "(device %d)", max_seqs, context, in->device);
         return -ENOSPC;
     }
     for (int s = 0; s < max_seqs; s++) {
         uint32_t *t = in->groups + (size_t)s * in->n_table;
         for (int m = 0; m < in->n_table; m++)
             t[m] = m < prefix ? (uint32_t)m
-                              : (uint32_t)(c->template_groups + (uint64_t)s * c->slot_groups +
+                              : (uint32_t)(c->template_groups +
+                                           (first + (uint64_t)s) * c->slot_groups +
                                            (uint64_t)(m - prefix));
         in->tbl[s].groups = t;
         in->tbl[s].n_groups = (uint32_t)in->n_table;
         in->slots[s] = s;
-        in->rng[s] = c->opts->seed * 1000003u + (uint64_t)s;
+        in->rng[s] = bench_inst_seed(in, s);
     }
     struct nosa_backend_config bc = {
         .mode = mode->attn,
@@ -304,9 +324,18 @@ static int bench_inst_init(struct bench_inst *in, struct bench_ctx *c,
         .max_context = in->max_context,
         .pool_blocks = c->opts->pool_blocks,
         .arena = bench_arena_view(c->arena),
-        .device = c->opts->device,
+        .device = in->device,
     };
     return ops->create(c->model, &bc, &in->b, err, errlen);
+}
+
+/* Slots [0, n) start again: filled anew by the next bench_inst_fill, inputs from the start. */
+static void bench_inst_restart(struct bench_inst *in, int n)
+{
+    for (int s = 0; s < n; s++) {
+        in->filled[s] = 0;
+        in->rng[s] = bench_inst_seed(in, s);
+    }
 }
 
 /* Puts slots [0, n) that do not hold their context yet in place. */
@@ -383,26 +412,173 @@ static int bench_inst_step(struct bench_inst *in, int n, double rho, struct nosa
     return 0;
 }
 
-static void bench_inst_row(const struct bench_inst *in, const struct bench_instance_spec *sp,
-                           const struct bench_workload *w, int n, double ctx_sum,
-                           const struct nosa_step_stats *acc, double wall, double fill_s,
-                           double gpu_used, struct bench_point *p)
+/* Several instances start their timed steps together: each fills its slots and runs its
+ * warm-up steps, then waits here; the driver opens the gate once all are ready, or calls the
+ * phase off when one failed or could not be started (nobody waits for a thread that never
+ * comes). */
+struct bench_gate {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int ready, open, cancel;
+};
+
+/* One instance's part of a phase of a point: fill, warm-up, timed steps, and what it measured. */
+struct bench_phase {
+    struct bench_inst *in;
+    int n;                  /* the point's batch */
+    double rho;
+    int fresh;              /* restart slots [0, n) first (bench_inst_restart) */
+    struct bench_gate *gate; /* NULL: the instance runs alone */
+    struct nosa_step_stats acc;
+    double wall, ctx_sum, fill_s;
+    double t_begin, t_end;  /* when its timed steps began, when the last returned */
+    int rc;
+    char err[256];
+};
+
+static void bench_phase_run(struct bench_phase *ph)
 {
+    struct bench_inst *in = ph->in;
+    const struct bench_opts *o = in->c->opts;
+    struct nosa_step_stats st;
+    memset(&ph->acc, 0, sizeof(ph->acc));
+    ph->wall = ph->ctx_sum = 0.0;
+    if (ph->fresh) bench_inst_restart(in, ph->n);
+    double t0 = bench_now();
+    ph->rc = bench_inst_fill(in, ph->n, ph->err, sizeof(ph->err));
+    ph->fill_s = bench_now() - t0;
+    for (int i = 0; i < o->warmup && !ph->rc; i++)
+        ph->rc = bench_inst_step(in, ph->n, ph->rho, NULL, &st, &ph->wall, ph->err,
+                                 sizeof(ph->err));
+    if (ph->gate) {
+        struct bench_gate *g = ph->gate;
+        pthread_mutex_lock(&g->lock);
+        g->ready++;
+        g->cancel |= ph->rc != 0;
+        pthread_cond_broadcast(&g->cond);
+        while (!g->open && !g->cancel) pthread_cond_wait(&g->cond, &g->lock);
+        int go = !g->cancel;
+        pthread_mutex_unlock(&g->lock);
+        if (!go) {
+            if (!ph->rc) {
+                ph->rc = -ECANCELED;
+                snprintf(ph->err, sizeof(ph->err), "called off: another device failed");
+            }
+            return;
+        }
+    }
+    ph->t_begin = bench_now();
+    for (int i = 0; i < o->steps && !ph->rc; i++) {
+        for (int s = 0; s < ph->n; s++) ph->ctx_sum += (double)in->pos[s];
+        ph->rc = bench_inst_step(in, ph->n, ph->rho, &ph->acc, &st, &ph->wall, ph->err,
+                                 sizeof(ph->err));
+    }
+    ph->t_end = bench_now();
+}
+
+static void *bench_phase_thread(void *arg)
+{
+    bench_phase_run(arg);
+    return NULL;
+}
+
+/* Runs phases ph[0, k) at once, one thread each, free-running (no step waits for another
+ * device: workers of a node do not synchronise their steps either) from a common start. */
+static int bench_phases_together(struct bench_phase *ph, int k, char *err, size_t errlen)
+{
+    struct bench_gate g = {.ready = 0};
+    pthread_t th[BENCH_MAX_DEVICES];
+    int launched = 0, rc = pthread_mutex_init(&g.lock, NULL);
+    if (rc) {
+        nosa_set_error(err, errlen, "pthread_mutex_init: %s", strerror(rc));
+        return -rc;
+    }
+    if ((rc = pthread_cond_init(&g.cond, NULL))) {
+        pthread_mutex_destroy(&g.lock);
+        nosa_set_error(err, errlen, "pthread_cond_init: %s", strerror(rc));
+        return -rc;
+    }
+    for (; launched < k; launched++) {
+        ph[launched].gate = &g;
+        if ((rc = pthread_create(&th[launched], NULL, bench_phase_thread, &ph[launched]))) {
+            nosa_set_error(err, errlen, "pthread_create (device %d): %s",
+                           ph[launched].in->device, strerror(rc));
+            rc = -rc;
+            break;
+        }
+    }
+    pthread_mutex_lock(&g.lock);
+    g.cancel |= rc != 0;
+    while (g.ready < launched && !g.cancel) pthread_cond_wait(&g.cond, &g.lock);
+    g.open = !g.cancel;
+    pthread_cond_broadcast(&g.cond);
+    pthread_mutex_unlock(&g.lock);
+    for (int i = 0; i < launched; i++) {
+        int e = pthread_join(th[i], NULL);
+        if (e && !rc) {
+            nosa_set_error(err, errlen, "pthread_join (device %d): %s", ph[i].in->device,
+                           strerror(e));
+            rc = -e;
+        }
+    }
+    /* The first real failure, not the -ECANCELED of the devices it called off. */
+    for (int i = 0; i < launched && !rc; i++)
+        if (ph[i].rc && ph[i].rc != -ECANCELED) {
+            rc = ph[i].rc;
+            nosa_set_error(err, errlen, "device %d: %s", ph[i].in->device, ph[i].err);
+        }
+    pthread_cond_destroy(&g.cond);
+    pthread_mutex_destroy(&g.lock);
+    return rc;
+}
+
+/* FNV-1a over each slot's argmax token of the last step's logits: equal hashes mean equal
+ * greedy continuations, so two devices (or phases) can be seen to compute the same. */
+static void bench_greedy_hash(const struct bench_inst *in, int n, char *out, size_t len)
+{
+    int vocab = in->c->model->cfg.vocab_size;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int s = 0; s < n; s++) {
+        const float *l = in->logits + (size_t)s * vocab;
+        uint32_t best = 0;
+        for (int v = 1; v < vocab; v++)
+            if (l[v] > l[best]) best = (uint32_t)v;
+        for (int k = 0; k < 4; k++) {
+            h ^= (best >> (8 * k)) & 0xffu;
+            h *= 0x100000001b3ull;
+        }
+    }
+    snprintf(out, len, "%016llx", (unsigned long long)h);
+}
+
+/* The row of one instance's phase: devices is the label of the devices decoding at the same
+ * time, n_together their count. */
+static void bench_phase_row(const struct bench_phase *ph, const struct bench_instance_spec *sp,
+                            const struct bench_workload *w, const char *devices,
+                            int n_together, double gpu_used, struct bench_point *p)
+{
+    const struct bench_inst *in = ph->in;
+    const struct nosa_step_stats *acc = &ph->acc;
     const struct bench_ctx *c = in->c;
     const struct nosa_model_config *cfg = &c->model->cfg;
     struct nosa_kv_geometry g = bench_geometry(cfg);
-    int bs = cfg->sparse.block_size, steps = c->opts->steps;
-    double group_bytes = (double)nosa_kv_group_bytes(&g);
+    int bs = cfg->sparse.block_size, steps = c->opts->steps, n = ph->n;
+    double group_bytes = (double)nosa_kv_group_bytes(&g), wall = ph->wall;
     memset(p, 0, sizeof(*p));
     snprintf(p->backend, sizeof(p->backend), "%s", sp->backend_name);
     snprintf(p->mode, sizeof(p->mode), "%s", sp->mode->name);
     snprintf(p->workload, sizeof(p->workload), "%s", w->name);
     p->rho = w->rho;
+    snprintf(p->device, sizeof(p->device), "%d", in->device);
+    snprintf(p->devices, sizeof(p->devices), "%s", devices);
+    p->dev_index = in->dev_index;
+    p->n_together = n_together;
     p->batch = n;
     p->context = in->context;
-    p->context_mean = ctx_sum / ((double)n * steps);
+    p->context_mean = ph->ctx_sum / ((double)n * steps);
     p->steps = steps;
     p->tokens_per_s = wall > 0.0 ? (double)n * steps / wall : NAN;
+    p->scaling = NAN; /* set by the caller for the rows of devices run together */
     p->step_ms = wall * 1e3 / steps;
     p->gemm_ms = p->attn_ms = p->select_ms = p->copy_ms = p->other_ms = NAN;
     p->blocks_selected = acc->blocks_selected;
@@ -416,12 +592,18 @@ static void bench_inst_row(const struct bench_inst *in, const struct bench_insta
     p->bytes_d2h_per_step = (double)acc->bytes_d2h / steps;
     p->hit_rate = acc->blocks_selected ? (double)acc->block_hits / acc->blocks_selected : NAN;
     p->copy_gbps = NAN; /* filled in by bench_main.c where a resident twin exists */
+    p->link_gbps = NAN;
     double split_s = acc->gemm_s + acc->attn_s + acc->select_s + acc->copy_s;
     if (split_s > 0.0) { /* the backend times its phases (cuda: CUDA events) */
         p->gemm_ms = acc->gemm_s * 1e3 / steps, p->attn_ms = acc->attn_s * 1e3 / steps;
         p->select_ms = acc->select_s * 1e3 / steps, p->copy_ms = acc->copy_s * 1e3 / steps;
         p->other_ms = p->step_ms - split_s * 1e3 / steps;
         if (acc->copy_s > 0.0) p->copy_gbps = (double)acc->bytes_h2d / acc->copy_s / 1e9;
+        /* cuda reads the missed blocks inside attention (copy_s 0): the attention time then
+         * holds the copy, and the rate is a lower bound of the link's. */
+        double carrier = acc->copy_s > 0.0 ? acc->copy_s : acc->attn_s;
+        if (acc->bytes_h2d > 0 && carrier > 0.0)
+            p->link_gbps = (double)acc->bytes_h2d / carrier / 1e9;
     }
     p->gpu_mem_bytes = gpu_used;
     p->gpu_mem_per_seq = sp->gpu_per_seq;
@@ -436,7 +618,77 @@ static void bench_inst_row(const struct bench_inst *in, const struct bench_insta
     p->host_arena_bytes = (shared + priv) * group_bytes;
     p->host_kv_bytes = (shared * n + priv) * group_bytes;
     p->dense_max_batch = sp->dense_max_batch;
-    p->fill_s = fill_s;
+    p->fill_s = ph->fill_s;
+    bench_greedy_hash(in, n, p->greedy_hash, sizeof(p->greedy_hash));
+}
+
+/* The aggregate of the rows of k devices run together: tokens/s is every device's tokens over
+ * the span from the first device's first timed step to the last device's end; counters and
+ * bytes are sums; the shared prefix is counted once in the arena bytes. */
+static void bench_aggregate_row(const struct bench_point *rows, const struct bench_phase *ph,
+                                int k, double alone_tps_mean, struct bench_point *p)
+{
+    const struct nosa_model_config *cfg = &ph[0].in->c->model->cfg;
+    struct nosa_kv_geometry g = bench_geometry(cfg);
+    int prefix = ph[0].in->c->opts->fill != BENCH_FILL_PREFILL
+                     ? rows[0].context / cfg->sparse.block_size : 0;
+    double t_start = ph[0].t_begin, t_end = ph[0].t_end, ctx = 0.0;
+    *p = rows[0];
+    snprintf(p->device, sizeof(p->device), "all");
+    p->dev_index = -1;
+    p->blocks_selected = p->blocks_transferred = p->block_hits = 0;
+    p->bytes_h2d = p->bytes_d2h = 0;
+    p->gpu_mem_bytes = p->host_arena_bytes = p->host_kv_bytes = p->fill_s = 0.0;
+    for (int d = 0; d < k; d++) {
+        const struct bench_point *q = &rows[d];
+        t_start = ph[d].t_begin < t_start ? ph[d].t_begin : t_start;
+        t_end = ph[d].t_end > t_end ? ph[d].t_end : t_end;
+        ctx += q->context_mean / k;
+        p->blocks_selected += q->blocks_selected;
+        p->blocks_transferred += q->blocks_transferred;
+        p->block_hits += q->block_hits;
+        p->bytes_h2d += q->bytes_h2d;
+        p->bytes_d2h += q->bytes_d2h;
+        p->gpu_mem_bytes += q->gpu_mem_bytes;
+        p->host_arena_bytes += q->host_arena_bytes;
+        p->host_kv_bytes += q->host_kv_bytes;
+        p->fill_s = q->fill_s > p->fill_s ? q->fill_s : p->fill_s;
+    }
+    p->host_arena_bytes -= (double)(k - 1) * prefix * (double)nosa_kv_group_bytes(&g);
+    double span = t_end - t_start;
+    p->context_mean = ctx;
+    p->tokens_per_s = span > 0.0 ? (double)k * p->batch * p->steps / span : NAN;
+    p->scaling = p->tokens_per_s / alone_tps_mean;
+    p->step_ms = span * 1e3 / p->steps;
+    p->gemm_ms = p->attn_ms = p->select_ms = p->copy_ms = p->other_ms = NAN;
+    p->copy_gbps = p->link_gbps = NAN;
+    p->blocks_per_step = (double)p->blocks_transferred / p->steps;
+    p->bytes_h2d_per_step = (double)p->bytes_h2d / p->steps;
+    p->bytes_d2h_per_step = (double)p->bytes_d2h / p->steps;
+    p->hit_rate = p->blocks_selected ? (double)p->block_hits / p->blocks_selected : NAN;
+    p->greedy_hash[0] = '\0';
+}
+
+static int bench_add_row(struct bench_results *res, const struct bench_point *p, char *err,
+                         size_t errlen)
+{
+    if (bench_results_add(res, p)) {
+        nosa_set_error(err, errlen, "results: out of memory");
+        return -ENOMEM;
+    }
+    LOG_INFO("bench", "point backend=%s mode=%s workload=%s ctx=%d batch=%d device=%s "
+             "devices=%s tok/s=%.1f hit=%.3f blocks/step=%.1f", p->backend, p->mode,
+             p->workload, p->context, p->batch, p->device, p->devices, p->tokens_per_s,
+             p->hit_rate, p->blocks_per_step);
+    return 0;
+}
+
+/* Device memory instance d holds now (NAN where it cannot be measured). */
+static double bench_gpu_used(int on_device, int device, uint64_t free0)
+{
+    uint64_t free1, total;
+    if (!on_device || bench_mem_device_info(device, &free1, &total, NULL, 0) != 0) return NAN;
+    return (double)free0 - (double)free1;
 }
 
 int bench_run_instance(struct bench_ctx *c, const struct nosa_backend_ops *ops,
@@ -444,57 +696,69 @@ int bench_run_instance(struct bench_ctx *c, const struct nosa_backend_ops *ops,
                        char *err, size_t errlen)
 {
     const struct bench_opts *o = c->opts;
-    int max_seqs = 0;
+    int nd = o->n_devices, max_seqs = 0, made = 0, rc = 0;
     for (int i = 0; i < sp->n_batches; i++)
         if (sp->batches[i] > max_seqs) max_seqs = sp->batches[i];
     int on_device = strcmp(ops->name, "cpu") != 0;
-    uint64_t free0 = 0, total = 0, free1 = 0;
-    if (on_device && bench_mem_device_info(o->device, &free0, &total, NULL, 0) != 0)
-        on_device = 0;
-    struct bench_inst in;
-    int rc = bench_inst_init(&in, c, ops, sp->mode, sp->context, max_seqs, err, errlen);
-    if (rc) goto out;
+    uint64_t free0[BENCH_MAX_DEVICES] = {0}, total = 0;
+    char all[64] = "";
+    struct bench_inst in[BENCH_MAX_DEVICES];
+    for (int d = 0; d < nd; d++) {
+        size_t len = strlen(all);
+        snprintf(all + len, sizeof(all) - len, "%s%d", d ? "+" : "", o->devices[d]);
+        if (on_device && bench_mem_device_info(o->devices[d], &free0[d], &total, NULL, 0) != 0)
+            on_device = 0;
+        made = d + 1;
+        rc = bench_inst_init(&in[d], c, ops, sp->mode, sp->context, max_seqs, d, err, errlen);
+        if (rc) goto out;
+    }
     for (int wi = 0; wi < o->n_workloads; wi++) {
         const struct bench_workload *w = &o->workloads[wi];
         for (int bi = 0; bi < sp->n_batches; bi++) {
-            int n = sp->batches[bi];
-            double t0 = bench_now();
-            rc = bench_inst_fill(&in, n, err, errlen);
-            if (rc) goto out;
-            double fill_s = bench_now() - t0;
-            struct nosa_step_stats acc, st;
-            memset(&acc, 0, sizeof(acc));
-            double wall = 0.0, ctx_sum = 0.0;
-            for (int i = 0; i < o->warmup && !rc; i++)
-                rc = bench_inst_step(&in, n, w->rho, NULL, &st, &wall, err, errlen);
-            for (int i = 0; i < o->steps && !rc; i++) {
-                for (int s = 0; s < n; s++) ctx_sum += (double)in.pos[s];
-                rc = bench_inst_step(&in, n, w->rho, &acc, &st, &wall, err, errlen);
+            struct bench_phase ph[BENCH_MAX_DEVICES];
+            struct bench_point rows[BENCH_MAX_DEVICES], agg;
+            double alone[BENCH_MAX_DEVICES], alone_mean = 0.0;
+            char one[8];
+            /* One device: the sequences go on from the previous point, as they always did.
+             * Several: every phase (each device alone, then all) starts from the same fresh
+             * slots and inputs, so alone and together do exactly the same work. */
+            for (int d = 0; d < nd; d++) {
+                ph[d] = (struct bench_phase){.in = &in[d], .n = sp->batches[bi],
+                                             .rho = w->rho, .fresh = nd > 1};
+                bench_phase_run(&ph[d]);
+                if ((rc = ph[d].rc)) {
+                    nosa_set_error(err, errlen, "device %d: %s", in[d].device, ph[d].err);
+                    goto out;
+                }
+                snprintf(one, sizeof(one), "%d", in[d].device);
+                bench_phase_row(&ph[d], sp, w, one, 1,
+                                bench_gpu_used(on_device, in[d].device, free0[d]), &rows[d]);
+                if ((rc = bench_add_row(res, &rows[d], err, errlen))) goto out;
+                alone[d] = rows[d].tokens_per_s;
+                alone_mean += alone[d] / nd;
             }
-            if (rc) goto out;
-            double gpu_used = NAN;
-            if (on_device && bench_mem_device_info(o->device, &free1, &total, NULL, 0) == 0)
-                gpu_used = (double)free0 - (double)free1;
-            struct bench_point p;
-            bench_inst_row(&in, sp, w, n, ctx_sum, &acc, wall, fill_s, gpu_used, &p);
-            rc = bench_results_add(res, &p);
-            if (rc) {
-                nosa_set_error(err, errlen, "results: out of memory");
-                goto out;
+            if (nd == 1) continue;
+            if ((rc = bench_phases_together(ph, nd, err, errlen))) goto out;
+            for (int d = 0; d < nd; d++) {
+                bench_phase_row(&ph[d], sp, w, all, nd,
+                                bench_gpu_used(on_device, in[d].device, free0[d]), &rows[d]);
+                rows[d].scaling = rows[d].tokens_per_s / alone[d];
+                if ((rc = bench_add_row(res, &rows[d], err, errlen))) goto out;
             }
-            LOG_INFO("bench", "point backend=%s mode=%s workload=%s ctx=%d batch=%d tok/s=%.1f "
-                     "hit=%.3f blocks/step=%.1f", p.backend, p.mode, p.workload, p.context,
-                     p.batch, p.tokens_per_s, p.hit_rate, p.blocks_per_step);
+            bench_aggregate_row(rows, ph, nd, alone_mean, &agg);
+            if ((rc = bench_add_row(res, &agg, err, errlen))) goto out;
         }
     }
 out:
-    bench_inst_free(&in);
+    /* Last created first: the first instance registered the arena with CUDA (the others
+     * found it registered) and unregisters it when destroyed. */
+    for (int d = made - 1; d >= 0; d--) bench_inst_free(&in[d]);
     return rc;
 }
 
 int bench_run_probe_memory(struct bench_ctx *c, const struct nosa_backend_ops *ops,
-                           const struct bench_mode *mode, int max_context, double *fixed_b,
-                           double *per_seq_b, char *err, size_t errlen)
+                           const struct bench_mode *mode, int max_context, int device,
+                           double *fixed_b, double *per_seq_b, char *err, size_t errlen)
 {
     if (strcmp(ops->name, "cpu") == 0) {
         nosa_set_error(err, errlen, "backend cpu holds no device memory");
@@ -503,7 +767,7 @@ int bench_run_probe_memory(struct bench_ctx *c, const struct nosa_backend_ops *o
     double used[2] = {0.0, 0.0};
     for (int k = 0; k < 2; k++) {
         uint64_t f0, f1, t;
-        int rc = bench_mem_device_info(c->opts->device, &f0, &t, err, errlen);
+        int rc = bench_mem_device_info(device, &f0, &t, err, errlen);
         if (rc) return rc;
         struct nosa_backend_config bc = {
             .mode = mode->attn,
@@ -512,12 +776,12 @@ int bench_run_probe_memory(struct bench_ctx *c, const struct nosa_backend_ops *o
             .max_context = max_context,
             .pool_blocks = c->opts->pool_blocks,
             .arena = bench_arena_view(c->arena),
-            .device = c->opts->device,
+            .device = device,
         };
         struct nosa_backend *b = NULL;
         rc = ops->create(c->model, &bc, &b, err, errlen);
         if (rc) return rc;
-        rc = bench_mem_device_info(c->opts->device, &f1, &t, err, errlen);
+        rc = bench_mem_device_info(device, &f1, &t, err, errlen);
         ops->destroy(b);
         if (rc) return rc;
         used[k] = (double)f0 - (double)f1;

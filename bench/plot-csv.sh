@@ -10,17 +10,20 @@ command -v gnuplot >/dev/null || { echo "plot-csv: gnuplot is not installed (apt
 dir=$(dirname "$csv")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# Columns by name, so a reordered CSV still plots right.
+# Columns by name, so a reordered CSV still plots right. A run over several devices (a row of
+# device "all"; the file is read twice to know) gets a line per device and phase.
 awk -F, -v out="$tmp" '
-  NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+  FNR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+  FNR == NR { if ("device" in col && $col["device"] == "all") multi = 1; next }
   {
     key = $col["workload"] "_" $col["rho"] "_" $col["context"]
     series = $col["backend"] "-" $col["mode"]
+    if (multi) series = series "-dev" $col["device"] "-of-" $col["devices"]
     f = out "/" key "__" series ".dat"
     print $col["batch"], $col["tokens_per_s"] > f
     figs[key] = 1
   }
-  END { for (k in figs) print k > (out "/figures") }' "$csv"
+  END { for (k in figs) print k > (out "/figures") }' "$csv" "$csv"
 while read -r fig; do
   IFS=_ read -r workload _ ctx <<<"$fig"
   tag=$workload

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # node.sh: starts, stops and shows one nosa-serve node (docs/DEPLOY.md, docs/PROCESSES.md):
-# one nosa-kvhost per NUMA node (pinned there), one nosa-worker per GPU (pinned to its GPU's
-# NUMA node) or, with no GPU, --cpu-workers N CPU workers, and one nosa-coordinator. Logs
-# and pid files live in the run directory next to the sockets.
+# one nosa-kvhost per NUMA node (pinned there; --kvhosts one: a single one that every worker
+# attaches to), one nosa-worker per GPU (pinned to its GPU's NUMA node) or, with no GPU,
+# --cpu-workers N CPU workers, and one nosa-coordinator. Logs and pid files live in the run
+# directory next to the sockets.
 #
 #   deploy/node.sh start  [flags]     start everything, wait until each process is ready
 #   deploy/node.sh stop   [flags]     SIGTERM, then SIGKILL after --stop-timeout; reports
@@ -13,6 +14,9 @@
 #
 # Every flag has an environment default (NOSA_*), so systemd units read one file.
 set -euo pipefail
+# nvidia-smi numbers GPUs in PCI bus order, the CUDA runtime fastest first unless told so: one
+# order for both, so that worker gpuN (--gpu N) runs on the GPU whose NUMA node it is pinned to.
+export CUDA_DEVICE_ORDER=PCI_BUS_ID
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -28,12 +32,16 @@ usage: deploy/node.sh start|stop|status|plan [flags]
   --model-config C   configuration nosa-mkmodel uses when it generates it (\$NOSA_MODEL_CONFIG, tiny)
   --mode M           dense|infllmv2|nosa (\$NOSA_MODE, default nosa)
   --arena SIZE       arena size per kv-host, e.g. 256M, 64G (\$NOSA_ARENA, default 256M)
+  --kvhosts K        per-numa: a kv-host per NUMA node, each worker on its node's; one: a
+                     single kv-host on the first NUMA node serving every worker
+                     (\$NOSA_KVHOSTS, default per-numa)
   --cpu-workers N    CPU workers when there is no GPU (\$NOSA_CPU_WORKERS, default 2)
   --backend B        auto|cpu|cuda (\$NOSA_BACKEND, default auto: cuda when nvidia-smi lists a GPU)
   --metrics-port P   coordinator's Prometheus port, 0 = off (\$NOSA_METRICS_PORT, default 9464)
   --ready-timeout S  seconds to wait for each process to be ready (default 60)
   --stop-timeout S   seconds between SIGTERM and SIGKILL (default 10)
   \$NOSA_NODE_TAG     appended to the kv-host names (arenas): several nodes of one user
+  \$NOSA_SYSFS        where sysfs is (default /sys): tests describe a machine with it
   --fresh            start: remove the arenas and the job journal first (else a kv-host
                      re-opens its arena with --recover and the coordinator its journal);
                      stop: remove them after a clean stop
@@ -62,6 +70,9 @@ model=${NOSA_MODEL:-}
 model_config=${NOSA_MODEL_CONFIG:-tiny}
 mode=${NOSA_MODE:-nosa}
 arena=${NOSA_ARENA:-256M}
+kvhosts=${NOSA_KVHOSTS:-per-numa}
+# The topology is read from sysfs; a test points this at a made-up machine.
+sysfs=${NOSA_SYSFS:-/sys}
 cpu_workers=${NOSA_CPU_WORKERS:-2}
 backend=${NOSA_BACKEND:-auto}
 metrics_port=${NOSA_METRICS_PORT:-9464}
@@ -75,13 +86,13 @@ while [ $# -gt 0 ]; do
   case $1 in
     -h|--help) usage; exit 0 ;;
     --fresh) fresh=1; shift; continue ;;
-    --run-dir|--bin|--model|--model-config|--mode|--arena|--cpu-workers|--backend|\
+    --run-dir|--bin|--model|--model-config|--mode|--arena|--kvhosts|--cpu-workers|--backend|\
     --metrics-port|--ready-timeout|--stop-timeout)
       [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"
       case $1 in
         --run-dir) run_dir=$2 ;; --bin) bin_dir=$2 ;; --model) model=$2 ;;
         --model-config) model_config=$2 ;; --mode) mode=$2 ;; --arena) arena=$2 ;;
-        --cpu-workers) cpu_workers=$2 ;; --backend) backend=$2 ;;
+        --kvhosts) kvhosts=$2 ;; --cpu-workers) cpu_workers=$2 ;; --backend) backend=$2 ;;
         --metrics-port) metrics_port=$2 ;; --ready-timeout) ready_timeout=$2 ;;
         --stop-timeout) stop_timeout=$2 ;;
       esac
@@ -91,6 +102,7 @@ while [ $# -gt 0 ]; do
 done
 case $mode in dense|infllmv2|nosa) ;; *) die "--mode '$mode': expected dense, infllmv2 or nosa" ;; esac
 case $backend in auto|cpu|cuda) ;; *) die "--backend '$backend': expected auto, cpu or cuda" ;; esac
+case $kvhosts in one|per-numa) ;; *) die "--kvhosts '$kvhosts': expected one or per-numa" ;; esac
 for n in cpu_workers metrics_port ready_timeout stop_timeout; do
   [[ ${!n} =~ ^[0-9]+$ ]] || die "--${n//_/-} '${!n}': expected a non-negative integer"
 done
@@ -117,8 +129,8 @@ binary() { # binary NAME: the path of a nosa binary, or an error naming where it
 # ---------------------------------------------------------------- topology
 # NUMA nodes with memory, from sysfs; "" when the kernel has no NUMA support (one node, unbound).
 numa_nodes() {
-  local f=/sys/devices/system/node/has_memory list="" part
-  [ -r "$f" ] || f=/sys/devices/system/node/online
+  local f=$sysfs/devices/system/node/has_memory list="" part
+  [ -r "$f" ] || f=$sysfs/devices/system/node/online
   [ -r "$f" ] || return 0
   IFS=, read -ra parts <"$f"
   for part in "${parts[@]}"; do
@@ -137,7 +149,7 @@ gpu_list() {
 gpu_numa_node() { # index bus_id
   local bus node=""
   bus=$(echo "$2" | tr 'A-F' 'a-f' | sed -E 's/^[0-9a-f]{4}([0-9a-f]{4}:)/\1/')
-  [ -r "/sys/bus/pci/devices/$bus/numa_node" ] && node=$(cat "/sys/bus/pci/devices/$bus/numa_node")
+  [ -r "$sysfs/bus/pci/devices/$bus/numa_node" ] && node=$(cat "$sysfs/bus/pci/devices/$bus/numa_node")
   if ! [[ $node =~ ^[0-9]+$ ]]; then
     # topo -m: a row per device: its name, one column per device (GPUn, NICn headers), then
     # CPU Affinity, then NUMA Affinity.
@@ -150,7 +162,7 @@ gpu_numa_node() { # index bus_id
 
 # Command prefix that pins a process's CPUs (and preferred memory) to a NUMA node.
 pin_prefix() { # node
-  local cpus=/sys/devices/system/node/node$1/cpulist
+  local cpus=$sysfs/devices/system/node/node$1/cpulist
   if command -v numactl >/dev/null 2>&1; then
     echo "numactl --cpunodebind=$1 --preferred=$1"
   elif [ -s "$cpus" ]; then
@@ -175,10 +187,16 @@ worker_plan() {
   fi
 }
 
-kvhost_of_node() { # node: the endpoint of the kv-host serving it (its own, else the first)
+# The NUMA nodes that run a kv-host: every node (per-numa), or the first (one).
+kvhost_nodes() {
   local nodes; nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
-  for n in "${nodes[@]}"; do [ "$n" = "$1" ] && { echo "ipc://$run_dir/kvh$1.sock"; return; }; done
-  echo "ipc://$run_dir/kvh${nodes[0]}.sock"
+  if [ "$kvhosts" = one ]; then echo "${nodes[0]}"; else echo "${nodes[@]}"; fi
+}
+
+kvhost_of_node() { # node: the endpoint of the kv-host serving it (its own, else the first)
+  local hosts; hosts=($(kvhost_nodes))
+  for n in "${hosts[@]}"; do [ "$n" = "$1" ] && { echo "ipc://$run_dir/kvh$1.sock"; return; }; done
+  echo "ipc://$run_dir/kvh${hosts[0]}.sock"
 }
 
 # ---------------------------------------------------------------- one process
@@ -188,6 +206,8 @@ proc_argv() { # kvhost N | worker NAME | coordinator  -> sets argv=()
   case $1 in kvhost|worker|coordinator) exe=$(binary "nosa-$1") || exit 1 ;; esac
   case $1 in
     kvhost)
+      [[ " $(kvhost_nodes) " == *" $2 "* ]] ||
+        die "no kv-host on NUMA node $2 with --kvhosts $kvhosts (kv-hosts on: $(kvhost_nodes))"
       argv=($(pin_prefix "$2") "$exe" --run-dir "$run_dir" --name "kvh$2$kvh_suffix"
             --endpoint "ipc://$run_dir/kvh$2.sock" --arena "$arena" --model "$model")
       [ -z "$(numa_nodes)" ] || argv+=(--numa-node "$2")
@@ -293,16 +313,17 @@ do_start() {
   done
   for b in nosa-kvhost nosa-worker nosa-coordinator nosa; do binary "$b" >/dev/null; done
   ensure_model
-  local nodes plan name gpu node
+  local nodes hosts plan name gpu node
   nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
+  hosts=($(kvhost_nodes))
   [ $fresh = 0 ] || remove_state
   plan=$(worker_plan)
   echo "node.sh: run dir $run_dir, model $model, mode $mode, NUMA nodes ${nodes[*]}," \
-       "workers $(echo "$plan" | awk '{print $1}' | xargs)"
-  for n in "${nodes[@]}"; do
+       "kv-hosts ($kvhosts) on ${hosts[*]}, workers $(echo "$plan" | awk '{print $1}' | xargs)"
+  for n in "${hosts[@]}"; do
     proc_argv kvhost "$n"; launch "kvh$n" "${argv[@]}"
   done
-  for n in "${nodes[@]}"; do wait_ready "kvh$n" test -S "$run_dir/kvh$n.sock"; done
+  for n in "${hosts[@]}"; do wait_ready "kvh$n" test -S "$run_dir/kvh$n.sock"; done
   proc_argv coordinator; launch coordinator "${argv[@]}"
   wait_ready coordinator nosa_cli status
   while read -r name gpu node; do
@@ -313,6 +334,7 @@ do_start() {
 }
 
 remove_state() { # the arenas and the journal: what a restart would recover
+  # Every node's arena, whatever --kvhosts says now: a run with the other choice left them.
   local n nodes; nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
   for n in "${nodes[@]}"; do rm -f "$(arena_path "kvh$n")"; done
   rm -f "$run_dir/coordinator.journal"
@@ -361,9 +383,9 @@ do_status() {
 }
 
 do_plan() {
-  local nodes n name gpu node
-  nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
-  for n in "${nodes[@]}"; do proc_argv kvhost "$n"; echo "kvh$n: ${argv[*]}"; done
+  local n name gpu node
+  echo "kv-hosts: $kvhosts, on NUMA node(s) $(kvhost_nodes) (NUMA nodes: $(numa_nodes | grep . || echo 'none, one unbound kv-host'))"
+  for n in $(kvhost_nodes); do proc_argv kvhost "$n"; echo "kvh$n: ${argv[*]}"; done
   proc_argv coordinator; echo "coordinator: ${argv[*]}"
   while read -r name gpu node; do
     proc_argv worker "$name"; echo "$name (NUMA node $node): ${argv[*]}"
@@ -375,7 +397,7 @@ case $cmd in
   plan) do_plan ;;
   stop) do_stop ;;
   status) do_status ;;
-  exec) ensure_run_dir; [ "${exec_args[0]}" != kvhost ] || ensure_model
-        proc_argv "${exec_args[@]}"; exec "${argv[@]}" ;;
+  exec) ensure_run_dir; proc_argv "${exec_args[@]}"
+        [ "${exec_args[0]}" != kvhost ] || ensure_model; exec "${argv[@]}" ;;
   *) usage >&2; die "unknown command '$cmd'" ;;
 esac

@@ -134,6 +134,11 @@ static double now_seconds(void)
 static void cuda_destroy(struct nosa_backend *b)
 {
     if (!b) return;
+    /* Its own device first: a process may destroy backends of several devices from one thread
+     * (nosa-bench --devices), and the cuBLAS handle belongs to the device it was made on. Like
+     * every call below, teardown goes on whatever it returns (a bad ordinal from a failed create
+     * included). */
+    (void)cudaSetDevice(b->cfg.device);
     if (b->stream) (void)cudaStreamSynchronize(b->stream);
     if (b->side) (void)cudaStreamSynchronize(b->side);
     if (b->layers) {
@@ -266,7 +271,10 @@ static int upload_weights(struct nosa_backend *b, char *err, size_t errlen)
 
 /* Registers the arena (mapped, in chunks of at most 64 GiB, page-aligned outward) and finds
  * the address the GPU uses for it. An arena another backend of this process already
- * registered is used as it is. */
+ * registered is used as it is; portable, so that a backend on another device of the same
+ * process (nosa-bench --devices) can: without it only the registering device's context sees
+ * the memory as pinned and mapped. The registering backend unregisters at destroy, so it must
+ * be destroyed last. */
 static int register_arena(struct nosa_backend *b, char *err, size_t errlen)
 {
     int rc = 0;
@@ -285,7 +293,8 @@ static int register_arena(struct nosa_backend *b, char *err, size_t errlen)
     }
     for (uintptr_t p = lo; p < hi; p += REG_CHUNK) {
         size_t len = hi - p < REG_CHUNK ? hi - p : REG_CHUNK;
-        cudaError_t e = cudaHostRegister((void *)p, len, cudaHostRegisterMapped);
+        cudaError_t e =
+            cudaHostRegister((void *)p, len, cudaHostRegisterMapped | cudaHostRegisterPortable);
         if (e == cudaErrorHostMemoryAlreadyRegistered) {
             (void)cudaGetLastError();
             continue;

@@ -3,11 +3,18 @@
  * and checks that bench.csv and bench.json exist and parse, agree with each other, and hold
  * sane figures: tokens/s > 0, hit rate in [0, 1], selected == transferred + hits, bytes moved
  * == blocks moved * block bytes, nothing moved when resident; and the plot when gnuplot is
- * installed. */
+ * installed.
+ *
+ * Then the multi-device driver (--devices 0,1: two cpu instances over one arena, each alone,
+ * then both at once, batches 2 and 3): every device's row, alone and together, must equal
+ * exactly the one-device run of the same seed and point (blocks selected, moved and hit,
+ * bytes both ways, the greedy hash of the last logits), the aggregate row must be the sum of
+ * the together rows, and the files must carry the new columns and the scaling table. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,6 +55,13 @@ static double num(const cJSON *row, const char *key)
     return v->valuedouble;
 }
 
+static const char *str(const cJSON *row, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, key);
+    REQUIRE(cJSON_IsString(v), "row field %s is not a string", key);
+    return v->valuestring;
+}
+
 static int on_path(const char *prog)
 {
     const char *path = getenv("PATH");
@@ -62,74 +76,206 @@ static int on_path(const char *prog)
     return 0;
 }
 
-static void check_csv(const char *path, int *rows)
+/* Checks the CSV's shape and the new columns; returns its row count. */
+static int check_csv(const char *dir)
 {
+    static const char *const want[] = {",device,", ",devices,", ",scaling,", ",link_gbps,",
+                                       ",greedy_hash"};
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/bench.csv", dir);
     char *text = slurp(path);
     REQUIRE(text, "%s missing", path);
-    const char *nl = strchr(text, '\n');
+    char *nl = strchr(text, '\n');
     REQUIRE(nl, "csv has no header line");
-    int cols = count_fields(text, (size_t)(nl - text));
+    int cols = count_fields(text, (size_t)(nl - text)), rows = 0;
     CHECK(strncmp(text, "backend,mode,workload,", 22) == 0, "csv header: %.40s", text);
-    *rows = 0;
+    *nl = '\0';
+    for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++)
+        CHECK(strstr(text, want[k]) != NULL, "csv header lacks %s", want[k]);
     for (const char *line = nl + 1; *line;) {
         const char *end = strchr(line, '\n');
         REQUIRE(end, "csv: unterminated line");
-        CHECK(count_fields(line, (size_t)(end - line)) == cols, "csv row %d: field count",
-              *rows);
-        (*rows)++;
+        CHECK(count_fields(line, (size_t)(end - line)) == cols, "csv row %d: field count", rows);
+        rows++;
         line = end + 1;
     }
     free(text);
+    return rows;
 }
 
-static void check_json(const char *path, int csv_rows)
+/* bench.json of dir, parsed, after checking that it has as many rows as the CSV. */
+static cJSON *load_json(const char *dir)
 {
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/bench.json", dir);
     char *text = slurp(path);
     REQUIRE(text, "%s missing", path);
     cJSON *root = cJSON_Parse(text);
-    REQUIRE(root, "bench.json does not parse");
+    free(text);
+    REQUIRE(root, "%s does not parse", path);
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(root, "rows");
+    REQUIRE(cJSON_IsArray(rows), "rows is not an array");
+    int csv_rows = check_csv(dir);
+    CHECK(cJSON_GetArraySize(rows) == csv_rows, "json rows %d vs csv rows %d",
+          cJSON_GetArraySize(rows), csv_rows);
+    return root;
+}
+
+/* The one-device run: two sane rows. */
+static void check_single(const cJSON *root)
+{
     const cJSON *driver = cJSON_GetObjectItemCaseSensitive(root, "driver");
     CHECK(cJSON_IsString(driver) && strstr(driver->valuestring, "in-process"), "driver label");
     const cJSON *rows = cJSON_GetObjectItemCaseSensitive(root, "rows");
-    REQUIRE(cJSON_IsArray(rows), "rows is not an array");
     CHECK(cJSON_GetArraySize(rows) == 2, "rows: %d, want 2", cJSON_GetArraySize(rows));
-    CHECK(cJSON_GetArraySize(rows) == csv_rows, "json rows %d vs csv rows %d",
-          cJSON_GetArraySize(rows), csv_rows);
     CHECK(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "ratios")), "ratios array");
     int seen_offload = 0, seen_resident = 0;
     const cJSON *row;
     cJSON_ArrayForEach(row, rows) {
-        const cJSON *mode = cJSON_GetObjectItemCaseSensitive(row, "mode");
-        const cJSON *wl = cJSON_GetObjectItemCaseSensitive(row, "workload");
-        REQUIRE(cJSON_IsString(mode) && cJSON_IsString(wl), "mode/workload labels");
-        CHECK(strcmp(wl->valuestring, "correlated-0.90") == 0, "workload %s", wl->valuestring);
+        const char *mode = str(row, "mode");
+        CHECK(strcmp(str(row, "workload"), "correlated-0.90") == 0, "workload %s",
+              str(row, "workload"));
         CHECK_NEAR(num(row, "rho"), 0.9, 1e-12, "rho");
+        CHECK(!strcmp(str(row, "device"), "0") && !strcmp(str(row, "devices"), "0"),
+              "%s: device %s of %s, want 0 of 0", mode, str(row, "device"), str(row, "devices"));
+        CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(row, "scaling")),
+              "%s: scaling set on a one-device run", mode);
+        CHECK(strlen(str(row, "greedy_hash")) == 16, "%s: greedy hash '%s'", mode,
+              str(row, "greedy_hash"));
         double tps = num(row, "tokens_per_s"), hit = num(row, "hit_rate");
-        CHECK(tps > 0.0, "%s: tokens/s %g", mode->valuestring, tps);
-        CHECK(hit >= 0.0 && hit <= 1.0, "%s: hit rate %g", mode->valuestring, hit);
+        CHECK(tps > 0.0, "%s: tokens/s %g", mode, tps);
+        CHECK(hit >= 0.0 && hit <= 1.0, "%s: hit rate %g", mode, hit);
         double sel = num(row, "blocks_selected"), tr = num(row, "blocks_transferred");
         double hits = num(row, "block_hits"), h2d = num(row, "bytes_h2d");
         double bb = num(row, "block_bytes");
-        CHECK(sel > 0.0, "%s: nothing selected", mode->valuestring);
-        CHECK(sel == tr + hits, "%s: selected %g != transferred %g + hits %g",
-              mode->valuestring, sel, tr, hits);
-        CHECK(h2d == tr * bb, "%s: bytes %g != blocks %g * block bytes %g", mode->valuestring,
-              h2d, tr, bb);
+        CHECK(sel > 0.0, "%s: nothing selected", mode);
+        CHECK(sel == tr + hits, "%s: selected %g != transferred %g + hits %g", mode, sel, tr,
+              hits);
+        CHECK(h2d == tr * bb, "%s: bytes %g != blocks %g * block bytes %g", mode, h2d, tr, bb);
         CHECK_NEAR(num(row, "blocks_per_step") * num(row, "steps"), tr, 1e-6, "blocks/step");
         CHECK_NEAR(hit, hits / sel, 1e-12, "hit rate");
         CHECK(num(row, "batch") == 2 && num(row, "context") == 128, "grid point");
         CHECK(num(row, "host_arena_bytes") > 0.0, "host arena");
-        if (strcmp(mode->valuestring, "nosa-offload") == 0) {
+        if (strcmp(mode, "nosa-offload") == 0) {
             seen_offload = 1;
-        } else if (strcmp(mode->valuestring, "nosa-resident") == 0) {
+        } else if (strcmp(mode, "nosa-resident") == 0) {
             seen_resident = 1;
             CHECK(tr == 0.0 && h2d == 0.0, "resident moved %g blocks", tr);
             CHECK(hit == 1.0, "resident hit rate %g", hit);
         }
     }
     CHECK(seen_offload && seen_resident, "both modes present");
-    cJSON_Delete(root);
-    free(text);
+}
+
+/* What a row moved and computed; equal between devices and runs of the same seed and point. */
+static const char *const g_exact[] = {"blocks_selected", "blocks_transferred", "block_hits",
+                                      "bytes_h2d", "bytes_d2h", "steps", "context_mean"};
+
+/* The row of mode at batch in rows (a one-device run's), or NULL. */
+static const cJSON *find_row(const cJSON *rows, const char *mode, int batch)
+{
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows) {
+        if (!strcmp(str(row, "mode"), mode) && num(row, "batch") == batch) return row;
+    }
+    return NULL;
+}
+
+/* The two-device run (batches 2 and 3) against the one-device runs at batch 2 and batch 3. */
+static void check_multi(const cJSON *root, const cJSON *one_b2, const cJSON *one_b3)
+{
+    const cJSON *devs = cJSON_GetObjectItemCaseSensitive(root, "devices");
+    CHECK(cJSON_IsArray(devs) && cJSON_GetArraySize(devs) == 2 &&
+              cJSON_GetArrayItem(devs, 0)->valueint == 0 &&
+              cJSON_GetArrayItem(devs, 1)->valueint == 1,
+          "devices is not [0, 1]");
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(root, "rows");
+    /* per (mode, batch): device 0 alone, 1 alone, 0 together, 1 together, the aggregate */
+    CHECK(cJSON_GetArraySize(rows) == 2 * 2 * 5, "rows: %d, want 20", cJSON_GetArraySize(rows));
+    int alone = 0, together = 0, aggregate = 0;
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows) {
+        const char *mode = str(row, "mode"), *dev = str(row, "device");
+        const char *devices = str(row, "devices");
+        int batch = (int)num(row, "batch");
+        const cJSON *ref = find_row(batch == 2 ? one_b2 : one_b3, mode, batch);
+        REQUIRE(ref, "no one-device row for %s batch %d", mode, batch);
+        if (!strcmp(dev, "all")) {
+            aggregate++;
+            CHECK(!strcmp(devices, "0+1"), "aggregate devices %s", devices);
+            CHECK(num(row, "tokens_per_s") > 0.0 && num(row, "scaling") > 0.0,
+                  "%s b%d: aggregate tokens/s %g scaling %g", mode, batch,
+                  num(row, "tokens_per_s"), num(row, "scaling"));
+            for (size_t k = 0; k < 5; k++) /* the counters: twice one device's */
+                CHECK(num(row, g_exact[k]) == 2 * num(ref, g_exact[k]),
+                      "%s b%d aggregate %s: %g, want 2 x %g", mode, batch, g_exact[k],
+                      num(row, g_exact[k]), num(ref, g_exact[k]));
+            continue;
+        }
+        CHECK(!strcmp(dev, "0") || !strcmp(dev, "1"), "device %s", dev);
+        if (!strcmp(devices, "0+1")) {
+            together++;
+            CHECK(num(row, "scaling") > 0.0, "%s b%d dev %s: scaling %g", mode, batch, dev,
+                  num(row, "scaling"));
+        } else {
+            alone++;
+            CHECK(!strcmp(devices, dev), "alone row of device %s says devices %s", dev, devices);
+            CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(row, "scaling")),
+                  "%s b%d dev %s: scaling set on an alone row", mode, batch, dev);
+        }
+        CHECK(cJSON_GetObjectItemCaseSensitive(row, "link_gbps") != NULL, "no link_gbps");
+        for (size_t k = 0; k < sizeof(g_exact) / sizeof(g_exact[0]); k++)
+            CHECK(num(row, g_exact[k]) == num(ref, g_exact[k]),
+                  "%s b%d dev %s of %s: %s %.17g, one-device run %.17g", mode, batch, dev,
+                  devices, g_exact[k], num(row, g_exact[k]), num(ref, g_exact[k]));
+        CHECK(!strcmp(str(row, "greedy_hash"), str(ref, "greedy_hash")),
+              "%s b%d dev %s of %s: greedy hash %s, one-device run %s", mode, batch, dev,
+              devices, str(row, "greedy_hash"), str(ref, "greedy_hash"));
+    }
+    CHECK(alone == 8 && together == 8 && aggregate == 4, "alone %d together %d aggregate %d",
+          alone, together, aggregate);
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(root, "scaling");
+    REQUIRE(cJSON_IsArray(sc), "no scaling array");
+    CHECK(cJSON_GetArraySize(sc) == 8, "scaling entries %d, want 8 (2 modes x 2 batches x 2 "
+          "devices)", cJSON_GetArraySize(sc));
+    cJSON_ArrayForEach(row, sc) {
+        CHECK(num(row, "aggregate_over_alone") > 0.0, "scaling value %g",
+              num(row, "aggregate_over_alone"));
+        CHECK_NEAR(num(row, "target"), 1.9, 1e-12, "scaling target");
+        CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(row, "same_greedy")),
+              "%s b%g dev %s: greedy output differs alone and together", str(row, "mode"),
+              num(row, "batch"), str(row, "device"));
+    }
+    /* --link-test: skipped without a GPU (no entry), else one per device alone, together and
+     * the aggregate. */
+    const cJSON *link = cJSON_GetObjectItemCaseSensitive(root, "link_test");
+    CHECK(!link || (cJSON_IsArray(link) && cJSON_GetArraySize(link) == 5),
+          "link_test entries %d", link ? cJSON_GetArraySize(link) : -1);
+}
+
+/* Runs nosa-bench on the tiny model's two grid points into dir; extra arguments appended. */
+static void run_bench(const char *bench, const char *dir, const char *batch,
+                      const char *const *extra, int n_extra)
+{
+    const char *args[32] = {bench, "--backend", "cpu", "--config", "tiny", "--modes",
+                            "nosa-offload,nosa-resident", "--batch", batch, "--context", "128",
+                            "--workload", "correlated:0.9", "--steps", "6", "--warmup", "2",
+                            "--out", dir};
+    int n = 19;
+    for (int i = 0; i < n_extra; i++) args[n++] = extra[i];
+    args[n] = NULL;
+    REQUIRE(mkdir(dir, 0700) == 0, "mkdir %s failed", dir);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0, "fork failed");
+    if (pid == 0) {
+        execv(bench, (char *const *)args);
+        perror("execv");
+        _exit(127);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid failed");
+    REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "nosa-bench failed (status %d)",
+            status);
 }
 
 int main(int argc, char **argv)
@@ -137,30 +283,26 @@ int main(int argc, char **argv)
     REQUIRE(argc == 2, "usage: test_bench_smoke PATH/nosa-bench");
     char dir[] = "/tmp/nosa-bench-smoke-XXXXXX";
     REQUIRE(mkdtemp(dir), "mkdtemp failed");
-    pid_t pid = fork();
-    REQUIRE(pid >= 0, "fork failed");
-    if (pid == 0) {
-        execl(argv[1], argv[1], "--backend", "cpu", "--config", "tiny", "--modes",
-              "nosa-offload,nosa-resident", "--batch", "2", "--context", "128", "--workload",
-              "correlated:0.9", "--steps", "6", "--warmup", "2", "--out", dir, (char *)NULL);
-        perror("execl");
-        _exit(127);
-    }
-    int status = 0;
-    REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid failed");
-    REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "nosa-bench failed (status %d)",
-            status);
-    char path[4200];
-    int csv_rows = 0;
-    snprintf(path, sizeof(path), "%s/bench.csv", dir);
-    check_csv(path, &csv_rows);
-    snprintf(path, sizeof(path), "%s/bench.json", dir);
-    check_json(path, csv_rows);
-    snprintf(path, sizeof(path), "%s/tokens_per_s_correlated_0_90_ctx128.png", dir);
+    char one2[4200], one3[4200], two[4200], path[4300];
+    snprintf(one2, sizeof(one2), "%s/one-b2", dir);
+    snprintf(one3, sizeof(one3), "%s/one-b3", dir);
+    snprintf(two, sizeof(two), "%s/two", dir);
+    static const char *const multi[] = {"--devices", "0,1", "--link-test", "1M"};
+    run_bench(argv[1], one2, "2", NULL, 0);
+    run_bench(argv[1], one3, "3", NULL, 0);
+    run_bench(argv[1], two, "2,3", multi, 4);
+    cJSON *r2 = load_json(one2), *r3 = load_json(one3), *rm = load_json(two);
+    check_single(r2);
+    check_multi(rm, cJSON_GetObjectItemCaseSensitive(r2, "rows"),
+                cJSON_GetObjectItemCaseSensitive(r3, "rows"));
+    snprintf(path, sizeof(path), "%s/tokens_per_s_correlated_0_90_ctx128.png", one2);
     if (on_path("gnuplot"))
         CHECK(access(path, R_OK) == 0, "plot %s missing", path);
     else
         printf("gnuplot not installed: plot not checked\n");
+    cJSON_Delete(r2);
+    cJSON_Delete(r3);
+    cJSON_Delete(rm);
     char cmd[4300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

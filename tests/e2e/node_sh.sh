@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # node_sh.sh NODE_SH BIN_DIR: deploy/node.sh on CPU workers in a private run directory:
+# the plan on a made-up two-NUMA-node, two-GPU machine (a stand-in nvidia-smi and sysfs),
+# with a kv-host per NUMA node and with --kvhosts one;
 # start (model generated, every process ready), status, one job through `nosa submit`,
-# stop and start again (the kv-host recovers its arena),
+# stop and start again with --kvhosts one (the kv-host recovers its arena),
 # stop (every process exits on SIGTERM), status after; a second start refuses a running node.
 # Nothing may be left running or in /dev/shm on any exit path.
 set -uo pipefail
@@ -31,6 +33,48 @@ plan=$("$node_sh" plan "${flags[@]}" 2>&1) || fail "plan: $plan"
 for n in kvh0 coordinator cpu0 cpu1; do
   echo "$plan" | grep -q "^$n.*nosa-" || fail "plan does not show $n: $plan"
 done
+
+# The plan on a made-up machine: NUMA nodes 0 and 1 (sysfs, NOSA_SYSFS), GPU0 on node 0 and
+# GPU1 on node 1 (a stand-in nvidia-smi; sysfs has no PCI devices, so `topo -m` says where).
+fake=$run/fake
+mkdir -p "$fake/bin" "$fake/sys/devices/system/node/node0" "$fake/sys/devices/system/node/node1"
+echo 0-1 >"$fake/sys/devices/system/node/has_memory"
+echo 0 >"$fake/sys/devices/system/node/node0/cpulist"
+echo 1 >"$fake/sys/devices/system/node/node1/cpulist"
+cat >"$fake/bin/nvidia-smi" <<'EOF'
+#!/bin/sh
+case "$*" in
+  *--query-gpu=index,pci.bus_id*) printf '0, 00000000:AA:00.0\n1, 00000000:BB:00.0\n' ;;
+  "topo -m") printf '\tGPU0\tGPU1\tCPU Affinity\tNUMA Affinity\tGPU NUMA ID\n'
+             printf 'GPU0\t X \tNV18\t0\t0\t\tN/A\nGPU1\tNV18\t X \t1\t1\t\tN/A\n' ;;
+  *) exit 1 ;;
+esac
+EOF
+chmod +x "$fake/bin/nvidia-smi"
+fake_plan() { PATH="$fake/bin:$PATH" NOSA_SYSFS="$fake/sys" "$node_sh" plan "${flags[@]}" --backend cuda "$@" 2>&1; }
+has() { echo "$1" | grep -qE -- "$2" || fail "$3: no line matching '$2' in: $1"; }
+plan=$(fake_plan) || fail "plan per-numa: $plan"
+has "$plan" "^kvh0: .*nosa-kvhost .*--numa-node 0" "per-numa"
+has "$plan" "^kvh1: .*nosa-kvhost .*--numa-node 1" "per-numa"
+has "$plan" "^gpu0 \(NUMA node 0\): .*--kvhost ipc://$run/kvh0.sock .*--gpu 0" "per-numa"
+has "$plan" "^gpu1 \(NUMA node 1\): (taskset -c 1|numactl --cpunodebind=1 --preferred=1) .*--kvhost ipc://$run/kvh1.sock .*--numa-node 1 .*--gpu 1" "per-numa"
+for how in flag env; do
+  if [ $how = flag ]; then plan=$(fake_plan --kvhosts one) || fail "plan one: $plan"
+  else plan=$(NOSA_KVHOSTS=one fake_plan) || fail "plan NOSA_KVHOSTS=one: $plan"; fi
+  has "$plan" "^kv-hosts: one, on NUMA node\(s\) 0 " "one ($how)"
+  has "$plan" "^kvh0: .*nosa-kvhost .*--numa-node 0" "one ($how)"
+  echo "$plan" | grep -q "^kvh1" && fail "one ($how): a second kv-host planned: $plan"
+  # Each worker still runs on its GPU's NUMA node; both attach to the one kv-host.
+  has "$plan" "^gpu0 \(NUMA node 0\): .*--kvhost ipc://$run/kvh0.sock .*--gpu 0" "one ($how)"
+  has "$plan" "^gpu1 \(NUMA node 1\): (taskset -c 1|numactl --cpunodebind=1 --preferred=1) .*--kvhost ipc://$run/kvh0.sock .*--numa-node 1 .*--gpu 1" "one ($how)"
+  has "$plan" "^coordinator: .*--kvhost ipc://$run/kvh0.sock" "one ($how)"
+done
+bad=$(fake_plan --kvhosts two) && fail "--kvhosts two accepted"
+echo "$bad" | grep -q "expected one or per-numa" || fail "--kvhosts two: $bad"
+bad=$(PATH="$fake/bin:$PATH" NOSA_SYSFS="$fake/sys" "$node_sh" exec kvhost 1 "${flags[@]}" --kvhosts one 2>&1) &&
+  fail "exec kvhost 1 with --kvhosts one succeeded"
+echo "$bad" | grep -q "no kv-host on NUMA node 1" || fail "exec kvhost 1 with --kvhosts one: $bad"
+[ -e "$run/model" ] && fail "a refused exec generated the model"
 out=$("$node_sh" start "${flags[@]}" 2>&1) || fail "start: $out"
 echo "$out"
 [ -f "$run/model/config.json" ] || fail "start did not generate the model"
@@ -51,7 +95,8 @@ echo "$job"
 # A stop keeps the arena and the journal; the next start recovers them (kv-host --recover).
 "$node_sh" stop "${flags[@]}" >/dev/null 2>&1 || fail "stop (keeping state) failed"
 [ -e /dev/shm/nosa-"$(id -u)"-kvh0-"$tag" ] || fail "stop removed the arena"
-out=$("$node_sh" start "${flags[@]}" 2>&1) || fail "restart: $out"
+out=$("$node_sh" start "${flags[@]}" --kvhosts one 2>&1) || fail "restart: $out"
+echo "$out" | grep -q "kv-hosts (one) on 0," || fail "restart with --kvhosts one: $out"
 grep '^==' "$run/kvh0.log" | tail -n 1 | grep -q -- "--recover" ||
   fail "the restarted kv-host was not given --recover: $(grep '^==' "$run/kvh0.log" | tail -n 1)"
 
