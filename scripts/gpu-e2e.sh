@@ -38,7 +38,7 @@ if [ "${1:-}" = "--pack" ]; then
   bins+=("${extra[@]}")
   # -Wno-error=stringop-overflow: gcc's -O3 flags common/nosa_msg.c's explicit_bzero (a false
   # positive through inlining) and the release build would stop there.
-  cmake -S . -B build-gpue2e -G Ninja -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \
+  cmake -S . -B build-gpue2e -G Ninja -DNOSA_CUDA_ARCH=90 -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_C_FLAGS=-Wno-error=stringop-overflow >/dev/null
   ninja -C build-gpue2e -j "$(nproc)" "${bins[@]}"
   rm -rf .devrun/e2e && mkdir -p .devrun/e2e/bin
