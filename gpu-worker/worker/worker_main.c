@@ -129,12 +129,15 @@ static int start(struct worker *w, Nosa__Serve__Register *reg, char *err, size_t
     char why[256];
     int rc;
     if ((rc = nosa_rundir_prepare(w->cfg.run_dir, err, errlen))) return rc;
-    if ((rc = load_model(w, err, errlen))) return rc;
+    /* The backend first, so that its line is the process's first (before the model's). */
     if ((rc = pick_backend(w, why, sizeof(why), err, errlen))) return rc;
+    printf("nosa-worker %s: backend %s (%s)\n", w->cfg.name, w->backend->name, why);
+    fflush(stdout);
+    if ((rc = load_model(w, err, errlen))) return rc;
     const struct nosa_sparse_config *sp = &w->model->cfg.sparse;
-    printf("nosa-worker %s: backend %s (%s), mode %s %s, budget %d blocks of %d tokens, "
-           "%d slots, context %d, model %s, kv-host %s, coordinator %s\n",
-           w->cfg.name, w->backend->name, why, nosa_attn_mode_name(w->cfg.mode),
+    printf("nosa-worker %s: mode %s %s, budget %d blocks of %d tokens, %d slots, context %d, "
+           "model %s, kv-host %s, coordinator %s\n",
+           w->cfg.name, nosa_attn_mode_name(w->cfg.mode),
            w->cfg.resident ? "resident" : "offloaded", sp->budget_blocks, sp->block_size,
            w->cfg.max_seqs, w->cfg.max_context, w->cfg.model_dir, w->cfg.kvhost,
            w->cfg.coordinator);

@@ -181,6 +181,16 @@ static void test_register(void)
           g_fc.heartbeats - before);
     CHECK(g_fc.last_free_slots == 4 && g_fc.last_running == 0, "idle heartbeat: %u running, "
           "%u free", g_fc.last_running, g_fc.last_free_slots);
+    /* Its first line (stdout and stderr go to one log) says which backend and why. */
+    const struct nh_proc *p = nh_find(&g_node, "w1");
+    FILE *f = p ? fopen(p->log, "r") : NULL;
+    char first[256] = "";
+    if (f) {
+        if (!fgets(first, sizeof first, f)) first[0] = '\0';
+        fclose(f);
+    }
+    CHECK(strncmp(first, "nosa-worker w1: backend cpu (--backend cpu)", 43) == 0,
+          "the worker's first line: '%s'", first);
 }
 
 /* Four jobs at once (a full batch), prompts around and past block boundaries, greedy and
