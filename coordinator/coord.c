@@ -598,8 +598,8 @@ int coord_open(const struct coord_options *opt, struct coord **out, char *err, s
         if (kvh_client_connect(opt->kvhost_ep, &ko, &c->kvh, err, errlen)) return -1;
     }
     if (opt->metrics_port > 0 &&
-        coord_metrics_start(opt->metrics_address, (uint16_t)opt->metrics_port, &c->metrics, err,
-                            errlen))
+        coord_metrics_start(opt->metrics_address, (uint16_t)opt->metrics_port, opt->insecure,
+                            &c->metrics, err, errlen))
         return -1;
     return 0;
 }

@@ -32,7 +32,8 @@ static void usage(FILE *f)
             "  --metrics-port P    Prometheus /metrics over HTTP, default 9464; 0 = off\n"
             "  --metrics-address A IPv4 address to serve metrics on, default 127.0.0.1\n"
             "  --heartbeat-timeout-ms N  a worker silent this long is dead, default 3000\n"
-            "  --insecure          allow plain tcp on non-loopback addresses (docs/SECURITY.md)\n");
+            "  --insecure          allow plain tcp, and metrics over HTTP, on non-loopback\n"
+            "                      addresses (docs/SECURITY.md)\n");
 }
 
 /* Parses argv into opt. Returns 0, 1 for --help, or -1 with err. */

@@ -202,8 +202,8 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
     return rc;
 }
 
-int coord_metrics_start(const char *address, uint16_t port, struct coord_metrics_server **out,
-                        char *err, size_t errlen)
+int coord_metrics_start(const char *address, uint16_t port, int insecure,
+                        struct coord_metrics_server **out, char *err, size_t errlen)
 {
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
@@ -212,6 +212,17 @@ int coord_metrics_start(const char *address, uint16_t port, struct coord_metrics
     if (inet_pton(AF_INET, address, &sa.sin_addr) != 1) {
         nosa_set_error(err, errlen, "metrics address '%s' is not an IPv4 address", address);
         return -1;
+    }
+    if ((ntohl(sa.sin_addr.s_addr) >> 24) != 127) {
+        if (!insecure) {
+            nosa_set_error(err, errlen, "refusing to serve metrics on %s: not a loopback "
+                           "address, and HTTP has no CURVE (pass --insecure to serve them in "
+                           "plain text to anyone who can reach %s:%u; docs/SECURITY.md)",
+                           address, address, (unsigned)port);
+            return -1;
+        }
+        LOG_WARN("coordinator", "metrics on http://%s:%u/metrics in plain text: --insecure",
+                 address, (unsigned)port);
     }
     struct coord_metrics_server *s = calloc(1, sizeof *s);
     if (!s) {

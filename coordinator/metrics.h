@@ -30,9 +30,11 @@ int coord_metrics_render(const struct coord_workers *workers,
 struct coord_metrics_server;
 
 /* Starts serving on address:port (address an IPv4 literal, e.g. "127.0.0.1" or "0.0.0.0").
- * Returns 0 or -1 with err (port taken, bad address). */
-int coord_metrics_start(const char *address, uint16_t port, struct coord_metrics_server **out,
-                        char *err, size_t errlen);
+ * HTTP has no CURVE, so an address outside 127.0.0.0/8 is refused unless insecure (the
+ * rule of the other endpoints, docs/SECURITY.md; then a WARN line). Returns 0 or -1 with err
+ * (port taken, bad or non-loopback address). */
+int coord_metrics_start(const char *address, uint16_t port, int insecure,
+                        struct coord_metrics_server **out, char *err, size_t errlen);
 /* Replaces the served text with text (taken: the server frees it). */
 void coord_metrics_publish(struct coord_metrics_server *s, char *text);
 void coord_metrics_stop(struct coord_metrics_server *s);

@@ -485,7 +485,7 @@ Nosa__Serve__ClientReply *cl_submit_wait(void *sock, const char *prompt, uint32_
 }
 
 /* ---------------------------------------------------------------- the nosa CLI */
-static char *slurp(const char *path)
+char *ch_read_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -549,8 +549,8 @@ int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), 
         if (pump) pump(arg);
         ch_sleep_ms(3);
     }
-    *out = slurp(out_path);
-    *errout = slurp(err_path);
+    *out = ch_read_file(out_path);
+    *errout = ch_read_file(err_path);
     return rc;
 }
 

@@ -1,6 +1,7 @@
 /* test_coord_units.c: the coordinator's modules alone: the job table (queue order, a moved job
  * keeps its place, token dedupe, retention), admission (slots, context, arena), the journal
- * (replay, a torn or corrupted tail cut off, compaction, a write failure), the metrics text,
+ * (replay, a torn or corrupted tail cut off, compaction, a write failure), the metrics text
+ * and the rule for its address,
  * the message validators and the CLI's argument parser. */
 #include <fcntl.h>
 #include <stdio.h>
@@ -268,6 +269,25 @@ static void test_metrics_text(void)
     free(text);
 }
 
+/* HTTP has no CURVE: a non-loopback metrics address needs insecure, as plain tcp does. */
+static void test_metrics_address(void)
+{
+    struct coord_metrics_server *m = NULL;
+    char err[512] = "";
+    CHECK(coord_metrics_start("0.0.0.0", 0, 0, &m, err, sizeof err) == -1 && !m &&
+              strstr(err, "refusing to serve metrics on 0.0.0.0: not a loopback address") &&
+              strstr(err, "--insecure"), "0.0.0.0 without insecure: %s", err);
+    CHECK(coord_metrics_start("10.1.2.3", 9464, 0, &m, err, sizeof err) == -1 &&
+              strstr(err, "10.1.2.3:9464"), "another address: %s", err);
+    CHECK(coord_metrics_start("127.0.0.2", 0, 0, &m, err, sizeof err) == 0 && m,
+          "127.0.0.2 is loopback: %s", err);
+    coord_metrics_stop(m);
+    m = NULL;
+    CHECK(coord_metrics_start("0.0.0.0", 0, 1, &m, err, sizeof err) == 0 && m,
+          "0.0.0.0 with insecure: %s", err);
+    coord_metrics_stop(m);
+}
+
 static void test_validate(void)
 {
     char err[256];
@@ -397,6 +417,7 @@ int main(void)
     test_admission();
     test_journal();
     test_metrics_text();
+    test_metrics_address();
     test_validate();
     test_cli_args();
     return test_report("coord_units");
