@@ -26,8 +26,9 @@ static void usage(FILE *f)
             "                        [--heartbeat-timeout-ms N] [--insecure]\n"
             "  --workers EP        worker link (ROUTER), default ipc://D/coord-workers.sock\n"
             "  --clients EP        client link for `nosa`, default ipc://D/coord.sock\n"
-            "  --kvhost EP         kv-host to read arena stats from (admission, status, metrics);\n"
-            "                      default none: jobs are placed by batch slots only\n"
+            "  --kvhost EP         a kv-host whose arena admission, status and metrics follow, and\n"
+            "                      where its jobs' sequences are freed; repeatable (one per NUMA\n"
+            "                      node); those the workers register with are followed too\n"
             "  --journal FILE      job journal, default D/coordinator.journal\n"
             "  --metrics-port P    Prometheus /metrics over HTTP, default 9464; 0 = off\n"
             "  --metrics-address A IPv4 address to serve metrics on, default 127.0.0.1\n"
@@ -58,7 +59,13 @@ static int parse_flags(int argc, char **argv, struct coord_options *opt, char *r
         if (strcmp(f, "--run-dir") == 0) dst = run_dir_flag, cap = run_dir_cap;
         else if (strcmp(f, "--workers") == 0) dst = opt->workers_ep, cap = sizeof opt->workers_ep;
         else if (strcmp(f, "--clients") == 0) dst = opt->clients_ep, cap = sizeof opt->clients_ep;
-        else if (strcmp(f, "--kvhost") == 0) dst = opt->kvhost_ep, cap = sizeof opt->kvhost_ep;
+        else if (strcmp(f, "--kvhost") == 0) {
+            if (opt->n_kvhosts == COORD_MAX_KVHOSTS) {
+                nosa_set_error(err, errlen, "--kvhost: %d at most", COORD_MAX_KVHOSTS);
+                return -1;
+            }
+            dst = opt->kvhost_eps[opt->n_kvhosts++], cap = sizeof opt->kvhost_eps[0];
+        }
         else if (strcmp(f, "--journal") == 0) dst = opt->journal, cap = sizeof opt->journal;
         else if (strcmp(f, "--metrics-address") == 0)
             dst = opt->metrics_address, cap = sizeof opt->metrics_address;

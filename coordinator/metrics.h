@@ -13,13 +13,20 @@
 
 #include "workers.h"
 
+/* One kv-host's arena (label kvhost = its endpoint), as of its last stats. */
+struct coord_metrics_arena {
+    const char *kvhost;
+    int up; /* it answered the last request */
+    uint64_t groups, free_groups, reserved_groups, bytes;
+};
+
 /* Node-wide values (besides the per-worker ones in the worker table). */
 struct coord_metrics_node {
     uint64_t queued, running, completed, failed;
     int draining;
     int journal_ok;
-    int arena_known;
-    uint64_t arena_groups, arena_free_groups, arena_bytes;
+    const struct coord_metrics_arena *arenas; /* the arenas whose stats were read */
+    int n_arenas;
 };
 
 /* Renders the metrics text into a malloc'd NUL-terminated string (*out, caller frees).
