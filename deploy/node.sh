@@ -11,7 +11,8 @@
 #   deploy/node.sh exec kvhost N | worker NAME | coordinator
 #                                     runs one process in the foreground, pinned (systemd)
 #
-# Every flag has an environment default (NOSA_*), so systemd units read one file.
+# Every flag has an environment default (NOSA_*), so systemd units read one file. The
+# topology is read under $NOSA_SYSFS (default /sys; tests point it at a stand-in tree).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,6 +35,7 @@ usage: deploy/node.sh start|stop|status|plan [flags]
   --ready-timeout S  seconds to wait for each process to be ready (default 60)
   --stop-timeout S   seconds between SIGTERM and SIGKILL (default 10)
   \$NOSA_NODE_TAG     appended to the kv-host names (arenas): several nodes of one user
+  \$NOSA_SYSFS        where the topology is read (default /sys)
   --fresh            start: remove the arenas and the job journal first (else a kv-host
                      re-opens its arena with --recover and the coordinator its journal);
                      stop: remove them after a clean stop
@@ -68,6 +70,7 @@ metrics_port=${NOSA_METRICS_PORT:-9464}
 # Suffix of the kv-host names (so of the /dev/shm arenas): two nodes of one user on one
 # machine (tests) need different ones.
 kvh_suffix=${NOSA_NODE_TAG:+-$NOSA_NODE_TAG}
+sysfs=${NOSA_SYSFS:-/sys}
 ready_timeout=60
 stop_timeout=10
 fresh=0
@@ -117,8 +120,8 @@ binary() { # binary NAME: the path of a nosa binary, or an error naming where it
 # ---------------------------------------------------------------- topology
 # NUMA nodes with memory, from sysfs; "" when the kernel has no NUMA support (one node, unbound).
 numa_nodes() {
-  local f=/sys/devices/system/node/has_memory list="" part
-  [ -r "$f" ] || f=/sys/devices/system/node/online
+  local f=$sysfs/devices/system/node/has_memory list="" part
+  [ -r "$f" ] || f=$sysfs/devices/system/node/online
   [ -r "$f" ] || return 0
   IFS=, read -ra parts <"$f"
   for part in "${parts[@]}"; do
@@ -137,7 +140,7 @@ gpu_list() {
 gpu_numa_node() { # index bus_id
   local bus node=""
   bus=$(echo "$2" | tr 'A-F' 'a-f' | sed -E 's/^[0-9a-f]{4}([0-9a-f]{4}:)/\1/')
-  [ -r "/sys/bus/pci/devices/$bus/numa_node" ] && node=$(cat "/sys/bus/pci/devices/$bus/numa_node")
+  [ -r "$sysfs/bus/pci/devices/$bus/numa_node" ] && node=$(cat "$sysfs/bus/pci/devices/$bus/numa_node")
   if ! [[ $node =~ ^[0-9]+$ ]]; then
     # topo -m: a row per device: its name, one column per device (GPUn, NICn headers), then
     # CPU Affinity, then NUMA Affinity.
@@ -150,7 +153,7 @@ gpu_numa_node() { # index bus_id
 
 # Command prefix that pins a process's CPUs (and preferred memory) to a NUMA node.
 pin_prefix() { # node
-  local cpus=/sys/devices/system/node/node$1/cpulist
+  local cpus=$sysfs/devices/system/node/node$1/cpulist
   if command -v numactl >/dev/null 2>&1; then
     echo "numactl --cpunodebind=$1 --preferred=$1"
   elif [ -s "$cpus" ]; then
@@ -203,10 +206,11 @@ proc_argv() { # kvhost N | worker NAME | coordinator  -> sets argv=()
             --mode "$mode" --numa-node "$node")
       if [ "$gpu" -ge 0 ]; then argv+=(--backend cuda --gpu "$gpu"); else argv+=(--backend cpu); fi ;;
     coordinator)
-      local nodes; nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
-      argv=("$exe" --run-dir "$run_dir" --workers "$workers_ep"
-            --clients "$coord_ep" --kvhost "ipc://$run_dir/kvh${nodes[0]}.sock"
-            --journal "$run_dir/coordinator.journal" --metrics-port "$metrics_port") ;;
+      # Every kv-host: admission, frees and moves follow each worker's own arena.
+      local nodes n; nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
+      argv=("$exe" --run-dir "$run_dir" --workers "$workers_ep" --clients "$coord_ep"
+            --journal "$run_dir/coordinator.journal" --metrics-port "$metrics_port")
+      for n in "${nodes[@]}"; do argv+=(--kvhost "ipc://$run_dir/kvh$n.sock"); done ;;
     *) die "unknown process kind '$1' (kvhost, worker, coordinator)" ;;
   esac
 }

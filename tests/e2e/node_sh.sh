@@ -2,7 +2,8 @@
 # node_sh.sh NODE_SH BIN_DIR: deploy/node.sh on CPU workers in a private run directory:
 # start (model generated, every process ready), status, one job through `nosa submit`,
 # stop and start again (the kv-host recovers its arena),
-# stop (every process exits on SIGTERM), status after; a second start refuses a running node.
+# stop (every process exits on SIGTERM), status after; a second start refuses a running node;
+# the plan on two NUMA nodes (a stand-in sysfs): a kv-host each, the coordinator follows both.
 # Nothing may be left running or in /dev/shm on any exit path.
 set -uo pipefail
 node_sh=$1 bin=$2
@@ -31,6 +32,23 @@ plan=$("$node_sh" plan "${flags[@]}" 2>&1) || fail "plan: $plan"
 for n in kvh0 coordinator cpu0 cpu1; do
   echo "$plan" | grep -q "^$n.*nosa-" || fail "plan does not show $n: $plan"
 done
+# Two NUMA nodes: kv-host N bound to node N, cpu1 on node 1 with kvh1, and the coordinator
+# given both kv-hosts.
+sys=$run/sys
+mkdir -p "$sys/devices/system/node/node0" "$sys/devices/system/node/node1"
+echo 0-1 >"$sys/devices/system/node/has_memory"
+echo 0 >"$sys/devices/system/node/node0/cpulist"
+echo 1 >"$sys/devices/system/node/node1/cpulist"
+plan2=$(NOSA_SYSFS=$sys "$node_sh" plan "${flags[@]}" 2>&1) || fail "plan on two NUMA nodes: $plan2"
+echo "$plan2" | grep "^kvh1:" | grep -q -- "--endpoint ipc://$run/kvh1.sock .*--numa-node 1" ||
+  fail "plan on two NUMA nodes: no kvh1 on node 1: $plan2"
+echo "$plan2" | grep "^cpu1 (NUMA node 1):" | grep -q -- "--kvhost ipc://$run/kvh1.sock" ||
+  fail "plan on two NUMA nodes: cpu1 not on kvh1: $plan2"
+echo "$plan2" | grep "^coordinator:" |
+  grep -q -- "--kvhost ipc://$run/kvh0.sock --kvhost ipc://$run/kvh1.sock" ||
+  fail "plan on two NUMA nodes: the coordinator does not follow both kv-hosts: $plan2"
+rm -rf "$sys"
+
 out=$("$node_sh" start "${flags[@]}" 2>&1) || fail "start: $out"
 echo "$out"
 [ -f "$run/model/config.json" ] || fail "start did not generate the model"
