@@ -21,17 +21,19 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: nosa-coordinator [--run-dir D] [--workers EP] [--clients EP] [--kvhost EP]\n"
+            "usage: nosa-coordinator [--run-dir D] [--workers EP] [--clients EP] [--kvhost EP]...\n"
             "                        [--journal FILE] [--metrics-port P] [--metrics-address A]\n"
             "                        [--heartbeat-timeout-ms N] [--insecure]\n"
             "  --workers EP        worker link (ROUTER), default ipc://D/coord-workers.sock\n"
             "  --clients EP        client link for `nosa`, default ipc://D/coord.sock\n"
-            "  --kvhost EP         a kv-host whose arena admission, status and metrics follow, and\n"
-            "                      where its jobs' sequences are freed; repeatable (one per NUMA\n"
-            "                      node); those the workers register with are followed too\n"
+            "  --kvhost EP         a kv-host to follow: its arena feeds admission, status and\n"
+            "                      metrics, its jobs' sequences are freed there; repeatable (one\n"
+            "                      per NUMA node); those the workers register with are followed\n"
+            "                      too\n"
             "  --journal FILE      job journal, default D/coordinator.journal\n"
             "  --metrics-port P    Prometheus /metrics over HTTP, default 9464; 0 = off\n"
-            "  --metrics-address A IPv4 address to serve metrics on, default 127.0.0.1\n"
+            "  --metrics-address A IPv4 address to serve metrics on, default 127.0.0.1 (one\n"
+            "                      outside 127.0.0.0/8 needs --insecure)\n"
             "  --heartbeat-timeout-ms N  a worker silent this long is dead, default 3000\n"
             "  --insecure          allow plain tcp, and metrics over HTTP, on non-loopback\n"
             "                      addresses (docs/SECURITY.md)\n");

@@ -70,7 +70,8 @@ void coord_arenas_reserve(const struct coord_jobs *jobs, const struct coord_work
             continue;
         uint64_t need = coord_job_groups((uint64_t)j->prompt_tokens + j->max_tokens,
                                          t->w[j->worker].block_size);
-        if (need > j->held_at_stats) arenas->a[j->kvhost].reserved_groups += need - j->held_at_stats;
+        if (need > j->held_at_stats)
+            arenas->a[j->kvhost].reserved_groups += need - j->held_at_stats;
     }
 }
 
