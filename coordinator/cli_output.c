@@ -89,6 +89,25 @@ void cli_print_error(int json, const char *code_name, const char *message)
     fprintf(stderr, "nosa: %s\n", message);
 }
 
+/* One kv-host's arena in `nosa --json status`. */
+static cJSON *arena_json(const Nosa__Serve__ArenaStatus *a)
+{
+    cJSON *x = cJSON_CreateObject();
+    cJSON_AddStringToObject(x, "kvhost", a->kvhost);
+    cJSON_AddBoolToObject(x, "up", a->up);
+    const struct {
+        const char *name;
+        double value;
+    } nums[] = {{"groups", (double)a->groups},
+                {"free_groups", (double)a->free_groups},
+                {"reserved_groups", (double)a->reserved_groups},
+                {"arena_bytes", (double)a->arena_bytes},
+                {"numa_node", a->numa_node}};
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+        cJSON_AddNumberToObject(x, nums[i].name, nums[i].value);
+    return x;
+}
+
 void cli_print_status(int json, const Nosa__Serve__StatusReply *s)
 {
     if (json) {
@@ -104,6 +123,7 @@ void cli_print_status(int json, const Nosa__Serve__StatusReply *s)
             cJSON_AddNumberToObject(x, "running", w->running);
             cJSON_AddNumberToObject(x, "max_seqs", w->max_seqs);
             cJSON_AddNumberToObject(x, "gpu", w->gpu);
+            cJSON_AddStringToObject(x, "kvhost", w->kvhost);
             cJSON_AddNumberToObject(x, "heartbeat_age_s", w->last_heartbeat_age_s);
             if (w->stats) {
                 cJSON_AddNumberToObject(x, "tokens_per_s", w->stats->tokens_per_s);
@@ -123,6 +143,8 @@ void cli_print_status(int json, const Nosa__Serve__StatusReply *s)
         cJSON_AddBoolToObject(o, "draining", s->draining);
         cJSON_AddNumberToObject(o, "arena_groups", (double)s->arena_groups);
         cJSON_AddNumberToObject(o, "arena_free_groups", (double)s->arena_free_groups);
+        cJSON *as = cJSON_AddArrayToObject(o, "arenas");
+        for (size_t i = 0; i < s->n_arenas; i++) cJSON_AddItemToArray(as, arena_json(s->arenas[i]));
         cJSON_AddNumberToObject(o, "tokens_per_s", s->tokens_per_s);
         cJSON_AddStringToObject(o, "journal_error", s->journal_error ? s->journal_error : "");
         emit(o);
@@ -145,13 +167,19 @@ void cli_print_status(int json, const Nosa__Serve__StatusReply *s)
     printf("jobs: %u queued, %u running, %llu completed, %llu failed%s\n", s->queued, s->running,
            (unsigned long long)s->completed, (unsigned long long)s->failed,
            s->draining ? " (draining: no new jobs)" : "");
-    if (s->arena_groups)
-        printf("arena: %llu of %llu groups used (%.1f%%)\n",
-               (unsigned long long)(s->arena_groups - s->arena_free_groups),
-               (unsigned long long)s->arena_groups,
-               100.0 * (double)(s->arena_groups - s->arena_free_groups) / (double)s->arena_groups);
-    else
-        printf("arena: unknown (coordinator has no --kvhost, or the kv-host does not answer)\n");
+    if (!s->n_arenas) printf("arena: unknown (the coordinator follows no kv-host)\n");
+    for (size_t i = 0; i < s->n_arenas; i++) {
+        const Nosa__Serve__ArenaStatus *a = s->arenas[i];
+        if (a->groups)
+            printf("arena %s: %llu of %llu groups used (%.1f%%), %llu reserved%s\n", a->kvhost,
+                   (unsigned long long)(a->groups - a->free_groups),
+                   (unsigned long long)a->groups,
+                   100.0 * (double)(a->groups - a->free_groups) / (double)a->groups,
+                   (unsigned long long)a->reserved_groups,
+                   a->up ? "" : " (at its last answer: the kv-host does not answer)");
+        else
+            printf("arena %s: unknown (the kv-host has not answered)\n", a->kvhost);
+    }
     printf("tokens/s: %.1f\n", s->tokens_per_s);
     if (s->journal_error && s->journal_error[0]) printf("journal: %s\n", s->journal_error);
     fflush(stdout);

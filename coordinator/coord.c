@@ -19,9 +19,6 @@
 
 #define CODE(x) NOSA__ERROR_CODE__ERROR_##x
 #define POLL_MS 50
-#define KVH_POLL_MS 500
-#define KVH_RETRY_MS 2000
-#define KVH_TIMEOUT_MS 100
 #define METRICS_EVERY_MS 250
 /* A SIGKILLed worker is gone in milliseconds; one stuck in the kernel (a GPU driver call)
  * may take longer, and its jobs wait for it this long at most. */
@@ -207,7 +204,10 @@ void coord_finish_job(struct coord *c, struct coord_job *j, int reason, int erro
     int worker = j->state == COORD_JOB_RUNNING ? j->worker : -1;
     coord_job_finish(&c->jobs, j, reason, error_code, error, recomputed_tokens);
     if (worker >= 0 && c->workers.w[worker].assigned > 0) c->workers.w[worker].assigned--;
-    if (worker < 0) coord_free_sequence(c, j->id); /* no worker to end it: its table is ours */
+    if (worker < 0) { /* no worker to end it: its table is ours */
+        coord_free_sequence(c, j->kvhost, j->id);
+        j->kvhost = COORD_KVHOST_NONE;
+    }
     Nosa__Serve__JobFinished f;
     Nosa__Error e;
     coord_finished_msg(j, &f, &e);
@@ -232,10 +232,12 @@ void coord_requeue_job(struct coord *c, struct coord_job *j)
 {
     j->prev_worker = j->state == COORD_JOB_RUNNING ? j->worker : -1;
     if (j->tok.n >= j->max_tokens) { /* all generated; only the JobFinished was lost */
-        uint64_t id = j->id;
         int ran = j->state == COORD_JOB_RUNNING;
         coord_finish_job(c, j, NOSA__SERVE__FINISH_REASON__FINISH_LENGTH, 0, NULL, 0);
-        if (ran) coord_free_sequence(c, id); /* its worker is gone before freeing it */
+        if (ran) { /* its worker is gone before freeing it */
+            coord_free_sequence(c, j->kvhost, j->id);
+            j->kvhost = COORD_KVHOST_NONE;
+        }
         return;
     }
     coord_job_enqueue(&c->jobs, j);
@@ -305,24 +307,12 @@ void coord_cancel_on_worker(struct coord *c, int worker, uint64_t job_id)
     coord_send_worker(c, worker, &m);
 }
 
-void coord_free_sequence(struct coord *c, uint64_t job_id)
+void coord_free_sequence(struct coord *c, int kvhost, uint64_t job_id)
 {
-    if (!c->kvh) return;
-    if (!c->arena.known) { /* each try would stall the loop KVH_TIMEOUT_MS: heartbeats wait */
-        LOG_WARN("coordinator", "job %llu: kv-host %s not answering: its sequence is left to "
-                 "its worker", (unsigned long long)job_id, c->opt.kvhost_ep);
-        return;
-    }
-    char err[256];
-    int rc = kvh_client_free(c->kvh, &job_id, 1, NULL, err, sizeof err);
-    if (rc != 0 && rc != -ENOENT) {
-        LOG_WARN("coordinator", "job %llu: freeing its kv-host sequence: %s",
-                 (unsigned long long)job_id, err);
-        if (rc == -ETIMEDOUT) { /* not answering: no more tries until its stats come back */
-            c->arena.known = 0;
-            c->next_kvh_poll_ms = coord_now_ms() + KVH_RETRY_MS;
-        }
-    }
+    uint64_t now = coord_now_ms();
+    for (int k = 0; k < c->kvhosts.arenas.n; k++)
+        if (k == kvhost || kvhost == COORD_KVHOST_UNKNOWN)
+            coord_kvhosts_free(&c->kvhosts, k, job_id, now);
 }
 
 /* ---------------------------------------------------------------- journal replay */
@@ -426,6 +416,7 @@ static void recover_jobs(struct coord *c)
         coord_job_enqueue(&c->jobs, j);
         j->state = COORD_JOB_RECOVERING;
         j->recover_deadline_ms = deadline;
+        j->kvhost = COORD_KVHOST_UNKNOWN; /* the journal does not say where it ran */
         n++;
     }
     if (c->jobs.n)
@@ -444,9 +435,64 @@ struct fit_arg {
 static int job_fits(const struct coord_job *j, void *arg)
 {
     struct fit_arg *a = arg;
-    a->worker = coord_workers_pick(&a->c->workers, j->prompt_tokens + j->max_tokens,
-                                   &a->c->arena, a->now);
+    a->worker = coord_workers_pick(&a->c->workers, (uint64_t)j->prompt_tokens + j->max_tokens,
+                                   j->kvhost, &a->c->kvhosts.arenas, a->now);
     return a->worker >= 0;
+}
+
+int coord_never_fits(struct coord *c, uint32_t prompt, uint32_t max_tokens, char *why,
+                     size_t whylen)
+{
+    char what[256];
+    uint64_t tokens = (uint64_t)prompt + max_tokens;
+    if (!coord_workers_never_fit(&c->workers, &c->kvhosts.arenas, tokens, what, sizeof what))
+        return 0;
+    snprintf(why, whylen, "prompt (%u tokens) + max_tokens (%u) = %llu tokens: %s", prompt,
+             max_tokens, (unsigned long long)tokens, what);
+    return 1;
+}
+
+/* Ends each queued job that no registered worker can ever take (checked when a worker
+ * registered or an arena's size became known): it would wait in the queue forever. */
+static void finish_never_fitting(struct coord *c)
+{
+    c->check_fit = 0;
+    for (size_t i = 0; i < c->jobs.n; i++) {
+        struct coord_job *j = c->jobs.jobs[i];
+        char why[512];
+        if (j->state != COORD_JOB_QUEUED ||
+            !coord_never_fits(c, j->prompt_tokens, j->max_tokens, why, sizeof why))
+            continue;
+        size_t used = strlen(why);
+        snprintf(why + used, sizeof why - used, ": no registered worker can ever take it");
+        coord_finish_job(c, j, NOSA__SERVE__FINISH_REASON__FINISH_ERROR, CODE(REFUSED), why, 0);
+        i = (size_t)-1; /* the finish may have dropped an old finished job before it: rescan */
+    }
+}
+
+/* The job's sequence goes where its new worker is. One held by another kv-host cannot be
+ * resumed there: the worker starts it from its prompt and generated tokens, and the old
+ * sequence is freed (it would leak). With a worker whose kv-host is not known it may end up
+ * anywhere: nothing is freed now, every kv-host frees it at its end. */
+static void move_sequence(struct coord *c, struct coord_job *j, const struct coord_worker *w)
+{
+    j->held_at_stats = 0; /* nothing vouched for in the stats before this assignment */
+    if (w->kvhost >= 0) coord_kvhosts_keep(&c->kvhosts, w->kvhost, j->id);
+    if (j->kvhost == w->kvhost) return;
+    if (w->kvhost >= 0 && j->kvhost != COORD_KVHOST_NONE) {
+        if (j->kvhost >= 0)
+            LOG_INFO("coordinator", "job %llu moves to kv-host %s: a fresh start from its prompt "
+                     "and %u tokens; its sequence in %s is freed", (unsigned long long)j->id,
+                     c->kvhosts.h[w->kvhost].endpoint, j->tok.n,
+                     c->kvhosts.h[j->kvhost].endpoint);
+        uint64_t now = coord_now_ms();
+        for (int k = 0; k < c->kvhosts.arenas.n; k++)
+            if (k != w->kvhost && (k == j->kvhost || j->kvhost == COORD_KVHOST_UNKNOWN))
+                coord_kvhosts_free(&c->kvhosts, k, j->id, now);
+    }
+    j->kvhost = w->kvhost;
+    j->fresh_from = j->tok.n;
+    j->prompt_done = 0; /* the blocks it vouched for are in the old kv-host */
 }
 
 static void assign(struct coord *c, struct coord_job *j, int worker)
@@ -463,7 +509,6 @@ static void assign(struct coord *c, struct coord_job *j, int worker)
     a.seq_id = j->id;
     a.generated = j->tok.ids;
     a.n_generated = j->tok.n;
-    a.prompt_done = j->tok.n ? 0 : j->prompt_done;
     Nosa__Serve__CoordMsg m = NOSA__SERVE__COORD_MSG__INIT;
     m.body_case = NOSA__SERVE__COORD_MSG__BODY_ASSIGN;
     m.assign = &a;
@@ -472,15 +517,17 @@ static void assign(struct coord *c, struct coord_job *j, int worker)
     if (j->prev_worker >= 0 && j->prev_worker != worker && !c->workers.w[j->prev_worker].alive)
         coord_cancel_on_worker(c, j->prev_worker, j->id);
     j->prev_worker = -1;
+    move_sequence(c, j, w);
+    a.prompt_done = j->tok.n ? 0 : j->prompt_done;
     coord_send_worker(c, worker, &m);
     protobuf_c_message_free_unpacked(&spec->base, NULL);
     j->state = COORD_JOB_RUNNING;
     j->worker = worker;
     j->assigned_at = w->registrations;
     w->assigned++;
-    if (c->arena.known)
-        c->arena.reserved_groups += coord_job_groups(j->prompt_tokens + j->max_tokens,
-                                                     w->block_size);
+    if (w->kvhost >= 0 && c->kvhosts.arenas.a[w->kvhost].known)
+        c->kvhosts.arenas.a[w->kvhost].reserved_groups +=
+            coord_job_groups((uint64_t)j->prompt_tokens + j->max_tokens, w->block_size);
     LOG_INFO("coordinator", "job %llu assigned to %s (generated %u)", (unsigned long long)j->id,
              w->name, j->tok.n);
     NOSA_FAULT_POINT("coordinator.assign.sent");
@@ -498,6 +545,8 @@ static void recount_assigned(struct coord *c)
 static void schedule(struct coord *c, uint64_t now)
 {
     recount_assigned(c);
+    if (c->check_fit) finish_never_fitting(c);
+    coord_arenas_reserve(&c->jobs, &c->workers, &c->kvhosts.arenas);
     struct fit_arg a = {.c = c, .now = now, .worker = -1};
     struct coord_job *j;
     while ((j = coord_jobs_next_queued(&c->jobs, job_fits, &a)) != NULL) assign(c, j, a.worker);
@@ -522,28 +571,18 @@ static void check_heartbeats(struct coord *c, uint64_t now)
             LOG_INFO("coordinator", "job %llu: no worker claimed it after the restart; queued "
                      "with its %u tokens", (unsigned long long)j->id, j->tok.n);
             coord_requeue_job(c, j);
+            c->check_fit = 1;
         }
     }
 }
 
-static void poll_kvhost(struct coord *c, uint64_t now)
+static void poll_kvhosts(struct coord *c, uint64_t now)
 {
-    if (!c->kvh || now < c->next_kvh_poll_ms) return;
-    char err[256];
-    if (kvh_client_stats(c->kvh, &c->kvh_stats, err, sizeof err) == 0) {
-        if (!c->arena.known) LOG_INFO("coordinator", "kv-host %s: arena stats read (%llu groups, "
-                                      "%llu free)", c->opt.kvhost_ep,
-                                      (unsigned long long)c->kvh_stats.n_groups,
-                                      (unsigned long long)c->kvh_stats.free_groups);
-        c->arena.known = 1;
-        c->arena.free_groups = c->kvh_stats.free_groups;
-        c->arena.reserved_groups = 0;
-        c->next_kvh_poll_ms = now + KVH_POLL_MS;
-    } else {
-        if (c->arena.known)
-            LOG_WARN("coordinator", "kv-host stats: %s; placing jobs by slots only", err);
-        c->arena.known = 0;
-        c->next_kvh_poll_ms = now + KVH_RETRY_MS;
+    for (int k = 0; k < c->kvhosts.arenas.n; k++) {
+        int was_known = c->kvhosts.arenas.a[k].known;
+        if (coord_kvhosts_poll(&c->kvhosts, k, now) != 1) continue;
+        coord_arena_snapshot(&c->jobs, &c->workers, k);
+        if (!was_known) c->check_fit = 1; /* its size now bounds what its workers can take */
     }
 }
 
@@ -559,11 +598,21 @@ static void publish_metrics(struct coord *c, uint64_t now)
         .failed = c->jobs.failed,
         .draining = c->draining,
         .journal_ok = !c->journal.failed,
-        .arena_known = c->arena.known,
-        .arena_groups = c->kvh_stats.n_groups,
-        .arena_free_groups = c->kvh_stats.free_groups,
-        .arena_bytes = c->kvh_stats.arena_bytes,
     };
+    struct coord_metrics_arena arenas[COORD_MAX_KVHOSTS];
+    node.arenas = arenas;
+    for (int k = 0; k < c->kvhosts.arenas.n; k++) {
+        const struct coord_arena *a = &c->kvhosts.arenas.a[k];
+        if (!a->known) continue;
+        arenas[node.n_arenas++] = (struct coord_metrics_arena){
+            .kvhost = c->kvhosts.h[k].endpoint,
+            .up = c->kvhosts.h[k].up,
+            .groups = a->n_groups,
+            .free_groups = a->free_groups,
+            .reserved_groups = a->reserved_groups,
+            .bytes = c->kvhosts.h[k].stats.arena_bytes,
+        };
+    }
     char *text;
     if (coord_metrics_render(&c->workers, &node, &text) == 0)
         coord_metrics_publish(c->metrics, text);
@@ -598,7 +647,7 @@ static void tick(struct coord *c)
     uint64_t now = coord_now_ms();
     forgive_own_stall(c, now);
     check_heartbeats(c, now);
-    poll_kvhost(c, now);
+    poll_kvhosts(c, now);
     schedule(c, now);
     publish_metrics(c, now);
     compact_journal(c);
@@ -648,19 +697,15 @@ int coord_open(const struct coord_options *opt, struct coord **out, char *err, s
     }
     if (nosa_msg_security_init(c->ctx, opt->run_dir, opt->insecure, &c->sec, err, errlen))
         return -1;
+    coord_kvhosts_init(&c->kvhosts, c->ctx, c->sec);
     if (bind_link(c, ZMQ_ROUTER, opt->workers_ep, &c->workers_sock, err, errlen) ||
         bind_link(c, ZMQ_ROUTER, opt->clients_ep, &c->clients_sock, err, errlen))
         return -1;
-    if (opt->kvhost_ep[0]) {
-        struct kvh_client_options ko = {.timeout_ms = KVH_TIMEOUT_MS,
-                                        .client_name = "coordinator",
-                                        .zmq_ctx = c->ctx,
-                                        .sec = c->sec};
-        if (kvh_client_connect(opt->kvhost_ep, &ko, &c->kvh, err, errlen)) return -1;
-    }
+    for (int k = 0; k < opt->n_kvhosts; k++)
+        if (coord_kvhosts_get(&c->kvhosts, opt->kvhost_eps[k], err, errlen) < 0) return -1;
     if (opt->metrics_port > 0 &&
-        coord_metrics_start(opt->metrics_address, (uint16_t)opt->metrics_port, &c->metrics, err,
-                            errlen))
+        coord_metrics_start(opt->metrics_address, (uint16_t)opt->metrics_port, opt->insecure,
+                            &c->metrics, err, errlen))
         return -1;
     return 0;
 }
@@ -729,7 +774,7 @@ void coord_close(struct coord *c)
 {
     if (!c) return;
     coord_metrics_stop(c->metrics);
-    kvh_client_close(c->kvh);
+    coord_kvhosts_close(&c->kvhosts);
     for (int i = 0; i < c->workers.n; i++)
         if (c->workers.w[i].pidfd >= 0) close(c->workers.w[i].pidfd);
     if (c->workers_sock) {

@@ -76,12 +76,7 @@ static void on_submit(struct coord *c, const struct nosa_msg_peer *peer, uint64_
     }
     Nosa__Serve__JobSpec *spec = s->job;
     uint32_t prompt = coord_prompt_tokens(&spec->base);
-    uint32_t max_context = coord_workers_max_context(&c->workers);
-    uint64_t total = (uint64_t)prompt + spec->sampling->max_tokens;
-    if (max_context && total > max_context) {
-        snprintf(why, sizeof why, "prompt (%u tokens) + max_tokens (%u) = %llu tokens is longer "
-                 "than the workers' max_context (%u)", prompt, spec->sampling->max_tokens,
-                 (unsigned long long)total, max_context);
+    if (coord_never_fits(c, prompt, spec->sampling->max_tokens, why, sizeof why)) {
         coord_send_client_error(c, peer, request_id, CODE(REFUSED), why);
         return;
     }
@@ -166,6 +161,8 @@ static void on_status(struct coord *c, const struct nosa_msg_peer *peer, uint64_
         st.job = &js;
     }
     Nosa__Serve__WorkerStatus ws[COORD_MAX_WORKERS], *wsp[COORD_MAX_WORKERS];
+    Nosa__Serve__ArenaStatus as[COORD_MAX_KVHOSTS], *asp[COORD_MAX_KVHOSTS];
+    const struct coord_kvhosts *kh = &c->kvhosts;
     Nosa__Serve__StepStats ss[COORD_MAX_WORKERS];
     uint64_t now = coord_now_ms();
     for (int i = 0; i < c->workers.n; i++) {
@@ -180,6 +177,7 @@ static void on_status(struct coord *c, const struct nosa_msg_peer *peer, uint64_
         ws[i].max_seqs = w->max_seqs;
         ws[i].last_heartbeat_age_s = (double)(now - w->last_seen_ms) / 1000.0;
         ws[i].gpu = w->gpu;
+        ws[i].kvhost = w->kvhost >= 0 ? (char *)kh->h[w->kvhost].endpoint : "";
         ss[i].tokens_per_s = w->stats.tokens_per_s;
         ss[i].step_seconds = w->stats.step_seconds;
         ss[i].blocks_moved_per_step = w->stats.blocks_moved_per_step;
@@ -199,8 +197,24 @@ static void on_status(struct coord *c, const struct nosa_msg_peer *peer, uint64_
     st.completed = c->jobs.completed;
     st.failed = c->jobs.failed;
     st.draining = c->draining;
-    st.arena_groups = c->arena.known ? c->kvh_stats.n_groups : 0;
-    st.arena_free_groups = c->arena.known ? c->kvh_stats.free_groups : 0;
+    for (int k = 0; k < kh->arenas.n; k++) {
+        const struct coord_arena *a = &kh->arenas.a[k];
+        nosa__serve__arena_status__init(&as[k]);
+        as[k].kvhost = (char *)kh->h[k].endpoint;
+        as[k].up = kh->h[k].up;
+        if (a->known) {
+            as[k].groups = a->n_groups;
+            as[k].free_groups = a->free_groups;
+            as[k].reserved_groups = a->reserved_groups;
+            as[k].arena_bytes = kh->h[k].stats.arena_bytes;
+            as[k].numa_node = kh->h[k].stats.numa_node;
+            st.arena_groups += a->n_groups;
+            st.arena_free_groups += a->free_groups;
+        }
+        asp[k] = &as[k];
+    }
+    st.arenas = asp;
+    st.n_arenas = (size_t)kh->arenas.n;
     st.journal_error = c->journal.failed ? c->journal.error : "";
     Nosa__Serve__ClientReply r = NOSA__SERVE__CLIENT_REPLY__INIT;
     r.body_case = NOSA__SERVE__CLIENT_REPLY__BODY_STATUS;

@@ -10,7 +10,7 @@
 #include "host_id.h"
 #include "jobs.h"
 #include "journal.h"
-#include "kvh_client.h"
+#include "kvhosts.h"
 #include "metrics.h"
 #include "nosa_msg.h"
 #include "serve.pb-c.h"
@@ -25,10 +25,8 @@ struct coord {
     struct coord_journal journal;
     int journal_open;
     int draining;
-    struct kvh_client *kvh;
-    struct kvh_stats kvh_stats;
-    struct coord_arena arena;
-    uint64_t next_kvh_poll_ms;
+    struct coord_kvhosts kvhosts;
+    int check_fit; /* workers or arenas changed: look for queued jobs none can ever take */
     struct coord_metrics_server *metrics;
     uint64_t next_metrics_ms;
     char host_id[NOSA_HOST_ID_MAX]; /* workers with the same one are fenced (fence.h) */
@@ -68,9 +66,16 @@ void coord_worker_dead(struct coord *c, int worker, const char *why);
 int coord_worker_fence_done(struct coord *c, int worker, uint64_t now);
 /* Sends CancelJob for job_id to a worker: a job must never run on two workers. */
 void coord_cancel_on_worker(struct coord *c, int worker, uint64_t job_id);
-/* With a kv-host link, frees the job's kv-host sequence after its end (a worker that died
- * between its JobFinished and its own free leaks nothing; an unknown sequence is fine). */
-void coord_free_sequence(struct coord *c, uint64_t job_id);
+/* Frees sequence job_id in kv-host `kvhost` (a job's or a worker's `kvhost`: nothing for
+ * COORD_KVHOST_NONE, every kv-host for COORD_KVHOST_UNKNOWN) after the job ended: a worker
+ * that died between its JobFinished and its own free leaks nothing; an unknown sequence is
+ * fine. */
+void coord_free_sequence(struct coord *c, int kvhost, uint64_t job_id);
+
+/* 1 when no registered worker can ever take a job of this prompt and max_tokens (context or
+ * arena too small, coord_workers_never_fit), with why saying the sizes. */
+int coord_never_fits(struct coord *c, uint32_t prompt, uint32_t max_tokens, char *why,
+                     size_t whylen);
 
 /* Link handlers: one received frame each. */
 void coord_on_client_frame(struct coord *c, const struct nosa_msg_peer *peer,

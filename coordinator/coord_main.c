@@ -21,18 +21,22 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: nosa-coordinator [--run-dir D] [--workers EP] [--clients EP] [--kvhost EP]\n"
+            "usage: nosa-coordinator [--run-dir D] [--workers EP] [--clients EP] [--kvhost EP]...\n"
             "                        [--journal FILE] [--metrics-port P] [--metrics-address A]\n"
             "                        [--heartbeat-timeout-ms N] [--insecure]\n"
             "  --workers EP        worker link (ROUTER), default ipc://D/coord-workers.sock\n"
             "  --clients EP        client link for `nosa`, default ipc://D/coord.sock\n"
-            "  --kvhost EP         kv-host to read arena stats from (admission, status, metrics);\n"
-            "                      default none: jobs are placed by batch slots only\n"
+            "  --kvhost EP         a kv-host to follow: its arena feeds admission, status and\n"
+            "                      metrics, its jobs' sequences are freed there; repeatable (one\n"
+            "                      per NUMA node); those the workers register with are followed\n"
+            "                      too\n"
             "  --journal FILE      job journal, default D/coordinator.journal\n"
             "  --metrics-port P    Prometheus /metrics over HTTP, default 9464; 0 = off\n"
-            "  --metrics-address A IPv4 address to serve metrics on, default 127.0.0.1\n"
+            "  --metrics-address A IPv4 address to serve metrics on, default 127.0.0.1 (one\n"
+            "                      outside 127.0.0.0/8 needs --insecure)\n"
             "  --heartbeat-timeout-ms N  a worker silent this long is dead, default 3000\n"
-            "  --insecure          allow plain tcp on non-loopback addresses (docs/SECURITY.md)\n");
+            "  --insecure          allow plain tcp, and metrics over HTTP, on non-loopback\n"
+            "                      addresses (docs/SECURITY.md)\n");
 }
 
 /* Parses argv into opt. Returns 0, 1 for --help, or -1 with err. */
@@ -57,7 +61,13 @@ static int parse_flags(int argc, char **argv, struct coord_options *opt, char *r
         if (strcmp(f, "--run-dir") == 0) dst = run_dir_flag, cap = run_dir_cap;
         else if (strcmp(f, "--workers") == 0) dst = opt->workers_ep, cap = sizeof opt->workers_ep;
         else if (strcmp(f, "--clients") == 0) dst = opt->clients_ep, cap = sizeof opt->clients_ep;
-        else if (strcmp(f, "--kvhost") == 0) dst = opt->kvhost_ep, cap = sizeof opt->kvhost_ep;
+        else if (strcmp(f, "--kvhost") == 0) {
+            if (opt->n_kvhosts == COORD_MAX_KVHOSTS) {
+                nosa_set_error(err, errlen, "--kvhost: %d at most", COORD_MAX_KVHOSTS);
+                return -1;
+            }
+            dst = opt->kvhost_eps[opt->n_kvhosts++], cap = sizeof opt->kvhost_eps[0];
+        }
         else if (strcmp(f, "--journal") == 0) dst = opt->journal, cap = sizeof opt->journal;
         else if (strcmp(f, "--metrics-address") == 0)
             dst = opt->metrics_address, cap = sizeof opt->metrics_address;

@@ -55,9 +55,15 @@ static void reconcile(struct coord *c, int wi, const Nosa__Serve__Register *r, i
             coord_cancel_on_worker(c, wi, id);
             continue;
         }
-        if (j->state != COORD_JOB_RUNNING)
+        if (j->state != COORD_JOB_RUNNING) {
             LOG_INFO("coordinator", "job %llu claimed by %s (it has %u of its tokens here)",
                      (unsigned long long)id, r->worker_name, j->tok.n);
+            /* Its sequence is where this worker runs it; what it holds there is known again
+             * from its next token and the next stats (coord_job_groups_held). */
+            if (j->kvhost != w->kvhost) j->fresh_from = j->tok.n;
+            j->kvhost = w->kvhost;
+            j->held_at_stats = 0;
+        }
         j->state = COORD_JOB_RUNNING;
         j->worker = wi;
         j->prev_worker = -1;
@@ -105,6 +111,15 @@ static void on_register(struct coord *c, const struct nosa_msg_peer *peer,
     w->gpu = r->gpu;
     w->pid = r->pid;
     w->numa_node = r->numa_node;
+    w->kvhost = COORD_KVHOST_UNKNOWN;
+    if (r->kvhost_endpoint && r->kvhost_endpoint[0]) {
+        char err[512];
+        int k = coord_kvhosts_get(&c->kvhosts, r->kvhost_endpoint, err, sizeof err);
+        if (k >= 0) w->kvhost = k;
+        else LOG_WARN("coordinator", "worker %s: %s; its jobs are placed by slots only", w->name,
+                      err);
+    }
+    c->check_fit = 1; /* a queued job too large for every worker so far may fit this one */
     w->last_seen_ms = coord_now_ms();
     w->full_until_ms = 0;
     w->alive = 1;
@@ -119,8 +134,9 @@ static void on_register(struct coord *c, const struct nosa_msg_peer *peer,
     w->registrations++;
     reconcile(c, wi, r, same_conn); /* after the ack: the worker takes its CancelJobs registered */
     LOG_INFO("coordinator", "worker %s registered: backend=%s mode=%s slots=%u max_context=%u "
-             "block_size=%u running=%zu", w->name, w->backend, w->mode, w->max_seqs,
-             w->max_context, w->block_size, r->n_running_jobs);
+             "block_size=%u running=%zu kvhost=%s", w->name, w->backend, w->mode, w->max_seqs,
+             w->max_context, w->block_size, r->n_running_jobs,
+             w->kvhost >= 0 ? c->kvhosts.h[w->kvhost].endpoint : "(none)");
 }
 
 static void on_heartbeat(struct coord_worker *w, const Nosa__Serve__Heartbeat *h)
@@ -189,7 +205,8 @@ static void on_finished(struct coord *c, int wi, const Nosa__Serve__JobFinished 
     struct coord_job *j = job_on(c, wi, f->job_id, "JobFinished");
     if (!j) {
         const struct coord_job *k = coord_jobs_find(&c->jobs, f->job_id);
-        if (!k || k->state == COORD_JOB_FINISHED) coord_free_sequence(c, f->job_id);
+        if (!k || k->state == COORD_JOB_FINISHED) /* in the sender's kv-host */
+            coord_free_sequence(c, c->workers.w[wi].kvhost, f->job_id);
         return;
     }
     int code = f->error ? (int)f->error->code : 0;
@@ -212,7 +229,10 @@ static void on_finished(struct coord *c, int wi, const Nosa__Serve__JobFinished 
         if (code) snprintf(what, sizeof what, "worker %s: %s", c->workers.w[wi].name, msg);
         coord_finish_job(c, j, f->reason, code, code ? what : NULL, f->recomputed_tokens);
     }
-    if (was_running) coord_free_sequence(c, f->job_id);
+    if (was_running) {
+        coord_free_sequence(c, j->kvhost, f->job_id);
+        j->kvhost = COORD_KVHOST_NONE;
+    }
 }
 
 static const char *body_name(Nosa__Serve__WorkerMsg__BodyCase b)

@@ -77,6 +77,7 @@ struct coord_job *coord_jobs_add(struct coord_jobs *t, uint64_t id, const uint8_
     j->max_tokens = max_tokens;
     j->worker = -1;
     j->prev_worker = -1;
+    j->kvhost = COORD_KVHOST_NONE;
     j->state = COORD_JOB_QUEUED;
     j->queue_seq = UINT64_MAX; /* not yet queued */
     memmove(&t->jobs[at + 1], &t->jobs[at], (t->n - at) * sizeof *t->jobs);

@@ -23,6 +23,11 @@ enum coord_job_state {
     COORD_JOB_FINISHED = 3,
 };
 
+/* A job's `kvhost` when no kv-host holds its sequence (new, or freed), and when one may but
+ * which is not known (read back from the journal: any may hold it). */
+#define COORD_KVHOST_NONE (-1)
+#define COORD_KVHOST_UNKNOWN (-2)
+
 /* Finished jobs kept (oldest dropped first) so their result can still be asked for. */
 #define COORD_JOBS_KEEP_FINISHED 1024
 
@@ -43,6 +48,11 @@ struct coord_job {
                              * next Assign resumes from their blocks; not journaled) */
     uint64_t recover_deadline_ms;
     int cancel_requested;
+    int kvhost;             /* index of the kv-host holding its sequence, or COORD_KVHOST_* */
+    uint32_t fresh_from;    /* tokens it had when it last started there without a table
+                             * (coord_job_groups_held) */
+    uint64_t held_at_stats; /* groups it held at least at that kv-host's last stats read
+                             * (0 when assigned since) */
 
     struct token_store tok; /* generated tokens */
 

@@ -106,6 +106,36 @@ static const struct worker_metric k_worker_metrics[] = {
      w_tokens},
 };
 
+/* One per-arena family: a value from each known arena. */
+struct arena_metric {
+    const char *name, *help;
+    double (*value)(const struct coord_metrics_arena *a);
+};
+
+static double a_up(const struct coord_metrics_arena *a) { return a->up; }
+static double a_groups(const struct coord_metrics_arena *a) { return (double)a->groups; }
+static double a_free(const struct coord_metrics_arena *a) { return (double)a->free_groups; }
+static double a_reserved(const struct coord_metrics_arena *a)
+{
+    return (double)a->reserved_groups;
+}
+static double a_used(const struct coord_metrics_arena *a)
+{
+    return a->groups ? (double)(a->groups - a->free_groups) / (double)a->groups : 0.0;
+}
+static double a_bytes(const struct coord_metrics_arena *a) { return (double)a->bytes; }
+
+static const struct arena_metric k_arena_metrics[] = {
+    {"nosa_arena_up", "1 while the kv-host answers, 0 when the values are from its last answer",
+     a_up},
+    {"nosa_arena_groups", "KV groups in the kv-host's arena", a_groups},
+    {"nosa_arena_free_groups", "Free KV groups in the kv-host's arena", a_free},
+    {"nosa_arena_reserved_groups", "Groups the jobs running on the kv-host will still allocate",
+     a_reserved},
+    {"nosa_arena_used_ratio", "Used share of the arena's groups", a_used},
+    {"nosa_arena_bytes", "Size of the kv-host's arena", a_bytes},
+};
+
 int coord_metrics_render(const struct coord_workers *workers,
                          const struct coord_metrics_node *node, char **out)
 {
@@ -130,17 +160,14 @@ int coord_metrics_render(const struct coord_workers *workers,
     put(&b, "nosa_draining %d\n", node->draining ? 1 : 0);
     family(&b, "nosa_journal_ok", "gauge", "0 once a journal write failed (new jobs refused)");
     put(&b, "nosa_journal_ok %d\n", node->journal_ok ? 1 : 0);
-    if (node->arena_known) {
-        family(&b, "nosa_arena_groups", "gauge", "KV groups in the kv-host arena");
-        put(&b, "nosa_arena_groups %llu\n", (unsigned long long)node->arena_groups);
-        family(&b, "nosa_arena_free_groups", "gauge", "Free KV groups in the kv-host arena");
-        put(&b, "nosa_arena_free_groups %llu\n", (unsigned long long)node->arena_free_groups);
-        family(&b, "nosa_arena_used_ratio", "gauge", "Used share of the arena's groups");
-        uint64_t used = node->arena_groups - node->arena_free_groups;
-        put(&b, "nosa_arena_used_ratio %.6g\n",
-            node->arena_groups ? (double)used / (double)node->arena_groups : 0.0);
-        family(&b, "nosa_arena_bytes", "gauge", "Size of the kv-host arena");
-        put(&b, "nosa_arena_bytes %llu\n", (unsigned long long)node->arena_bytes);
+    for (size_t m = 0; m < sizeof k_arena_metrics / sizeof k_arena_metrics[0]; m++) {
+        const struct arena_metric *am = &k_arena_metrics[m];
+        if (node->n_arenas) family(&b, am->name, "gauge", am->help);
+        for (int i = 0; i < node->n_arenas; i++) {
+            char kvhost[2 * COORD_ENDPOINT_MAX + 1];
+            escape_label(node->arenas[i].kvhost, kvhost, sizeof kvhost);
+            put(&b, "%s{kvhost=\"%s\"} %.6g\n", am->name, kvhost, am->value(&node->arenas[i]));
+        }
     }
     for (size_t m = 0; m < sizeof k_worker_metrics / sizeof k_worker_metrics[0]; m++) {
         const struct worker_metric *wm = &k_worker_metrics[m];
@@ -202,8 +229,8 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn, const char
     return rc;
 }
 
-int coord_metrics_start(const char *address, uint16_t port, struct coord_metrics_server **out,
-                        char *err, size_t errlen)
+int coord_metrics_start(const char *address, uint16_t port, int insecure,
+                        struct coord_metrics_server **out, char *err, size_t errlen)
 {
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
@@ -212,6 +239,17 @@ int coord_metrics_start(const char *address, uint16_t port, struct coord_metrics
     if (inet_pton(AF_INET, address, &sa.sin_addr) != 1) {
         nosa_set_error(err, errlen, "metrics address '%s' is not an IPv4 address", address);
         return -1;
+    }
+    if ((ntohl(sa.sin_addr.s_addr) >> 24) != 127) {
+        if (!insecure) {
+            nosa_set_error(err, errlen, "refusing to serve metrics on %s: not a loopback "
+                           "address, and HTTP has no CURVE (pass --insecure to serve them in "
+                           "plain text to anyone who can reach %s:%u; docs/SECURITY.md)",
+                           address, address, (unsigned)port);
+            return -1;
+        }
+        LOG_WARN("coordinator", "metrics on http://%s:%u/metrics in plain text: --insecure",
+                 address, (unsigned)port);
     }
     struct coord_metrics_server *s = calloc(1, sizeof *s);
     if (!s) {

@@ -12,7 +12,8 @@
 #   deploy/node.sh exec kvhost N | worker NAME | coordinator
 #                                     runs one process in the foreground, pinned (systemd)
 #
-# Every flag has an environment default (NOSA_*), so systemd units read one file.
+# Every flag has an environment default (NOSA_*), so systemd units read one file. The
+# topology is read under $NOSA_SYSFS (default /sys; tests point it at a stand-in tree).
 set -euo pipefail
 # nvidia-smi numbers GPUs in PCI bus order, the CUDA runtime fastest first unless told so: one
 # order for both, so that worker gpuN (--gpu N) runs on the GPU whose NUMA node it is pinned to.
@@ -41,7 +42,7 @@ usage: deploy/node.sh start|stop|status|plan [flags]
   --ready-timeout S  seconds to wait for each process to be ready (default 60)
   --stop-timeout S   seconds between SIGTERM and SIGKILL (default 10)
   \$NOSA_NODE_TAG     appended to the kv-host names (arenas): several nodes of one user
-  \$NOSA_SYSFS        where sysfs is (default /sys): tests describe a machine with it
+  \$NOSA_SYSFS        where the topology is read (default /sys): tests describe a machine with it
   --fresh            start: remove the arenas and the job journal first (else a kv-host
                      re-opens its arena with --recover and the coordinator its journal);
                      stop: remove them after a clean stop
@@ -223,10 +224,11 @@ proc_argv() { # kvhost N | worker NAME | coordinator  -> sets argv=()
             --mode "$mode" --numa-node "$node")
       if [ "$gpu" -ge 0 ]; then argv+=(--backend cuda --gpu "$gpu"); else argv+=(--backend cpu); fi ;;
     coordinator)
-      local nodes; nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
-      argv=("$exe" --run-dir "$run_dir" --workers "$workers_ep"
-            --clients "$coord_ep" --kvhost "ipc://$run_dir/kvh${nodes[0]}.sock"
-            --journal "$run_dir/coordinator.journal" --metrics-port "$metrics_port") ;;
+      # Every kv-host: admission, frees and moves follow each worker's own arena.
+      local n
+      argv=("$exe" --run-dir "$run_dir" --workers "$workers_ep" --clients "$coord_ep"
+            --journal "$run_dir/coordinator.journal" --metrics-port "$metrics_port")
+      for n in $(kvhost_nodes); do argv+=(--kvhost "ipc://$run_dir/kvh$n.sock"); done ;;
     *) die "unknown process kind '$1' (kvhost, worker, coordinator)" ;;
   esac
 }

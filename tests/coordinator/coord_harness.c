@@ -95,6 +95,20 @@ void ch_init(struct ch_env *e, const char *bin_dir, const char *tag)
     signal(SIGPIPE, SIG_IGN);
 }
 
+int ch_env_attach(struct ch_env *e, const char *workers_ep, const char *clients_ep)
+{
+    memset(e, 0, sizeof *e);
+    if ((size_t)snprintf(e->workers_ep, sizeof e->workers_ep, "%s", workers_ep) >=
+            sizeof e->workers_ep ||
+        (size_t)snprintf(e->clients_ep, sizeof e->clients_ep, "%s", clients_ep) >=
+            sizeof e->clients_ep) {
+        fprintf(stderr, "coord_harness: endpoints too long: %s, %s\n", workers_ep, clients_ep);
+        return -1;
+    }
+    e->ctx = zmq_ctx_new();
+    return e->ctx ? 0 : -1;
+}
+
 int ch_start_coordinator(struct ch_env *e, int heartbeat_timeout_ms, const char *const *extra)
 {
     char hb[32], port[32], bin[1100];
@@ -205,6 +219,7 @@ static void send_register(struct fake_worker *w)
     r.max_seqs = w->max_seqs;
     r.max_context = w->max_context;
     r.block_size = 16;
+    r.kvhost_endpoint = (char *)(w->kvhost ? w->kvhost : "");
     r.pid = getpid();
     r.gpu = -1;
     r.running_jobs = ids;
@@ -508,7 +523,7 @@ Nosa__Serve__ClientReply *cl_submit_keyed(void *sock, const char *prompt, uint32
 }
 
 /* ---------------------------------------------------------------- the nosa CLI */
-static char *slurp(const char *path)
+char *ch_read_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -572,8 +587,8 @@ int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), 
         if (pump) pump(arg);
         ch_sleep_ms(3);
     }
-    *out = slurp(out_path);
-    *errout = slurp(err_path);
+    *out = ch_read_file(out_path);
+    *errout = ch_read_file(err_path);
     return rc;
 }
 

@@ -31,6 +31,10 @@ struct ch_env {
 
 /* Sets up the run dir under /tmp; skips the test (exit 77) when a binary is missing. */
 void ch_init(struct ch_env *e, const char *bin_dir, const char *tag);
+/* For a coordinator started by someone else (tests/e2e's node_harness): e talks to its links
+ * (fake workers, raw clients) and owns a ZeroMQ context (zmq_ctx_term it), nothing else.
+ * 0, or -1 when an endpoint does not fit. */
+int ch_env_attach(struct ch_env *e, const char *workers_ep, const char *clients_ep);
 /* Starts nosa-coordinator with these extra flags (NULL-terminated, may be NULL), waits for its
  * client socket. The journal is e->journal unless extra gives --journal. 0 or -1. */
 int ch_start_coordinator(struct ch_env *e, int heartbeat_timeout_ms, const char *const *extra);
@@ -54,6 +58,7 @@ struct fake_worker {
     void *sock;
     char name[32];
     uint32_t max_seqs, max_context;
+    const char *kvhost;   /* Register.kvhost_endpoint (NULL: none), set before registering */
     struct fw_job jobs[FW_MAX_JOBS];
     int n_jobs;
     int assigns, cancels, shutdowns, acks, errors;
@@ -64,7 +69,7 @@ struct fake_worker {
 int fw_open(struct ch_env *e, struct fake_worker *w, const char *name, uint32_t max_seqs,
             uint32_t max_context);
 void fw_close(struct fake_worker *w);
-/* Sends Register (listing its jobs) and waits for RegisterAck. 0 or -1. */
+/* Sends Register (listing its jobs; block_size 16) and waits for RegisterAck. 0 or -1. */
 int fw_register(struct fake_worker *w);
 /* Handles what arrived (Assign, CancelJob, Shutdown, Error, RegisterAck); an Error
  * UNAUTHORIZED/UNKNOWN_ID makes it register again, as nosa-worker does. */
@@ -105,6 +110,8 @@ Nosa__Serve__ClientReply *cl_submit_keyed(void *sock, const char *prompt, uint32
  * *errout, malloc'd). Returns the exit status, or -1 (killed after timeout_ms). */
 int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), void *arg,
                unsigned timeout_ms, char **out, char **errout);
+/* A whole file as a malloc'd NUL-terminated string (a log), or NULL. */
+char *ch_read_file(const char *path);
 /* The expected text of a job of n tokens: "abc...". */
 void ch_expected_text(uint32_t n, char *out, size_t cap);
 

@@ -70,14 +70,7 @@ int main(int argc, char **argv)
     REQUIRE(nh_start_coordinator(&node, NULL, 0) >= 0, "coordinator start (with --kvhost)");
 
     struct ch_env e;
-    memset(&e, 0, sizeof e);
-    REQUIRE(strlen(node.workers_ep) < sizeof e.workers_ep &&
-                strlen(node.clients_ep) < sizeof e.clients_ep,
-            "endpoints too long for coord_harness");
-    memcpy(e.workers_ep, node.workers_ep, strlen(node.workers_ep) + 1);
-    memcpy(e.clients_ep, node.clients_ep, strlen(node.clients_ep) + 1);
-    e.ctx = zmq_ctx_new();
-    REQUIRE(e.ctx, "zmq context");
+    REQUIRE(ch_env_attach(&e, node.workers_ep, node.clients_ep) == 0, "coordinator links");
     struct fake_worker w;
     REQUIRE(fw_open(&e, &w, "kvfree", 2, 64) == 0 && fw_register(&w) == 0, "worker registers");
     void *cl = cl_open(&e);

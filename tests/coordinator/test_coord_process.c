@@ -1,7 +1,8 @@
 /* test_coord_process.c: a real nosa-coordinator with fake workers (coord_harness.h):
  * placement and streaming; a worker that stops heartbeating has its job moved to the other
  * with `generated` = the tokens already streamed, and the client sees every token once;
- * bad input on both links gets the right Error and harms no job; cancel; metrics over HTTP;
+ * bad input on both links gets the right Error and harms no job; cancel; metrics over HTTP
+ * (on 0.0.0.0 only with --insecure);
  * kill -9 of the coordinator and restart on its journal (a worker claims its job back, an
  * unclaimed job moves after the timeout); a torn journal tail; journal writes that fail. */
 #include <arpa/inet.h>
@@ -421,6 +422,28 @@ static void test_metrics(const char *alive, const char *dead)
     free(text);
 }
 
+/* HTTP has no CURVE: metrics on a non-loopback address need --insecure, as plain tcp does. */
+static void test_metrics_address(void)
+{
+    const char *any[] = {"--metrics-address", "0.0.0.0", NULL};
+    CHECK(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, any) == -1,
+          "--metrics-address 0.0.0.0 without --insecure: the coordinator started");
+    char *log = ch_read_file(g_e.log);
+    CHECK(log && strstr(log, "nosa-coordinator: refusing to serve metrics on 0.0.0.0: not a "
+                             "loopback address, and HTTP has no CURVE (pass --insecure"),
+          "no clear error in %s", g_e.log);
+    free(log);
+    const char *insecure[] = {"--metrics-address", "0.0.0.0", "--insecure", NULL};
+    REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, insecure) == 0,
+            "--metrics-address 0.0.0.0 --insecure");
+    ch_sleep_ms(300); /* published every 250 ms */
+    char *text = http_get(g_e.metrics_port, "/metrics"); /* 0.0.0.0 takes loopback too */
+    CHECK(text && strstr(text, "200 OK") && strstr(text, "nosa_queue_depth 0"),
+          "metrics on 0.0.0.0 with --insecure: %.60s", text ? text : "(no answer)");
+    free(text);
+    CHECK(ch_stop_coordinator(&g_e, SIGTERM) == 0, "SIGTERM: exit status not 0");
+}
+
 /* ---------------------------------------------------------------- restart */
 static void expect_finished_text(void *cl, uint64_t id, uint32_t n, const char *what)
 {
@@ -662,6 +685,7 @@ int main(int argc, char **argv)
 {
     REQUIRE(argc == 2, "usage: test_coord_process BIN_DIR");
     ch_init(&g_e, argv[1], "coord");
+    test_metrics_address();
     REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, NULL) == 0, "coordinator start");
     struct fake_worker w0, w1;
     REQUIRE(fw_open(&g_e, &w0, "w0", 2, 64) == 0 && fw_open(&g_e, &w1, "w1", 2, 64) == 0,

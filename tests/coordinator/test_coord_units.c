@@ -1,7 +1,9 @@
 /* test_coord_units.c: the coordinator's modules alone: the job table (queue order, a moved job
- * keeps its place, token dedupe, retention), admission (slots, context, arena), the journal
- * (replay, a torn or corrupted tail cut off, compaction, a write failure), the metrics text,
- * the message validators and the CLI's argument parser. */
+ * keeps its place, token dedupe, retention), admission (slots, context, arena, the running
+ * jobs' growth reserved in exact numbers, the job's own kv-host first, jobs no worker can
+ * ever take), the journal (replay, a torn or corrupted tail cut off, compaction, a write
+ * failure), the metrics text and the rule for its address, the message validators and the
+ * CLI's argument parser. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,37 +76,184 @@ static void test_jobs(void)
     coord_jobs_free(&t);
 }
 
+#define NONE COORD_KVHOST_NONE
+
 static void test_admission(void)
 {
     struct coord_workers ws;
     memset(&ws, 0, sizeof ws);
     int w0 = coord_workers_slot(&ws, "w0"), w1 = coord_workers_slot(&ws, "w1");
-    CHECK(w0 == 0 && w1 == 1 && coord_workers_slot(&ws, "w0") == 0, "slots by name");
+    CHECK(w0 == 0 && w1 == 1 && coord_workers_slot(&ws, "w0") == 0 &&
+              ws.w[0].kvhost == COORD_KVHOST_UNKNOWN,
+          "slots by name, kv-host unknown");
     ws.w[0] = (struct coord_worker){.name = "w0", .alive = 1, .max_seqs = 2, .max_context = 100,
-                                    .block_size = 16};
+                                    .block_size = 16, .kvhost = 0};
     ws.w[1] = (struct coord_worker){.name = "w1", .alive = 1, .max_seqs = 4, .max_context = 50,
-                                    .block_size = 16};
-    CHECK(coord_workers_pick(&ws, 40, NULL, 0) == 1, "most free slots wins");
-    CHECK(coord_workers_pick(&ws, 80, NULL, 0) == 0, "only w0 has the context");
-    CHECK(coord_workers_pick(&ws, 101, NULL, 0) == -1, "nobody has the context");
-    CHECK(coord_workers_max_context(&ws) == 100, "max context");
+                                    .block_size = 16, .kvhost = 0};
+    CHECK(coord_workers_pick(&ws, 40, NONE, NULL, 0) == 1, "most free slots wins");
+    CHECK(coord_workers_pick(&ws, 80, NONE, NULL, 0) == 0, "only w0 has the context");
+    CHECK(coord_workers_pick(&ws, 101, NONE, NULL, 0) == -1, "nobody has the context");
     ws.w[1].assigned = 4;
-    CHECK(coord_workers_pick(&ws, 40, NULL, 0) == 0, "w1 full by slots");
+    CHECK(coord_workers_pick(&ws, 40, NONE, NULL, 0) == 0, "w1 full by slots");
     ws.w[0].full_until_ms = 1000;
-    CHECK(coord_workers_pick(&ws, 40, NULL, 999) == -1, "NO_SPACE backoff");
-    CHECK(coord_workers_pick(&ws, 40, NULL, 1000) == 0, "NO_SPACE backoff over");
-    struct coord_arena arena = {.known = 1, .free_groups = 3, .reserved_groups = 0};
+    CHECK(coord_workers_pick(&ws, 40, NONE, NULL, 999) == -1, "NO_SPACE backoff");
+    CHECK(coord_workers_pick(&ws, 40, NONE, NULL, 1000) == 0, "NO_SPACE backoff over");
+    struct coord_arenas arenas = {.n = 1, .a = {{.known = 1, .n_groups = 10, .free_groups = 3}}};
     CHECK(coord_job_groups(40, 16) == 3 && coord_job_groups(48, 16) == 3 &&
               coord_job_groups(49, 16) == 4, "groups per job");
-    CHECK(coord_workers_pick(&ws, 48, &arena, 2000) == 0, "fits the arena");
-    arena.reserved_groups = 1;
-    CHECK(coord_workers_pick(&ws, 48, &arena, 2000) == -1, "arena space reserved");
+    CHECK(coord_workers_pick(&ws, 48, NONE, &arenas, 2000) == 0, "fits the arena");
+    arenas.a[0].reserved_groups = 1;
+    CHECK(coord_workers_pick(&ws, 48, NONE, &arenas, 2000) == -1, "arena space reserved");
+    arenas.a[0].known = 0;
+    CHECK(coord_workers_pick(&ws, 48, NONE, &arenas, 2000) == 0, "an unknown arena: slots only");
     ws.w[0].alive = 0;
-    CHECK(coord_workers_alive(&ws) == 1 && coord_workers_pick(&ws, 10, NULL, 2000) == -1,
+    CHECK(coord_workers_alive(&ws) == 1 && coord_workers_pick(&ws, 10, NONE, NULL, 2000) == -1,
           "a dead worker takes nothing");
     struct nosa_msg_peer p = {.id = {1, 2, 3}, .len = 3};
     ws.w[1].peer = p;
     CHECK(coord_workers_by_peer(&ws, &p) == 1, "by peer");
+}
+
+/* A running job on worker 0 (block_size 16, kv-host 0) with prompt, max_tokens, generated. */
+static struct coord_job *running(struct coord_jobs *t, uint32_t prompt, uint32_t max,
+                                 uint32_t generated)
+{
+    struct coord_job *j = add(t, prompt, max);
+    char err[128];
+    for (uint32_t i = 0; i < generated; i++)
+        REQUIRE(coord_job_add_token(j, i, 'a', (const uint8_t *)"a", 1, err, sizeof err) == 1,
+                "token: %s", err);
+    j->state = COORD_JOB_RUNNING;
+    j->worker = 0;
+    j->kvhost = 0;
+    return j;
+}
+
+/* Admission reserves what each running job will still allocate, as of the arena's stats
+ * (block_size 16 throughout). */
+static void test_arena_reserve(void)
+{
+    CHECK(coord_job_groups_held(20, 0, 0, 16) == 0, "no token: nothing vouched for");
+    CHECK(coord_job_groups_held(20, 1, 0, 16) == 1, "20 positions appended: 1 complete block");
+    CHECK(coord_job_groups_held(30, 19, 0, 16) == 3, "48 positions: 3 blocks");
+    CHECK(coord_job_groups_held(20, 13, 13, 16) == 0, "moved with 13 tokens, none since: 0");
+    CHECK(coord_job_groups_held(20, 14, 13, 16) == 2, "one since the move: 33 appended: 2");
+    CHECK(coord_job_groups_held(20, 5, 0, 0) == 0, "no block size");
+
+    struct coord_workers ws;
+    memset(&ws, 0, sizeof ws);
+    ws.n = 1;
+    ws.w[0] = (struct coord_worker){.name = "w0", .alive = 1, .max_seqs = 8, .max_context = 1000,
+                                    .block_size = 16, .kvhost = 0, .assigned = 2};
+    struct coord_arenas arenas = {
+        .n = 2, .a = {{.known = 1, .n_groups = 40, .free_groups = 10}, {.known = 1}}};
+    struct coord_jobs t;
+    coord_jobs_init(&t);
+    struct coord_job *a = running(&t, 20, 60, 0);  /* needs ceil(80/16) = 5, holds 0 */
+    struct coord_job *b = running(&t, 30, 34, 19); /* needs ceil(64/16) = 4, holds 3 */
+    struct coord_job *q = add(&t, 20, 60);         /* queued: owes nothing */
+    q->kvhost = 0;
+    coord_arena_snapshot(&t, &ws, 0);
+    CHECK(a->held_at_stats == 0 && b->held_at_stats == 3 && q->held_at_stats == 0,
+          "held at the stats: %llu %llu %llu", (unsigned long long)a->held_at_stats,
+          (unsigned long long)b->held_at_stats, (unsigned long long)q->held_at_stats);
+    coord_arenas_reserve(&t, &ws, &arenas);
+    CHECK(arenas.a[0].reserved_groups == 6 && arenas.a[1].reserved_groups == 0,
+          "reserved %llu (want 5 + 1) and %llu", (unsigned long long)arenas.a[0].reserved_groups,
+          (unsigned long long)arenas.a[1].reserved_groups);
+    /* 10 free - 6 owed = 4: 64 tokens (4 groups) fit, 65 (5) do not; before, the stats read
+     * reset the reservation and 160 tokens (the 10 free groups) were admitted. */
+    CHECK(coord_workers_pick(&ws, 64, NONE, &arenas, 0) == 0, "4 groups fit");
+    CHECK(coord_workers_pick(&ws, 65, NONE, &arenas, 0) == -1, "5 groups do not");
+    CHECK(coord_workers_pick(&ws, 160, NONE, &arenas, 0) == -1, "the running jobs' growth");
+
+    /* Tokens that arrive after the stats change nothing until the next read... */
+    char err[128];
+    for (uint32_t i = 0; i < 13; i++)
+        REQUIRE(coord_job_add_token(a, i, 'a', (const uint8_t *)"a", 1, err, sizeof err) == 1,
+                "token");
+    coord_arenas_reserve(&t, &ws, &arenas);
+    CHECK(arenas.a[0].reserved_groups == 6, "reserved %llu between reads, want 6",
+          (unsigned long long)arenas.a[0].reserved_groups);
+    /* ...which sees a's 2 groups (32 positions appended) allocated: it owes 3 more. */
+    coord_arena_snapshot(&t, &ws, 0);
+    coord_arenas_reserve(&t, &ws, &arenas);
+    CHECK(a->held_at_stats == 2 && arenas.a[0].reserved_groups == 4,
+          "after the next read: a holds %llu, reserved %llu (want 2, 3 + 1)",
+          (unsigned long long)a->held_at_stats, (unsigned long long)arenas.a[0].reserved_groups);
+
+    /* A job that moved to this kv-host with its 13 tokens holds nothing here yet. */
+    struct coord_job *m = running(&t, 20, 60, 13);
+    m->fresh_from = 13;
+    coord_arena_snapshot(&t, &ws, 0);
+    coord_arenas_reserve(&t, &ws, &arenas);
+    CHECK(m->held_at_stats == 0 && arenas.a[0].reserved_groups == 9,
+          "a fresh start owes its whole need: reserved %llu, want 4 + 5",
+          (unsigned long long)arenas.a[0].reserved_groups);
+    /* A job of another kv-host, or one whose arena is unknown, owes this one nothing. */
+    m->kvhost = 1;
+    arenas.a[1].known = 0;
+    coord_arenas_reserve(&t, &ws, &arenas);
+    CHECK(arenas.a[0].reserved_groups == 4 && arenas.a[1].reserved_groups == 0,
+          "reserved %llu and %llu", (unsigned long long)arenas.a[0].reserved_groups,
+          (unsigned long long)arenas.a[1].reserved_groups);
+    coord_jobs_free(&t);
+}
+
+/* A job whose sequence is in a kv-host resumes on a worker of that kv-host while one could
+ * take it; else it starts fresh elsewhere. */
+static void test_kvhost_preference(void)
+{
+    struct coord_workers ws;
+    memset(&ws, 0, sizeof ws);
+    ws.n = 2;
+    ws.w[0] = (struct coord_worker){.name = "a", .alive = 1, .max_seqs = 2, .max_context = 100,
+                                    .block_size = 16, .kvhost = 0};
+    ws.w[1] = (struct coord_worker){.name = "b", .alive = 1, .max_seqs = 4, .max_context = 100,
+                                    .block_size = 16, .kvhost = 1};
+    CHECK(coord_workers_pick(&ws, 40, NONE, NULL, 0) == 1, "a new job: most free slots");
+    CHECK(coord_workers_pick(&ws, 40, 0, NULL, 0) == 0, "its table in kv-host 0: worker a");
+    CHECK(coord_workers_pick(&ws, 40, COORD_KVHOST_UNKNOWN, NULL, 0) == 1, "unknown: any");
+    ws.w[0].assigned = 2;
+    CHECK(coord_workers_pick(&ws, 40, 0, NULL, 0) == -1, "a is busy: it waits for a slot");
+    ws.w[0].alive = 0;
+    CHECK(coord_workers_pick(&ws, 40, 0, NULL, 0) == 1, "a is dead: a fresh start on b");
+    ws.w[0].alive = 1;
+    ws.w[0].max_context = 30;
+    CHECK(coord_workers_pick(&ws, 40, 0, NULL, 0) == 1, "a can never take it: b");
+    ws.w[0].max_context = 100;
+    struct coord_arenas arenas = {
+        .n = 2, .a = {{.known = 1, .n_groups = 2, .free_groups = 2}, {.known = 0}}};
+    CHECK(coord_workers_pick(&ws, 40, 0, &arenas, 0) == 1, "a's arena is too small: b");
+}
+
+/* Jobs no registered worker can ever take, and why. */
+static void test_never_fit(void)
+{
+    struct coord_workers ws;
+    memset(&ws, 0, sizeof ws);
+    char why[256] = "";
+    CHECK(coord_workers_never_fit(&ws, NULL, 1000000, why, sizeof why) == 0,
+          "no worker yet: one may come");
+    ws.n = 2;
+    ws.w[0] = (struct coord_worker){.name = "w0", .alive = 0, .max_seqs = 2, .max_context = 100,
+                                    .block_size = 16, .kvhost = 0};
+    ws.w[1] = (struct coord_worker){.name = "w1", .alive = 1, .max_seqs = 2, .max_context = 50,
+                                    .block_size = 16, .kvhost = 1};
+    CHECK(coord_workers_never_fit(&ws, NULL, 100, why, sizeof why) == 0, "a dead worker counts");
+    CHECK(coord_workers_never_fit(&ws, NULL, 101, why, sizeof why) == 1 &&
+              strcmp(why, "longer than every registered worker's max_context (100)") == 0,
+          "101 tokens: %s", why);
+    struct coord_arenas arenas = {.n = 2, .a = {{.known = 1, .n_groups = 5}, {.known = 0}}};
+    CHECK(coord_workers_never_fit(&ws, &arenas, 80, why, sizeof why) == 0, "5 groups: fits");
+    CHECK(coord_workers_never_fit(&ws, &arenas, 81, why, sizeof why) == 1 &&
+              strcmp(why, "it needs 6 groups of 16 tokens, more than the largest arena a "
+                          "worker with that context uses (5 groups)") == 0,
+          "81 tokens: %s", why);
+    CHECK(coord_workers_never_fit(&ws, &arenas, 40, why, sizeof why) == 0, "40 tokens fit");
+    ws.w[0].max_context = 0; /* none given: any length */
+    CHECK(coord_workers_never_fit(&ws, &arenas, 5000, why, sizeof why) == 1 &&
+              strstr(why, "313 groups") && strstr(why, "(5 groups)"), "5000 tokens: %s", why);
 }
 
 /* ---------------------------------------------------------------- journal */
@@ -256,9 +405,12 @@ static void test_metrics_text(void)
                                               .bytes_moved_per_step = 1048576,
                                               .cache_hit_rate = 0.75, .steps = 10, .tokens = 99}};
     ws.w[1] = (struct coord_worker){.name = "we\"ird", .backend = "cpu", .alive = 0};
+    const struct coord_metrics_arena arenas[2] = {
+        {.kvhost = "ipc:///run/nosa/kvh0.sock", .up = 1, .groups = 100, .free_groups = 25,
+         .reserved_groups = 7, .bytes = 1 << 20},
+        {.kvhost = "ipc:///run/nosa/kvh1.sock", .groups = 50, .free_groups = 50, .bytes = 4096}};
     struct coord_metrics_node node = {.queued = 4, .running = 3, .completed = 11, .failed = 2,
-                                      .journal_ok = 1, .arena_known = 1, .arena_groups = 100,
-                                      .arena_free_groups = 25, .arena_bytes = 1 << 20};
+                                      .journal_ok = 1, .arenas = arenas, .n_arenas = 2};
     char *text = NULL;
     REQUIRE(coord_metrics_render(&ws, &node, &text) == 0, "render");
     const char *want[] = {
@@ -267,8 +419,15 @@ static void test_metrics_text(void)
         "# TYPE nosa_jobs_completed_total counter\nnosa_jobs_completed_total 11\n",
         "nosa_jobs_failed_total 2\n",
         "nosa_tokens_per_second 250.5\n",
-        "nosa_arena_used_ratio 0.75\n",
-        "nosa_arena_free_groups 25\n",
+        "# TYPE nosa_arena_groups gauge\nnosa_arena_groups{kvhost=\"ipc:///run/nosa/kvh0.sock\"} "
+        "100\nnosa_arena_groups{kvhost=\"ipc:///run/nosa/kvh1.sock\"} 50\n",
+        "nosa_arena_up{kvhost=\"ipc:///run/nosa/kvh0.sock\"} 1\n"
+        "nosa_arena_up{kvhost=\"ipc:///run/nosa/kvh1.sock\"} 0\n",
+        "nosa_arena_used_ratio{kvhost=\"ipc:///run/nosa/kvh0.sock\"} 0.75\n",
+        "nosa_arena_used_ratio{kvhost=\"ipc:///run/nosa/kvh1.sock\"} 0\n",
+        "nosa_arena_free_groups{kvhost=\"ipc:///run/nosa/kvh0.sock\"} 25\n",
+        "nosa_arena_reserved_groups{kvhost=\"ipc:///run/nosa/kvh0.sock\"} 7\n",
+        "nosa_arena_bytes{kvhost=\"ipc:///run/nosa/kvh1.sock\"} 4096\n",
         "nosa_worker_up{worker=\"gpu0\",backend=\"cuda\"} 1\n",
         "nosa_worker_up{worker=\"we\\\"ird\",backend=\"cpu\"} 0\n",
         "nosa_worker_running_jobs{worker=\"gpu0\",backend=\"cuda\"} 3\n",
@@ -281,12 +440,31 @@ static void test_metrics_text(void)
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CHECK(strstr(text, want[i]) != NULL, "metrics lack:\n%s", want[i]);
     free(text);
-    node.arena_known = 0;
+    node.n_arenas = 0;
     ws.n = 0;
     REQUIRE(coord_metrics_render(&ws, &node, &text) == 0, "render");
     CHECK(!strstr(text, "nosa_arena") && !strstr(text, "nosa_worker_up"),
           "no arena or worker families when unknown");
     free(text);
+}
+
+/* HTTP has no CURVE: a non-loopback metrics address needs insecure, as plain tcp does. */
+static void test_metrics_address(void)
+{
+    struct coord_metrics_server *m = NULL;
+    char err[512] = "";
+    CHECK(coord_metrics_start("0.0.0.0", 0, 0, &m, err, sizeof err) == -1 && !m &&
+              strstr(err, "refusing to serve metrics on 0.0.0.0: not a loopback address") &&
+              strstr(err, "--insecure"), "0.0.0.0 without insecure: %s", err);
+    CHECK(coord_metrics_start("10.1.2.3", 9464, 0, &m, err, sizeof err) == -1 &&
+              strstr(err, "10.1.2.3:9464"), "another address: %s", err);
+    CHECK(coord_metrics_start("127.0.0.2", 0, 0, &m, err, sizeof err) == 0 && m,
+          "127.0.0.2 is loopback: %s", err);
+    coord_metrics_stop(m);
+    m = NULL;
+    CHECK(coord_metrics_start("0.0.0.0", 0, 1, &m, err, sizeof err) == 0 && m,
+          "0.0.0.0 with insecure: %s", err);
+    coord_metrics_stop(m);
 }
 
 static void test_validate(void)
@@ -416,8 +594,12 @@ int main(void)
 {
     test_jobs();
     test_admission();
+    test_arena_reserve();
+    test_kvhost_preference();
+    test_never_fit();
     test_journal();
     test_metrics_text();
+    test_metrics_address();
     test_validate();
     test_cli_args();
     return test_report("coord_units");

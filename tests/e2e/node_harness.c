@@ -40,8 +40,22 @@ void nh_arena_path(const struct nh_node *node, char *out, size_t len)
     snprintf(out, len, "/dev/shm/nosa-%u-%s", (unsigned)getuid(), node->kvhost_name);
 }
 
+/* Unlinks every arena of the node's kv-hosts (the kv-host keeps its arena by design, for
+ * --recover; we own the names). Async-signal-safe. */
+static void unlink_arenas(const struct nh_node *node)
+{
+    char arena[NH_PATH];
+    nh_arena_path(node, arena, sizeof arena);
+    unlink(arena);
+    for (int i = 0; i < node->n_extra_kvhosts; i++) {
+        snprintf(arena, sizeof arena, "/dev/shm/nosa-%u-%s", (unsigned)getuid(),
+                 node->extra_kvhosts[i]);
+        unlink(arena);
+    }
+}
+
 /* Async-signal-safe part of the cleanup: SIGKILL (and SIGCONT, for a stopped one) every
- * child, reap it, unlink the arena. */
+ * child, reap it, unlink the arenas. */
 static void kill_and_reap_all(struct nh_node *node)
 {
     for (int i = 0; i < node->n_procs; i++) {
@@ -54,9 +68,7 @@ static void kill_and_reap_all(struct nh_node *node)
         waitpid(node->procs[i].pid, &node->procs[i].status, 0);
         node->procs[i].pid = 0;
     }
-    char arena[NH_PATH];
-    nh_arena_path(node, arena, sizeof arena);
-    unlink(arena);
+    unlink_arenas(node);
 }
 
 static void on_fatal_signal(int sig)
@@ -388,7 +400,7 @@ int nh_run(struct nh_node *node, const char *const argv[], unsigned timeout_ms, 
     return WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1;
 }
 
-static int wait_socket(struct nh_node *node, int idx, const char *endpoint, unsigned timeout_ms)
+int nh_wait_socket(struct nh_node *node, int idx, const char *endpoint, unsigned timeout_ms)
 {
     const char *path = endpoint + strlen("ipc://");
     uint64_t end = nh_now_ms() + timeout_ms;
@@ -409,17 +421,40 @@ static int wait_socket(struct nh_node *node, int idx, const char *endpoint, unsi
     return 0;
 }
 
-int nh_start_kvhost(struct nh_node *node, int recover, char *const env_extra[])
+static int start_kvhost(struct nh_node *node, const char *proc, const char *name,
+                        const char *endpoint, const char *arena_size, int recover,
+                        char *const env_extra[])
 {
-    const char *argv[16] = {"nosa-kvhost", "--run-dir", node->run_dir, "--name",
-                            node->kvhost_name, "--endpoint", node->kvhost_ep, "--arena", "64M",
-                            "--model", node->model};
+    const char *argv[16] = {"nosa-kvhost", "--run-dir", node->run_dir, "--name", name,
+                            "--endpoint", endpoint, "--arena", arena_size, "--model",
+                            node->model};
     int n = 11;
     if (recover) argv[n++] = "--recover";
     argv[n] = NULL;
-    int idx = nh_spawn(node, "kvh", env_extra, 0, argv);
+    int idx = nh_spawn(node, proc, env_extra, 0, argv);
     if (idx < 0) return -1;
-    return wait_socket(node, idx, node->kvhost_ep, 20000) == 0 ? idx : -1;
+    return nh_wait_socket(node, idx, endpoint, 20000) == 0 ? idx : -1;
+}
+
+int nh_start_kvhost(struct nh_node *node, int recover, char *const env_extra[])
+{
+    return start_kvhost(node, "kvh", node->kvhost_name, node->kvhost_ep, "64M", recover,
+                        env_extra);
+}
+
+int nh_start_kvhost_extra(struct nh_node *node, const char *suffix, const char *arena_size,
+                          char *endpoint, size_t endpoint_len)
+{
+    if (node->n_extra_kvhosts == NH_MAX_EXTRA_KVHOSTS) {
+        fprintf(stderr, "node_harness: %d extra kv-hosts at most\n", NH_MAX_EXTRA_KVHOSTS);
+        return -1;
+    }
+    char proc[NH_NAME], *name = node->extra_kvhosts[node->n_extra_kvhosts];
+    snprintf(proc, sizeof proc, "kvh-%s", suffix);
+    snprintf(name, sizeof node->extra_kvhosts[0], "%s-%s", node->kvhost_name, suffix);
+    node->n_extra_kvhosts++;
+    snprintf(endpoint, endpoint_len, "ipc://%s/kvh-%s.sock", node->run_dir, suffix);
+    return start_kvhost(node, proc, name, endpoint, arena_size, 0, NULL);
 }
 
 int nh_start_coordinator(struct nh_node *node, char *const env_extra[], long fsize_limit)
@@ -432,7 +467,7 @@ int nh_start_coordinator(struct nh_node *node, char *const env_extra[], long fsi
                           "--heartbeat-timeout-ms", hb, NULL};
     int idx = nh_spawn(node, "coordinator", env_extra, fsize_limit, argv);
     if (idx < 0) return -1;
-    return wait_socket(node, idx, node->clients_ep, 20000) == 0 ? idx : -1;
+    return nh_wait_socket(node, idx, node->clients_ep, 20000) == 0 ? idx : -1;
 }
 
 int nh_start_worker(struct nh_node *node, const char *name, char *const env_extra[])
@@ -658,9 +693,7 @@ int nh_leaks(struct nh_node *node)
             leaks++;
         }
     }
-    char arena[NH_PATH];
-    nh_arena_path(node, arena, sizeof arena);
-    unlink(arena); /* the kv-host keeps its arena by design (--recover); we own the name */
+    unlink_arenas(node);
     DIR *d = opendir("/dev/shm");
     struct dirent *e;
     while (d && (e = readdir(d))) {

@@ -19,6 +19,7 @@
 #define NH_DIR 256 /* the run directory's path: the rest is built from it */
 #define NH_NAME 64
 #define NH_MAX_TOKENS 4096
+#define NH_MAX_EXTRA_KVHOSTS 4
 
 struct nh_proc {
     char name[NH_NAME]; /* "kvh", "coordinator", "cpu0", "job3", "gen" */
@@ -33,6 +34,8 @@ struct nh_node {
     char model[NH_PATH];
     char tag[NH_NAME];          /* unique: "<test>-<pid>"; kv-host name is "kvh-<tag>" */
     char kvhost_name[NH_NAME + 8];
+    char extra_kvhosts[NH_MAX_EXTRA_KVHOSTS][NH_NAME + 24]; /* names (nh_start_kvhost_extra) */
+    int n_extra_kvhosts;
     char kvhost_ep[NH_PATH], workers_ep[NH_PATH], clients_ep[NH_PATH], journal[NH_PATH];
     uint32_t block_size;        /* from the model's config.json */
     int heartbeat_timeout_ms;   /* passed to the coordinator (short, so a hang is seen fast) */
@@ -77,10 +80,18 @@ int nh_spawn(struct nh_node *node, const char *name, char *const env_extra[], lo
 /* The node's processes, with the contract's flags; each waits until the process is ready
  * (socket present; workers: listed by `nosa status`) or returns -1 pointing at its log. */
 int nh_start_kvhost(struct nh_node *node, int recover, char *const env_extra[]);
+/* Another kv-host of the node (as one per NUMA node): process "kvh-<suffix>", kv-host name
+ * "<kvhost_name>-<suffix>", endpoint ipc://<run dir>/kvh-<suffix>.sock (into endpoint), an
+ * arena of arena_size bytes (nosa-kvhost --arena), unlinked by the cleanup as the first's. */
+int nh_start_kvhost_extra(struct nh_node *node, const char *suffix, const char *arena_size,
+                          char *endpoint, size_t endpoint_len);
 int nh_start_coordinator(struct nh_node *node, char *const env_extra[], long fsize_limit);
 int nh_start_worker(struct nh_node *node, const char *name, char *const env_extra[]);
 /* Waits until `nosa --json status` lists n live workers. */
 int nh_wait_workers(struct nh_node *node, int n, unsigned timeout_ms);
+/* Waits until the process at proc index has bound the ipc endpoint (its socket file exists);
+ * 0, or -1 (it exited, or timeout_ms passed) with a line naming its log. */
+int nh_wait_socket(struct nh_node *node, int idx, const char *endpoint, unsigned timeout_ms);
 
 struct nh_proc *nh_find(struct nh_node *node, const char *name); /* the running one */
 int nh_signal(struct nh_node *node, const char *name, int sig);

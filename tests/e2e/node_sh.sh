@@ -4,7 +4,8 @@
 # with a kv-host per NUMA node and with --kvhosts one;
 # start (model generated, every process ready), status, one job through `nosa submit`,
 # stop and start again with --kvhosts one (the kv-host recovers its arena),
-# stop (every process exits on SIGTERM), status after; a second start refuses a running node.
+# stop (every process exits on SIGTERM), status after; a second start refuses a running node;
+# the plan on two NUMA nodes with CPU workers: a kv-host each, the coordinator follows both.
 # Nothing may be left running or in /dev/shm on any exit path.
 set -uo pipefail
 node_sh=$1 bin=$2
@@ -75,6 +76,25 @@ bad=$(PATH="$fake/bin:$PATH" NOSA_SYSFS="$fake/sys" "$node_sh" exec kvhost 1 "${
   fail "exec kvhost 1 with --kvhosts one succeeded"
 echo "$bad" | grep -q "no kv-host on NUMA node 1" || fail "exec kvhost 1 with --kvhosts one: $bad"
 [ -e "$run/model" ] && fail "a refused exec generated the model"
+has "$(fake_plan)" "^coordinator: .*--kvhost ipc://$run/kvh0.sock --kvhost ipc://$run/kvh1.sock" \
+  "per-numa: the coordinator follows both kv-hosts"
+# Two NUMA nodes: kv-host N bound to node N, cpu1 on node 1 with kvh1, and the coordinator
+# given both kv-hosts.
+sys=$run/sys
+mkdir -p "$sys/devices/system/node/node0" "$sys/devices/system/node/node1"
+echo 0-1 >"$sys/devices/system/node/has_memory"
+echo 0 >"$sys/devices/system/node/node0/cpulist"
+echo 1 >"$sys/devices/system/node/node1/cpulist"
+plan2=$(NOSA_SYSFS=$sys "$node_sh" plan "${flags[@]}" 2>&1) || fail "plan on two NUMA nodes: $plan2"
+echo "$plan2" | grep "^kvh1:" | grep -q -- "--endpoint ipc://$run/kvh1.sock .*--numa-node 1" ||
+  fail "plan on two NUMA nodes: no kvh1 on node 1: $plan2"
+echo "$plan2" | grep "^cpu1 (NUMA node 1):" | grep -q -- "--kvhost ipc://$run/kvh1.sock" ||
+  fail "plan on two NUMA nodes: cpu1 not on kvh1: $plan2"
+echo "$plan2" | grep "^coordinator:" |
+  grep -q -- "--kvhost ipc://$run/kvh0.sock --kvhost ipc://$run/kvh1.sock" ||
+  fail "plan on two NUMA nodes: the coordinator does not follow both kv-hosts: $plan2"
+rm -rf "$sys"
+
 out=$("$node_sh" start "${flags[@]}" 2>&1) || fail "start: $out"
 echo "$out"
 [ -f "$run/model/config.json" ] || fail "start did not generate the model"
