@@ -140,17 +140,25 @@ static void expect_error(Nosa__Serve__ClientReply *r, int code, const char *want
 }
 
 /* ---------------------------------------------------------------- a job moves */
+/* Submits a streamed job of 10 tokens and waits until one of the two workers has it. */
+static void submit_placed(void *cl, const char *prompt, struct fake_worker **ws, uint64_t *id)
+{
+    Nosa__Serve__ClientReply *r = cl_submit(cl, prompt, 10, 1);
+    REQUIRE(r && r->submitted, "submit '%s'", prompt);
+    *id = r->submitted->job_id;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    uint64_t end = ch_now_ms() + 2000;
+    while (!fw_job(ws[0], *id) && !fw_job(ws[1], *id) && ch_now_ms() < end)
+        pump(ws, 2, 5, NULL, NULL);
+}
+
 static void test_move(struct fake_worker *w0, struct fake_worker *w1, void *cl)
 {
-    Nosa__Serve__ClientReply *r = cl_submit(cl, "hi", 10, 1);
-    REQUIRE(r && r->body_case == NOSA__SERVE__CLIENT_REPLY__BODY_SUBMITTED,
-            "submit: no SubmitReply");
-    uint64_t id = r->submitted->job_id;
-    CHECK(id == 1, "first job id %llu", (unsigned long long)id);
-    protobuf_c_message_free_unpacked(&r->base, NULL);
     struct fake_worker *ws[2] = {w0, w1};
-    uint64_t end = ch_now_ms() + 2000;
-    while (!fw_job(w0, id) && !fw_job(w1, id) && ch_now_ms() < end) pump(ws, 2, 5, NULL, NULL);
+    uint64_t id;
+    submit_placed(cl, "hi", ws, &id);
+    CHECK(id == 1, "first job id %llu", (unsigned long long)id);
+    uint64_t end;
     struct fake_worker *a = fw_job(w0, id) ? w0 : w1, *b = a == w0 ? w1 : w0;
     REQUIRE(fw_job(a, id), "job %llu was never assigned", (unsigned long long)id);
     CHECK(fw_job(a, id)->assigned_generated == 0, "a new job came with generated tokens");
@@ -200,13 +208,10 @@ static void test_move_mid_prefill(void)
     REQUIRE(cl, "client socket");
     static char prompt[51];
     memset(prompt, 'p', 50); /* 51 prompt tokens with BOS; the fake workers take 64 */
-    Nosa__Serve__ClientReply *r = cl_submit(cl, prompt, 10, 1);
-    REQUIRE(r && r->body_case == NOSA__SERVE__CLIENT_REPLY__BODY_SUBMITTED, "submit");
-    uint64_t id = r->submitted->job_id;
-    protobuf_c_message_free_unpacked(&r->base, NULL);
     struct fake_worker *ws[2] = {w0, w1};
-    uint64_t end = ch_now_ms() + 2000;
-    while (!fw_job(w0, id) && !fw_job(w1, id) && ch_now_ms() < end) pump(ws, 2, 5, NULL, NULL);
+    uint64_t id, end;
+    submit_placed(cl, prompt, ws, &id);
+    Nosa__Serve__ClientReply *r;
     struct fake_worker *a = fw_job(w0, id) ? w0 : w1, *b = a == w0 ? w1 : w0;
     REQUIRE(fw_job(a, id), "job %llu was never assigned", (unsigned long long)id);
     fw_progress(a, id, 16);
@@ -569,17 +574,6 @@ static void test_torn_and_full(void **cl)
 }
 
 /* ---------------------------------------------------------------- a false death */
-/* Submits a streamed job of 10 tokens and waits until one of the two workers has it. */
-static void submit_placed(void *cl, const char *prompt, struct fake_worker **ws, uint64_t *id)
-{
-    Nosa__Serve__ClientReply *r = cl_submit(cl, prompt, 10, 1);
-    REQUIRE(r && r->submitted, "submit '%s'", prompt);
-    *id = r->submitted->job_id;
-    protobuf_c_message_free_unpacked(&r->base, NULL);
-    uint64_t end = ch_now_ms() + 2000;
-    while (!fw_job(ws[0], *id) && !fw_job(ws[1], *id) && ch_now_ms() < end)
-        pump(ws, 2, 5, NULL, NULL);
-}
 
 /* Both workers stop answering during a long step and are declared dead; then they speak
  * again. Each is told to register again (UNAUTHORIZED); q, back first, claims its own job
