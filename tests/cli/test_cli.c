@@ -217,6 +217,20 @@ static void test_commands(struct bg *b)
     free(out);
     free(run(b, (const char *[]){"cancel", cid, NULL}, 0, "cancelled", NULL));
     free(run(b, (const char *[]){"status", "--job", cid, NULL}, 0, "finished (cancelled", NULL));
+    out = run(b, (const char *[]){"--json", "submit", "--prompt", "y", "--max-tokens", "40",
+                                  "--no-stream", NULL},
+              0, NULL, NULL);
+    cJSON *sub = last_json(out);
+    snprintf(cid, sizeof cid, "%.0f", jnum(sub, "job_id"));
+    cJSON_Delete(sub);
+    free(out);
+    out = run(b, (const char *[]){"--json", "cancel", cid, NULL}, 0, NULL, NULL);
+    cJSON *can = last_json(out);
+    CHECK(can && jnum(can, "job_id") == strtod(cid, NULL) &&
+              cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(can, "cancelled")),
+          "--json cancel %s: %s", cid, out ? out : "");
+    cJSON_Delete(can);
+    free(out);
     b->emit = 1;
     b->cancel_after = 3;
     free(run(b, (const char *[]){"submit", "--prompt", "x", "--max-tokens", "40", NULL}, 5, "abc",

@@ -4,10 +4,13 @@
  * stats, free, stats. Then SIGTERM (exit 0, arena kept), --recover (same tables, same bytes,
  * next generation), --destroy. argv[1]: the nosa-kvhost binary. */
 #include <errno.h>
+#include <fcntl.h>
+#include <numa.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -168,6 +171,60 @@ static void check_stats(struct kvh_client *c, uint64_t want_seqs, uint64_t want_
           (unsigned long)st.arena_bytes, st.numa_node);
 }
 
+/* --numa-node 0 (node 0 exists wherever the kernel has NUMA): the stats say so and the
+ * arena's pages are on node 0. --huge-pages: served where shared-memory transparent huge
+ * pages are on, refused (exit 1) where they are off. */
+static void test_numa_and_huge_pages(void)
+{
+    char err[512];
+    struct stat sst;
+    if (numa_available() < 0 || stat("/sys/devices/system/node/node0", &sst) != 0) {
+        printf("test_kvh_process: --numa-node not checked: this kernel has no NUMA\n");
+    } else {
+        const char *args[] = {"--arena", "64M", "--numa-node", "0", "--remove", NULL};
+        REQUIRE(kvh_proc_start(&g_kvh, args, NULL, 1, NULL) == 0, "kv-host --numa-node 0");
+        struct kvh_client *c;
+        REQUIRE(kvh_client_connect(g_kvh.endpoint, NULL, &c, err, sizeof(err)) == 0, "%s", err);
+        struct kvh_stats st;
+        CHECK(kvh_client_stats(c, &st, err, sizeof(err)) == 0 && st.numa_node == 0,
+              "--numa-node 0: stats say node %d (%s)", st.numa_node, err);
+        kvh_client_close(c);
+        char shm[128];
+        kvh_proc_shm_path(&g_kvh, shm, sizeof(shm));
+        int fd = open(shm, O_RDONLY);
+        void *base = fd >= 0 ? mmap(NULL, 64u << 20, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+        if (fd >= 0) close(fd);
+        REQUIRE(base != MAP_FAILED, "map %s", shm);
+        void *pages[2] = {base, (char *)base + (32u << 20)};
+        int where[2] = {-1, -1};
+        volatile char touch = *(volatile char *)pages[0] + *(volatile char *)pages[1];
+        (void)touch;
+        CHECK(numa_move_pages(0, 2, pages, NULL, where, 0) == 0 && where[0] == 0 && where[1] == 0,
+              "--numa-node 0: arena pages on nodes %d and %d", where[0], where[1]);
+        munmap(base, 64u << 20);
+        int status = kvh_proc_stop(&g_kvh, SIGTERM);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "--numa-node 0: SIGTERM exit 0");
+    }
+    char mode[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "r");
+    if (f) {
+        if (!fgets(mode, sizeof(mode), f)) mode[0] = '\0';
+        fclose(f);
+    }
+    int thp_on = strstr(mode, "[advise]") || strstr(mode, "[always]") ||
+                 strstr(mode, "[within_size]") || strstr(mode, "[force]");
+    const char *huge[] = {"--arena", "64M", "--huge-pages", "--remove", NULL};
+    int status = 0;
+    int rc = kvh_proc_start(&g_kvh, huge, NULL, 1, &status);
+    if (thp_on) {
+        CHECK(rc == 0, "--huge-pages refused though shmem THP is on (%s)", mode);
+        if (rc == 0) kvh_proc_stop(&g_kvh, SIGTERM);
+    } else {
+        CHECK(rc == -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1,
+              "--huge-pages with shmem THP off (%s): want exit 1, got 0x%x", mode, status);
+    }
+}
+
 int main(int argc, char **argv)
 {
     REQUIRE(argc == 2, "usage: test_kvh_process NOSA_KVHOST");
@@ -230,5 +287,6 @@ int main(int argc, char **argv)
     status = kvh_proc_stop(&g_kvh, SIGTERM);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "SIGTERM: exit 0");
     CHECK(stat(shm, &sst) != 0, "--remove: arena removed at exit");
+    test_numa_and_huge_pages();
     return test_report("test_kvh_process");
 }
