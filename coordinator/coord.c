@@ -277,6 +277,19 @@ void coord_worker_dead(struct coord *c, int worker, const char *why)
     move_jobs_of(c, worker);
 }
 
+void coord_worker_left(struct coord *c, int worker)
+{
+    struct coord_worker *w = &c->workers.w[worker];
+    w->alive = 0;
+    w->assigned = 0;
+    LOG_INFO("coordinator", "worker %s stops: its jobs move to live workers", w->name);
+    if (w->pidfd >= 0) close(w->pidfd);
+    w->pidfd = -1;
+    move_jobs_of(c, worker);
+    for (size_t i = 0; i < c->jobs.n; i++) /* it runs nothing: no CancelJob when they move */
+        if (c->jobs.jobs[i]->prev_worker == worker) c->jobs.jobs[i]->prev_worker = -1;
+}
+
 int coord_worker_fence_done(struct coord *c, int worker, uint64_t now)
 {
     struct coord_worker *w = &c->workers.w[worker];

@@ -61,6 +61,8 @@ void coord_requeue_job(struct coord *c, struct coord_job *j);
  * jobs that have not moved; a job moving elsewhere is cancelled on it
  * (coord_cancel_on_worker). */
 void coord_worker_dead(struct coord *c, int worker, const char *why);
+/* A worker said it stops (Heartbeat.leaving): not alive, not fenced, its jobs move now. */
+void coord_worker_left(struct coord *c, int worker);
 /* For a worker being fenced: once its process has exited (or the wait is over), its jobs
  * move. Returns 1 while it is still being fenced. */
 int coord_worker_fence_done(struct coord *c, int worker, uint64_t now);

@@ -280,7 +280,8 @@ void coord_on_worker_frame(struct coord *c, const struct nosa_msg_peer *peer,
             w->last_seen_ms = coord_now_ms();
         }
         if (m->body_case == NOSA__SERVE__WORKER_MSG__BODY_HEARTBEAT) {
-            if (w->alive) on_heartbeat(w, m->heartbeat);
+            if (w->alive && m->heartbeat->leaving) coord_worker_left(c, wi);
+            else if (w->alive) on_heartbeat(w, m->heartbeat);
         } else if (m->body_case == NOSA__SERVE__WORKER_MSG__BODY_TOKENS) {
             on_tokens(c, wi, m->tokens);
         } else {

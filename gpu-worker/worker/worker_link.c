@@ -25,6 +25,8 @@
 #define LINK_BACKLOG_BYTES (1u << 20)
 /* While unregistered and connected, Register is sent again this often. */
 #define LINK_REGISTER_RESEND_MS 100
+/* At close, what was sent last may take this long to leave. */
+#define LINK_CLOSE_LINGER_MS 1000
 /* The pulse thread looks this often whether a heartbeat is due. */
 #define LINK_PULSE_TICK_MS 20
 
@@ -60,6 +62,7 @@ struct worker_link {
     int64_t last_heartbeat_ms; /* the last Heartbeat sent, by either thread */
     uint32_t hb_running, hb_free_slots;
     int pulses;                /* sent since the last Heartbeat of the caller's */
+    int left;                  /* the caller sent Heartbeat.leaving: no more pulses */
 };
 
 static uint8_t *pack_msg(const ProtobufCMessage *msg, size_t *len, char *err, size_t errlen)
@@ -213,7 +216,8 @@ static void *pulse_thread(void *arg)
             continue;
         }
         stall_reported = 0;
-        if (l->registered && now - l->last_heartbeat_ms >= l->heartbeat_ms) send_pulse(l, now);
+        if (l->registered && !l->left && now - l->last_heartbeat_ms >= l->heartbeat_ms)
+            send_pulse(l, now);
     }
     pthread_mutex_unlock(&l->mu);
     return NULL;
@@ -309,6 +313,11 @@ void worker_link_close(struct worker_link *l)
     pthread_cond_destroy(&l->wake);
     pthread_mutex_destroy(&l->mu);
     if (l->sock) {
+        /* The last messages (JobFinished, Heartbeat.leaving) were only handed to ZeroMQ: they
+         * get this long to go out (the context's termination waits for them, at most that). */
+        int linger = LINK_CLOSE_LINGER_MS;
+        if (zmq_setsockopt(l->sock, ZMQ_LINGER, &linger, sizeof(linger)))
+            LOG_WARN("worker", "coordinator link: linger: %s", zmq_strerror(zmq_errno()));
         zmq_socket_monitor(l->sock, NULL, 0);
         zmq_close(l->sock);
     }
@@ -348,6 +357,7 @@ static int link_send(struct worker_link *l, Nosa__Serve__WorkerMsg *msg, char *e
         l->hb_free_slots = msg->heartbeat->free_slots;
         l->last_heartbeat_ms = worker_now_ms();
         l->pulses = 0;
+        l->left = msg->heartbeat->leaving;
     }
     size_t len = 0;
     uint8_t *buf = pack_msg(&msg->base, &len, err, errlen);

@@ -287,7 +287,7 @@ static void resend_running(struct worker *w)
     send_tokens(w);
 }
 
-static void send_heartbeat(struct worker *w)
+static void send_heartbeat(struct worker *w, int leaving)
 {
     Nosa__Serve__Heartbeat hb = NOSA__SERVE__HEARTBEAT__INIT;
     Nosa__Serve__StepStats st = NOSA__SERVE__STEP_STATS__INIT;
@@ -296,6 +296,7 @@ static void send_heartbeat(struct worker *w)
     hb.running = (uint32_t)w->capacity.running;
     hb.free_slots = (uint32_t)w->capacity.free_slots;
     hb.stats = &st;
+    hb.leaving = leaving;
     Nosa__Serve__WorkerMsg msg = NOSA__SERVE__WORKER_MSG__INIT;
     msg.body_case = NOSA__SERVE__WORKER_MSG__BODY_HEARTBEAT;
     msg.heartbeat = &hb;
@@ -308,7 +309,7 @@ static void heartbeat_if_due(struct worker *w)
     if (now < w->next_heartbeat_ms) return;
     w->next_heartbeat_ms = now + worker_link_heartbeat_ms(w->link);
     /* Unregistered, a heartbeat would only wait in the outbox: Register says it all. */
-    if (worker_link_registered(w->link)) send_heartbeat(w);
+    if (worker_link_registered(w->link)) send_heartbeat(w, 0);
 }
 
 int worker_serve_on_kvh_wait(void *user)
@@ -575,6 +576,9 @@ int worker_serve_run(struct worker *w, char *err, size_t errlen)
     /* Every send of finished jobs flushed its frees; this is only a backstop, so no
      * sequence of a job reported finished outlives the worker on the kv-host. */
     flush_frees(w);
+    /* No more steps, so no more arena writes: the coordinator may move the jobs now (a
+     * process that takes a while to exit must not be declared dead and fenced). */
+    if (worker_link_registered(w->link)) send_heartbeat(w, 1);
     LOG_INFO("worker", "stopping: %s, %zu jobs left in place for the coordinator to move",
              w->shutdown ? "Shutdown" : "signal", w->n_jobs);
     return 0;

@@ -380,9 +380,8 @@ void fw_pump_n(struct fake_worker *w, int max)
     }
 }
 
-void fw_heartbeat(struct fake_worker *w)
+static void send_heartbeat(struct fake_worker *w, int leaving)
 {
-    if (w->silent) return;
     Nosa__Serve__StepStats st = NOSA__SERVE__STEP_STATS__INIT;
     st.tokens_per_s = 100.0;
     st.step_seconds = 0.01;
@@ -394,10 +393,22 @@ void fw_heartbeat(struct fake_worker *w)
     h.running = (uint32_t)w->n_jobs;
     h.free_slots = w->max_seqs - (uint32_t)w->n_jobs;
     h.stats = &st;
+    h.leaving = leaving;
     Nosa__Serve__WorkerMsg m = NOSA__SERVE__WORKER_MSG__INIT;
     m.body_case = NOSA__SERVE__WORKER_MSG__BODY_HEARTBEAT;
     m.heartbeat = &h;
     fw_send(w, &m, 0);
+}
+
+void fw_heartbeat(struct fake_worker *w)
+{
+    if (!w->silent) send_heartbeat(w, 0);
+}
+
+void fw_leave(struct fake_worker *w)
+{
+    send_heartbeat(w, 1);
+    w->silent = 1;
 }
 
 void fw_progress(struct fake_worker *w, uint64_t job_id, uint32_t prompt_done)

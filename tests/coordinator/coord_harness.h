@@ -77,6 +77,8 @@ void fw_pump(struct fake_worker *w);
 /* Handles at most max messages (max < 0: all), to hold later ones back in the socket. */
 void fw_pump_n(struct fake_worker *w, int max);
 void fw_heartbeat(struct fake_worker *w);
+/* Heartbeat with leaving set (the worker stops), then silent. */
+void fw_leave(struct fake_worker *w);
 /* Sends JobTokens{job_id, prompt_done} (prefill progress, no tokens) in one TokensBatch. */
 void fw_progress(struct fake_worker *w, uint64_t job_id, uint32_t prompt_done);
 /* Sends up to n more tokens of each job (one TokensBatch) and JobFinished for those done. */

@@ -250,6 +250,27 @@ static void test_move_mid_prefill(void)
           "keyed submits got jobs %llu %llu %llu (same key, the last after a restart) and %llu "
           "(another key)", (unsigned long long)ids[0], (unsigned long long)ids[1],
           (unsigned long long)ids[2], (unsigned long long)ids[3]);
+
+    /* A worker that says it stops (Heartbeat.leaving) has its job moved at once, long before
+     * the heartbeat timeout, and gets no CancelJob (it runs nothing any more). */
+    struct fake_worker *dead = w0->silent ? w0 : w1;
+    dead->silent = 0;
+    REQUIRE(fw_register(dead) == 0, "%s registers again", dead->name);
+    fw_emit(w0, 100); /* the keyed jobs end: both workers have their slots free */
+    fw_emit(w1, 100);
+    pump(ws, 2, 100, NULL, NULL);
+    uint64_t lid;
+    submit_placed(cl, "leaving", ws, &lid);
+    struct fake_worker *x = fw_job(w0, lid) ? w0 : w1, *y = x == w0 ? w1 : w0;
+    int cancels = x->cancels;
+    uint64_t t0 = ch_now_ms();
+    fw_leave(x);
+    struct has_job_arg left = {y, lid};
+    CHECK(pump(ws, 2, HB_TIMEOUT_MS / 2, has_job, &left),
+          "the job of a leaving worker did not move within half the heartbeat timeout");
+    CHECK(ch_now_ms() - t0 < HB_TIMEOUT_MS && x->cancels == cancels,
+          "leaving: moved after %llu ms, %d CancelJob to the leaver",
+          (unsigned long long)(ch_now_ms() - t0), x->cancels - cancels);
     zmq_close(cl);
     fw_close(w0);
     fw_close(w1);

@@ -151,6 +151,7 @@ int fc_pump(struct fake_coord *fc, int timeout_ms)
     case NOSA__SERVE__WORKER_MSG__BODY_REGISTER: on_register(fc, m->register_); break;
     case NOSA__SERVE__WORKER_MSG__BODY_HEARTBEAT:
         fc->heartbeats++;
+        fc->leaving += m->heartbeat->leaving;
         uint64_t now = (uint64_t)now_ms();
         if (fc->last_heartbeat_ms && now - fc->last_heartbeat_ms > fc->max_heartbeat_gap_ms)
             fc->max_heartbeat_gap_ms = now - fc->last_heartbeat_ms;

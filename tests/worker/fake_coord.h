@@ -43,6 +43,7 @@ struct fake_coord {
     uint32_t block_size, max_seqs;
     size_t last_running_jobs;
     int heartbeats;
+    int leaving;                  /* Heartbeats with leaving set */
     uint64_t last_heartbeat_ms;   /* when the last one came (monotonic) */
     uint64_t max_heartbeat_gap_ms; /* the longest wait between two; a test may reset it */
     uint32_t last_running, last_free_slots;

@@ -586,8 +586,13 @@ int main(int argc, char **argv)
     test_coordinator_restart();
     check_kvhost_empty("after the resumed and restarted jobs");
 
+    int leaving = g_fc.leaving;
     CHECK(nh_signal(&g_node, worker, SIGTERM) == 0, "SIGTERM %s", worker);
     check_clean_exit(worker, "SIGTERM");
+    while (fc_pump(&g_fc, 100) > 0) /* what it sent before it exited */
+        ;
+    CHECK(g_fc.leaving == leaving + 1, "a worker stopping on SIGTERM says so (Heartbeat.leaving): "
+          "%d", g_fc.leaving - leaving);
     int regs = g_fc.registers;
     start_worker(worker, sizeof(worker), 0);
     wait_registered(regs + 1);
