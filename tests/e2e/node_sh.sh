@@ -111,6 +111,15 @@ echo "$again" | grep -q "already runs" || fail "second start: $again"
 job=$("$bin/nosa" --run-dir "$run" submit --prompt "hello node" --max-tokens 8 2>&1) ||
   fail "nosa submit: $job"
 echo "$job"
+# On a terminal (script(1) gives it a pty) submit shows a progress line, cleared at the end.
+if command -v script >/dev/null; then
+  tty_out=$(script -qec "'$bin/nosa' --run-dir '$run' submit --prompt 'hello tty' --max-tokens 40" \
+            /dev/null 2>&1) || fail "nosa submit on a terminal: $tty_out"
+  echo "$tty_out" | grep -qE '\[job [0-9]+\] [0-9]+/40 tokens, [0-9.]+ tokens/s' ||
+    fail "no progress line on a terminal: $tty_out"
+else
+  echo "node_sh: the progress line not checked: no script(1) here"
+fi
 
 # A stop keeps the arena and the journal; the next start recovers them (kv-host --recover).
 "$node_sh" stop "${flags[@]}" >/dev/null 2>&1 || fail "stop (keeping state) failed"
