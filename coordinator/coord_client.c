@@ -41,8 +41,26 @@ static void send_submitted(struct coord *c, const struct nosa_msg_peer *peer,
     reply(c, peer, request_id, &r);
 }
 
+/* Makes peer the job's client: SubmitReply, its tokens from index from, and its end if it
+ * has ended (the client may have missed it). */
 static void attach_client(struct coord *c, const struct nosa_msg_peer *peer,
-                          uint64_t request_id, struct coord_job *j, uint32_t from);
+                          uint64_t request_id, struct coord_job *j, uint32_t from)
+{
+    j->has_client = 1;
+    j->client = *peer;
+    j->client_request_id = request_id;
+    send_submitted(c, peer, request_id, j);
+    coord_stream_tokens(c, j, from);
+    if (j->state == COORD_JOB_FINISHED) {
+        Nosa__Serve__JobFinished f;
+        Nosa__Error e;
+        coord_finished_msg(j, &f, &e);
+        Nosa__Serve__ClientReply r = NOSA__SERVE__CLIENT_REPLY__INIT;
+        r.body_case = NOSA__SERVE__CLIENT_REPLY__BODY_FINISHED;
+        r.finished = &f;
+        reply(c, peer, request_id, &r);
+    }
+}
 
 static struct coord_job *job_by_client_key(const struct coord *c, uint64_t key)
 {
@@ -267,27 +285,6 @@ static void on_drain(struct coord *c, const struct nosa_msg_peer *peer, uint64_t
     r.body_case = NOSA__SERVE__CLIENT_REPLY__BODY_DRAIN;
     r.drain = &dr;
     reply(c, peer, request_id, &r);
-}
-
-/* Makes peer the job's client: SubmitReply, its tokens from index from, and its end if it
- * has ended (the client may have missed it). */
-static void attach_client(struct coord *c, const struct nosa_msg_peer *peer,
-                          uint64_t request_id, struct coord_job *j, uint32_t from)
-{
-    j->has_client = 1;
-    j->client = *peer;
-    j->client_request_id = request_id;
-    send_submitted(c, peer, request_id, j);
-    coord_stream_tokens(c, j, from);
-    if (j->state == COORD_JOB_FINISHED) {
-        Nosa__Serve__JobFinished f;
-        Nosa__Error e;
-        coord_finished_msg(j, &f, &e);
-        Nosa__Serve__ClientReply r = NOSA__SERVE__CLIENT_REPLY__INIT;
-        r.body_case = NOSA__SERVE__CLIENT_REPLY__BODY_FINISHED;
-        r.finished = &f;
-        reply(c, peer, request_id, &r);
-    }
 }
 
 static void on_attach(struct coord *c, const struct nosa_msg_peer *peer, uint64_t request_id,

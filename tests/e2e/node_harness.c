@@ -286,12 +286,18 @@ static int reap(struct nh_proc *p, int block)
     return 0;
 }
 
-struct nh_proc *nh_find(struct nh_node *node, const char *name)
+static struct nh_proc *find(struct nh_node *node, const char *name, int running)
 {
     for (int i = node->n_procs - 1; i >= 0; i--)
-        if (node->procs[i].pid > 0 && strcmp(node->procs[i].name, name) == 0)
+        if ((!running || node->procs[i].pid > 0) && strcmp(node->procs[i].name, name) == 0)
             return &node->procs[i];
     return NULL;
+}
+
+struct nh_proc *nh_find(struct nh_node *node, const char *name) { return find(node, name, 1); }
+struct nh_proc *nh_find_last(struct nh_node *node, const char *name)
+{
+    return find(node, name, 0);
 }
 
 int nh_signal(struct nh_node *node, const char *name, int sig)

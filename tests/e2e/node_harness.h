@@ -94,6 +94,8 @@ int nh_wait_workers(struct nh_node *node, int n, unsigned timeout_ms);
 int nh_wait_socket(struct nh_node *node, int idx, const char *endpoint, unsigned timeout_ms);
 
 struct nh_proc *nh_find(struct nh_node *node, const char *name); /* the running one */
+/* The last process started under name, running or reaped (its wait status), or NULL. */
+struct nh_proc *nh_find_last(struct nh_node *node, const char *name);
 int nh_signal(struct nh_node *node, const char *name, int sig);
 /* Reaps name if it exited within timeout_ms: 1 exited, 0 still runs, -1 error. */
 int nh_wait_exit(struct nh_node *node, const char *name, unsigned timeout_ms);

@@ -393,9 +393,7 @@ static void run_midrun(struct nh_node *node, struct job_set *js, enum fault_kind
         /* Declared dead while stopped, the worker is fenced: the coordinator kills it. */
         const char *w = victim ? "cpu1" : "cpu0";
         int gone = nh_wait_exit(node, w, 5000) == 1;
-        const struct nh_proc *p = NULL;
-        for (int i = 0; i < node->n_procs; i++)
-            if (strcmp(node->procs[i].name, w) == 0) p = &node->procs[i];
+        const struct nh_proc *p = nh_find_last(node, w);
         CHECK(gone && p && WIFSIGNALED(p->status) && WTERMSIG(p->status) == SIGKILL,
               "%s: the paused worker %s was not fenced (killed) by the coordinator: %s", label,
               w, gone ? "it exited otherwise" : "it still runs");
