@@ -13,11 +13,44 @@
 /* A worker that answered ERROR_NO_SPACE gets no assignment for this long. */
 #define FULL_BACKOFF_MS 250
 
+static int in_list(const uint64_t *ids, size_t n, uint64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == id) return 1;
+    return 0;
+}
+
 static int listed(const Nosa__Serve__Register *r, uint64_t id)
 {
-    for (size_t i = 0; i < r->n_running_jobs; i++)
-        if (r->running_jobs[i] == id) return 1;
-    return 0;
+    return in_list(r->running_jobs, r->n_running_jobs, id) ||
+           in_list(r->finished_jobs, r->n_finished_jobs, id);
+}
+
+/* A job the worker may take back: waiting to be claimed after a restart, taken from it and
+ * not placed since, or still its own. */
+static int claimable(const struct coord_job *j, int wi)
+{
+    return j && (j->state == COORD_JOB_RECOVERING ||
+                 (j->state == COORD_JOB_QUEUED && j->prev_worker == wi) ||
+                 (j->state == COORD_JOB_RUNNING && j->worker == wi));
+}
+
+/* The job runs on worker wi again (claimed back). */
+static void claim(struct coord *c, int wi, struct coord_job *j, const char *how)
+{
+    const struct coord_worker *w = &c->workers.w[wi];
+    if (j->state != COORD_JOB_RUNNING) {
+        LOG_INFO("coordinator", "job %llu claimed by %s (it has %u of its tokens here)%s",
+                 (unsigned long long)j->id, w->name, j->tok.n, how);
+        /* Its sequence is where this worker runs it; what it holds there is known again
+         * from its next token and the next stats (coord_job_groups_held). */
+        if (j->kvhost != w->kvhost) j->fresh_from = j->tok.n;
+        j->kvhost = w->kvhost;
+        j->held_at_stats = 0;
+    }
+    j->state = COORD_JOB_RUNNING;
+    j->worker = wi;
+    j->prev_worker = -1;
 }
 
 /* Reconciles the jobs a (re-)registering worker says it runs with the table. A listed job
@@ -43,10 +76,7 @@ static void reconcile(struct coord *c, int wi, const Nosa__Serve__Register *r, i
     for (size_t i = 0; i < r->n_running_jobs; i++) {
         uint64_t id = r->running_jobs[i];
         struct coord_job *j = coord_jobs_find(&c->jobs, id);
-        int claimable = j && (j->state == COORD_JOB_RECOVERING ||
-                              (j->state == COORD_JOB_QUEUED && j->prev_worker == wi) ||
-                              (j->state == COORD_JOB_RUNNING && j->worker == wi));
-        if (!claimable) {
+        if (!claimable(j, wi)) {
             LOG_INFO("coordinator", "worker %s runs job %llu, which %s: cancelled there",
                      r->worker_name, (unsigned long long)id,
                      !j ? "is unknown"
@@ -55,18 +85,14 @@ static void reconcile(struct coord *c, int wi, const Nosa__Serve__Register *r, i
             coord_cancel_on_worker(c, wi, id);
             continue;
         }
-        if (j->state != COORD_JOB_RUNNING) {
-            LOG_INFO("coordinator", "job %llu claimed by %s (it has %u of its tokens here)",
-                     (unsigned long long)id, r->worker_name, j->tok.n);
-            /* Its sequence is where this worker runs it; what it holds there is known again
-             * from its next token and the next stats (coord_job_groups_held). */
-            if (j->kvhost != w->kvhost) j->fresh_from = j->tok.n;
-            j->kvhost = w->kvhost;
-            j->held_at_stats = 0;
-        }
-        j->state = COORD_JOB_RUNNING;
-        j->worker = wi;
-        j->prev_worker = -1;
+        claim(c, wi, j, "");
+    }
+    /* Jobs it ended, whose end may not have been read (the coordinator restarted): its
+     * tokens and JobFinished come again after the ack. One moved or ended meanwhile is left
+     * as it is (nothing runs there to cancel). */
+    for (size_t i = 0; i < r->n_finished_jobs; i++) {
+        struct coord_job *j = coord_jobs_find(&c->jobs, r->finished_jobs[i]);
+        if (claimable(j, wi)) claim(c, wi, j, ", which ended there: its end comes again");
     }
 }
 
@@ -207,6 +233,17 @@ static void on_finished(struct coord *c, int wi, const Nosa__Serve__JobFinished 
         const struct coord_job *k = coord_jobs_find(&c->jobs, f->job_id);
         if (!k || k->state == COORD_JOB_FINISHED) /* in the sender's kv-host */
             coord_free_sequence(c, c->workers.w[wi].kvhost, f->job_id);
+        return;
+    }
+    int completed = f->reason == NOSA__SERVE__FINISH_REASON__FINISH_LENGTH ||
+                    f->reason == NOSA__SERVE__FINISH_REASON__FINISH_EOS;
+    if (completed && f->generated_tokens > j->tok.n) {
+        /* Tokens it sent are missing: they died with a coordinator that restarted (this end
+         * waited in the worker's outbox). Its worker registers again and sends every token
+         * from index 0 and this end once more, so the job ends with all of them. */
+        LOG_INFO("coordinator", "job %llu ended on %s with %u tokens, %u here: its end waits "
+                 "for the rest", (unsigned long long)j->id, c->workers.w[wi].name,
+                 f->generated_tokens, j->tok.n);
         return;
     }
     int code = f->error ? (int)f->error->code : 0;

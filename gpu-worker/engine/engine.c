@@ -360,6 +360,7 @@ static void seq_end(struct nosa_engine *e, struct engine_seq *s, enum nosa_finis
         .error = error ? error : "",
         .prompt_tokens = s->n_prompt,
         .generated_tokens = s->n_generated,
+        .generated = s->tokens + s->n_prompt,
         .recomputed_tokens = s->recomputed,
     };
     if (why == NOSA_FINISH_ERROR)

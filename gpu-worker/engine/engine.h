@@ -64,6 +64,7 @@ struct nosa_engine_event {
     const char *error;
     uint32_t prompt_tokens;
     uint32_t generated_tokens;  /* including those a resume was given */
+    const int32_t *generated;   /* those generated_tokens ids (valid during the callback) */
     uint32_t recomputed_tokens; /* tokens prefilled again after a resume (< block_size + 1) */
 };
 

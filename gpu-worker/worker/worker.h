@@ -41,6 +41,14 @@ struct worker_finished {
     uint32_t prompt_tokens, generated_tokens, recomputed_tokens;
 };
 
+/* A job that ended here lately, kept so that its end can be told again to a coordinator
+ * that restarted before reading it (Register.finished_jobs). */
+struct worker_ended {
+    struct worker_finished fin;
+    int32_t *tokens;              /* its generated tokens, malloc'd [cap] */
+    uint32_t cap;
+};
+
 struct worker {
     struct worker_config cfg;
     struct nosa_model *model;
@@ -62,6 +70,9 @@ struct worker {
     size_t n_finished;
     struct worker_progress *progress; /* this step's prefill progress, [cfg.max_seqs] */
     size_t n_progress;
+    struct worker_ended *ended;      /* the last ended jobs, a ring of [2 * cfg.max_seqs] */
+    uint64_t *ended_ids;             /* their ids, for Register, [2 * cfg.max_seqs] */
+    size_t n_ended, next_ended;
     /* Jobs being ended because the kv-host failed them: cancelled in the engine, reported
      * as FINISH_ERROR with the reason (worker_serve_on_event). */
     struct worker_kvh_failure *failing; /* [cfg.max_seqs] */

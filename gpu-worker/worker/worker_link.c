@@ -41,8 +41,8 @@ struct worker_link {
     char monitor_endpoint[64];
     char endpoint[512];
     Nosa__Serve__Register reg; /* strings borrowed from the caller */
-    uint64_t *running;
-    size_t n_running;
+    uint64_t *running, *finished; /* the job ids the next Register lists */
+    size_t n_running, n_finished;
     int connected;
     int registered;
     int ever_registered;
@@ -108,6 +108,8 @@ static void send_register(struct worker_link *l)
     Nosa__Serve__Register reg = l->reg;
     reg.running_jobs = l->running;
     reg.n_running_jobs = l->n_running;
+    reg.finished_jobs = l->finished;
+    reg.n_finished_jobs = l->n_finished;
     msg.body_case = NOSA__SERVE__WORKER_MSG__BODY_REGISTER;
     msg.register_ = &reg;
     char err[256];
@@ -325,11 +327,12 @@ void worker_link_close(struct worker_link *l)
     for (size_t i = l->outbox_head; i < l->outbox_len; i++) free(l->outbox[i].data);
     free(l->outbox);
     free(l->running);
+    free(l->finished);
     free(l);
 }
 
-int worker_link_set_running(struct worker_link *l, const uint64_t *job_ids, size_t n,
-                            char *err, size_t errlen)
+static int set_ids(struct worker_link *l, uint64_t **list, size_t *len, const uint64_t *job_ids,
+                   size_t n, char *err, size_t errlen)
 {
     uint64_t *copy = NULL;
     if (n) {
@@ -341,11 +344,23 @@ int worker_link_set_running(struct worker_link *l, const uint64_t *job_ids, size
         memcpy(copy, job_ids, n * sizeof(*copy));
     }
     pthread_mutex_lock(&l->mu);
-    free(l->running);
-    l->running = copy;
-    l->n_running = n;
+    free(*list);
+    *list = copy;
+    *len = n;
     pthread_mutex_unlock(&l->mu);
     return 0;
+}
+
+int worker_link_set_running(struct worker_link *l, const uint64_t *job_ids, size_t n,
+                            char *err, size_t errlen)
+{
+    return set_ids(l, &l->running, &l->n_running, job_ids, n, err, errlen);
+}
+
+int worker_link_set_finished(struct worker_link *l, const uint64_t *job_ids, size_t n,
+                             char *err, size_t errlen)
+{
+    return set_ids(l, &l->finished, &l->n_finished, job_ids, n, err, errlen);
 }
 
 static int link_send(struct worker_link *l, Nosa__Serve__WorkerMsg *msg, char *err,

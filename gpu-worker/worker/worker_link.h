@@ -36,9 +36,12 @@ int worker_link_open(void *zctx, const struct nosa_msg_security *sec, const char
                      struct worker_link **out, char *err, size_t errlen);
 void worker_link_close(struct worker_link *l); /* accepts NULL */
 
-/* The job ids to list in the next Register (copied). */
+/* The job ids to list in the next Register (copied): those it runs, and those it finished
+ * lately (Register.finished_jobs). */
 int worker_link_set_running(struct worker_link *l, const uint64_t *job_ids, size_t n,
                             char *err, size_t errlen);
+int worker_link_set_finished(struct worker_link *l, const uint64_t *job_ids, size_t n,
+                             char *err, size_t errlen);
 
 /* Sends msg (its version is filled in). While unregistered it is kept, in order, and sent
  * after the next RegisterAck. -1 with err only when the outbox is over its limit or memory

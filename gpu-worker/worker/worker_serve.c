@@ -26,7 +26,10 @@ int worker_serve_init(struct worker *w, char *err, size_t errlen)
     w->tokens = calloc(w->tokens_cap, sizeof(*w->tokens));
     w->failing = calloc(n, sizeof(*w->failing));
     w->progress = calloc(n, sizeof(*w->progress));
-    if (!w->jobs || !w->finished || !w->tokens || !w->failing || !w->progress) {
+    w->ended = calloc(2 * n, sizeof(*w->ended));
+    w->ended_ids = calloc(2 * n, sizeof(*w->ended_ids));
+    if (!w->jobs || !w->finished || !w->tokens || !w->failing || !w->progress || !w->ended ||
+        !w->ended_ids) {
         nosa_set_error(err, errlen, "out of memory for %zu job slots", n);
         return -ENOMEM;
     }
@@ -41,6 +44,11 @@ void worker_serve_free(struct worker *w)
     free(w->tokens);
     free(w->failing);
     free(w->progress);
+    for (size_t i = 0; w->ended && i < 2 * (size_t)w->cfg.max_seqs; i++) free(w->ended[i].tokens);
+    free(w->ended);
+    free(w->ended_ids);
+    w->ended = NULL;
+    w->ended_ids = NULL;
     w->failing = NULL;
     w->progress = NULL;
     w->jobs = NULL;
@@ -86,6 +94,33 @@ static int push_token(struct worker *w, uint64_t job_id, uint32_t index, int32_t
     return 0;
 }
 
+/* Keeps f and its tokens in the ring of ended jobs (the oldest goes), and lists the ring's
+ * jobs for the next Register. */
+static void remember_ended(struct worker *w, const struct worker_finished *f,
+                           const int32_t *tokens)
+{
+    size_t cap = 2 * (size_t)w->cfg.max_seqs;
+    struct worker_ended *e = &w->ended[w->next_ended];
+    if (f->generated_tokens > e->cap) {
+        int32_t *t = realloc(e->tokens, f->generated_tokens * sizeof(*t));
+        if (!t) {
+            LOG_ERROR("worker", "out of memory keeping job %llu's tokens: its end is not told "
+                      "again after a coordinator restart", (unsigned long long)f->job_id);
+            return;
+        }
+        e->tokens = t;
+        e->cap = f->generated_tokens;
+    }
+    e->fin = *f;
+    if (f->generated_tokens) memcpy(e->tokens, tokens, f->generated_tokens * sizeof(*tokens));
+    w->ended_ids[w->next_ended] = f->job_id;
+    w->next_ended = (w->next_ended + 1) % cap;
+    if (w->n_ended < cap) w->n_ended++;
+    char err[128];
+    if (worker_link_set_finished(w->link, w->ended_ids, w->n_ended, err, sizeof(err)))
+        LOG_WARN("worker", "finished jobs for Register: %s", err);
+}
+
 void worker_serve_on_event(void *user, const struct nosa_engine_event *ev)
 {
     struct worker *w = user;
@@ -125,6 +160,7 @@ void worker_serve_on_event(void *user, const struct nosa_engine_event *ev)
     f->prompt_tokens = ev->prompt_tokens;
     f->generated_tokens = ev->generated_tokens;
     f->recomputed_tokens = ev->recomputed_tokens;
+    remember_ended(w, f, ev->generated);
     job_remove(w, ev->seq_id);
     LOG_INFO("worker", "job %llu finished reason=%s generated=%u recomputed=%u%s%s",
              (unsigned long long)ev->seq_id, nosa_finish_reason_name(ev->reason),
@@ -244,6 +280,12 @@ static Nosa__Serve__FinishReason proto_reason(enum nosa_finish_reason r)
     }
 }
 
+static void send_finished_record(struct worker *w, const struct worker_finished *f)
+{
+    send_job_finished(w, f->job_id, proto_reason(f->reason), finish_error_code(f), f->error,
+                      f->prompt_tokens, f->generated_tokens, f->recomputed_tokens);
+}
+
 /* Frees on the kv-host the sequences of the jobs whose JobFinished went out. */
 static void flush_frees(struct worker *w)
 {
@@ -261,30 +303,37 @@ static void send_step_output(struct worker *w)
 {
     send_tokens(w);
     for (size_t i = 0; i < w->n_finished; i++) {
-        const struct worker_finished *f = &w->finished[i];
-        send_job_finished(w, f->job_id, proto_reason(f->reason), finish_error_code(f), f->error,
-                          f->prompt_tokens, f->generated_tokens, f->recomputed_tokens);
+        send_finished_record(w, &w->finished[i]);
         NOSA_FAULT_POINT("worker.finished.sent");
     }
     w->n_finished = 0;
     flush_frees(w);
 }
 
+static void push_tokens(struct worker *w, uint64_t job_id, const int32_t *ids, uint32_t n)
+{
+    for (uint32_t k = 0; k < n; k++)
+        if (push_token(w, job_id, k, ids[k])) {
+            LOG_ERROR("worker", "out of memory re-sending job %llu", (unsigned long long)job_id);
+            return;
+        }
+}
+
 /* After a (re)registration: every running job's tokens from index 0, so a coordinator that
- * restarted has all of them (it dedupes by index). */
+ * restarted has all of them (it dedupes by index), then the lately ended jobs' tokens and
+ * ends (Register listed them): a restarted coordinator may never have read those. */
 static void resend_running(struct worker *w)
 {
     for (size_t i = 0; i < w->n_jobs; i++) {
         struct nosa_engine_seq_info info;
-        if (nosa_engine_seq_info(w->engine, w->jobs[i], &info)) continue;
-        for (uint32_t k = 0; k < info.n_generated; k++)
-            if (push_token(w, w->jobs[i], k, info.generated[k])) {
-                LOG_ERROR("worker", "out of memory re-sending job %llu",
-                          (unsigned long long)w->jobs[i]);
-                break;
-            }
+        if (nosa_engine_seq_info(w->engine, w->jobs[i], &info) == 0)
+            push_tokens(w, w->jobs[i], info.generated, info.n_generated);
     }
+    for (size_t i = 0; i < w->n_ended; i++)
+        push_tokens(w, w->ended[i].fin.job_id, w->ended[i].tokens,
+                    w->ended[i].fin.generated_tokens);
     send_tokens(w);
+    for (size_t i = 0; i < w->n_ended; i++) send_finished_record(w, &w->ended[i].fin);
 }
 
 static void send_heartbeat(struct worker *w, int leaving)
@@ -408,8 +457,11 @@ static void handle_assign(struct worker *w, const Nosa__Serve__Assign *a)
         return;
     }
     int eos = w->model->cfg.eos_token_id;
-    if (job_find(w, req.job_id) < 0 && req.n_generated && req.stop_at_eos &&
-        req.generated[req.n_generated - 1] == eos) {
+    if (job_find(w, req.job_id) >= 0) {
+        snprintf(why, sizeof(why), "Assign: job %llu already runs on worker %s",
+                 (unsigned long long)req.job_id, w->cfg.name);
+        reply_error(w, NOSA__ERROR_CODE__ERROR_REFUSED, why);
+    } else if (req.n_generated && req.stop_at_eos && req.generated[req.n_generated - 1] == eos) {
         /* Its last worker generated EOS and died before JobFinished went out: it is done. */
         LOG_INFO("worker", "job %llu resumed after its EOS: finished",
                  (unsigned long long)req.job_id);
@@ -418,10 +470,6 @@ static void handle_assign(struct worker *w, const Nosa__Serve__Assign *a)
         if (worker_kvh_source_forget(w->kvh, req.job_id, why, sizeof(why)))
             LOG_WARN("worker", "job %llu: freeing its kv-host sequence: %s (the coordinator "
                      "frees it on JobFinished too)", (unsigned long long)req.job_id, why);
-    } else if (job_find(w, req.job_id) >= 0) {
-        snprintf(why, sizeof(why), "Assign: job %llu already runs on worker %s",
-                 (unsigned long long)req.job_id, w->cfg.name);
-        reply_error(w, NOSA__ERROR_CODE__ERROR_REFUSED, why);
     } else if ((size_t)w->n_jobs == (size_t)w->cfg.max_seqs) {
         snprintf(why, sizeof(why), "no free slot on worker %s (%d running)", w->cfg.name,
                  w->cfg.max_seqs);

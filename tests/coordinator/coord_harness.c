@@ -301,7 +301,7 @@ static void send_tokens(struct fake_worker *w, const uint32_t *from, const uint3
     fw_send(w, &m, 0);
 }
 
-static void send_finished(struct fake_worker *w, uint64_t id, int reason, uint32_t generated)
+void fw_send_finished(struct fake_worker *w, uint64_t id, int reason, uint32_t generated)
 {
     Nosa__Serve__JobFinished f = NOSA__SERVE__JOB_FINISHED__INIT;
     f.job_id = id;
@@ -359,7 +359,7 @@ void fw_pump_n(struct fake_worker *w, int max)
             if (fw_job(w, m->cancel->job_id)) {
                 uint32_t g = fw_job(w, m->cancel->job_id)->next;
                 drop_job(w, m->cancel->job_id);
-                send_finished(w, m->cancel->job_id,
+                fw_send_finished(w, m->cancel->job_id,
                               NOSA__SERVE__FINISH_REASON__FINISH_CANCELLED, g);
             }
             break;
@@ -440,7 +440,7 @@ void fw_emit(struct fake_worker *w, uint32_t n)
             uint64_t id = w->jobs[i].id;
             uint32_t g = w->jobs[i].next;
             drop_job(w, id);
-            send_finished(w, id, NOSA__SERVE__FINISH_REASON__FINISH_LENGTH, g);
+            fw_send_finished(w, id, NOSA__SERVE__FINISH_REASON__FINISH_LENGTH, g);
         } else {
             i++;
         }

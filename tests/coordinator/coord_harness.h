@@ -79,6 +79,8 @@ void fw_pump_n(struct fake_worker *w, int max);
 void fw_heartbeat(struct fake_worker *w);
 /* Heartbeat with leaving set (the worker stops), then silent. */
 void fw_leave(struct fake_worker *w);
+/* Sends JobFinished{job_id, reason, generated_tokens} (the job stays in its list). */
+void fw_send_finished(struct fake_worker *w, uint64_t id, int reason, uint32_t generated);
 /* Sends JobTokens{job_id, prompt_done} (prefill progress, no tokens) in one TokensBatch. */
 void fw_progress(struct fake_worker *w, uint64_t job_id, uint32_t prompt_done);
 /* Sends up to n more tokens of each job (one TokensBatch) and JobFinished for those done. */

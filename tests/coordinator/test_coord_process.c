@@ -251,14 +251,39 @@ static void test_move_mid_prefill(void)
           "(another key)", (unsigned long long)ids[0], (unsigned long long)ids[1],
           (unsigned long long)ids[2], (unsigned long long)ids[3]);
 
-    /* A worker that says it stops (Heartbeat.leaving) has its job moved at once, long before
-     * the heartbeat timeout, and gets no CancelJob (it runs nothing any more). */
+    /* Both workers back with free slots: the one the mid-prefill job left registers again,
+     * and the keyed jobs end. */
     struct fake_worker *dead = w0->silent ? w0 : w1;
     dead->silent = 0;
     REQUIRE(fw_register(dead) == 0, "%s registers again", dead->name);
     fw_emit(w0, 100); /* the keyed jobs end: both workers have their slots free */
     fw_emit(w1, 100);
     pump(ws, 2, 100, NULL, NULL);
+
+    /* A JobFinished that says more tokens than arrived (they died with a coordinator that
+     * restarted) does not end the job short: it ends when its worker has sent them all. */
+    uint64_t sid;
+    submit_placed(cl, "short", ws, &sid);
+    struct fake_worker *s_on = fw_job(w0, sid) ? w0 : w1;
+    REQUIRE(fw_job(s_on, sid), "job %llu was never placed", (unsigned long long)sid);
+    fw_emit(s_on, 3);
+    fw_send_finished(s_on, sid, NOSA__SERVE__FINISH_REASON__FINISH_LENGTH, 10);
+    struct stream ss;
+    memset(&ss, 0, sizeof ss);
+    pump(ws, 2, 100, NULL, NULL);
+    collect(cl, &ss, 100);
+    CHECK(!ss.finished, "a job ended with 3 of the 10 tokens its JobFinished claims");
+    fw_emit(s_on, 100); /* the rest, then its JobFinished again */
+    end = ch_now_ms() + 2000;
+    while (!ss.finished && ch_now_ms() < end) {
+        pump(ws, 2, 5, NULL, NULL);
+        collect(cl, &ss, 5);
+    }
+    CHECK(ss.finished && stream_exact(&ss, 10), "the job whose end came early: finished %d, "
+          "dups %d", ss.finished, ss.dups);
+
+    /* A worker that says it stops (Heartbeat.leaving) has its job moved at once, long before
+     * the heartbeat timeout, and gets no CancelJob (it runs nothing any more). */
     uint64_t lid;
     submit_placed(cl, "leaving", ws, &lid);
     struct fake_worker *x = fw_job(w0, lid) ? w0 : w1, *y = x == w0 ? w1 : w0;

@@ -81,6 +81,7 @@ static void on_register(struct fake_coord *fc, const Nosa__Serve__Register *r)
     fc->block_size = r->block_size;
     fc->max_seqs = r->max_seqs;
     fc->last_running_jobs = r->n_running_jobs;
+    fc->last_finished_jobs = r->n_finished_jobs;
     if (!fc->ack_register) return;
     Nosa__Serve__CoordMsg msg = NOSA__SERVE__COORD_MSG__INIT;
     Nosa__Serve__RegisterAck ack = NOSA__SERVE__REGISTER_ACK__INIT;

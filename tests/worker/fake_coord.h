@@ -42,6 +42,7 @@ struct fake_coord {
     char backend[16];
     uint32_t block_size, max_seqs;
     size_t last_running_jobs;
+    size_t last_finished_jobs;     /* Register.finished_jobs of the last Register */
     int heartbeats;
     int leaving;                  /* Heartbeats with leaving set */
     uint64_t last_heartbeat_ms;   /* when the last one came (monotonic) */

@@ -38,7 +38,8 @@ static void start_worker_with(char *name, size_t cap, int resident, char *const 
                             "--coordinator", g_node.workers_ep, "--kvhost", g_node.kvhost_ep,
                             "--model", g_node.model, "--backend", "cpu", "--mode", "nosa",
                             "--max-seqs", "4", "--heartbeat-ms", "100"};
-    int n = 19;
+    int n = 0;
+    while (argv[n]) n++;
     if (resident) argv[n++] = "--resident";
     if (extra_flag) {
         argv[n++] = extra_flag;
@@ -61,9 +62,7 @@ static void start_worker(char *name, size_t cap, int resident)
 static void check_clean_exit(const char *name, const char *why)
 {
     CHECK(nh_wait_exit(&g_node, name, 5000) == 1, "%s did not exit on %s", name, why);
-    struct nh_proc *p = NULL;
-    for (int i = 0; i < g_node.n_procs; i++)
-        if (strcmp(g_node.procs[i].name, name) == 0) p = &g_node.procs[i];
+    const struct nh_proc *p = nh_find_last(&g_node, name);
     CHECK(p && p->pid == 0 && WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0,
           "%s after %s: wait status %d", name, why, p ? p->status : -1);
 }
@@ -342,6 +341,23 @@ static void check_kvhost_empty(const char *when)
     kvh_client_close(c);
 }
 
+/* The kv-host still holds job id's table, of at least want_blocks blocks (why says whose
+ * it is); then the test frees it, as the coordinator does when the job ends. */
+static void check_table_kept(uint64_t id, uint32_t want_blocks, const char *why)
+{
+    struct kvh_client *kc = NULL;
+    char err[256];
+    REQUIRE(kvh_client_connect(g_node.kvhost_ep, NULL, &kc, err, sizeof(err)) == 0, "%s", err);
+    static uint32_t groups[4096];
+    uint32_t n = 0;
+    int rc = kvh_client_table(kc, id, groups, 4096, &n, err, sizeof(err));
+    CHECK(rc == 0 && n >= want_blocks, "%s: the kv-host table of job %llu has %u blocks (want "
+          ">= %u): %s", why, (unsigned long long)id, n, want_blocks, rc ? err : "ok");
+    CHECK(kvh_client_free(kc, &id, 1, NULL, err, sizeof(err)) == 0, "free job %llu: %s",
+          (unsigned long long)id, err);
+    kvh_client_close(kc);
+}
+
 /* A CancelJob for a job that moved to another worker (moved = 1) ends it here without
  * freeing its kv-host sequence: the new worker resumes from that table. The test then frees
  * it, as the coordinator does when the job ends. */
@@ -353,19 +369,9 @@ static void test_cancel_moved(void)
     j = fc_wait_finished(&g_fc, c.id, 5000);
     CHECK(j && j->reason == NOSA__SERVE__FINISH_REASON__FINISH_CANCELLED,
           "moved job: reason %d", j ? j->reason : -1);
-    uint32_t want_blocks = (uint32_t)(c.prompt_len + 1 + 10) / g_node.block_size;
-    struct kvh_client *kc = NULL;
-    char err[256];
-    REQUIRE(kvh_client_connect(g_node.kvhost_ep, NULL, &kc, err, sizeof(err)) == 0, "%s", err);
     usleep(200 * 1000); /* a free, had the worker sent one, would have landed by now */
-    static uint32_t groups[4096];
-    uint32_t n = 0;
-    int rc = kvh_client_table(kc, c.id, groups, 4096, &n, err, sizeof(err));
-    CHECK(rc == 0 && n >= want_blocks,
-          "moved job 302: the kv-host table has %u blocks (want >= %u, kept for its new "
-          "worker): %s", n, want_blocks, rc ? err : "ok");
-    CHECK(kvh_client_free(kc, &c.id, 1, NULL, err, sizeof(err)) == 0, "free job 302: %s", err);
-    kvh_client_close(kc);
+    check_table_kept(c.id, (uint32_t)(c.prompt_len + 1 + 10) / g_node.block_size,
+                     "moved job (kept for its new worker)");
 }
 
 /* Kill the worker mid-job; a second worker resumes from the arena: it recomputes less than
@@ -429,6 +435,15 @@ static void test_coordinator_restart(void)
     wait_registered(1);
     CHECK(g_fc.last_running_jobs == 1, "Register after a restart lists %zu running jobs",
           g_fc.last_running_jobs);
+    /* Job 601 ended on this worker before: a coordinator that restarted may never have read
+     * its end, so Register lists it and its tokens and JobFinished come again. */
+    CHECK(g_fc.last_finished_jobs >= 1, "Register after a restart lists %zu ended jobs",
+          g_fc.last_finished_jobs);
+    struct fc_job *ended = fc_wait_finished(&g_fc, 601, 3000);
+    CHECK(ended && ended->finished == 1 && ended->error_code == 0 && ended->n_tokens > 0 &&
+              ended->n_tokens == ended->generated_tokens && ended->out_of_order == 0,
+          "job 601's end told again: finished %d, %u tokens of %u", ended ? ended->finished : 0,
+          ended ? ended->n_tokens : 0, ended ? ended->generated_tokens : 0);
     finish_job(&c, "after the coordinator restart");
 }
 
@@ -447,9 +462,7 @@ static void test_free_after_finished(void)
     struct fc_job *j = start_job(&c, 1);
     REQUIRE(nh_wait_exit(&g_node, worker, 20000) == 1, "%s did not die at its fault point",
             worker);
-    const struct nh_proc *p = NULL;
-    for (int i = 0; i < g_node.n_procs; i++)
-        if (strcmp(g_node.procs[i].name, worker) == 0) p = &g_node.procs[i];
+    const struct nh_proc *p = nh_find_last(&g_node, worker);
     CHECK(p && WIFSIGNALED(p->status) && WTERMSIG(p->status) == SIGKILL,
           "%s: wait status %d, want SIGKILL (its fault point)", worker, p ? p->status : -1);
     /* The sends were handed to the socket; a process killed at once may lose them still
@@ -460,18 +473,7 @@ static void test_free_after_finished(void)
     uint32_t positions = (uint32_t)c.prompt_len + 1 + (j->n_tokens ? j->n_tokens : 1) - 1;
     uint32_t want_blocks = positions / g_node.block_size;
     REQUIRE(want_blocks > 0, "job 701 completes no block (%u positions)", positions);
-
-    struct kvh_client *kc = NULL;
-    char err[256];
-    REQUIRE(kvh_client_connect(g_node.kvhost_ep, NULL, &kc, err, sizeof(err)) == 0, "%s", err);
-    static uint32_t groups[4096];
-    uint32_t n = 0;
-    int rc = kvh_client_table(kc, c.id, groups, 4096, &n, err, sizeof(err));
-    CHECK(rc == 0 && n >= want_blocks,
-          "killed after JobFinished: the kv-host table of job 701 has %u blocks (want >= %u): "
-          "%s", n, want_blocks, rc ? err : "ok");
-    CHECK(kvh_client_free(kc, &c.id, 1, NULL, err, sizeof(err)) == 0, "free job 701: %s", err);
-    kvh_client_close(kc);
+    check_table_kept(c.id, want_blocks, "killed after JobFinished");
 }
 
 /* A worker killed while it prefills a long prompt (701 tokens, chunks of 256; the fault point
