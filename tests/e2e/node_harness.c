@@ -342,8 +342,11 @@ int nh_stop_all(struct nh_node *node, unsigned timeout_ms)
         for (int i = 0; i < node->n_procs; i++) {
             struct nh_proc *p = &node->procs[i];
             if (p->pid <= 0 || stop_rank(p->name) != rank) continue;
+            /* SIGCONT first, for a stopped (hang-injected) process to see the SIGTERM: a
+             * SIGCONT after it could reach the process while LeakSanitizer's exit check
+             * attaches, and discard the SIGSTOP that attach waits for (a hang until SIGKILL). */
+            kill(p->pid, SIGCONT);
             kill(p->pid, SIGTERM);
-            kill(p->pid, SIGCONT); /* a stopped (hang-injected) process must see it */
         }
         uint64_t end = nh_now_ms() + timeout_ms;
         for (int i = 0; i < node->n_procs; i++) {
