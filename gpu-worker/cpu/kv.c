@@ -55,7 +55,7 @@ int nosa_cpu_kv_init(struct nosa_cpu_kv *kv, const struct nosa_kv_geometry *geom
     kv->last_sel_mem = alloc3(n_heads, (size_t)kv->max_blocks, 1, sizeof(int32_t));
     kv->key_ring_mem = alloc3(n_heads, (size_t)sp->kernel, d, sizeof(nosa_bf16));
     kv->cis_ring_mem = alloc3(n_heads, (size_t)sp->kernel, 1, sizeof(float));
-    kv->kc_mem = alloc3(n_heads, (size_t)kv->max_compressed, d, sizeof(float));
+    kv->kc_mem = alloc3(n_heads, (size_t)kv->max_compressed, d, sizeof(nosa_bf16));
     kv->ce_mem = alloc3(n_heads, (size_t)kv->max_compressed, 1, sizeof(float));
     int ok = kv->heads && kv->block_mem && kv->last_sel_mem && kv->key_ring_mem &&
              kv->cis_ring_mem && kv->kc_mem && kv->ce_mem;

@@ -46,8 +46,8 @@ struct nosa_cpu_kv {
     uint8_t *block_mem, *open_mem;
     int32_t *pool_of_mem, *block_of_mem, *last_sel_mem;
     uint64_t *stamp_mem;
-    nosa_bf16 *key_ring_mem;
-    float *cis_ring_mem, *kc_mem, *ce_mem;
+    nosa_bf16 *key_ring_mem, *kc_mem;
+    float *cis_ring_mem, *ce_mem;
 };
 
 /* Allocates the storage of max_seqs slots of max_context tokens each. pool_blocks is used

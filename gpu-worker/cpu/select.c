@@ -42,12 +42,12 @@ void nosa_cpu_sel_push(const struct nosa_cpu_sel_params *p, struct nosa_cpu_sel_
     int end = pos + 1; /* tokens pushed so far */
     if (end < k || (end - k) % p->stride != 0) return;
     int start = end - k; /* == stride * n_c */
-    float *kc = s->kc + (size_t)s->n_c * (size_t)d;
+    nosa_bf16 *kc = s->kc + (size_t)s->n_c * (size_t)d;
     float inv = 1.0f / (float)k;
     for (int x = 0; x < d; x++) {
         float sum = 0.0f;
         for (int j = 0; j < k; j++) sum += nosa_bf16_to_f32(s->key_ring[((start + j) % k) * d + x]);
-        kc[x] = sum * inv;
+        kc[x] = nosa_f32_to_bf16(sum * inv);
     }
     float csum = 0.0f;
     for (int j = 0; j < k; j++) csum += s->cis_ring[(start + j) % k];
@@ -66,7 +66,7 @@ void nosa_cpu_sel_score_query(const struct nosa_cpu_sel_params *p,
         for (int g = 0; g < p->rep; g++) {
             const float *qg = q + (size_t)g * (size_t)d;
             for (int i = 0; i < n_c; i++)
-                pg[i] = nosa_cpu_dot(qg, s->kc + (size_t)i * (size_t)d, d) * p->scale;
+                pg[i] = nosa_cpu_dot_bf16(qg, s->kc + (size_t)i * (size_t)d, d) * p->scale;
             nosa_cpu_softmax(pg, n_c);
             for (int i = 0; i < n_c; i++) sq[i] += pg[i];
         }

@@ -10,7 +10,8 @@
  *
  * Definitions (all f32, ascending accumulation order):
  * - compressed key i = mean of the stored (bf16, post-RoPE) keys of tokens
- *   [stride*i, stride*i + kernel), emitted when its last token is pushed; compressed
+ *   [stride*i, stride*i + kernel), rounded to bf16 (the model's dtype, as NOSA's CompressK
+ *   keeps it), emitted when its last token is pushed; compressed
  *   eviction score ce_i = mean of the tokens' cis over the same window.
  * - Bq: for each query head g of the group, p_g = softmax_i(q_g . kc_i * scale) over the
  *   compressed keys so far; s_q = sum_g p_g (g ascending); Bq = nosa_cpu_block_max_pool(s_q).
@@ -46,7 +47,7 @@ struct nosa_cpu_sel_params {
 struct nosa_cpu_sel_state {
     nosa_bf16 *key_ring; /* [kernel][head_dim]: key of token t at row t % kernel */
     float *cis_ring;     /* [kernel] */
-    float *kc;           /* [max_compressed][head_dim] */
+    nosa_bf16 *kc;       /* [max_compressed][head_dim], bf16 like the keys it pools */
     float *ce;           /* [max_compressed] */
     int n_c;             /* compressed keys so far */
 };

@@ -330,7 +330,7 @@ static int alloc_kv(struct nosa_backend *b, char *err, size_t errlen)
     CUDA_CHECK(dev_alloc(&kv->blocks, nh * local, kv->block_bytes));
     CUDA_CHECK(dev_alloc(&kv->key_ring, nh * (size_t)kv->kernel * d, sizeof(uint16_t)));
     CUDA_CHECK(dev_alloc(&kv->cis_ring, nh * (size_t)kv->kernel, sizeof(float)));
-    CUDA_CHECK(dev_alloc(&kv->kc, nh * (size_t)kv->max_c * d, sizeof(float)));
+    CUDA_CHECK(dev_alloc(&kv->kc, nh * (size_t)kv->max_c * d, sizeof(uint16_t)));
     CUDA_CHECK(dev_alloc(&kv->ce, nh * (size_t)kv->max_c, sizeof(float)));
     CUDA_CHECK(dev_alloc(&kv->last_sel, nh * (size_t)kv->max_blocks, sizeof(int32_t)));
     CUDA_CHECK(dev_alloc(&kv->n_sel, nh, sizeof(int32_t)));

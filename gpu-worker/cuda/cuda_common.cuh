@@ -67,7 +67,7 @@ struct cuda_kv {
     uint32_t *stamp;    /* offload: [ih][pool] position + 1 of the last step selecting it */
     uint16_t *key_ring; /* [ih][kernel][head_dim] bf16 */
     float *cis_ring;    /* [ih][kernel] */
-    float *kc;          /* [ih][max_c][head_dim] compressed keys */
+    uint16_t *kc;       /* [ih][max_c][head_dim] compressed keys, bf16 */
     float *ce;          /* [ih][max_c] compressed eviction scores */
     int32_t *last_sel;  /* [ih][max_blocks] the last selection, ascending */
     int32_t *n_sel;     /* [ih] */

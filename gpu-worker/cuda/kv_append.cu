@@ -16,10 +16,10 @@ static __device__ void push_token(const cuda_kv &kv, size_t ih, int pos, const u
     int end = pos + 1;
     if (end < k || (end - k) % kv.stride != 0) return;
     int start = end - k, c = start / kv.stride;
-    float *kc = kv.kc + (ih * (size_t)kv.max_c + (size_t)c) * (size_t)d;
+    uint16_t *kc = kv.kc + (ih * (size_t)kv.max_c + (size_t)c) * (size_t)d;
     for (int x = threadIdx.x; x < d; x += blockDim.x)
-        kc[x] = cu_window_mean(
-            [&](int j) { return cu_bf16_to_f32(ring[((start + j) % k) * d + x]); }, k);
+        kc[x] = cu_f32_to_bf16(cu_window_mean(
+            [&](int j) { return cu_bf16_to_f32(ring[((start + j) % k) * d + x]); }, k));
     if (threadIdx.x == 0)
         kv.ce[ih * (size_t)kv.max_c + (size_t)c] =
             cu_window_mean([&](int j) { return cring[(start + j) % k]; }, k);

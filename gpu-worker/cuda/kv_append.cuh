@@ -2,8 +2,8 @@
  * in the open block of its (slot, layer, KV head) (the block is zeroed by its first token,
  * as on the CPU), and updates the selection state incrementally: the ring of the last
  * `kernel` keys and scores, and, when a window [stride*c, stride*c + kernel) completes,
- * compressed key c (mean of the stored keys, ascending f32 sum times 1/kernel) and its
- * compressed eviction score. One CTA per (token, KV head).
+ * compressed key c (mean of the stored keys, ascending f32 sum times 1/kernel, stored as
+ * bf16) and its compressed eviction score. One CTA per (token, KV head).
  * seq_resume rebuilds the same state in parallel (kv_resume.cuh). */
 #ifndef NOSA_CUDA_KV_APPEND_CUH
 #define NOSA_CUDA_KV_APPEND_CUH

@@ -59,10 +59,10 @@ static __global__ void kv_resume_compress_kernel(cuda_kv kv, int slot, const uin
     resume_token_view tv = {&kv, slot, layer, h, arena, groups};
     size_t ih = cu_kv_head_index(kv, slot, layer, h);
     int start = c * kv.stride;
-    float *kc = kv.kc + (ih * (size_t)kv.max_c + (size_t)c) * (size_t)kv.head_dim;
+    uint16_t *kc = kv.kc + (ih * (size_t)kv.max_c + (size_t)c) * (size_t)kv.head_dim;
     for (int x = threadIdx.x; x < kv.head_dim; x += blockDim.x)
-        kc[x] = cu_window_mean([&](int j) { return cu_bf16_to_f32(tv.key(start + j, x)); },
-                               kv.kernel);
+        kc[x] = cu_f32_to_bf16(cu_window_mean(
+            [&](int j) { return cu_bf16_to_f32(tv.key(start + j, x)); }, kv.kernel));
     if (threadIdx.x == 0)
         kv.ce[ih * (size_t)kv.max_c + (size_t)c] =
             cu_window_mean([&](int j) { return tv.score(start + j); }, kv.kernel);

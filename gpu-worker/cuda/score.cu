@@ -14,7 +14,7 @@ bool score_supported(int head_dim)
 
 /* A key row is split over `lanes` = head_dim / 16 consecutive lanes, each holding the same 16
  * dimensions of up to 8 query heads in registers for all the CTA's keys: a row is read once
- * (four 16-byte loads per lane), scored against 8 heads, and reduced over its lanes with
+ * (two 16-byte loads of bf16 per lane), scored against 8 heads, and reduced over its lanes with
  * log2(lanes) shuffles per head. */
 static __global__ void __launch_bounds__(SCORE_THREADS)
     score_kernel(cuda_kv kv, cuda_step st, int layer, select_params p, const float *qkv, int ld,
@@ -32,7 +32,7 @@ static __global__ void __launch_bounds__(SCORE_THREADS)
     size_t ih = cu_kv_head_index(kv, st.slot[i], layer, h);
     const float *q = qkv + (size_t)i * (size_t)ld + (size_t)h * (size_t)p.rep * (size_t)d +
                      (size_t)sub * SCORE_DIMS;
-    const float *kc = kv.kc + ih * (size_t)kv.max_c * (size_t)d + (size_t)sub * SCORE_DIMS;
+    const uint16_t *kc = kv.kc + ih * (size_t)kv.max_c * (size_t)d + (size_t)sub * SCORE_DIMS;
     float *lg = select_scratch_logits(kv, scratch, li);
     for (int g0 = 0; g0 < p.rep; g0 += SCORE_G) {
         float qr[SCORE_G][SCORE_DIMS];
@@ -46,11 +46,18 @@ static __global__ void __launch_bounds__(SCORE_THREADS)
             int c = base + grp;
             float kf[SCORE_DIMS];
             if (c < c1) {
-                const float4 *kr = (const float4 *)(kc + (size_t)c * (size_t)d);
+                /* 16 bf16 = two 16-byte loads; a 32-bit word holds dimensions 2j (low
+                 * half) and 2j + 1 (high half). */
+                const uint4 *kr = (const uint4 *)(kc + (size_t)c * (size_t)d);
 #pragma unroll
-                for (int v = 0; v < SCORE_DIMS / 4; v++) {
-                    float4 w = kr[v];
-                    kf[4 * v] = w.x, kf[4 * v + 1] = w.y, kf[4 * v + 2] = w.z, kf[4 * v + 3] = w.w;
+                for (int v = 0; v < SCORE_DIMS / 8; v++) {
+                    uint4 w = kr[v];
+                    uint32_t u[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        kf[8 * v + 2 * j] = __uint_as_float(u[j] << 16);
+                        kf[8 * v + 2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+                    }
                 }
             } else {
 #pragma unroll

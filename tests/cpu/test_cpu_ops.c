@@ -131,8 +131,8 @@ static void test_compression(void)
                                     .block_size = 8, .kernel = K, .stride = S, .units = 4,
                                     .span = 2, .k_total = 3, .k_query = 2, .sink = 1,
                                     .window = 1, .scale = 1.0f};
-    nosa_bf16 ring[K * D], keys[T][D];
-    float cis_ring[K], kc[8 * D], ce[8], cis[T];
+    nosa_bf16 ring[K * D], keys[T][D], kc[8 * D];
+    float cis_ring[K], ce[8], cis[T];
     struct nosa_cpu_sel_state st = {ring, cis_ring, kc, ce, 0};
     for (int t = 0; t < T; t++) {
         for (int x = 0; x < D; x++) keys[t][x] = nosa_f32_to_bf16(0.37f * (float)t - (float)x);
@@ -145,10 +145,13 @@ static void test_compression(void)
         double cm = 0;
         for (int j = 0; j < K; j++) cm += cis[S * i + j];
         check_rel(ce[i], cm / K, "compressed cis");
+        /* The definition exactly: the ascending f32 sum times 1/K, rounded to bf16. */
         for (int x = 0; x < D; x++) {
-            double m = 0;
+            float m = 0.0f;
             for (int j = 0; j < K; j++) m += nosa_bf16_to_f32(keys[S * i + j][x]);
-            check_rel(kc[i * D + x], m / K, "compressed key");
+            nosa_bf16 want = nosa_f32_to_bf16(m * (1.0f / (float)K));
+            CHECK(kc[i * D + x] == want, "compressed key %d[%d]: bf16 0x%04x, want 0x%04x", i, x,
+                  kc[i * D + x], want);
         }
     }
 }
