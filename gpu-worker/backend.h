@@ -120,4 +120,12 @@ extern const struct nosa_backend_ops nosa_backend_cuda_ops;
  * when the name is unknown or that backend is not built/usable here. */
 const struct nosa_backend_ops *nosa_backend_find(const char *name, char *err, size_t errlen);
 
+/* The checks every backend's create makes (backend_config.c): the model configuration is
+ * valid, the mode known, 1 <= max_seqs and 1 <= max_context <= max_position, an arena with
+ * offload, and an arena's geometry equal to the model's with a mapped base aligned to
+ * arena_align bytes. 0, or -EINVAL (or the model validation's code) with err naming backend. */
+int nosa_backend_config_check(const struct nosa_model *model,
+                              const struct nosa_backend_config *cfg, const char *backend,
+                              size_t arena_align, char *err, size_t errlen);
+
 #endif

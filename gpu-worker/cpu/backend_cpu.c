@@ -71,45 +71,6 @@ static void cpu_destroy(struct nosa_backend *b)
     free(b);
 }
 
-static int check_config(const struct nosa_model *model, const struct nosa_backend_config *cfg,
-                        char *err, size_t errlen)
-{
-    const struct nosa_model_config *mc = &model->cfg;
-    int rc = nosa_model_config_validate(mc, err, errlen);
-    if (rc) return rc;
-    if (cfg->mode != NOSA_ATTN_DENSE && cfg->mode != NOSA_ATTN_INFLLMV2 &&
-        cfg->mode != NOSA_ATTN_NOSA) {
-        nosa_set_error(err, errlen, "cpu backend: unknown attention mode %d", (int)cfg->mode);
-        return -EINVAL;
-    }
-    if (cfg->max_seqs < 1 || cfg->max_context < 1 || cfg->max_context > mc->max_position) {
-        nosa_set_error(err, errlen,
-                       "cpu backend: max_seqs = %d must be >= 1 and max_context = %d in [1, %d]",
-                       cfg->max_seqs, cfg->max_context, mc->max_position);
-        return -EINVAL;
-    }
-    if (cfg->offload && !cfg->arena) {
-        nosa_set_error(err, errlen, "cpu backend: offload needs a host arena");
-        return -EINVAL;
-    }
-    if (cfg->arena) {
-        const struct nosa_kv_geometry *g = &cfg->arena->geom;
-        if (g->n_layers != (uint32_t)mc->n_layers || g->n_kv_heads != (uint32_t)mc->n_kv_heads ||
-            g->block_size != (uint32_t)mc->sparse.block_size ||
-            g->head_dim != (uint32_t)mc->head_dim || g->dtype != NOSA_KV_DTYPE_BF16 ||
-            !cfg->arena->base) {
-            nosa_set_error(err, errlen,
-                           "cpu backend: arena geometry (layers %u, kv heads %u, block %u, "
-                           "head_dim %u, dtype %u) does not match the model (%d, %d, %d, %d, "
-                           "bf16) or the arena is not mapped",
-                           g->n_layers, g->n_kv_heads, g->block_size, g->head_dim, g->dtype,
-                           mc->n_layers, mc->n_kv_heads, mc->sparse.block_size, mc->head_dim);
-            return -EINVAL;
-        }
-    }
-    return 0;
-}
-
 static int cpu_create(const struct nosa_model *model, const struct nosa_backend_config *cfg,
                       struct nosa_backend **out, char *err, size_t errlen)
 {
@@ -118,7 +79,7 @@ static int cpu_create(const struct nosa_model *model, const struct nosa_backend_
         nosa_set_error(err, errlen, "cpu backend: model and config are required");
         return -EINVAL;
     }
-    int rc = check_config(model, cfg, err, errlen);
+    int rc = nosa_backend_config_check(model, cfg, "cpu", 1, err, errlen);
     if (rc) return rc;
     const struct nosa_model_config *mc = &model->cfg;
     int budget = mc->sparse.budget_blocks;

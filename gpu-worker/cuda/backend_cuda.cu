@@ -403,43 +403,19 @@ fail:
     return rc;
 }
 
+/* What only this backend refuses; the shared checks are nosa_backend_config_check's. */
 static int check_config(const struct nosa_model *model, const struct nosa_backend_config *cfg,
                         char *err, size_t errlen)
 {
-    const struct nosa_model_config *mc = &model->cfg;
-    int rc = nosa_model_config_validate(mc, err, errlen);
+    /* 16 bytes: the gather kernels read the arena with 16-byte loads. */
+    int rc = nosa_backend_config_check(model, cfg, "cuda", 16, err, errlen);
     if (rc) return rc;
-    if (cfg->mode != NOSA_ATTN_DENSE && cfg->mode != NOSA_ATTN_INFLLMV2 &&
-        cfg->mode != NOSA_ATTN_NOSA) {
-        nosa_set_error(err, errlen, "cuda backend: unknown attention mode %d", (int)cfg->mode);
-        return -EINVAL;
-    }
     if (cfg->mode == NOSA_ATTN_DENSE && cfg->offload) {
         nosa_set_error(err, errlen,
                        "cuda backend: dense attention with offloaded KV is not implemented "
                        "(docs/CUDA_BACKEND.md); use resident KV (offload = 0) or the cpu "
                        "backend");
         return -EINVAL;
-    }
-    if (cfg->max_seqs < 1 || cfg->max_context < 1 || cfg->max_context > mc->max_position) {
-        nosa_set_error(err, errlen, "cuda backend: max_seqs = %d, max_context = %d (max %d)",
-                       cfg->max_seqs, cfg->max_context, mc->max_position);
-        return -EINVAL;
-    }
-    if (cfg->offload && !cfg->arena) {
-        nosa_set_error(err, errlen, "cuda backend: offload needs a host arena");
-        return -EINVAL;
-    }
-    if (cfg->arena) {
-        const struct nosa_kv_geometry *g = &cfg->arena->geom;
-        if (g->n_layers != (uint32_t)mc->n_layers || g->n_kv_heads != (uint32_t)mc->n_kv_heads ||
-            g->block_size != (uint32_t)mc->sparse.block_size ||
-            g->head_dim != (uint32_t)mc->head_dim || g->dtype != NOSA_KV_DTYPE_BF16 ||
-            !cfg->arena->base || ((uintptr_t)cfg->arena->base & 15u)) {
-            nosa_set_error(err, errlen, "cuda backend: arena geometry does not match the model, "
-                                        "or its base is not mapped and 16-byte aligned");
-            return -EINVAL;
-        }
     }
     return 0;
 }

@@ -407,11 +407,38 @@ static void test_errors(void)
           err);
     cfg.pool_blocks = 0;
     cfg.arena = NULL;
-    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL, "offload without arena");
+    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL &&
+              strstr(err, "cpu backend: offload needs a host arena"),
+          "offload without arena: %s", err);
     cfg.arena = &ta.arena;
     cfg.max_context = m->cfg.max_position + 1;
-    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL, "max_context too large");
+    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL &&
+              strstr(err, "max_context = ") && strstr(err, "in [1, "),
+          "max_context too large: %s", err);
     cfg.max_context = 64;
+    cfg.max_seqs = 0;
+    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL &&
+              strstr(err, "max_seqs = 0 must be >= 1"),
+          "no slots: %s", err);
+    cfg.max_seqs = 2;
+    cfg.mode = (enum nosa_attn_mode)7;
+    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL &&
+              strstr(err, "cpu backend: unknown attention mode 7"),
+          "bad mode: %s", err);
+    cfg.mode = NOSA_ATTN_NOSA;
+    struct nosa_kv_arena other = ta.arena;
+    other.geom.head_dim *= 2;
+    cfg.arena = &other;
+    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL &&
+              strstr(err, "arena geometry") && strstr(err, "does not match the model"),
+          "an arena of another geometry: %s", err);
+    other = ta.arena;
+    other.base = NULL;
+    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL &&
+              strstr(err, "the arena is not mapped"),
+          "an unmapped arena: %s", err);
+    CHECK(!b, "a refused create left a backend");
+    cfg.arena = &ta.arena;
     REQUIRE(ops->create(m, &cfg, &b, err, sizeof(err)) == 0, "%s", err);
     int32_t tok[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     int32_t bad = m->cfg.vocab_size;
