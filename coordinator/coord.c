@@ -329,11 +329,54 @@ void coord_free_sequence(struct coord *c, int kvhost, uint64_t job_id)
 }
 
 /* ---------------------------------------------------------------- journal replay */
+/* A KVFREE record: a queued free for a kv-host that did not answer, or its leaving the queue.
+ * One that cannot be applied is logged and skipped: it costs a leaked sequence, not the
+ * journal. */
+static void replay_kvfree(struct coord *c, uint64_t seq, const uint8_t *payload, size_t len)
+{
+    char endpoint[COORD_ENDPOINT_MAX], why[256];
+    if (len < 2 || payload[0] > 1 || len - 1 >= sizeof endpoint ||
+        memchr(payload + 1, 0, len - 1)) {
+        LOG_WARN("coordinator", "journal: a queued free of sequence %llu is unreadable (%zu "
+                 "bytes); skipped", (unsigned long long)seq, len);
+        return;
+    }
+    memcpy(endpoint, payload + 1, len - 1);
+    endpoint[len - 1] = '\0';
+    if (coord_kvhosts_replay_queue(&c->kvhosts, endpoint, seq, payload[0], why, sizeof why))
+        LOG_WARN("coordinator", "journal: the queued free of sequence %llu: %s; skipped",
+                 (unsigned long long)seq, why);
+}
+
+static int append_kvfree(struct coord_journal *jr, const char *endpoint, uint64_t seq,
+                         int queued, char *err, size_t errlen)
+{
+    uint8_t payload[1 + COORD_ENDPOINT_MAX];
+    size_t n = strnlen(endpoint, COORD_ENDPOINT_MAX - 1);
+    payload[0] = (uint8_t)(queued != 0);
+    memcpy(payload + 1, endpoint, n);
+    return coord_journal_append(jr, COORD_JOURNAL_KVFREE, seq, payload, 1 + n, 0, err, errlen);
+}
+
+/* Journals a change of a kv-host's queue of frees (coord_kvhosts_queue_fn). */
+static void journal_kvfree(void *arg, const char *endpoint, uint64_t seq, int queued)
+{
+    struct coord *c = arg;
+    char err[512];
+    if (append_kvfree(&c->journal, endpoint, seq, queued, err, sizeof err))
+        LOG_WARN("coordinator", "job %llu: the %s of its free in kv-host %s not journaled: %s",
+                 (unsigned long long)seq, queued ? "queueing" : "end", endpoint, err);
+}
+
 static int replay_record(enum coord_journal_type type, uint64_t job_id, const uint8_t *payload,
                          size_t len, void *arg, char *err, size_t errlen)
 {
     struct coord *c = arg;
     char why[256];
+    if (type == COORD_JOURNAL_KVFREE) {
+        replay_kvfree(c, job_id, payload, len);
+        return 0;
+    }
     if (type == COORD_JOURNAL_META) {
         uint64_t next = 0;
         if (len == sizeof next) memcpy(&next, payload, sizeof next);
@@ -415,6 +458,11 @@ static int write_live(struct coord_journal *out, void *arg, char *err, size_t er
                 return -1;
         }
     }
+    for (int k = 0; k < c->kvhosts.arenas.n; k++) {
+        const struct coord_kvhost *h = &c->kvhosts.h[k];
+        for (size_t i = 0; i < h->n_pending; i++)
+            if (append_kvfree(out, h->endpoint, h->pending[i], 1, err, errlen)) return -1;
+    }
     return 0;
 }
 
@@ -436,6 +484,11 @@ static void recover_jobs(struct coord *c)
         LOG_INFO("coordinator", "journal %s: %zu jobs read back, %zu unfinished (waiting %d ms "
                  "for their workers to claim them, then queued)", c->opt.journal, c->jobs.n, n,
                  c->opt.heartbeat_timeout_ms);
+    for (int k = 0; k < c->kvhosts.arenas.n; k++)
+        if (c->kvhosts.h[k].n_pending)
+            LOG_INFO("coordinator", "journal %s: %zu frees queued for kv-host %s, sent once it "
+                     "answers", c->opt.journal, c->kvhosts.h[k].n_pending,
+                     c->kvhosts.h[k].endpoint);
 }
 
 /* ---------------------------------------------------------------- scheduling */
@@ -697,12 +750,6 @@ int coord_open(const struct coord_options *opt, struct coord **out, char *err, s
     coord_jobs_init(&c->jobs);
     *out = c;
     if (nosa_host_id(c->host_id, sizeof c->host_id, err, errlen)) return -1;
-    if (coord_journal_open(&c->journal, opt->journal, replay_record, c, err, errlen)) return -1;
-    c->journal_open = 1;
-    recover_jobs(c);
-    char why[512];
-    if (write_meta(&c->journal, c->jobs.next_id, 1, why, sizeof why))
-        LOG_ERROR("coordinator", "%s: serving without a journal, new jobs are refused", why);
     c->ctx = zmq_ctx_new();
     if (!c->ctx) {
         nosa_set_error(err, errlen, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
@@ -710,12 +757,20 @@ int coord_open(const struct coord_options *opt, struct coord **out, char *err, s
     }
     if (nosa_msg_security_init(c->ctx, opt->run_dir, opt->insecure, &c->sec, err, errlen))
         return -1;
+    /* The kv-hosts before the journal: its replay fills their queues of frees. */
     coord_kvhosts_init(&c->kvhosts, c->ctx, c->sec);
+    for (int k = 0; k < opt->n_kvhosts; k++)
+        if (coord_kvhosts_get(&c->kvhosts, opt->kvhost_eps[k], err, errlen) < 0) return -1;
+    if (coord_journal_open(&c->journal, opt->journal, replay_record, c, err, errlen)) return -1;
+    c->journal_open = 1;
+    coord_kvhosts_watch_queues(&c->kvhosts, journal_kvfree, c);
+    recover_jobs(c);
+    char why[512];
+    if (write_meta(&c->journal, c->jobs.next_id, 1, why, sizeof why))
+        LOG_ERROR("coordinator", "%s: serving without a journal, new jobs are refused", why);
     if (bind_link(c, ZMQ_ROUTER, opt->workers_ep, &c->workers_sock, err, errlen) ||
         bind_link(c, ZMQ_ROUTER, opt->clients_ep, &c->clients_sock, err, errlen))
         return -1;
-    for (int k = 0; k < opt->n_kvhosts; k++)
-        if (coord_kvhosts_get(&c->kvhosts, opt->kvhost_eps[k], err, errlen) < 0) return -1;
     if (opt->metrics_port > 0 &&
         coord_metrics_start(opt->metrics_address, (uint16_t)opt->metrics_port, opt->insecure,
                             &c->metrics, err, errlen))

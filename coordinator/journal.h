@@ -5,7 +5,9 @@
  *
  * (host byte order; crc32 is zlib's over type, the zero bytes, job_id and payload). Payloads
  * are the protobuf messages the coordinator already has: ACCEPT a packed JobSpec, TOKENS a
- * packed JobTokens, FINISH a packed JobFinished; META holds the next job id (u64).
+ * packed JobTokens, FINISH a packed JobFinished; META holds the next job id (u64); KVFREE a
+ * change of a kv-host's queue of frees (kvhosts.h): u8 1 (queued) or 0 (left the queue), then
+ * the kv-host's endpoint (no NUL), job_id the sequence.
  * Replay stops at the first record that is incomplete or fails its checksum (a write torn by
  * a crash), logs it, and truncates the file there so later appends follow valid records.
  *
@@ -25,6 +27,7 @@ enum coord_journal_type {
     COORD_JOURNAL_ACCEPT = 2,
     COORD_JOURNAL_TOKENS = 3,
     COORD_JOURNAL_FINISH = 4,
+    COORD_JOURNAL_KVFREE = 5,
 };
 
 #define COORD_JOURNAL_HEADER_BYTES 20u

@@ -61,20 +61,41 @@ static int free_now(struct coord_kvhost *h, uint64_t seq, uint64_t now_ms)
     return -1;
 }
 
-static void queue_free(struct coord_kvhost *h, uint64_t seq)
+static void tell_queue(struct coord_kvhosts *t, const struct coord_kvhost *h, uint64_t seq,
+                       int queued)
 {
+    if (t->on_queue) t->on_queue(t->on_queue_arg, h->endpoint, seq, queued);
+}
+
+/* 1 when seq was queued now, 0 when it was queued already or could not be. */
+static int queue_free(struct coord_kvhost *h, uint64_t seq)
+{
+    for (size_t i = 0; i < h->n_pending; i++)
+        if (h->pending[i] == seq) return 0;
     if (h->n_pending == h->pending_cap) {
         size_t cap = h->pending_cap ? h->pending_cap * 2 : 64;
         uint64_t *grown = realloc(h->pending, cap * sizeof *grown);
         if (!grown) {
             LOG_ERROR("coordinator", "job %llu: out of memory queueing its free in kv-host %s: "
                       "its sequence stays there", (unsigned long long)seq, h->endpoint);
-            return;
+            return 0;
         }
         h->pending = grown;
         h->pending_cap = cap;
     }
     h->pending[h->n_pending++] = seq;
+    return 1;
+}
+
+/* Removes the queued free of seq; 1 when there was one. */
+static int unqueue_free(struct coord_kvhost *h, uint64_t seq)
+{
+    size_t w = 0;
+    for (size_t r = 0; r < h->n_pending; r++)
+        if (h->pending[r] != seq) h->pending[w++] = h->pending[r];
+    int found = w != h->n_pending;
+    h->n_pending = w;
+    return found;
 }
 
 int coord_kvhosts_poll(struct coord_kvhosts *t, int i, uint64_t now_ms)
@@ -98,7 +119,8 @@ int coord_kvhosts_poll(struct coord_kvhosts *t, int i, uint64_t now_ms)
     h->up = 1;
     h->next_poll_ms = now_ms + KVH_POLL_MS;
     size_t done = 0;
-    while (done < h->n_pending && free_now(h, h->pending[done], now_ms) == 0) done++;
+    while (done < h->n_pending && free_now(h, h->pending[done], now_ms) == 0)
+        tell_queue(t, h, h->pending[done++], 0);
     if (done) {
         memmove(h->pending, h->pending + done, (h->n_pending - done) * sizeof *h->pending);
         h->n_pending -= done;
@@ -113,24 +135,41 @@ int coord_kvhosts_poll(struct coord_kvhosts *t, int i, uint64_t now_ms)
 void coord_kvhosts_free(struct coord_kvhosts *t, int i, uint64_t seq, uint64_t now_ms)
 {
     struct coord_kvhost *h = &t->h[i];
-    if (!h->up || free_now(h, seq, now_ms) != 0) queue_free(h, seq);
+    if ((!h->up || free_now(h, seq, now_ms) != 0) && queue_free(h, seq)) {
+        LOG_INFO("coordinator", "job %llu: its sequence's free waits for kv-host %s to answer",
+                 (unsigned long long)seq, h->endpoint);
+        tell_queue(t, h, seq, 1);
+    }
 }
 
 void coord_kvhosts_keep(struct coord_kvhosts *t, int i, uint64_t seq)
 {
     struct coord_kvhost *h = &t->h[i];
-    size_t w = 0;
-    for (size_t r = 0; r < h->n_pending; r++)
-        if (h->pending[r] != seq) h->pending[w++] = h->pending[r];
-    h->n_pending = w;
+    if (unqueue_free(h, seq)) tell_queue(t, h, seq, 0);
+}
+
+void coord_kvhosts_watch_queues(struct coord_kvhosts *t, coord_kvhosts_queue_fn fn, void *arg)
+{
+    t->on_queue = fn;
+    t->on_queue_arg = arg;
+}
+
+int coord_kvhosts_replay_queue(struct coord_kvhosts *t, const char *endpoint, uint64_t seq,
+                               int queued, char *err, size_t errlen)
+{
+    int i = coord_kvhosts_get(t, endpoint, err, errlen);
+    if (i < 0) return -1;
+    if (queued) queue_free(&t->h[i], seq);
+    else unqueue_free(&t->h[i], seq);
+    return 0;
 }
 
 void coord_kvhosts_close(struct coord_kvhosts *t)
 {
     for (int i = 0; i < t->arenas.n; i++) {
         if (t->h[i].n_pending)
-            LOG_WARN("coordinator", "kv-host %s did not answer: %zu sequences of ended jobs "
-                     "stay in its arena (the queue of frees is not journaled)",
+            LOG_WARN("coordinator", "kv-host %s did not answer: %zu frees of ended jobs' "
+                     "sequences stay queued in the journal for the next start",
                      t->h[i].endpoint, t->h[i].n_pending);
         kvh_client_close(t->h[i].client);
         free(t->h[i].pending);

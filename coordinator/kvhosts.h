@@ -2,6 +2,9 @@
  * arena as last read (stats every KVH_POLL_MS, feeding admission, status and metrics), and
  * freeing a job's sequence in the kv-host that holds it: at once when it answers, else
  * queued and sent once it answers again, so no free is lost to a slow or restarting kv-host.
+ * Each change of a queue goes to the owner's callback (the coordinator journals it), and a
+ * journal's changes are replayed into the queues at a restart, so no free is lost to a
+ * coordinator that restarts while a kv-host does not answer either.
  *
  * A kv-host is known by its endpoint string: those given with --kvhost, and any other a
  * worker registers with (Register.kvhost_endpoint), so a worker's arena is its own. The
@@ -28,11 +31,18 @@ struct coord_kvhost {
     size_t n_pending, pending_cap;
 };
 
+/* A queue of frees changed: seq was queued (1) for the kv-host at endpoint, or left it (0:
+ * sent, or dropped because a worker there runs the job again). */
+typedef void (*coord_kvhosts_queue_fn)(void *arg, const char *endpoint, uint64_t seq,
+                                       int queued);
+
 struct coord_kvhosts {
     struct coord_kvhost h[COORD_MAX_KVHOSTS];
     struct coord_arenas arenas; /* arenas.a[i] is h[i]'s; arenas.n kv-hosts in all */
     void *zmq_ctx;
     const struct nosa_msg_security *sec;
+    coord_kvhosts_queue_fn on_queue; /* NULL: nobody is told */
+    void *on_queue_arg;
 };
 
 /* An empty table whose clients will use zmq_ctx and sec. */
@@ -52,6 +62,13 @@ void coord_kvhosts_free(struct coord_kvhosts *t, int i, uint64_t seq, uint64_t n
 /* Drops a queued free of seq in kv-host i: a worker there runs the job again, so its table
  * there is live. */
 void coord_kvhosts_keep(struct coord_kvhosts *t, int i, uint64_t seq);
+/* From now on, fn(arg, ...) is told each change of a queue of frees. */
+void coord_kvhosts_watch_queues(struct coord_kvhosts *t, coord_kvhosts_queue_fn fn, void *arg);
+/* Applies a change told before a restart (read back from the journal) to the queue of the
+ * kv-host at endpoint, following it when it is new; the callback is not told. -1 with err
+ * when it cannot be followed (coord_kvhosts_get). */
+int coord_kvhosts_replay_queue(struct coord_kvhosts *t, const char *endpoint, uint64_t seq,
+                               int queued, char *err, size_t errlen);
 void coord_kvhosts_close(struct coord_kvhosts *t);
 
 #endif

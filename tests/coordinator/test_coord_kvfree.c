@@ -2,8 +2,11 @@
  * frees a job's kv-host sequence after the job's JobFinished, so a worker that dies between
  * sending JobFinished and freeing leaks no arena groups. The worker is a fake one (coord_harness)
  * that, like nosa-worker, allocates the job's sequence (the test does it for it) but never
- * frees it. A sequence the kv-host does not know (already freed) is not an error. */
+ * frees it. A sequence the kv-host does not know (already freed) is not an error. A free that
+ * waits for a kv-host that does not answer (stopped) is journaled: a coordinator killed and
+ * restarted meanwhile sends it once the kv-host answers again. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,10 +27,9 @@ static int has_table(struct kvh_client *kc, uint64_t seq)
     return rc == 0 ? 1 : -1;
 }
 
-/* Runs one job on the fake worker w, which allocates `groups` groups for it first (0: none);
- * the job's sequence must be gone from the kv-host after its JobFinished. */
-static void run_job(struct fake_worker *w, void *cl, struct kvh_client *kc,
-                    uint32_t groups, const char *what)
+/* Starts a job on the fake worker w, which allocates `groups` groups for it (0: none). */
+static uint64_t start_job(struct fake_worker *w, void *cl, struct kvh_client *kc,
+                          uint32_t groups, const char *what)
 {
     Nosa__Serve__ClientReply *r = cl_submit(cl, what, 5, 0);
     REQUIRE(r && r->submitted, "%s: submit", what);
@@ -48,14 +50,30 @@ static void run_job(struct fake_worker *w, void *cl, struct kvh_client *kc,
                 "%s: alloc: %s", what, err);
         CHECK(has_table(kc, id) == 1, "%s: the allocated sequence has no table", what);
     }
-    fw_emit(w, 100); /* every token and JobFinished; the fake worker frees nothing */
-    end = ch_now_ms() + 3000;
+    return id;
+}
+
+/* Waits (timeout_ms, pumping w unless NULL) until the kv-host no longer holds job id's
+ * sequence. */
+static void wait_freed(struct fake_worker *w, struct kvh_client *kc, uint64_t id,
+                       unsigned timeout_ms, const char *what)
+{
+    uint64_t end = ch_now_ms() + timeout_ms;
     while (has_table(kc, id) != 0 && ch_now_ms() < end) {
-        fw_pump(w);
+        if (w) fw_pump(w);
         ch_sleep_ms(5);
     }
     CHECK(has_table(kc, id) == 0, "%s: job %llu's sequence still in the kv-host after its end",
           what, (unsigned long long)id);
+}
+
+/* One job whose sequence must be gone from the kv-host after its JobFinished. */
+static void run_job(struct fake_worker *w, void *cl, struct kvh_client *kc,
+                    uint32_t groups, const char *what)
+{
+    uint64_t id = start_job(w, cl, kc, groups, what);
+    fw_emit(w, 100); /* every token and JobFinished; the fake worker frees nothing */
+    wait_freed(w, kc, id, 3000, what);
 }
 
 int main(int argc, char **argv)
@@ -81,9 +99,32 @@ int main(int argc, char **argv)
 
     run_job(&w, cl, kc, 2, "a job with 2 groups");
     run_job(&w, cl, kc, 0, "a job without a sequence"); /* UNKNOWN_ID: fine */
+
+    const char *what = "a job ended while the kv-host is stopped";
+    uint64_t id = start_job(&w, cl, kc, 2, what);
+    /* The job ends once the coordinator knows the kv-host down: it queues the free without
+     * asking (a request sent to the stopped kv-host would still be served when it goes on). */
+    REQUIRE(nh_signal(&node, "kvh", SIGSTOP) == 0, "stop the kv-host");
+    CHECK(nh_log_wait(&node, "coordinator", "its frees wait", 5000) == 0,
+          "the coordinator does not see the kv-host down");
+    fw_emit(&w, 100);
+    char line[128];
+    snprintf(line, sizeof line, "job %llu: its sequence's free waits for kv-host",
+             (unsigned long long)id);
+    CHECK(nh_log_wait(&node, "coordinator", line, 5000) == 0, "%s: no free queued", what);
+    REQUIRE(nh_signal(&node, "coordinator", SIGKILL) == 0 &&
+                nh_wait_exit(&node, "coordinator", 5000) == 1,
+            "kill the coordinator");
+    REQUIRE(nh_start_coordinator(&node, NULL, 0) >= 0, "coordinator restart");
+    CHECK(nh_log_wait(&node, "coordinator", "1 frees queued for kv-host", 5000) == 0,
+          "%s: the restarted coordinator did not read the queued free back", what);
+    REQUIRE(nh_signal(&node, "kvh", SIGCONT) == 0, "continue the kv-host");
+    /* The worker stays silent: one that registered again would send the job's end again,
+     * and that end would free the sequence without the journal. */
+    wait_freed(NULL, kc, id, 8000, what); /* the coordinator asks again within 2 s */
     struct kvh_stats st;
     CHECK(kvh_client_stats(kc, &st, err, sizeof err) == 0 && st.free_groups == st.n_groups,
-          "arena not empty after both jobs: %llu of %llu groups free",
+          "arena not empty after the jobs: %llu of %llu groups free",
           (unsigned long long)st.free_groups, (unsigned long long)st.n_groups);
 
     kvh_client_close(kc);

@@ -1,7 +1,8 @@
 /* test_coord_units.c: the coordinator's modules alone: the job table (queue order, a moved job
  * keeps its place, token dedupe, retention), admission (slots, context, arena, the running
  * jobs' growth reserved in exact numbers, the job's own kv-host first, jobs no worker can
- * ever take), the journal (replay, a torn or corrupted tail cut off, compaction, a write
+ * ever take), a kv-host's queue of frees (each change told once, replay tells nothing), the
+ * journal (replay, a torn or corrupted tail cut off, compaction, a write
  * failure), the metrics text and the rule for its address, the message validators and the
  * CLI's argument parser. */
 #include <fcntl.h>
@@ -14,10 +15,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <zmq.h>
+
 #include "cli_args.h"
 #include "fault.h"
 #include "jobs.h"
 #include "journal.h"
+#include "kvhosts.h"
 #include "metrics.h"
 #include "serve.pb-c.h"
 #include "test_util.h"
@@ -225,6 +229,59 @@ static void test_kvhost_preference(void)
     struct coord_arenas arenas = {
         .n = 2, .a = {{.known = 1, .n_groups = 2, .free_groups = 2}, {.known = 0}}};
     CHECK(coord_workers_pick(&ws, 40, 0, &arenas, 0) == 1, "a's arena is too small: b");
+}
+
+struct queue_log {
+    int n;
+    uint64_t seq[8];
+    int queued[8];
+};
+
+static void record_queue(void *arg, const char *endpoint, uint64_t seq, int queued)
+{
+    struct queue_log *l = arg;
+    CHECK(strcmp(endpoint, "ipc:///nonexistent/kvh0.sock") == 0, "told about %s", endpoint);
+    if (l->n < 8) {
+        l->seq[l->n] = seq;
+        l->queued[l->n] = queued;
+    }
+    l->n++;
+}
+
+/* A kv-host not yet answering (never polled): frees queue, each change told once; a job
+ * run there again drops its free; a replayed change (the journal's) tells nothing. */
+static void test_kvhost_queue(void)
+{
+    void *ctx = zmq_ctx_new();
+    REQUIRE(ctx, "zmq_ctx_new");
+    struct coord_kvhosts t;
+    coord_kvhosts_init(&t, ctx, NULL);
+    char err[256];
+    const char *ep = "ipc:///nonexistent/kvh0.sock";
+    int k = coord_kvhosts_get(&t, ep, err, sizeof err);
+    REQUIRE(k == 0, "follow %s: %s", ep, err);
+    struct queue_log l = {0};
+    coord_kvhosts_watch_queues(&t, record_queue, &l);
+    coord_kvhosts_free(&t, k, 7, 0);
+    coord_kvhosts_free(&t, k, 7, 0); /* already queued: once */
+    coord_kvhosts_free(&t, k, 9, 0);
+    coord_kvhosts_keep(&t, k, 7);
+    coord_kvhosts_keep(&t, k, 8); /* not queued: nothing to tell */
+    CHECK(l.n == 3 && l.seq[0] == 7 && l.queued[0] == 1 && l.seq[1] == 9 && l.queued[1] == 1 &&
+              l.seq[2] == 7 && l.queued[2] == 0,
+          "queue changes told: %d", l.n);
+    CHECK(t.h[k].n_pending == 1 && t.h[k].pending[0] == 9, "queued: %zu", t.h[k].n_pending);
+    CHECK(coord_kvhosts_replay_queue(&t, ep, 11, 1, err, sizeof err) == 0 &&
+              coord_kvhosts_replay_queue(&t, ep, 9, 0, err, sizeof err) == 0,
+          "replay: %s", err);
+    CHECK(l.n == 3 && t.h[k].n_pending == 1 && t.h[k].pending[0] == 11,
+          "after the replay: %d told, %zu queued", l.n, t.h[k].n_pending);
+    const char *other = "ipc:///nonexistent/kvh1.sock";
+    CHECK(coord_kvhosts_replay_queue(&t, other, 12, 1, err, sizeof err) == 0 &&
+              t.arenas.n == 2 && t.h[1].n_pending == 1,
+          "a replayed free for a kv-host not given follows it: %d kv-hosts", t.arenas.n);
+    coord_kvhosts_close(&t);
+    zmq_ctx_term(ctx);
 }
 
 /* Jobs no registered worker can ever take, and why. */
@@ -597,6 +654,7 @@ int main(void)
     test_arena_reserve();
     test_kvhost_preference();
     test_never_fit();
+    test_kvhost_queue();
     test_journal();
     test_metrics_text();
     test_metrics_address();

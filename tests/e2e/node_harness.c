@@ -670,6 +670,26 @@ int nh_generate(struct nh_node *node, const char *prompt, int max_tokens, double
     return rc == 0 ? 0 : -1;
 }
 
+int nh_log_wait(struct nh_node *node, const char *name, const char *text, unsigned timeout_ms)
+{
+    const struct nh_proc *p = nh_find_last(node, name);
+    if (!p) {
+        fprintf(stderr, "node_harness: no process '%s'\n", name);
+        return -1;
+    }
+    uint64_t end = nh_now_ms() + timeout_ms;
+    for (;;) {
+        char *log = read_file(p->log);
+        int found = log && strstr(log, text);
+        free(log);
+        if (found) return 0;
+        if (nh_now_ms() >= end) break;
+        sleep_ms(20);
+    }
+    fprintf(stderr, "node_harness: '%s' not in %s after %u ms\n", text, p->log, timeout_ms);
+    return -1;
+}
+
 void nh_dump_logs(struct nh_node *node, int lines)
 {
     for (int i = 0; i < node->n_procs; i++) {

@@ -120,6 +120,9 @@ int nh_run(struct nh_node *node, const char *const argv[], unsigned timeout_ms, 
 
 /* Drops reaped processes from the table (between rounds of a soak; indices change). */
 void nh_forget_reaped(struct nh_node *node);
+/* Waits until the log of the last process started under name holds text: 0, or -1 after
+ * timeout_ms (with a line naming the log). */
+int nh_log_wait(struct nh_node *node, const char *name, const char *text, unsigned timeout_ms);
 /* Prints the last lines of every log (on a failure). */
 void nh_dump_logs(struct nh_node *node, int lines);
 /* Names of /dev/shm entries that carry the node's tag, and processes of ours still alive:
