@@ -120,12 +120,36 @@ extern const struct nosa_backend_ops nosa_backend_cuda_ops;
  * when the name is unknown or that backend is not built/usable here. */
 const struct nosa_backend_ops *nosa_backend_find(const char *name, char *err, size_t errlen);
 
-/* The checks every backend's create makes (backend_config.c): the model configuration is
+/* The checks every backend's create makes (backend_checks.c): the model configuration is
  * valid, the mode known, 1 <= max_seqs and 1 <= max_context <= max_position, an arena with
  * offload, and an arena's geometry equal to the model's with a mapped base aligned to
  * arena_align bytes. 0, or -EINVAL (or the model validation's code) with err naming backend. */
 int nosa_backend_config_check(const struct nosa_model *model,
                               const struct nosa_backend_config *cfg, const char *backend,
                               size_t arena_align, char *err, size_t errlen);
+
+/* What a created backend checks each call against (backend_checks.c). */
+struct nosa_backend_limits {
+    const char *name; /* "cpu", "cuda": the errors' first word */
+    int max_seqs, max_context, vocab, block_size;
+    int have_arena;        /* 0: block tables are not looked at */
+    uint64_t arena_groups; /* groups the arena holds */
+};
+/* The limits of a backend created from model and cfg (checked by nosa_backend_config_check). */
+void nosa_backend_limits_init(struct nosa_backend_limits *l, const char *name,
+                              const struct nosa_model *model,
+                              const struct nosa_backend_config *cfg);
+/* 0, or -EINVAL with err: slot outside [0, max_seqs). */
+int nosa_backend_check_slot(const struct nosa_backend_limits *l, int slot, char *err,
+                            size_t errlen);
+/* With an arena, every block complete once the slot holds n_after tokens must be in the
+ * block table with a group the arena has: 0, or -EINVAL with err. */
+int nosa_backend_check_blocks(const struct nosa_backend_limits *l, int slot, int n_after,
+                              const struct nosa_seq_blocks *blocks, char *err, size_t errlen);
+/* Appending tokens[0 .. n) to a slot holding len tokens: the slot, n >= 1, room in
+ * max_context (else -ENOSPC), every token in the vocabulary, the block table afterwards. */
+int nosa_backend_check_append(const struct nosa_backend_limits *l, int slot, int len,
+                              const int32_t *tokens, int n, const struct nosa_seq_blocks *blocks,
+                              char *err, size_t errlen);
 
 #endif

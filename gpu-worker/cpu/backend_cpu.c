@@ -28,6 +28,7 @@ struct nosa_backend {
     struct nosa_backend_config cfg;
     struct nosa_kv_arena arena; /* valid when have_arena */
     int have_arena;
+    struct nosa_backend_limits limits; /* what each call is checked against */
     struct nosa_cpu_sel_params sp;
     struct nosa_cpu_kv kv;
     float *rope_cos, *rope_sin; /* [max_context][head_dim/2] */
@@ -105,6 +106,7 @@ static int cpu_create(const struct nosa_model *model, const struct nosa_backend_
         b->have_arena = 1;
     }
     b->cfg.arena = NULL; /* only b->arena is used: the caller's struct may go away */
+    nosa_backend_limits_init(&b->limits, "cpu", model, cfg);
     nosa_cpu_sel_params_init(&b->sp, mc, cfg->mode);
     struct nosa_kv_geometry geom = {
         .n_layers = (uint32_t)mc->n_layers,
@@ -175,62 +177,6 @@ oom:
                    cfg->max_seqs, cfg->max_context);
     cpu_destroy(b);
     return -ENOMEM;
-}
-
-static int check_slot(const struct nosa_backend *b, int slot, char *err, size_t errlen)
-{
-    if (slot < 0 || slot >= b->cfg.max_seqs) {
-        nosa_set_error(err, errlen, "cpu backend: slot %d out of range [0, %d)", slot,
-                       b->cfg.max_seqs);
-        return -EINVAL;
-    }
-    return 0;
-}
-
-/* Every block complete at the end of a call that leaves the slot at n_after tokens must be
- * in the block table, with a group the arena has. Checked before any state changes. */
-static int check_blocks(const struct nosa_backend *b, int slot, int n_after,
-                        const struct nosa_seq_blocks *blocks, char *err, size_t errlen)
-{
-    if (!b->have_arena) return 0;
-    uint32_t need = (uint32_t)(n_after / b->model->cfg.sparse.block_size);
-    if (need == 0) return 0;
-    if (!blocks || !blocks->groups || blocks->n_groups < need) {
-        nosa_set_error(err, errlen,
-                       "cpu backend: slot %d needs %u blocks in its block table, has %u", slot,
-                       need, blocks && blocks->groups ? blocks->n_groups : 0u);
-        return -EINVAL;
-    }
-    for (uint32_t m = 0; m < need; m++) {
-        if (blocks->groups[m] >= b->arena.n_groups) {
-            nosa_set_error(err, errlen,
-                           "cpu backend: slot %d block %u maps to group %u, arena has %llu",
-                           slot, m, blocks->groups[m], (unsigned long long)b->arena.n_groups);
-            return -EINVAL;
-        }
-    }
-    return 0;
-}
-
-static int check_append(const struct nosa_backend *b, int slot, const int32_t *tokens, int n,
-                        const struct nosa_seq_blocks *blocks, char *err, size_t errlen)
-{
-    int rc = check_slot(b, slot, err, errlen);
-    if (rc) return rc;
-    if (n < 1 || !tokens || n > b->cfg.max_context - b->len[slot]) {
-        nosa_set_error(err, errlen,
-                       "cpu backend: slot %d holds %d tokens; %d more exceed max_context %d", slot,
-                       b->len[slot], n, b->cfg.max_context);
-        return n < 1 || !tokens ? -EINVAL : -ENOSPC;
-    }
-    for (int i = 0; i < n; i++) {
-        if (tokens[i] < 0 || tokens[i] >= b->model->cfg.vocab_size) {
-            nosa_set_error(err, errlen, "cpu backend: token %d out of range [0, %d)", tokens[i],
-                           b->model->cfg.vocab_size);
-            return -EINVAL;
-        }
-    }
-    return check_blocks(b, slot, b->len[slot] + n, blocks, err, errlen);
 }
 
 /* Logits of query q over the nt tokens of block blk into logit[0 .. nt), with each token's cis
@@ -445,7 +391,8 @@ static int cpu_prefill(struct nosa_backend *b, int slot, const int32_t *tokens, 
                        const struct nosa_seq_blocks *blocks, float *logits, char *err,
                        size_t errlen)
 {
-    int rc = check_append(b, slot, tokens, n, blocks, err, errlen);
+    int rc = nosa_backend_check_append(&b->limits, slot, b->len[slot], tokens, n, blocks, err,
+                                       errlen);
     if (rc) return rc;
     const uint32_t *groups = blocks ? blocks->groups : NULL;
     stats_begin(b);
@@ -467,7 +414,8 @@ static int cpu_decode(struct nosa_backend *b, int n, const int *slots, const int
     int rc = 0;
     memset(b->slot_mark, 0, (size_t)b->cfg.max_seqs);
     for (int i = 0; i < n && !rc; i++) {
-        rc = check_append(b, slots[i], tokens + i, 1, blocks ? blocks + i : NULL, err, errlen);
+        rc = nosa_backend_check_append(&b->limits, slots[i], b->len[slots[i]], tokens + i, 1,
+                                       blocks ? blocks + i : NULL, err, errlen);
         if (!rc && b->slot_mark[slots[i]]) {
             nosa_set_error(err, errlen, "cpu backend: slot %d appears twice in one decode step",
                            slots[i]);
@@ -487,7 +435,7 @@ static int cpu_decode(struct nosa_backend *b, int n, const int *slots, const int
 
 static int cpu_seq_reset(struct nosa_backend *b, int slot, char *err, size_t errlen)
 {
-    int rc = check_slot(b, slot, err, errlen);
+    int rc = nosa_backend_check_slot(&b->limits, slot, err, errlen);
     if (rc) return rc;
     nosa_cpu_kv_slot_reset(&b->kv, slot);
     b->len[slot] = 0;
@@ -498,7 +446,7 @@ static int cpu_seq_reset(struct nosa_backend *b, int slot, char *err, size_t err
 static int cpu_seq_resume(struct nosa_backend *b, int slot, const struct nosa_seq_blocks *blocks,
                           uint32_t n_blocks, char *err, size_t errlen)
 {
-    int rc = check_slot(b, slot, err, errlen);
+    int rc = nosa_backend_check_slot(&b->limits, slot, err, errlen);
     if (rc) return rc;
     int bs = b->model->cfg.sparse.block_size;
     if (!b->have_arena) {
@@ -510,7 +458,7 @@ static int cpu_seq_resume(struct nosa_backend *b, int slot, const struct nosa_se
                        n_blocks, b->cfg.max_context);
         return -ENOSPC;
     }
-    rc = check_blocks(b, slot, (int)n_blocks * bs, blocks, err, errlen);
+    rc = nosa_backend_check_blocks(&b->limits, slot, (int)n_blocks * bs, blocks, err, errlen);
     if (rc) return rc;
     nosa_cpu_kv_slot_reset(&b->kv, slot);
     for (uint32_t m = 0; m < n_blocks; m++) {

@@ -83,6 +83,7 @@ struct nosa_backend {
     struct nosa_backend_config cfg;
     struct nosa_kv_arena arena;
     int have_arena;
+    struct nosa_backend_limits limits; /* what each call is checked against */
     uint8_t *arena_dev;              /* the arena as the GPU addresses it */
     void *reg_ptr[MAX_REG_CHUNKS];   /* registrations we own */
     int n_reg;
@@ -451,6 +452,7 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
         b->arena = *cfg->arena;
         b->have_arena = 1;
     }
+    nosa_backend_limits_init(&b->limits, "cuda", model, cfg);
     CUDA_CHECK(cudaGetDeviceCount(&n_dev));
     if (cfg->device < 0 || cfg->device >= n_dev) {
         nosa_set_error(err, errlen, "cuda backend: device %d not present (%d GPUs)", cfg->device,
@@ -568,59 +570,6 @@ fail:
     free(sin_h);
     cuda_destroy(b);
     return rc ? rc : -EIO;
-}
-
-static int check_slot(const struct nosa_backend *b, int slot, char *err, size_t errlen)
-{
-    if (slot < 0 || slot >= b->cfg.max_seqs) {
-        nosa_set_error(err, errlen, "cuda backend: slot %d out of range [0, %d)", slot,
-                       b->cfg.max_seqs);
-        return -EINVAL;
-    }
-    return 0;
-}
-
-/* The block table must cover every block complete after the call (see the CPU backend). */
-static int check_blocks(const struct nosa_backend *b, int slot, int n_after,
-                        const struct nosa_seq_blocks *blocks, char *err, size_t errlen)
-{
-    if (!b->have_arena) return 0;
-    uint32_t need = (uint32_t)(n_after / b->bs);
-    if (need == 0) return 0;
-    if (!blocks || !blocks->groups || blocks->n_groups < need) {
-        nosa_set_error(err, errlen, "cuda backend: slot %d needs %u blocks in its block table",
-                       slot, need);
-        return -EINVAL;
-    }
-    for (uint32_t m = 0; m < need; m++) {
-        if (blocks->groups[m] >= b->arena.n_groups) {
-            nosa_set_error(err, errlen, "cuda backend: slot %d block %u maps to group %u, "
-                                        "arena has %llu", slot, m, blocks->groups[m],
-                           (unsigned long long)b->arena.n_groups);
-            return -EINVAL;
-        }
-    }
-    return 0;
-}
-
-static int check_append(const struct nosa_backend *b, int slot, const int32_t *tokens, int n,
-                        const struct nosa_seq_blocks *blocks, char *err, size_t errlen)
-{
-    int rc = check_slot(b, slot, err, errlen);
-    if (rc) return rc;
-    if (n < 1 || !tokens || n > b->cfg.max_context - b->len[slot]) {
-        nosa_set_error(err, errlen, "cuda backend: slot %d holds %d tokens; %d more exceed "
-                                    "max_context %d", slot, b->len[slot], n, b->cfg.max_context);
-        return n < 1 || !tokens ? -EINVAL : -ENOSPC;
-    }
-    for (int i = 0; i < n; i++) {
-        if (tokens[i] < 0 || tokens[i] >= b->vocab) {
-            nosa_set_error(err, errlen, "cuda backend: token %d out of range [0, %d)", tokens[i],
-                           b->vocab);
-            return -EINVAL;
-        }
-    }
-    return check_blocks(b, slot, b->len[slot] + n, blocks, err, errlen);
 }
 
 /* Uploads the entries of slot's block table that the GPU lacks or that changed (in practice
@@ -934,7 +883,8 @@ static int cuda_prefill(struct nosa_backend *b, int slot, const int32_t *tokens,
                         const struct nosa_seq_blocks *blocks, float *logits, char *err,
                         size_t errlen)
 {
-    int rc = check_append(b, slot, tokens, n, blocks, err, errlen);
+    int rc = nosa_backend_check_append(&b->limits, slot, b->len[slot], tokens, n, blocks, err,
+                                       errlen);
     if (rc) return rc;
     CUDA_CHECK(cudaSetDevice(b->cfg.device));
     if ((rc = sync_groups(b, slot, blocks, b->len[slot] + n, err, errlen))) return rc;
@@ -978,8 +928,8 @@ static int cuda_decode(struct nosa_backend *b, int n, const int *slots, const in
     }
     int32_t *ht = b->h_info, *hs = ht + b->max_tok, *hp = hs + b->max_tok;
     for (int i = 0; i < n; i++) {
-        if ((rc = check_append(b, slots[i], tokens + i, 1, blocks ? blocks + i : NULL, err,
-                               errlen)))
+        if ((rc = nosa_backend_check_append(&b->limits, slots[i], b->len[slots[i]], tokens + i,
+                                            1, blocks ? blocks + i : NULL, err, errlen)))
             return rc;
         for (int j = 0; j < i; j++) {
             if (slots[j] == slots[i]) {
@@ -1045,7 +995,7 @@ fail:
 
 static int cuda_seq_reset(struct nosa_backend *b, int slot, char *err, size_t errlen)
 {
-    int rc = check_slot(b, slot, err, errlen);
+    int rc = nosa_backend_check_slot(&b->limits, slot, err, errlen);
     if (rc) return rc;
     CUDA_CHECK(cudaSetDevice(b->cfg.device));
     rc = reset_slot_state(b, slot, err, errlen);
@@ -1056,7 +1006,7 @@ fail:
 static int cuda_seq_resume(struct nosa_backend *b, int slot, const struct nosa_seq_blocks *blocks,
                            uint32_t n_blocks, char *err, size_t errlen)
 {
-    int rc = check_slot(b, slot, err, errlen);
+    int rc = nosa_backend_check_slot(&b->limits, slot, err, errlen);
     if (rc) return rc;
     if (!b->have_arena) {
         nosa_set_error(err, errlen, "cuda backend: seq_resume needs a host arena");
@@ -1067,7 +1017,9 @@ static int cuda_seq_resume(struct nosa_backend *b, int slot, const struct nosa_s
                        n_blocks, b->cfg.max_context);
         return -ENOSPC;
     }
-    if ((rc = check_blocks(b, slot, (int)n_blocks * b->bs, blocks, err, errlen))) return rc;
+    if ((rc = nosa_backend_check_blocks(&b->limits, slot, (int)n_blocks * b->bs, blocks, err,
+                                        errlen)))
+        return rc;
     CUDA_CHECK(cudaSetDevice(b->cfg.device));
     if ((rc = reset_slot_state(b, slot, err, errlen))) return rc;
     if ((rc = sync_groups(b, slot, blocks, (int)n_blocks * b->bs, err, errlen))) return rc;
