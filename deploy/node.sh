@@ -303,7 +303,11 @@ wait_ready() { # name check-command...: polls until check succeeds, the process 
 }
 
 nosa_cli() { "$(binary nosa)" --run-dir "$run_dir" --coordinator "$coord_ep" "$@"; }
-worker_registered() { nosa_cli status 2>/dev/null | grep -qw -- "$1"; }
+# The status read whole first: grep -q leaving a pipe early could SIGPIPE the CLI (pipefail).
+worker_registered() {
+  local st
+  st=$(nosa_cli status 2>/dev/null) && grep -qw -- "$1" <<<"$st"
+}
 
 # ---------------------------------------------------------------- commands
 do_start() {

@@ -32,7 +32,7 @@ trap 'exit 130' INT TERM
 
 plan=$("$node_sh" plan "${flags[@]}" 2>&1) || fail "plan: $plan"
 for n in kvh0 coordinator cpu0 cpu1; do
-  echo "$plan" | grep -q "^$n.*nosa-" || fail "plan does not show $n: $plan"
+  grep -q "^$n.*nosa-" <<<"$plan" || fail "plan does not show $n: $plan"
 done
 
 # The plan on a made-up machine: NUMA nodes 0 and 1 (sysfs, NOSA_SYSFS), GPU0 on node 0 and
@@ -53,7 +53,9 @@ esac
 EOF
 chmod +x "$fake/bin/nvidia-smi"
 fake_plan() { PATH="$fake/bin:$PATH" NOSA_SYSFS="$fake/sys" "$node_sh" plan "${flags[@]}" --backend cuda "$@" 2>&1; }
-has() { echo "$1" | grep -qE -- "$2" || fail "$3: no line matching '$2' in: $1"; }
+# Here-strings, not `echo | grep -q`: under pipefail an echo that grep -q leaves early dies of
+# SIGPIPE and fails the pipeline (a line that matched read as a miss, in CI).
+has() { grep -qE -- "$2" <<<"$1" || fail "$3: no line matching '$2' in: $1"; }
 plan=$(fake_plan) || fail "plan per-numa: $plan"
 has "$plan" "^kvh0: .*nosa-kvhost .*--numa-node 0" "per-numa"
 has "$plan" "^kvh1: .*nosa-kvhost .*--numa-node 1" "per-numa"
@@ -64,17 +66,17 @@ for how in flag env; do
   else plan=$(NOSA_KVHOSTS=one fake_plan) || fail "plan NOSA_KVHOSTS=one: $plan"; fi
   has "$plan" "^kv-hosts: one, on NUMA node\(s\) 0 " "one ($how)"
   has "$plan" "^kvh0: .*nosa-kvhost .*--numa-node 0" "one ($how)"
-  echo "$plan" | grep -q "^kvh1" && fail "one ($how): a second kv-host planned: $plan"
+  grep -q "^kvh1" <<<"$plan" && fail "one ($how): a second kv-host planned: $plan"
   # Each worker still runs on its GPU's NUMA node; both attach to the one kv-host.
   has "$plan" "^gpu0 \(NUMA node 0\): .*--kvhost ipc://$run/kvh0.sock .*--gpu 0" "one ($how)"
   has "$plan" "^gpu1 \(NUMA node 1\): (taskset -c 1|numactl --cpunodebind=1 --preferred=1) .*--kvhost ipc://$run/kvh0.sock .*--numa-node 1 .*--gpu 1" "one ($how)"
   has "$plan" "^coordinator: .*--kvhost ipc://$run/kvh0.sock" "one ($how)"
 done
 bad=$(fake_plan --kvhosts two) && fail "--kvhosts two accepted"
-echo "$bad" | grep -q "expected one or per-numa" || fail "--kvhosts two: $bad"
+grep -q "expected one or per-numa" <<<"$bad" || fail "--kvhosts two: $bad"
 bad=$(PATH="$fake/bin:$PATH" NOSA_SYSFS="$fake/sys" "$node_sh" exec kvhost 1 "${flags[@]}" --kvhosts one 2>&1) &&
   fail "exec kvhost 1 with --kvhosts one succeeded"
-echo "$bad" | grep -q "no kv-host on NUMA node 1" || fail "exec kvhost 1 with --kvhosts one: $bad"
+grep -q "no kv-host on NUMA node 1" <<<"$bad" || fail "exec kvhost 1 with --kvhosts one: $bad"
 [ -e "$run/model" ] && fail "a refused exec generated the model"
 has "$(fake_plan)" "^coordinator: .*--kvhost ipc://$run/kvh0.sock --kvhost ipc://$run/kvh1.sock" \
   "per-numa: the coordinator follows both kv-hosts"
@@ -86,11 +88,11 @@ echo 0-1 >"$sys/devices/system/node/has_memory"
 echo 0 >"$sys/devices/system/node/node0/cpulist"
 echo 1 >"$sys/devices/system/node/node1/cpulist"
 plan2=$(NOSA_SYSFS=$sys "$node_sh" plan "${flags[@]}" 2>&1) || fail "plan on two NUMA nodes: $plan2"
-echo "$plan2" | grep "^kvh1:" | grep -q -- "--endpoint ipc://$run/kvh1.sock .*--numa-node 1" ||
+grep "^kvh1:" <<<"$plan2" | grep -q -- "--endpoint ipc://$run/kvh1.sock .*--numa-node 1" ||
   fail "plan on two NUMA nodes: no kvh1 on node 1: $plan2"
-echo "$plan2" | grep "^cpu1 (NUMA node 1):" | grep -q -- "--kvhost ipc://$run/kvh1.sock" ||
+grep "^cpu1 (NUMA node 1):" <<<"$plan2" | grep -q -- "--kvhost ipc://$run/kvh1.sock" ||
   fail "plan on two NUMA nodes: cpu1 not on kvh1: $plan2"
-echo "$plan2" | grep "^coordinator:" |
+grep "^coordinator:" <<<"$plan2" |
   grep -q -- "--kvhost ipc://$run/kvh0.sock --kvhost ipc://$run/kvh1.sock" ||
   fail "plan on two NUMA nodes: the coordinator does not follow both kv-hosts: $plan2"
 rm -rf "$sys"
@@ -103,10 +105,10 @@ for n in kvh0 coordinator cpu0 cpu1; do
 done
 st=$("$node_sh" status "${flags[@]}" 2>&1) || fail "status exit $?: $st"
 for n in kvh0 coordinator cpu0 cpu1; do
-  echo "$st" | grep -E "^$n +[0-9]+ +running" >/dev/null || fail "status does not show $n running: $st"
+  grep -E "^$n +[0-9]+ +running" >/dev/null <<<"$st" || fail "status does not show $n running: $st"
 done
 again=$("$node_sh" start "${flags[@]}" 2>&1) && fail "a second start succeeded"
-echo "$again" | grep -q "already runs" || fail "second start: $again"
+grep -q "already runs" <<<"$again" || fail "second start: $again"
 
 job=$("$bin/nosa" --run-dir "$run" submit --prompt "hello node" --max-tokens 8 2>&1) ||
   fail "nosa submit: $job"
@@ -115,7 +117,7 @@ echo "$job"
 if command -v script >/dev/null; then
   tty_out=$(script -qec "'$bin/nosa' --run-dir '$run' submit --prompt 'hello tty' --max-tokens 40" \
             /dev/null 2>&1) || fail "nosa submit on a terminal: $tty_out"
-  echo "$tty_out" | grep -qE '\[job [0-9]+\] [0-9]+/40 tokens, [0-9.]+ tokens/s' ||
+  grep -qE '\[job [0-9]+\] [0-9]+/40 tokens, [0-9.]+ tokens/s' <<<"$tty_out" ||
     fail "no progress line on a terminal: $tty_out"
 else
   echo "node_sh: the progress line not checked: no script(1) here"
@@ -125,7 +127,7 @@ fi
 "$node_sh" stop "${flags[@]}" >/dev/null 2>&1 || fail "stop (keeping state) failed"
 [ -e /dev/shm/nosa-"$(id -u)"-kvh0-"$tag" ] || fail "stop removed the arena"
 out=$("$node_sh" start "${flags[@]}" --kvhosts one 2>&1) || fail "restart: $out"
-echo "$out" | grep -q "kv-hosts (one) on 0," || fail "restart with --kvhosts one: $out"
+grep -q "kv-hosts (one) on 0," <<<"$out" || fail "restart with --kvhosts one: $out"
 grep '^==' "$run/kvh0.log" | tail -n 1 | grep -q -- "--recover" ||
   fail "the restarted kv-host was not given --recover: $(grep '^==' "$run/kvh0.log" | tail -n 1)"
 
@@ -133,7 +135,7 @@ pids=$(cat "$run"/*.pid)
 stop=$("$node_sh" stop "${flags[@]}" --fresh 2>&1) || fail "stop: $stop"
 echo "$stop"
 for n in kvh0 coordinator cpu0 cpu1; do
-  echo "$stop" | grep -q "$n (pid [0-9]*) stopped" || fail "stop did not report $n stopped"
+  grep -q "$n (pid [0-9]*) stopped" <<<"$stop" || fail "stop did not report $n stopped"
 done
 for p in $pids; do alive "$p" && fail "pid $p still runs after stop"; done
 ls "$run"/*.pid >/dev/null 2>&1 && fail "pid files left after stop"
@@ -144,7 +146,7 @@ ls "$run"/*.pid >/dev/null 2>&1 && fail "pid files left after stop"
 # A process that cannot start: a clear error naming its log, and nothing left running.
 bad=$("$node_sh" start "${flags[@]}" --model "$run/not-a-model" --model-config /nonexistent.json 2>&1) &&
   fail "start with a bad model succeeded"
-echo "$bad" | grep -q "nosa-mkmodel" || fail "bad model: no clear error: $bad"
+grep -q "nosa-mkmodel" <<<"$bad" || fail "bad model: no clear error: $bad"
 ls "$run"/*.pid >/dev/null 2>&1 && fail "pid files left after a failed start"
 
 echo "node_sh: $fails failed"
