@@ -65,13 +65,7 @@ int bench_mem_device_name(int device, char *out, size_t len)
 double bench_mem_estimate_per_seq(const struct nosa_model_config *cfg, int offload,
                                   int pool_blocks, int max_context)
 {
-    struct nosa_kv_geometry g = {
-        .n_layers = (uint32_t)cfg->n_layers,
-        .n_kv_heads = (uint32_t)cfg->n_kv_heads,
-        .block_size = (uint32_t)cfg->sparse.block_size,
-        .head_dim = (uint32_t)cfg->head_dim,
-        .dtype = NOSA_KV_DTYPE_BF16,
-    };
+    struct nosa_kv_geometry g = nosa_model_kv_geometry(cfg);
     double lh = (double)cfg->n_layers * cfg->n_kv_heads;
     double bs = cfg->sparse.block_size;
     double blocks = offload ? (double)(pool_blocks > 0 ? pool_blocks

@@ -57,18 +57,6 @@ int bench_run_max_context(const struct bench_opts *o, const struct nosa_model_co
     return (int)((max_ctx + bs - 1) / bs * bs);
 }
 
-static struct nosa_kv_geometry bench_geometry(const struct nosa_model_config *cfg)
-{
-    struct nosa_kv_geometry g = {
-        .n_layers = (uint32_t)cfg->n_layers,
-        .n_kv_heads = (uint32_t)cfg->n_kv_heads,
-        .block_size = (uint32_t)cfg->sparse.block_size,
-        .head_dim = (uint32_t)cfg->head_dim,
-        .dtype = NOSA_KV_DTYPE_BF16,
-    };
-    return g;
-}
-
 static float bench_softplus(float x)
 {
     return x > 20.0f ? x : log1pf(expf(x));
@@ -561,7 +549,7 @@ static void bench_phase_row(const struct bench_phase *ph, const struct bench_ins
     const struct nosa_step_stats *acc = &ph->acc;
     const struct bench_ctx *c = in->c;
     const struct nosa_model_config *cfg = &c->model->cfg;
-    struct nosa_kv_geometry g = bench_geometry(cfg);
+    struct nosa_kv_geometry g = nosa_model_kv_geometry(cfg);
     int bs = cfg->sparse.block_size, steps = c->opts->steps, n = ph->n;
     double group_bytes = (double)nosa_kv_group_bytes(&g), wall = ph->wall;
     memset(p, 0, sizeof(*p));
@@ -629,7 +617,7 @@ static void bench_aggregate_row(const struct bench_point *rows, const struct ben
                                 int k, double alone_tps_mean, struct bench_point *p)
 {
     const struct nosa_model_config *cfg = &ph[0].in->c->model->cfg;
-    struct nosa_kv_geometry g = bench_geometry(cfg);
+    struct nosa_kv_geometry g = nosa_model_kv_geometry(cfg);
     int prefix = ph[0].in->c->opts->fill != BENCH_FILL_PREFILL
                      ? rows[0].context / cfg->sparse.block_size : 0;
     double t_start = ph[0].t_begin, t_end = ph[0].t_end, ctx = 0.0;

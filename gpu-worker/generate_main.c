@@ -438,7 +438,7 @@ static int decode_all(const struct gen_args *a, const struct nosa_model *model,
     struct nosa_engine *e = NULL;
     int rc = 0;
     if (a->offload) {
-        struct nosa_kv_geometry geom = nosa_local_blocks_geometry(&model->cfg);
+        struct nosa_kv_geometry geom = nosa_model_kv_geometry(&model->cfg);
         uint32_t per_seq = ((uint32_t)max_context + geom.block_size - 1) / geom.block_size;
         rc = nosa_local_blocks_create(&geom, (uint64_t)per_seq * (uint64_t)run->n_jobs,
                                       run->n_jobs, per_seq, &lb, err, errlen);

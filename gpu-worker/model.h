@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kv_geometry.h"
+
 #define NOSA_MAX_LAYERS 256
 
 enum nosa_attn_mode {
@@ -87,6 +89,8 @@ int nosa_model_config_builtin(const char *name, struct nosa_model_config *out, c
                               size_t errlen);
 /* Checks every field for range and consistency (heads divide, head_dim even, ...). */
 int nosa_model_config_validate(const struct nosa_model_config *cfg, char *err, size_t errlen);
+/* The KV block geometry of a model (bf16 K and V): what its kv-host arena must have. */
+struct nosa_kv_geometry nosa_model_kv_geometry(const struct nosa_model_config *cfg);
 
 /* Loads DIR/config.json and DIR/ *.safetensors. Returns 0, or a negated errno with err naming
  * the file and tensor at fault. */

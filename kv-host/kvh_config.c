@@ -88,13 +88,7 @@ static int geometry_from_model_config(const char *model_dir, const char *config,
     }
     if (!rc) rc = nosa_model_config_validate(&cfg, err, errlen);
     if (rc) return rc;
-    *out = (struct nosa_kv_geometry){
-        .n_layers = (uint32_t)cfg.n_layers,
-        .n_kv_heads = (uint32_t)cfg.n_kv_heads,
-        .block_size = (uint32_t)cfg.sparse.block_size,
-        .head_dim = (uint32_t)cfg.head_dim,
-        .dtype = NOSA_KV_DTYPE_BF16,
-    };
+    *out = nosa_model_kv_geometry(&cfg);
     return 0;
 }
 

@@ -108,13 +108,7 @@ static int cpu_create(const struct nosa_model *model, const struct nosa_backend_
     b->cfg.arena = NULL; /* only b->arena is used: the caller's struct may go away */
     nosa_backend_limits_init(&b->limits, "cpu", model, cfg);
     nosa_cpu_sel_params_init(&b->sp, mc, cfg->mode);
-    struct nosa_kv_geometry geom = {
-        .n_layers = (uint32_t)mc->n_layers,
-        .n_kv_heads = (uint32_t)mc->n_kv_heads,
-        .block_size = (uint32_t)mc->sparse.block_size,
-        .head_dim = (uint32_t)mc->head_dim,
-        .dtype = NOSA_KV_DTYPE_BF16,
-    };
+    struct nosa_kv_geometry geom = nosa_model_kv_geometry(mc);
     rc = nosa_cpu_kv_init(&b->kv, &geom, &b->sp, cfg->offload, cfg->max_seqs, cfg->max_context,
                           pool, err, errlen);
     if (rc) {

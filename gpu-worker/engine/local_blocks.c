@@ -26,18 +26,6 @@ struct nosa_local_blocks {
     uint32_t *table_groups; /* [max_seqs * max_blocks] */
 };
 
-struct nosa_kv_geometry nosa_local_blocks_geometry(const struct nosa_model_config *cfg)
-{
-    struct nosa_kv_geometry g = {
-        .n_layers = (uint32_t)cfg->n_layers,
-        .n_kv_heads = (uint32_t)cfg->n_kv_heads,
-        .block_size = (uint32_t)cfg->sparse.block_size,
-        .head_dim = (uint32_t)cfg->head_dim,
-        .dtype = NOSA_KV_DTYPE_BF16,
-    };
-    return g;
-}
-
 int nosa_local_blocks_create(const struct nosa_kv_geometry *geom, uint64_t n_groups,
                              int max_seqs, uint32_t max_blocks_per_seq,
                              struct nosa_local_blocks **out, char *err, size_t errlen)

@@ -17,9 +17,6 @@
 
 struct nosa_local_blocks;
 
-/* The geometry of a model's KV (what a kv-host would be configured with). */
-struct nosa_kv_geometry nosa_local_blocks_geometry(const struct nosa_model_config *cfg);
-
 /* An arena of n_groups groups, tables for up to max_seqs sequences of up to
  * max_blocks_per_seq blocks each. Returns 0 or a negated errno with err. */
 int nosa_local_blocks_create(const struct nosa_kv_geometry *geom, uint64_t n_groups,

@@ -214,3 +214,15 @@ int nosa_model_config_validate(const struct nosa_model_config *c, char *err, siz
     }
     return validate_sparse(&c->sparse, err, errlen);
 }
+
+struct nosa_kv_geometry nosa_model_kv_geometry(const struct nosa_model_config *cfg)
+{
+    struct nosa_kv_geometry g = {
+        .n_layers = (uint32_t)cfg->n_layers,
+        .n_kv_heads = (uint32_t)cfg->n_kv_heads,
+        .block_size = (uint32_t)cfg->sparse.block_size,
+        .head_dim = (uint32_t)cfg->head_dim,
+        .dtype = NOSA_KV_DTYPE_BF16,
+    };
+    return g;
+}

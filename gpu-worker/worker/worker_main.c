@@ -69,7 +69,7 @@ static int load_model(struct worker *w, char *err, size_t errlen)
 static int open_kvhost(struct worker *w, char *err, size_t errlen)
 {
     const struct nosa_model_config *mc = &w->model->cfg;
-    struct nosa_kv_geometry geom = nosa_local_blocks_geometry(mc);
+    struct nosa_kv_geometry geom = nosa_model_kv_geometry(mc);
     struct worker_kvh_options opts = {
         .endpoint = w->cfg.kvhost,
         .client_name = w->cfg.name,

@@ -27,26 +27,13 @@ struct test_seq_table {
     struct nosa_seq_blocks blocks; /* points at groups; pass &blocks to prefill/decode */
 };
 
-/* A geometry matching a model (what the kv-host would be configured with). */
-static inline struct nosa_kv_geometry test_arena_geometry(const struct nosa_model_config *c)
-{
-    struct nosa_kv_geometry g = {
-        .n_layers = (uint32_t)c->n_layers,
-        .n_kv_heads = (uint32_t)c->n_kv_heads,
-        .block_size = (uint32_t)c->sparse.block_size,
-        .head_dim = (uint32_t)c->head_dim,
-        .dtype = NOSA_KV_DTYPE_BF16,
-    };
-    return g;
-}
-
 /* Groups are filled with 0xA5 so that a backend reading a block nobody wrote gets garbage
  * (and a test notices), not zeros that might look plausible. */
 static inline void test_arena_init(struct test_arena *ta, const struct nosa_model_config *c,
                                    uint64_t n_groups)
 {
     memset(ta, 0, sizeof(*ta));
-    ta->arena.geom = test_arena_geometry(c);
+    ta->arena.geom = nosa_model_kv_geometry(c);
     size_t bytes = nosa_kv_group_bytes(&ta->arena.geom) * (size_t)n_groups;
     void *p = NULL;
     if (posix_memalign(&p, NOSA_KV_BLOCK_ALIGN, bytes ? bytes : NOSA_KV_BLOCK_ALIGN) != 0) {

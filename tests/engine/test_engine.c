@@ -100,7 +100,7 @@ static void rig_open(struct rig *r, const struct setup *s, int with_arena, uint6
 {
     memset(r, 0, sizeof(*r));
     if (with_arena || s->offload) {
-        struct nosa_kv_geometry g = nosa_local_blocks_geometry(&g_model->cfg);
+        struct nosa_kv_geometry g = nosa_model_kv_geometry(&g_model->cfg);
         char err[256];
         int rc = nosa_local_blocks_create(&g, n_groups, MAX_IDS, CTX / 8, &r->lb, err,
                                           sizeof(err));
@@ -473,7 +473,7 @@ static void test_bad_args(void)
     cfg.backend.offload = 1;
     cfg.backend.pool_blocks = 1; /* below one nosa selection */
     struct nosa_local_blocks *lb;
-    struct nosa_kv_geometry g = nosa_local_blocks_geometry(&g_model->cfg);
+    struct nosa_kv_geometry g = nosa_model_kv_geometry(&g_model->cfg);
     REQUIRE(nosa_local_blocks_create(&g, 4, 1, 4, &lb, err, sizeof(err)) == 0, "%s", err);
     struct nosa_block_source src = nosa_local_blocks_source(lb);
     CHECK(nosa_engine_create(g_model, &nosa_backend_cpu_ops, &cfg, &src, NULL, NULL, &e, err,
