@@ -146,9 +146,10 @@ int nosa_backend_check_slot(const struct nosa_backend_limits *l, int slot, char 
  * block table with a group the arena has: 0, or -EINVAL with err. */
 int nosa_backend_check_blocks(const struct nosa_backend_limits *l, int slot, int n_after,
                               const struct nosa_seq_blocks *blocks, char *err, size_t errlen);
-/* Appending tokens[0 .. n) to a slot holding len tokens: the slot, n >= 1, room in
- * max_context (else -ENOSPC), every token in the vocabulary, the block table afterwards. */
-int nosa_backend_check_append(const struct nosa_backend_limits *l, int slot, int len,
+/* Appending tokens[0 .. n) to a slot holding lens[slot] tokens (read once the slot is
+ * known valid): the slot, n >= 1, room in max_context (else -ENOSPC), every token in the
+ * vocabulary, the block table afterwards. */
+int nosa_backend_check_append(const struct nosa_backend_limits *l, int slot, const int *lens,
                               const int32_t *tokens, int n, const struct nosa_seq_blocks *blocks,
                               char *err, size_t errlen);
 

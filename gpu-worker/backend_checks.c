@@ -101,12 +101,13 @@ int nosa_backend_check_blocks(const struct nosa_backend_limits *l, int slot, int
     return 0;
 }
 
-int nosa_backend_check_append(const struct nosa_backend_limits *l, int slot, int len,
+int nosa_backend_check_append(const struct nosa_backend_limits *l, int slot, const int *lens,
                               const int32_t *tokens, int n, const struct nosa_seq_blocks *blocks,
                               char *err, size_t errlen)
 {
     int rc = nosa_backend_check_slot(l, slot, err, errlen);
     if (rc) return rc;
+    int len = lens[slot];
     if (n < 1 || !tokens || n > l->max_context - len) {
         nosa_set_error(err, errlen,
                        "%s backend: slot %d holds %d tokens; %d more exceed max_context %d",

@@ -385,7 +385,7 @@ static int cpu_prefill(struct nosa_backend *b, int slot, const int32_t *tokens, 
                        const struct nosa_seq_blocks *blocks, float *logits, char *err,
                        size_t errlen)
 {
-    int rc = nosa_backend_check_append(&b->limits, slot, b->len[slot], tokens, n, blocks, err,
+    int rc = nosa_backend_check_append(&b->limits, slot, b->len, tokens, n, blocks, err,
                                        errlen);
     if (rc) return rc;
     const uint32_t *groups = blocks ? blocks->groups : NULL;
@@ -408,7 +408,7 @@ static int cpu_decode(struct nosa_backend *b, int n, const int *slots, const int
     int rc = 0;
     memset(b->slot_mark, 0, (size_t)b->cfg.max_seqs);
     for (int i = 0; i < n && !rc; i++) {
-        rc = nosa_backend_check_append(&b->limits, slots[i], b->len[slots[i]], tokens + i, 1,
+        rc = nosa_backend_check_append(&b->limits, slots[i], b->len, tokens + i, 1,
                                        blocks ? blocks + i : NULL, err, errlen);
         if (!rc && b->slot_mark[slots[i]]) {
             nosa_set_error(err, errlen, "cpu backend: slot %d appears twice in one decode step",

@@ -883,7 +883,7 @@ static int cuda_prefill(struct nosa_backend *b, int slot, const int32_t *tokens,
                         const struct nosa_seq_blocks *blocks, float *logits, char *err,
                         size_t errlen)
 {
-    int rc = nosa_backend_check_append(&b->limits, slot, b->len[slot], tokens, n, blocks, err,
+    int rc = nosa_backend_check_append(&b->limits, slot, b->len, tokens, n, blocks, err,
                                        errlen);
     if (rc) return rc;
     CUDA_CHECK(cudaSetDevice(b->cfg.device));
@@ -928,7 +928,7 @@ static int cuda_decode(struct nosa_backend *b, int n, const int *slots, const in
     }
     int32_t *ht = b->h_info, *hs = ht + b->max_tok, *hp = hs + b->max_tok;
     for (int i = 0; i < n; i++) {
-        if ((rc = nosa_backend_check_append(&b->limits, slots[i], b->len[slots[i]], tokens + i,
+        if ((rc = nosa_backend_check_append(&b->limits, slots[i], b->len, tokens + i,
                                             1, blocks ? blocks + i : NULL, err, errlen)))
             return rc;
         for (int j = 0; j < i; j++) {
