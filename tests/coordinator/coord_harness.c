@@ -47,7 +47,7 @@ static int free_port(void)
     return port;
 }
 
-void ch_cleanup(void)
+static void cleanup(int term_ctx)
 {
     struct ch_env *e = g_env;
     if (!e) return;
@@ -57,13 +57,25 @@ void ch_cleanup(void)
         waitpid(e->coord_pid, NULL, 0);
         e->coord_pid = 0;
     }
-    if (e->ctx) zmq_ctx_term(e->ctx);
+    if (e->ctx && term_ctx) zmq_ctx_term(e->ctx);
     e->ctx = NULL;
     if (e->run_dir[0] && getenv("NOSA_TEST_KEEP") == NULL) {
         char cmd[400];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->run_dir);
         if (system(cmd) != 0) fprintf(stderr, "coord_harness: could not remove %s\n", e->run_dir);
     }
+}
+
+void ch_cleanup(void)
+{
+    cleanup(1);
+}
+
+/* After a failed REQUIRE (exit without ch_cleanup): the sockets the test left open would
+ * make zmq_ctx_term wait for them forever, so the context is left to the exit. */
+static void cleanup_at_exit(void)
+{
+    cleanup(0);
 }
 
 void ch_init(struct ch_env *e, const char *bin_dir, const char *tag)
@@ -91,7 +103,7 @@ void ch_init(struct ch_env *e, const char *bin_dir, const char *tag)
     e->metrics_port = free_port();
     e->ctx = zmq_ctx_new();
     g_env = e;
-    atexit(ch_cleanup);
+    atexit(cleanup_at_exit);
     signal(SIGPIPE, SIG_IGN);
 }
 

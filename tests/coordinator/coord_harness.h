@@ -6,7 +6,8 @@
  * A fake worker's token at index i of any job is id 'a' + i % 26 with that one byte as its
  * text, so a job's text is "abcdef..." whichever worker produced which part: a move that
  * repeats or skips a token shows in the text. Everything started is killed and the run
- * directory removed by ch_cleanup (also registered with atexit). */
+ * directory removed by ch_cleanup, which a test calls once it has closed its sockets (at an
+ * exit without it, after a failed REQUIRE, the same runs but leaves the ZeroMQ context). */
 #ifndef NOSA_COORD_HARNESS_H
 #define NOSA_COORD_HARNESS_H
 
