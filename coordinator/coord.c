@@ -358,6 +358,59 @@ static int append_kvfree(struct coord_journal *jr, const char *endpoint, uint64_
     return coord_journal_append(jr, COORD_JOURNAL_KVFREE, seq, payload, 1 + n, 0, err, errlen);
 }
 
+enum { PLACE_NONE = 0, PLACE_UNKNOWN = 1, PLACE_AT = 2, PLACE_HEADER = 12 };
+
+static int append_place(struct coord_journal *jr, const struct coord_kvhosts *t,
+                        const struct coord_job *j, char *err, size_t errlen)
+{
+    uint8_t p[PLACE_HEADER + COORD_ENDPOINT_MAX] = {0};
+    size_t n = 0;
+    p[0] = j->kvhost >= 0 ? PLACE_AT : j->kvhost == COORD_KVHOST_NONE ? PLACE_NONE
+                                                                       : PLACE_UNKNOWN;
+    memcpy(p + 4, &j->fresh_from, sizeof j->fresh_from);
+    memcpy(p + 8, &j->prompt_done, sizeof j->prompt_done);
+    if (j->kvhost >= 0) {
+        n = strnlen(t->h[j->kvhost].endpoint, COORD_ENDPOINT_MAX - 1);
+        memcpy(p + PLACE_HEADER, t->h[j->kvhost].endpoint, n);
+    }
+    return coord_journal_append(jr, COORD_JOURNAL_PLACE, j->id, p, PLACE_HEADER + n, 0, err,
+                                errlen);
+}
+
+void coord_journal_place(struct coord *c, const struct coord_job *j)
+{
+    char err[512];
+    if (append_place(&c->journal, &c->kvhosts, j, err, sizeof err))
+        LOG_WARN("coordinator", "job %llu's place not journaled: %s", (unsigned long long)j->id,
+                 err);
+}
+
+/* A PLACE record. One that cannot be applied leaves the job's place unknown (logged): it
+ * may then start afresh, which costs time, not tokens. */
+static void replay_place(struct coord *c, struct coord_job *j, const uint8_t *p, size_t len)
+{
+    char endpoint[COORD_ENDPOINT_MAX], why[256];
+    j->kvhost = COORD_KVHOST_UNKNOWN;
+    if (len < PLACE_HEADER || p[0] > PLACE_AT || (p[0] != PLACE_AT && len != PLACE_HEADER) ||
+        len - PLACE_HEADER >= sizeof endpoint || memchr(p + PLACE_HEADER, 0, len - PLACE_HEADER)) {
+        LOG_WARN("coordinator", "journal: job %llu's place is unreadable (%zu bytes); not known",
+                 (unsigned long long)j->id, len);
+        return;
+    }
+    memcpy(&j->fresh_from, p + 4, sizeof j->fresh_from);
+    memcpy(&j->prompt_done, p + 8, sizeof j->prompt_done);
+    if (p[0] == PLACE_NONE) j->kvhost = COORD_KVHOST_NONE;
+    if (p[0] != PLACE_AT) return;
+    memcpy(endpoint, p + PLACE_HEADER, len - PLACE_HEADER);
+    endpoint[len - PLACE_HEADER] = '\0';
+    int k = coord_kvhosts_get(&c->kvhosts, endpoint, why, sizeof why);
+    if (k < 0)
+        LOG_WARN("coordinator", "journal: job %llu's kv-host: %s; its place is not known",
+                 (unsigned long long)j->id, why);
+    else
+        j->kvhost = k;
+}
+
 /* Journals a change of a kv-host's queue of frees (coord_kvhosts_queue_fn). */
 static void journal_kvfree(void *arg, const char *endpoint, uint64_t seq, int queued)
 {
@@ -395,12 +448,19 @@ static int replay_record(enum coord_journal_type type, uint64_t job_id, const ui
         struct coord_job *j = coord_jobs_add(&c->jobs, job_id, payload, len,
                                              coord_prompt_tokens(&spec->base),
                                              spec->sampling->max_tokens, err, errlen);
-        if (j) j->client_key = spec->client_key;
+        if (j) {
+            j->client_key = spec->client_key;
+            j->kvhost = COORD_KVHOST_UNKNOWN; /* until a PLACE record says */
+        }
         protobuf_c_message_free_unpacked(&spec->base, NULL);
         return j ? 0 : -1;
     }
     struct coord_job *j = coord_jobs_find(&c->jobs, job_id);
     if (!j) return 0; /* its ACCEPT was compacted away or unreadable */
+    if (type == COORD_JOURNAL_PLACE) {
+        replay_place(c, j, payload, len);
+        return 0;
+    }
     if (type == COORD_JOURNAL_TOKENS) {
         Nosa__Serve__JobTokens *t = (Nosa__Serve__JobTokens *)nosa_msg_unpack(
             &nosa__serve__job_tokens__descriptor, payload, len, why, sizeof why);
@@ -429,6 +489,7 @@ static int replay_record(enum coord_journal_type type, uint64_t job_id, const ui
     }
     coord_job_finish(&c->jobs, j, f->reason, f->error ? (int)f->error->code : 0,
                      f->error ? f->error->message : NULL, f->recomputed_tokens);
+    j->kvhost = COORD_KVHOST_NONE; /* its sequence was freed at its end */
     protobuf_c_message_free_unpacked(&f->base, NULL);
     return 0;
 }
@@ -456,6 +517,8 @@ static int write_live(struct coord_journal *out, void *arg, char *err, size_t er
             coord_finished_msg(j, &f, &e);
             if (journal_message(out, COORD_JOURNAL_FINISH, j->id, &f.base, 0, err, errlen))
                 return -1;
+        } else if (append_place(out, &c->kvhosts, j, err, errlen)) {
+            return -1;
         }
     }
     for (int k = 0; k < c->kvhosts.arenas.n; k++) {
@@ -476,8 +539,7 @@ static void recover_jobs(struct coord *c)
         if (j->state == COORD_JOB_FINISHED) continue;
         coord_job_enqueue(&c->jobs, j);
         j->state = COORD_JOB_RECOVERING;
-        j->recover_deadline_ms = deadline;
-        j->kvhost = COORD_KVHOST_UNKNOWN; /* the journal does not say where it ran */
+        j->recover_deadline_ms = deadline; /* j->kvhost: as its last PLACE record says */
         n++;
     }
     if (c->jobs.n)
@@ -584,6 +646,7 @@ static void assign(struct coord *c, struct coord_job *j, int worker)
         coord_cancel_on_worker(c, j->prev_worker, j->id);
     j->prev_worker = -1;
     move_sequence(c, j, w);
+    coord_journal_place(c, j);
     a.prompt_done = j->tok.n ? 0 : j->prompt_done;
     coord_send_worker(c, worker, &m);
     protobuf_c_message_free_unpacked(&spec->base, NULL);

@@ -85,6 +85,10 @@ void coord_on_client_frame(struct coord *c, const struct nosa_msg_peer *peer,
 void coord_on_worker_frame(struct coord *c, const struct nosa_msg_peer *peer,
                            const uint8_t *data, size_t len);
 
+/* Journals where job j's sequence is, its fresh_from and prompt_done (a PLACE record: after
+ * each assignment or claim, and as its prefill advances), so a restarted coordinator resumes
+ * it from there (no fsync; a failure is only logged). */
+void coord_journal_place(struct coord *c, const struct coord_job *j);
 /* Journals new tokens [from, n_tokens) of a job (no fsync; a failure is only logged). */
 void coord_journal_tokens(struct coord *c, const struct coord_job *j, uint32_t from);
 

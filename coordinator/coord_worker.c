@@ -47,6 +47,7 @@ static void claim(struct coord *c, int wi, struct coord_job *j, const char *how)
         if (j->kvhost != w->kvhost) j->fresh_from = j->tok.n;
         j->kvhost = w->kvhost;
         j->held_at_stats = 0;
+        coord_journal_place(c, j);
     }
     j->state = COORD_JOB_RUNNING;
     j->worker = wi;
@@ -207,8 +208,10 @@ static void on_tokens(struct coord *c, int wi, const Nosa__Serve__TokensBatch *b
             LOG_WARN("coordinator", "from %s: job %llu prefilled %u of a %u-token prompt: "
                      "ignored", c->workers.w[wi].name, (unsigned long long)j->id,
                      jt->prompt_done, j->prompt_tokens);
-        else if (jt->prompt_done > j->prompt_done)
+        else if (jt->prompt_done > j->prompt_done && j->tok.n == 0) {
             j->prompt_done = jt->prompt_done;
+            coord_journal_place(c, j);
+        }
         uint32_t before = j->tok.n;
         for (size_t i = 0; i < jt->n_tokens; i++) {
             const Nosa__Serve__Token *t = jt->tokens[i];

@@ -45,7 +45,7 @@ struct coord_job {
                              * stop if it is still dead when the job moves elsewhere */
     uint32_t assigned_at;   /* its worker's registrations when it was assigned there */
     uint32_t prompt_done;   /* no token yet: prompt tokens its worker reported prefilled (the
-                             * next Assign resumes from their blocks; not journaled) */
+                             * next Assign resumes from their blocks) */
     uint64_t recover_deadline_ms;
     int cancel_requested;
     int kvhost;             /* index of the kv-host holding its sequence, or COORD_KVHOST_* */

@@ -86,7 +86,7 @@ static long long replay(const uint8_t *buf, size_t len, const char *path,
         }
         if (!why) {
             uint8_t type = buf[off + 8];
-            if (type < COORD_JOURNAL_META || type > COORD_JOURNAL_KVFREE) why = "unknown type";
+            if (type < COORD_JOURNAL_META || type > COORD_JOURNAL_PLACE) why = "unknown type";
         }
         if (why) {
             LOG_WARN("coordinator", "journal %s: ignoring %zu bytes from offset %zu (%s): a "

@@ -7,7 +7,10 @@
  * are the protobuf messages the coordinator already has: ACCEPT a packed JobSpec, TOKENS a
  * packed JobTokens, FINISH a packed JobFinished; META holds the next job id (u64); KVFREE a
  * change of a kv-host's queue of frees (kvhosts.h): u8 1 (queued) or 0 (left the queue), then
- * the kv-host's endpoint (no NUL), job_id the sequence.
+ * the kv-host's endpoint (no NUL), job_id the sequence; PLACE where a job's sequence is
+ * (after each assignment or claim, and as its prefill advances): u8 0 (no kv-host), 1 (not
+ * known) or 2 (at the endpoint that follows), 3 zero bytes, u32 fresh_from, u32 prompt_done,
+ * then the endpoint (no NUL) for 2.
  * Replay stops at the first record that is incomplete or fails its checksum (a write torn by
  * a crash), logs it, and truncates the file there so later appends follow valid records.
  *
@@ -28,6 +31,7 @@ enum coord_journal_type {
     COORD_JOURNAL_TOKENS = 3,
     COORD_JOURNAL_FINISH = 4,
     COORD_JOURNAL_KVFREE = 5,
+    COORD_JOURNAL_PLACE = 6,
 };
 
 #define COORD_JOURNAL_HEADER_BYTES 20u

@@ -141,6 +141,16 @@ static void expect_error(Nosa__Serve__ClientReply *r, int code, const char *want
 
 /* ---------------------------------------------------------------- a job moves */
 /* Submits a streamed job of 10 tokens and waits until one of the two workers has it. */
+/* Pumps both workers and collects cl's replies into s until its job finished (ms at most). */
+static void pump_until_finished(struct fake_worker **ws, void *cl, struct stream *s, unsigned ms)
+{
+    uint64_t end = ch_now_ms() + ms;
+    while (!s->finished && ch_now_ms() < end) {
+        pump(ws, 2, 5, NULL, NULL);
+        collect(cl, s, 5);
+    }
+}
+
 static void submit_placed(void *cl, const char *prompt, struct fake_worker **ws, uint64_t *id)
 {
     Nosa__Serve__ClientReply *r = cl_submit(cl, prompt, 10, 1);
@@ -193,7 +203,8 @@ static void test_move(struct fake_worker *w0, struct fake_worker *w1, void *cl)
 
 /* A job whose worker dies while it prefills (no token yet): the prefill progress it reported
  * goes with the job (Assign.prompt_done), so its new worker resumes from those blocks; a
- * progress beyond the prompt is ignored. */
+ * progress beyond the prompt is ignored. The progress is journaled with the job's place: a
+ * coordinator killed and restarted before the move still resumes it from there. */
 static void test_move_mid_prefill(void)
 {
     char journal[300];
@@ -274,13 +285,46 @@ static void test_move_mid_prefill(void)
     collect(cl, &ss, 100);
     CHECK(!ss.finished, "a job ended with 3 of the 10 tokens its JobFinished claims");
     fw_emit(s_on, 100); /* the rest, then its JobFinished again */
-    end = ch_now_ms() + 2000;
-    while (!ss.finished && ch_now_ms() < end) {
-        pump(ws, 2, 5, NULL, NULL);
-        collect(cl, &ss, 5);
-    }
+    pump_until_finished(ws, cl, &ss, 2000);
     CHECK(ss.finished && stream_exact(&ss, 10), "the job whose end came early: finished %d, "
           "dups %d", ss.finished, ss.dups);
+
+    /* Mid-prefill across a coordinator restart: the job's worker dies with the coordinator,
+     * the restarted coordinator reads the progress back and the move resumes from it. */
+    uint64_t rid;
+    submit_placed(cl, prompt, ws, &rid);
+    struct fake_worker *ra = fw_job(w0, rid) ? w0 : w1, *rb = ra == w0 ? w1 : w0;
+    REQUIRE(fw_job(ra, rid), "job %llu was never placed", (unsigned long long)rid);
+    fw_progress(ra, rid, 48);
+    pump(ws, 2, 50, NULL, NULL);
+    ch_stop_coordinator(&g_e, SIGKILL);
+    ra->silent = 1;
+    REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, flags) == 0, "restart mid-prefill");
+    struct has_job_arg rarg = {rb, rid};
+    /* rb registers again on its first UNAUTHORIZED; the job waits a heartbeat timeout for
+     * its worker to claim it, then moves. */
+    CHECK(pump(ws, 2, 4 * HB_TIMEOUT_MS + 1000, has_job, &rarg),
+          "job %llu not moved to %s after the restart", (unsigned long long)rid, rb->name);
+    const struct fw_job *rm = fw_job(rb, rid);
+    CHECK(rm && rm->assigned_generated == 0 && rm->assigned_prompt_done == 48,
+          "moved mid-prefill after a restart with prompt_done %u (want 48) and %u tokens",
+          rm ? rm->assigned_prompt_done : 0, rm ? rm->assigned_generated : 0);
+    /* The client attaches again (as nosa submit does after a restart), then the job ends. */
+    Nosa__Serve__AttachRequest aq = NOSA__SERVE__ATTACH_REQUEST__INIT;
+    aq.job_id = rid;
+    Nosa__Serve__ClientMsg am = NOSA__SERVE__CLIENT_MSG__INIT;
+    am.body_case = NOSA__SERVE__CLIENT_MSG__BODY_ATTACH;
+    am.attach = &aq;
+    am.request_id = 98;
+    CHECK(cl_send(cl, &am, 0) == 0, "attach after the restart");
+    pump(ws, 2, 50, NULL, NULL);
+    fw_emit(rb, 100);
+    memset(&ss, 0, sizeof ss);
+    pump_until_finished(ws, cl, &ss, 2000);
+    CHECK(ss.finished && stream_exact(&ss, 10), "the job moved after the restart did not end "
+          "right: finished %d, dups %d", ss.finished, ss.dups);
+    ra->silent = 0;
+    REQUIRE(fw_register(ra) == 0, "%s registers again", ra->name);
 
     /* A worker that says it stops (Heartbeat.leaving) has its job moved at once, long before
      * the heartbeat timeout, and gets no CancelJob (it runs nothing any more). */
