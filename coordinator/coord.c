@@ -826,6 +826,7 @@ int coord_open(const struct coord_options *opt, struct coord **out, char *err, s
         if (coord_kvhosts_get(&c->kvhosts, opt->kvhost_eps[k], err, errlen) < 0) return -1;
     if (coord_journal_open(&c->journal, opt->journal, replay_record, c, err, errlen)) return -1;
     c->journal_open = 1;
+    if (opt->journal_compact_bytes) c->journal.compact_min_bytes = opt->journal_compact_bytes;
     coord_kvhosts_watch_queues(&c->kvhosts, journal_kvfree, c);
     recover_jobs(c);
     char why[512];

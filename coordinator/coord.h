@@ -9,6 +9,7 @@
 
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "rundir.h"
 
@@ -27,6 +28,7 @@ struct coord_options {
     char metrics_address[64];
     int metrics_port;                   /* 0 = off */
     int heartbeat_timeout_ms;
+    uint64_t journal_compact_bytes;     /* 0: COORD_JOURNAL_COMPACT_MIN_BYTES */
     int insecure;
 };
 

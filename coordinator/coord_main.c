@@ -23,7 +23,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: nosa-coordinator [--run-dir D] [--workers EP] [--clients EP] [--kvhost EP]...\n"
             "                        [--journal FILE] [--metrics-port P] [--metrics-address A]\n"
-            "                        [--heartbeat-timeout-ms N] [--insecure]\n"
+            "                        [--heartbeat-timeout-ms N] [--journal-compact-bytes N]\n"
+            "                        [--insecure]\n"
             "  --workers EP        worker link (ROUTER), default ipc://D/coord-workers.sock\n"
             "  --clients EP        client link for `nosa`, default ipc://D/coord.sock\n"
             "  --kvhost EP         a kv-host to follow: its arena feeds admission, status and\n"
@@ -31,6 +32,8 @@ static void usage(FILE *f)
             "                      per NUMA node); those the workers register with are followed\n"
             "                      too\n"
             "  --journal FILE      job journal, default D/coordinator.journal\n"
+            "  --journal-compact-bytes N  compact the journal once it is past max(N, 4 x its\n"
+            "                      size after the last compaction), default 1048576\n"
             "  --metrics-port P    Prometheus /metrics over HTTP, default 9464; 0 = off\n"
             "  --metrics-address A IPv4 address to serve metrics on, default 127.0.0.1 (one\n"
             "                      outside 127.0.0.0/8 needs --insecure)\n"
@@ -83,6 +86,9 @@ static int parse_flags(int argc, char **argv, struct coord_options *opt, char *r
         } else if (strcmp(f, "--heartbeat-timeout-ms") == 0) {
             if (nosa_parse_long(val, 10, 3600000, &v, err, errlen)) return -1;
             opt->heartbeat_timeout_ms = (int)v;
+        } else if (strcmp(f, "--journal-compact-bytes") == 0) {
+            if (nosa_parse_long(val, 4096, 1L << 40, &v, err, errlen)) return -1;
+            opt->journal_compact_bytes = (uint64_t)v;
         } else {
             nosa_set_error(err, errlen, "unknown flag %s (see --help)", f);
             return -1;

@@ -142,6 +142,7 @@ int coord_journal_open(struct coord_journal *j, const char *path, coord_journal_
     }
     j->size = (uint64_t)valid;
     j->compacted_size = j->size;
+    j->compact_min_bytes = COORD_JOURNAL_COMPACT_MIN_BYTES;
     return 0;
 fail:
     close(j->fd);
@@ -225,7 +226,7 @@ int coord_journal_append(struct coord_journal *j, enum coord_journal_type type, 
 int coord_journal_wants_compaction(const struct coord_journal *j)
 {
     uint64_t limit = 4 * j->compacted_size;
-    if (limit < COORD_JOURNAL_COMPACT_MIN_BYTES) limit = COORD_JOURNAL_COMPACT_MIN_BYTES;
+    if (limit < j->compact_min_bytes) limit = j->compact_min_bytes;
     return j->regular && !j->failed && j->size > limit;
 }
 

@@ -36,7 +36,8 @@ enum coord_journal_type {
 
 #define COORD_JOURNAL_HEADER_BYTES 20u
 #define COORD_JOURNAL_MAX_PAYLOAD (64u << 20)
-/* Compaction once the file is past max(this, 4 x its size after the last compaction). */
+/* Compaction once the file is past max(compact_min_bytes, 4 x its size after the last
+ * compaction); this by default. */
 #define COORD_JOURNAL_COMPACT_MIN_BYTES (1u << 20)
 
 struct coord_journal {
@@ -47,6 +48,7 @@ struct coord_journal {
     char error[512];
     uint64_t size;          /* bytes of valid records in the file */
     uint64_t compacted_size;
+    uint64_t compact_min_bytes; /* COORD_JOURNAL_COMPACT_MIN_BYTES unless set after open */
 };
 
 /* Called for each valid record at open, in file order. Return 0 to go on, -1 to stop the

@@ -596,6 +596,92 @@ static void test_restart(struct fake_worker *b, void **cl)
     expect_finished_text(*cl, id4, 9, "job moved after the restart");
 }
 
+/* 1 when the coordinator's log holds text. */
+static int coord_log_has(const char *text)
+{
+    FILE *f = fopen(g_e.log, "r");
+    if (!f) return 0;
+    char line[1024];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Submits prompt and waits until worker w (one of the n in ws) has it. */
+static uint64_t submit_on(void *cl, const char *prompt, struct fake_worker **ws, int n,
+                          struct fake_worker *w)
+{
+    Nosa__Serve__ClientReply *r = cl_submit(cl, prompt, 10, 0);
+    REQUIRE(r && r->submitted, "submit '%s'", prompt);
+    uint64_t id = r->submitted->job_id;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    struct has_job_arg a = {w, id};
+    REQUIRE(pump(ws, n, 2000, has_job, &a), "job '%s' not placed on %s", prompt, w->name);
+    return id;
+}
+
+/* What compaction writes is enough for a restart: a job with 3 tokens (k0), a job 32 prompt
+ * tokens into its prefill (k1) and finished short jobs (k2) until the journal is compacted
+ * (a 4 KiB threshold); then the coordinator killed and k0 and k1 lost: the restarted
+ * coordinator still reports the first short job finished, and moves the other two with their
+ * tokens and progress. Each worker has one slot, so where each job goes is known. */
+static void test_compaction(void)
+{
+    char journal[300];
+    snprintf(journal, sizeof journal, "%s/compact.journal", g_e.run_dir);
+    const char *flags[] = {"--journal", journal, "--journal-compact-bytes", "4096", NULL};
+    REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, flags) == 0, "start (compaction)");
+    struct fake_worker f0, f1, f2, f3;
+    struct fake_worker *ws[3] = {&f0, &f1, &f2};
+    void *cl = cl_open(&g_e);
+    REQUIRE(cl, "client socket");
+    static char prompt[51];
+    memset(prompt, 'q', 50);
+    REQUIRE(fw_open(&g_e, &f0, "k0", 1, 64) == 0 && fw_register(&f0) == 0, "k0 registers");
+    uint64_t tok3 = submit_on(cl, "three", ws, 1, &f0);
+    fw_emit(&f0, 3);
+    REQUIRE(fw_open(&g_e, &f1, "k1", 1, 64) == 0 && fw_register(&f1) == 0, "k1 registers");
+    uint64_t pre = submit_on(cl, prompt, ws, 2, &f1);
+    fw_progress(&f1, pre, 32);
+    REQUIRE(fw_open(&g_e, &f2, "k2", 1, 64) == 0 && fw_register(&f2) == 0, "k2 registers");
+    uint64_t first = 0;
+    int n = 0;
+    while (!coord_log_has("compact.journal compacted") && n < 200) {
+        uint64_t id = submit_on(cl, "short", ws, 3, &f2);
+        if (!first) first = id;
+        fw_emit(&f2, 100);
+        pump(ws, 3, 20, NULL, NULL);
+        n++;
+    }
+    CHECK(coord_log_has("compact.journal compacted"), "no compaction after %d short jobs", n);
+    ch_stop_coordinator(&g_e, SIGKILL);
+    f0.silent = f1.silent = f2.silent = 1;
+    zmq_close(cl);
+    REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, flags) == 0, "restart (compaction)");
+    cl = cl_open(&g_e);
+    REQUIRE(fw_open(&g_e, &f3, "k3", 2, 64) == 0 && fw_register(&f3) == 0, "k3 registers");
+    struct fake_worker *w3[1] = {&f3};
+    struct has_job_arg a3 = {&f3, tok3}, ap = {&f3, pre};
+    CHECK(pump(w3, 1, 3000 + 2 * HB_TIMEOUT_MS, has_job, &a3) &&
+              pump(w3, 1, 1000, has_job, &ap),
+          "jobs %llu and %llu not moved to k3 after the restart", (unsigned long long)tok3,
+          (unsigned long long)pre);
+    const struct fw_job *m3 = fw_job(&f3, tok3), *mp = fw_job(&f3, pre);
+    CHECK(m3 && m3->assigned_generated == 3 && m3->generated_ok,
+          "the 3-token job moved with %u tokens", m3 ? m3->assigned_generated : 0);
+    CHECK(mp && mp->assigned_generated == 0 && mp->assigned_prompt_done == 32,
+          "the job mid-prefill moved with prompt_done %u (want 32)",
+          mp ? mp->assigned_prompt_done : 0);
+    expect_finished_text(cl, first, 10, "the first short job, finished before the compaction");
+    zmq_close(cl);
+    fw_close(&f0);
+    fw_close(&f1);
+    fw_close(&f2);
+    fw_close(&f3);
+    CHECK(ch_stop_coordinator(&g_e, SIGTERM) == 0, "SIGTERM after the compaction test");
+}
+
 static void test_torn_and_full(void **cl)
 {
     CHECK(ch_stop_coordinator(&g_e, SIGTERM) == 0, "SIGTERM: exit status not 0");
@@ -793,6 +879,7 @@ int main(int argc, char **argv)
     ch_set_idle(NULL, NULL);
     test_false_death();
     test_move_mid_prefill();
+    test_compaction();
     ch_cleanup();
     return test_report("coord_process");
 }
