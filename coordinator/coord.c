@@ -391,7 +391,7 @@ static void replay_place(struct coord *c, struct coord_job *j, const uint8_t *p,
 {
     char endpoint[COORD_ENDPOINT_MAX], why[256];
     j->kvhost = COORD_KVHOST_UNKNOWN;
-    if (len < PLACE_HEADER || p[0] > PLACE_AT || (p[0] != PLACE_AT && len != PLACE_HEADER) ||
+    if (len < PLACE_HEADER || p[0] > PLACE_AT || (p[0] == PLACE_AT) != (len > PLACE_HEADER) ||
         len - PLACE_HEADER >= sizeof endpoint || memchr(p + PLACE_HEADER, 0, len - PLACE_HEADER)) {
         LOG_WARN("coordinator", "journal: job %llu's place is unreadable (%zu bytes); not known",
                  (unsigned long long)j->id, len);
