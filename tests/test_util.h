@@ -40,6 +40,31 @@ static int g_test_checks_passed;
         }                                                                             \
     } while (0)
 
+/* A whole file as a malloc'd NUL-terminated string (a log, a process's output), or NULL. */
+static inline char *test_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0, r;
+    char *buf = (char *)malloc(cap); /* casts: the CUDA tests include this as C++ */
+    while (buf && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n - 1 == 0) {
+            char *grown = (char *)realloc(buf, cap * 2);
+            if (!grown) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf) buf[n] = '\0';
+    return buf;
+}
+
 static inline int test_report(const char *name)
 {
     printf("%s: %d passed, %d failed\n", name, g_test_checks_passed, g_test_checks_failed);

@@ -1,5 +1,6 @@
 /* coord_harness.c: see coord_harness.h. */
 #include "coord_harness.h"
+#include "test_util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -546,31 +547,6 @@ Nosa__Serve__ClientReply *cl_submit_keyed(void *sock, const char *prompt, uint32
 }
 
 /* ---------------------------------------------------------------- the nosa CLI */
-char *ch_read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while (buf && (r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (cap - n - 1 == 0) {
-            char *grown = realloc(buf, cap * 2);
-            if (!grown) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = grown;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    return buf;
-}
-
 int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), void *arg,
                unsigned timeout_ms, char **out, char **errout)
 {
@@ -610,8 +586,8 @@ int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), 
         if (pump) pump(arg);
         ch_sleep_ms(3);
     }
-    *out = ch_read_file(out_path);
-    *errout = ch_read_file(err_path);
+    *out = test_read_file(out_path);
+    *errout = test_read_file(err_path);
     return rc;
 }
 

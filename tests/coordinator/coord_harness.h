@@ -115,8 +115,6 @@ Nosa__Serve__ClientReply *cl_submit_keyed(void *sock, const char *prompt, uint32
  * *errout, malloc'd). Returns the exit status, or -1 (killed after timeout_ms). */
 int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), void *arg,
                unsigned timeout_ms, char **out, char **errout);
-/* A whole file as a malloc'd NUL-terminated string (a log), or NULL. */
-char *ch_read_file(const char *path);
 /* The expected text of a job of n tokens: "abc...". */
 void ch_expected_text(uint32_t n, char *out, size_t cap);
 

@@ -523,7 +523,7 @@ static void test_metrics_address(void)
     const char *any[] = {"--metrics-address", "0.0.0.0", NULL};
     CHECK(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, any) == -1,
           "--metrics-address 0.0.0.0 without --insecure: the coordinator started");
-    char *log = ch_read_file(g_e.log);
+    char *log = test_read_file(g_e.log);
     CHECK(log && strstr(log, "nosa-coordinator: refusing to serve metrics on 0.0.0.0: not a "
                              "loopback address, and HTTP has no CURVE (pass --insecure"),
           "no clear error in %s", g_e.log);

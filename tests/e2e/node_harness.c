@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "parse.h"
+#include "test_util.h"
 
 /* The node the cleanup handlers act on (one node per test process). */
 static struct nh_node *g_nh_node;
@@ -365,31 +366,6 @@ int nh_stop_all(struct nh_node *node, unsigned timeout_ms)
     return killed;
 }
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) return NULL;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    size_t n;
-    while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (cap - len < 2) {
-            char *grown = realloc(buf, cap * 2);
-            if (!grown) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = grown;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf) buf[len] = '\0';
-    return buf;
-}
-
 int nh_run(struct nh_node *node, const char *const argv[], unsigned timeout_ms, char **out)
 {
     *out = NULL;
@@ -400,11 +376,11 @@ int nh_run(struct nh_node *node, const char *const argv[], unsigned timeout_ms, 
         fprintf(stderr, "node_harness: %s did not finish in %u ms: killed\n", argv[0], timeout_ms);
         kill(p->pid, SIGKILL);
         reap(p, 1);
-        *out = read_file(p->log);
+        *out = test_read_file(p->log);
         unlink(p->log);
         return -1;
     }
-    *out = read_file(p->log);
+    *out = test_read_file(p->log);
     unlink(p->log);
     return WIFEXITED(p->status) ? WEXITSTATUS(p->status) : -1;
 }
@@ -626,7 +602,7 @@ int nh_job_read(struct nh_node *node, int proc, struct nh_job *job)
     memset(job, 0, sizeof *job);
     job->recomputed = -1;
     job->exit_status = -1;
-    char *text = read_file(node->procs[proc].log);
+    char *text = test_read_file(node->procs[proc].log);
     if (!text) return -1;
     parse_job_output(text, job);
     free(text);
@@ -679,7 +655,7 @@ int nh_log_wait(struct nh_node *node, const char *name, const char *text, unsign
     }
     uint64_t end = nh_now_ms() + timeout_ms;
     for (;;) {
-        char *log = read_file(p->log);
+        char *log = test_read_file(p->log);
         int found = log && strstr(log, text);
         free(log);
         if (found) return 0;
@@ -693,7 +669,7 @@ int nh_log_wait(struct nh_node *node, const char *name, const char *text, unsign
 void nh_dump_logs(struct nh_node *node, int lines)
 {
     for (int i = 0; i < node->n_procs; i++) {
-        char *text = read_file(node->procs[i].log);
+        char *text = test_read_file(node->procs[i].log);
         if (!text) continue;
         const char *start = text + strlen(text);
         for (int n = 0; start > text && n <= lines; start--)
