@@ -183,7 +183,9 @@ int nosa_msg_bind(void *sock, const char *endpoint, char *err, size_t errlen)
             return -1;
         }
     }
-    mode_t old = umask(077); /* the socket file is created by bind: owner only */
+    /* The socket file is created by bind: 0600 from its first moment (0777 & ~0177), not
+     * 0700 until the chmod below, which a peer checking the mode could see. */
+    mode_t old = umask(0177);
     int rc = zmq_bind(sock, endpoint);
     int e = zmq_errno();
     umask(old);
