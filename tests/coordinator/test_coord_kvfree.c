@@ -4,7 +4,9 @@
  * that, like nosa-worker, allocates the job's sequence (the test does it for it) but never
  * frees it. A sequence the kv-host does not know (already freed) is not an error. A free that
  * waits for a kv-host that does not answer (stopped) is journaled: a coordinator killed and
- * restarted meanwhile sends it once the kv-host answers again. */
+ * restarted meanwhile sends it once the kv-host answers again. A job's place is journaled with
+ * its kv-host's endpoint: a job mid-prefill whose worker is lost with the coordinator moves,
+ * after the restart, to a worker of the same kv-host with its prefill progress. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -67,6 +69,21 @@ static void wait_freed(struct fake_worker *w, struct kvh_client *kc, uint64_t id
           what, (unsigned long long)id);
 }
 
+/* Pumps w (heartbeats every 50 ms) until it has job id or timeout_ms passes. */
+static int wait_assigned(struct fake_worker *w, uint64_t id, unsigned timeout_ms)
+{
+    uint64_t end = ch_now_ms() + timeout_ms, next_hb = 0;
+    while (!fw_job(w, id) && ch_now_ms() < end) {
+        fw_pump(w);
+        if (ch_now_ms() >= next_hb) {
+            fw_heartbeat(w);
+            next_hb = ch_now_ms() + 50;
+        }
+        ch_sleep_ms(5);
+    }
+    return fw_job(w, id) != NULL;
+}
+
 /* One job whose sequence must be gone from the kv-host after its JobFinished. */
 static void run_job(struct fake_worker *w, void *cl, struct kvh_client *kc,
                     uint32_t groups, const char *what)
@@ -126,6 +143,38 @@ int main(int argc, char **argv)
     CHECK(kvh_client_stats(kc, &st, err, sizeof err) == 0 && st.free_groups == st.n_groups,
           "arena not empty after the jobs: %llu of %llu groups free",
           (unsigned long long)st.free_groups, (unsigned long long)st.n_groups);
+
+    /* Mid-prefill on p1 (this kv-host), the coordinator killed, p1 lost: after the restart
+     * the job moves to p2 (the same kv-host, as its journaled place says) with its progress;
+     * a place not known would have made it start over. */
+    struct fake_worker p1, p2;
+    REQUIRE(fw_open(&e, &p1, "p1", 1, 64) == 0, "p1 socket");
+    p1.kvhost = node.kvhost_ep;
+    REQUIRE(fw_register(&p1) == 0, "p1 registers");
+    Nosa__Serve__ClientReply *r = cl_submit(cl, "a prompt of more than one block", 5, 0);
+    REQUIRE(r && r->submitted, "submit the job to prefill");
+    uint64_t pid = r->submitted->job_id;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    REQUIRE(wait_assigned(&p1, pid, 3000), "job %llu not placed on p1", (unsigned long long)pid);
+    fw_progress(&p1, pid, 16);
+    ch_sleep_ms(100);
+    REQUIRE(nh_signal(&node, "coordinator", SIGKILL) == 0 &&
+                nh_wait_exit(&node, "coordinator", 5000) == 1,
+            "kill the coordinator (mid-prefill)");
+    REQUIRE(nh_start_coordinator(&node, NULL, 0) >= 0, "coordinator restart (mid-prefill)");
+    REQUIRE(fw_open(&e, &p2, "p2", 1, 64) == 0, "p2 socket");
+    p2.kvhost = node.kvhost_ep;
+    REQUIRE(fw_register(&p2) == 0, "p2 registers");
+    CHECK(wait_assigned(&p2, pid, 3 * 3000 + 2000), "job %llu not moved to p2 after the restart",
+          (unsigned long long)pid);
+    const struct fw_job *pj = fw_job(&p2, pid);
+    CHECK(pj && pj->assigned_generated == 0 && pj->assigned_prompt_done == 16,
+          "moved mid-prefill after the restart with prompt_done %u (want 16)",
+          pj ? pj->assigned_prompt_done : 0);
+    fw_emit(&p2, 100);
+    wait_freed(&p2, kc, pid, 3000, "the job moved mid-prefill");
+    fw_close(&p1);
+    fw_close(&p2);
 
     kvh_client_close(kc);
     zmq_close(cl);
