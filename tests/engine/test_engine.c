@@ -240,6 +240,22 @@ static void test_prefill_budget(void)
     rig_close(&r);
 }
 
+/* The worker dies: the engine goes, the arena and the table of p->seq_id stay; a new engine
+ * takes the sequence back (p with the table filled in) and runs until nothing is left. */
+static void kill_and_resume(struct rig *r, const struct setup *s,
+                            struct nosa_engine_seq_params *p, const char *what)
+{
+    nosa_engine_destroy(r->e);
+    r->e = NULL;
+    REQUIRE(nosa_local_blocks_table(r->lb, p->seq_id, &p->groups, &p->n_groups) == 0,
+            "%s: table of %llu", what, (unsigned long long)p->seq_id);
+    rig_open_engine(r, s);
+    char err[256];
+    REQUIRE(nosa_engine_add(r->e, p, err, sizeof(err)) == 0, "%s: %s", what, err);
+    while (step(r) > 0) {
+    }
+}
+
 /* Resume after k generated tokens, for k at several block alignments. */
 static void test_resume(int offload, int sampled)
 {
@@ -260,26 +276,15 @@ static void test_resume(int offload, int sampled)
         add_seq(&r, 5, prompt, plen, sp);
         while (r.c.n[5] < k) step(&r);
         REQUIRE(r.c.n[5] == k && !r.c.finished[5], "stopped at %u", r.c.n[5]);
-        /* The worker dies: the engine goes, the arena and the table stay. */
-        nosa_engine_destroy(r.e);
-        r.e = NULL;
-        const uint32_t *groups;
-        uint32_t n_groups;
-        REQUIRE(nosa_local_blocks_table(r.lb, 5, &groups, &n_groups) == 0, "table of 5");
         struct collected before = r.c;
         memset(&r.c, 0, sizeof(r.c));
         r.c.n[5] = k; /* the resumed engine goes on at index k */
-        rig_open_engine(&r, &s);
         struct nosa_engine_seq_params p = {
             .seq_id = 5, .prompt = prompt, .n_prompt = plen, .sampling = sp,
-            .generated = before.tokens[5], .n_generated = k, .groups = groups,
-            .n_groups = n_groups,
+            .generated = before.tokens[5], .n_generated = k,
             .n_complete_blocks = nosa_engine_committed_blocks(plen, k, 8),
             .n_appended_before = plen + k};
-        char err[256];
-        REQUIRE(nosa_engine_add(r.e, &p, err, sizeof(err)) == 0, "resume: %s", err);
-        while (step(&r) > 0) {
-        }
+        kill_and_resume(&r, &s, &p, "resume");
         CHECK(r.c.finished[5] && r.c.reason[5] == NOSA_FINISH_LENGTH, "resumed finished");
         CHECK(memcmp(before.tokens[5], ref, k * sizeof(int32_t)) == 0, "tokens before the stop");
         CHECK(r.c.n[5] == ref_n &&
@@ -316,22 +321,12 @@ static void test_resume_prefill(int offload)
     for (int k = 0; k < 3; k++) step(&r); /* 60 of 101 prompt tokens */
     REQUIRE(r.c.prompt_done[6] == 60 && r.c.n[6] == 0, "prefilled %u, %u tokens",
             r.c.prompt_done[6], r.c.n[6]);
-    nosa_engine_destroy(r.e); /* the worker dies mid-prefill */
-    r.e = NULL;
-    const uint32_t *groups;
-    uint32_t n_groups;
-    REQUIRE(nosa_local_blocks_table(r.lb, 6, &groups, &n_groups) == 0, "table of 6");
     uint32_t done = r.c.prompt_done[6];
     memset(&r.c, 0, sizeof(r.c));
-    rig_open_engine(&r, &s);
     struct nosa_engine_seq_params p = {.seq_id = 6, .prompt = prompt, .n_prompt = plen,
-                                       .sampling = sp, .groups = groups, .n_groups = n_groups,
-                                       .n_complete_blocks = done / 8,
+                                       .sampling = sp, .n_complete_blocks = done / 8,
                                        .n_appended_before = done};
-    char err[256];
-    REQUIRE(nosa_engine_add(r.e, &p, err, sizeof(err)) == 0, "resume mid-prefill: %s", err);
-    while (step(&r) > 0) {
-    }
+    kill_and_resume(&r, &s, &p, "resume mid-prefill"); /* the worker dies mid-prefill */
     CHECK(r.c.finished[6] && r.c.n[6] == ref_n && !memcmp(r.c.tokens[6], ref, ref_n * 4),
           "offload %d: tokens after a resume mid-prefill differ", offload);
     CHECK(r.c.recomputed[6] == done % 8, "recomputed %u tokens, want the open block's %u",
