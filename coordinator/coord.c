@@ -594,7 +594,6 @@ static void finish_never_fitting(struct coord *c)
         size_t used = strlen(why);
         snprintf(why + used, sizeof why - used, ": no registered worker can ever take it");
         coord_finish_job(c, j, NOSA__SERVE__FINISH_REASON__FINISH_ERROR, CODE(REFUSED), why, 0);
-        i = (size_t)-1; /* the finish may have dropped an old finished job before it: rescan */
     }
 }
 
@@ -774,6 +773,7 @@ static void forgive_own_stall(struct coord *c, uint64_t now)
 static void tick(struct coord *c)
 {
     uint64_t now = coord_now_ms();
+    coord_jobs_drop_old_finished(&c->jobs);
     forgive_own_stall(c, now);
     check_heartbeats(c, now);
     poll_kvhosts(c, now);

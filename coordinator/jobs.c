@@ -134,14 +134,14 @@ size_t coord_jobs_count(const struct coord_jobs *t, enum coord_job_state state)
     return n;
 }
 
-/* Drops finished jobs other than keep, oldest first, while more than the limit are kept. */
-static void drop_old_finished(struct coord_jobs *t, const struct coord_job *keep)
+void coord_jobs_drop_old_finished(struct coord_jobs *t)
 {
     size_t finished = coord_jobs_count(t, COORD_JOB_FINISHED);
+    if (finished <= COORD_JOBS_KEEP_FINISHED) return;
     size_t w = 0;
     for (size_t i = 0; i < t->n; i++) {
         struct coord_job *j = t->jobs[i];
-        if (finished > COORD_JOBS_KEEP_FINISHED && j->state == COORD_JOB_FINISHED && j != keep) {
+        if (finished > COORD_JOBS_KEEP_FINISHED && j->state == COORD_JOB_FINISHED) {
             job_free(j);
             finished--;
             continue;
@@ -166,7 +166,6 @@ void coord_job_finish(struct coord_jobs *t, struct coord_job *j, int reason, int
         t->completed++;
     else
         t->failed++;
-    drop_old_finished(t, j);
 }
 
 const char *coord_job_state_name(enum coord_job_state s)

@@ -97,10 +97,13 @@ void coord_job_enqueue(struct coord_jobs *t, struct coord_job *j);
 struct coord_job *coord_jobs_next_queued(const struct coord_jobs *t,
                                          int (*fits)(const struct coord_job *, void *),
                                          void *arg);
-/* Marks the job finished (counts it completed or failed) and drops the oldest finished jobs
- * beyond COORD_JOBS_KEEP_FINISHED. The job pointer stays valid until the next finish. */
+/* Marks the job finished (counts it completed or failed). The table is not changed: a loop
+ * over it may finish jobs as it goes. */
 void coord_job_finish(struct coord_jobs *t, struct coord_job *j, int reason, int error_code,
                       const char *error, uint32_t recomputed_tokens);
+/* Drops the oldest finished jobs beyond COORD_JOBS_KEEP_FINISHED (once per loop turn, outside
+ * any loop over the table: pointers to the dropped jobs become invalid). */
+void coord_jobs_drop_old_finished(struct coord_jobs *t);
 
 /* Counts by state. */
 size_t coord_jobs_count(const struct coord_jobs *t, enum coord_job_state state);

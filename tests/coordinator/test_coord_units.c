@@ -74,6 +74,10 @@ static void test_jobs(void)
         struct coord_job *j = add(&t, 1, 1);
         coord_job_finish(&t, j, NOSA__SERVE__FINISH_REASON__FINISH_LENGTH, 0, NULL, 0);
     }
+    CHECK(coord_jobs_count(&t, COORD_JOB_FINISHED) == COORD_JOBS_KEEP_FINISHED + 7,
+          "a finish keeps the table as it is: %zu finished",
+          coord_jobs_count(&t, COORD_JOB_FINISHED));
+    coord_jobs_drop_old_finished(&t);
     CHECK(coord_jobs_count(&t, COORD_JOB_FINISHED) == COORD_JOBS_KEEP_FINISHED,
           "finished kept: %zu", coord_jobs_count(&t, COORD_JOB_FINISHED));
     CHECK(coord_jobs_find(&t, 1) == a, "the unfinished job survives the trimming");
