@@ -204,10 +204,7 @@ void coord_finish_job(struct coord *c, struct coord_job *j, int reason, int erro
     int worker = j->state == COORD_JOB_RUNNING ? j->worker : -1;
     coord_job_finish(&c->jobs, j, reason, error_code, error, recomputed_tokens);
     if (worker >= 0 && c->workers.w[worker].assigned > 0) c->workers.w[worker].assigned--;
-    if (worker < 0) { /* no worker to end it: its table is ours */
-        coord_free_sequence(c, j->kvhost, j->id);
-        j->kvhost = COORD_KVHOST_NONE;
-    }
+    if (worker < 0) coord_free_job_sequence(c, j); /* no worker to end it: its table is ours */
     Nosa__Serve__JobFinished f;
     Nosa__Error e;
     coord_finished_msg(j, &f, &e);
@@ -234,10 +231,7 @@ void coord_requeue_job(struct coord *c, struct coord_job *j)
     if (j->tok.n >= j->max_tokens) { /* all generated; only the JobFinished was lost */
         int ran = j->state == COORD_JOB_RUNNING;
         coord_finish_job(c, j, NOSA__SERVE__FINISH_REASON__FINISH_LENGTH, 0, NULL, 0);
-        if (ran) { /* its worker is gone before freeing it */
-            coord_free_sequence(c, j->kvhost, j->id);
-            j->kvhost = COORD_KVHOST_NONE;
-        }
+        if (ran) coord_free_job_sequence(c, j); /* its worker is gone before freeing it */
         return;
     }
     coord_job_enqueue(&c->jobs, j);
@@ -326,6 +320,12 @@ void coord_free_sequence(struct coord *c, int kvhost, uint64_t job_id)
     for (int k = 0; k < c->kvhosts.arenas.n; k++)
         if (k == kvhost || kvhost == COORD_KVHOST_UNKNOWN)
             coord_kvhosts_free(&c->kvhosts, k, job_id, now);
+}
+
+void coord_free_job_sequence(struct coord *c, struct coord_job *j)
+{
+    coord_free_sequence(c, j->kvhost, j->id);
+    j->kvhost = COORD_KVHOST_NONE;
 }
 
 /* ---------------------------------------------------------------- journal replay */

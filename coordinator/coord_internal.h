@@ -73,6 +73,9 @@ void coord_cancel_on_worker(struct coord *c, int worker, uint64_t job_id);
  * that died between its JobFinished and its own free leaks nothing; an unknown sequence is
  * fine. */
 void coord_free_sequence(struct coord *c, int kvhost, uint64_t job_id);
+/* The same for an ended job whose worker will not free it: where its sequence is; then it has
+ * none (COORD_KVHOST_NONE). */
+void coord_free_job_sequence(struct coord *c, struct coord_job *j);
 
 /* 1 when no registered worker can ever take a job of this prompt and max_tokens (context or
  * arena too small, coord_workers_never_fit), with why saying the sizes. */

@@ -269,10 +269,7 @@ static void on_finished(struct coord *c, int wi, const Nosa__Serve__JobFinished 
         if (code) snprintf(what, sizeof what, "worker %s: %s", c->workers.w[wi].name, msg);
         coord_finish_job(c, j, f->reason, code, code ? what : NULL, f->recomputed_tokens);
     }
-    if (was_running) {
-        coord_free_sequence(c, j->kvhost, f->job_id);
-        j->kvhost = COORD_KVHOST_NONE;
-    }
+    if (was_running) coord_free_job_sequence(c, j);
 }
 
 static const char *body_name(Nosa__Serve__WorkerMsg__BodyCase b)
