@@ -39,16 +39,6 @@ cudaError_t attention_init(const cuda_kv &kv, int rep, int chunk)
                                 (int)attention_smem_bytes(kv, rep, chunk));
 }
 
-static __device__ __forceinline__ void bf16x8_to_f32(uint4 w, float *f)
-{
-    const uint32_t u[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        f[2 * j] = __uint_as_float(u[j] << 16);
-        f[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
-    }
-}
-
 /* Copies block src (arena format, n16 16-byte units) into its staged form at dst, four
  * independent loads in flight per thread. A missed block is read from the mapped arena and
  * also stored, unpadded, into its pool slot `install` (NULL for a block already on the GPU):

@@ -57,6 +57,17 @@ __device__ __forceinline__ float cu_bf16_to_f32(uint16_t h)
     return __uint_as_float((uint32_t)h << 16);
 }
 
+/* Eight bf16 from one 16-byte load: a 32-bit word holds element 2j (low half) and 2j + 1. */
+__device__ __forceinline__ void bf16x8_to_f32(uint4 w, float *f)
+{
+    const uint32_t u[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        f[2 * j] = __uint_as_float(u[j] << 16);
+        f[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+    }
+}
+
 /* Per (slot, layer, KV head) state, head index ih = (slot * n_layers + layer) * n_kv + head.
  * Blocks use the arena block format (kv_geometry.h) so copies are plain byte copies. */
 struct cuda_kv {

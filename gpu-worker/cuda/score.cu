@@ -46,19 +46,9 @@ static __global__ void __launch_bounds__(SCORE_THREADS)
             int c = base + grp;
             float kf[SCORE_DIMS];
             if (c < c1) {
-                /* 16 bf16 = two 16-byte loads; a 32-bit word holds dimensions 2j (low
-                 * half) and 2j + 1 (high half). */
                 const uint4 *kr = (const uint4 *)(kc + (size_t)c * (size_t)d);
 #pragma unroll
-                for (int v = 0; v < SCORE_DIMS / 8; v++) {
-                    uint4 w = kr[v];
-                    uint32_t u[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-                    for (int j = 0; j < 4; j++) {
-                        kf[8 * v + 2 * j] = __uint_as_float(u[j] << 16);
-                        kf[8 * v + 2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
-                    }
-                }
+                for (int v = 0; v < SCORE_DIMS / 8; v++) bf16x8_to_f32(kr[v], kf + 8 * v);
             } else {
 #pragma unroll
                 for (int x = 0; x < SCORE_DIMS; x++) kf[x] = 0.0f;
