@@ -202,6 +202,8 @@ int bench_run_probe_memory(struct bench_ctx *c, const struct nosa_backend_ops *o
                            const struct bench_mode *mode, int max_context, int device,
                            double *fixed_b, double *per_seq_b, char *err, size_t errlen);
 
+/* Monotonic seconds (bench_run.c), for every timing of the benchmark. */
+double bench_now(void);
 /* Tokens each slot may reach in an instance for context ctx (fill + every decode step). */
 int bench_run_max_context(const struct bench_opts *o, const struct nosa_model_config *cfg,
                           int ctx);

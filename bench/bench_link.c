@@ -38,19 +38,12 @@ struct bench_link_dev {
     const char *what;        /* the call that failed */
 };
 
-static double bench_link_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Copies the buffer reps times; on error sets e and what. */
 static void bench_link_copy(struct bench_link_dev *d, int reps)
 {
     d->what = "cudaSetDevice";
     if ((d->e = cudaSetDevice(d->device)) != cudaSuccess) return;
-    d->t0 = bench_link_now();
+    d->t0 = bench_now();
     for (int r = 0; r < reps; r++)
         for (uint64_t off = 0; off < d->bytes; off += BENCH_LINK_CHUNK) {
             uint64_t n = d->bytes - off < BENCH_LINK_CHUNK ? d->bytes - off : BENCH_LINK_CHUNK;
@@ -61,7 +54,7 @@ static void bench_link_copy(struct bench_link_dev *d, int reps)
         }
     d->what = "cudaStreamSynchronize";
     d->e = cudaStreamSynchronize(d->stream);
-    d->t1 = bench_link_now();
+    d->t1 = bench_now();
 }
 
 static void *bench_link_thread(void *arg)

@@ -355,8 +355,7 @@ static int bench_ctx_setup(struct bench_ctx *c, int *slots, char *err, size_t er
     }
     *slots = dense && o->dense_max_cap > max_batch ? o->dense_max_cap : max_batch;
     c->slots = *slots;
-    struct nosa_kv_geometry geom = {(uint32_t)cfg->n_layers, (uint32_t)cfg->n_kv_heads,
-                                    (uint32_t)bs, (uint32_t)cfg->head_dim, NOSA_KV_DTYPE_BF16};
+    struct nosa_kv_geometry geom = nosa_model_kv_geometry(cfg);
     uint64_t arena_slots = (uint64_t)o->n_devices * (uint64_t)*slots;
     return bench_arena_create(&geom, c->template_groups + arena_slots * c->slot_groups,
                               &c->arena, err, errlen);

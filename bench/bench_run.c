@@ -21,7 +21,7 @@
 #include "bf16.h"
 #include "log.h"
 
-static double bench_now(void)
+double bench_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
