@@ -38,7 +38,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "kvh_client.h"
 #include "kvh_probe.h"
 #include "node_harness.h"
 #include "parse.h"
@@ -350,30 +349,28 @@ static void check_jobs(struct nh_node *node, const struct job_set *js, const int
     }
 }
 
-/* must_fire: a fault that does not come (the jobs ended first, an armed point was not passed
- * often enough) is a failure; in a soak it is only counted out. */
 /* Every job has ended: the workers free their sequences after each JobFinished, the
  * coordinator those its workers could not (a retried free waits up to 2 s for a kv-host that
  * did not answer), so the arena must be empty again within a few seconds. */
 static void check_arena_empty(struct nh_node *node, const char *label)
 {
-    struct kvh_client *kc = NULL;
-    struct kvh_stats st = {0};
+    static struct kvh_probe_snapshot st;
     char err[256] = "";
-    int ok = kvh_client_connect(node->kvhost_ep, NULL, &kc, err, sizeof err) == 0, empty = 0;
+    int ok = 1, empty = 0;
     uint64_t end = nh_now_ms() + 10000;
     while (ok && !empty && nh_now_ms() < end) {
-        ok = kvh_client_stats(kc, &st, err, sizeof err) == 0;
+        ok = kvh_probe_snapshot(node->kvhost_ep, NULL, 0, &st, err, sizeof err) == 0;
         empty = ok && st.n_seqs == 0 && st.free_groups == st.n_groups;
         if (!empty) usleep(50000);
     }
-    kvh_client_close(kc);
     CHECK(empty, "%s: the arena is not empty once every job ended: %llu sequences, %llu of %llu "
           "groups used%s%s", label, (unsigned long long)st.n_seqs,
           (unsigned long long)(st.n_groups - st.free_groups), (unsigned long long)st.n_groups,
           ok ? "" : "; ", ok ? "" : err);
 }
 
+/* must_fire: a fault that does not come (the jobs ended first, an armed point was not passed
+ * often enough) is a failure; in a soak it is only counted out. */
 static void run_midrun(struct nh_node *node, struct job_set *js, enum fault_kind kind,
                        long at_tokens, int victim, int must_fire, struct fault_summary *sum)
 {
