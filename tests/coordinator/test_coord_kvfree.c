@@ -29,6 +29,21 @@ static int has_table(struct kvh_client *kc, uint64_t seq)
     return rc == 0 ? 1 : -1;
 }
 
+/* Pumps w (heartbeats every 50 ms) until it has job id or timeout_ms passes. */
+static int wait_assigned(struct fake_worker *w, uint64_t id, unsigned timeout_ms)
+{
+    uint64_t end = ch_now_ms() + timeout_ms, next_hb = 0;
+    while (!fw_job(w, id) && ch_now_ms() < end) {
+        fw_pump(w);
+        if (ch_now_ms() >= next_hb) {
+            fw_heartbeat(w);
+            next_hb = ch_now_ms() + 50;
+        }
+        ch_sleep_ms(5);
+    }
+    return fw_job(w, id) != NULL;
+}
+
 /* Starts a job on the fake worker w, which allocates `groups` groups for it (0: none). */
 static uint64_t start_job(struct fake_worker *w, void *cl, struct kvh_client *kc,
                           uint32_t groups, const char *what)
@@ -37,13 +52,8 @@ static uint64_t start_job(struct fake_worker *w, void *cl, struct kvh_client *kc
     REQUIRE(r && r->submitted, "%s: submit", what);
     uint64_t id = r->submitted->job_id;
     protobuf_c_message_free_unpacked(&r->base, NULL);
-    uint64_t end = ch_now_ms() + 3000;
-    while (!fw_job(w, id) && ch_now_ms() < end) {
-        fw_pump(w);
-        fw_heartbeat(w);
-        ch_sleep_ms(5);
-    }
-    REQUIRE(fw_job(w, id), "%s: job %llu not assigned", what, (unsigned long long)id);
+    REQUIRE(wait_assigned(w, id, 3000), "%s: job %llu not assigned", what,
+            (unsigned long long)id);
     char err[256];
     if (groups) {
         struct kvh_seq_alloc a = {.seq_id = id, .n_groups = groups};
@@ -67,21 +77,6 @@ static void wait_freed(struct fake_worker *w, struct kvh_client *kc, uint64_t id
     }
     CHECK(has_table(kc, id) == 0, "%s: job %llu's sequence still in the kv-host after its end",
           what, (unsigned long long)id);
-}
-
-/* Pumps w (heartbeats every 50 ms) until it has job id or timeout_ms passes. */
-static int wait_assigned(struct fake_worker *w, uint64_t id, unsigned timeout_ms)
-{
-    uint64_t end = ch_now_ms() + timeout_ms, next_hb = 0;
-    while (!fw_job(w, id) && ch_now_ms() < end) {
-        fw_pump(w);
-        if (ch_now_ms() >= next_hb) {
-            fw_heartbeat(w);
-            next_hb = ch_now_ms() + 50;
-        }
-        ch_sleep_ms(5);
-    }
-    return fw_job(w, id) != NULL;
 }
 
 /* One job whose sequence must be gone from the kv-host after its JobFinished. */
@@ -151,11 +146,7 @@ int main(int argc, char **argv)
     REQUIRE(fw_open(&e, &p1, "p1", 1, 64) == 0, "p1 socket");
     p1.kvhost = node.kvhost_ep;
     REQUIRE(fw_register(&p1) == 0, "p1 registers");
-    Nosa__Serve__ClientReply *r = cl_submit(cl, "a prompt of more than one block", 5, 0);
-    REQUIRE(r && r->submitted, "submit the job to prefill");
-    uint64_t pid = r->submitted->job_id;
-    protobuf_c_message_free_unpacked(&r->base, NULL);
-    REQUIRE(wait_assigned(&p1, pid, 3000), "job %llu not placed on p1", (unsigned long long)pid);
+    uint64_t pid = start_job(&p1, cl, kc, 0, "a prompt of more than one block");
     fw_progress(&p1, pid, 16);
     ch_sleep_ms(100);
     REQUIRE(nh_signal(&node, "coordinator", SIGKILL) == 0 &&

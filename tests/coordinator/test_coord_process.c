@@ -140,7 +140,6 @@ static void expect_error(Nosa__Serve__ClientReply *r, int code, const char *want
 }
 
 /* ---------------------------------------------------------------- a job moves */
-/* Submits a streamed job of 10 tokens and waits until one of the two workers has it. */
 /* Pumps both workers and collects cl's replies into s until its job finished (ms at most). */
 static void pump_until_finished(struct fake_worker **ws, void *cl, struct stream *s, unsigned ms)
 {
@@ -151,6 +150,7 @@ static void pump_until_finished(struct fake_worker **ws, void *cl, struct stream
     }
 }
 
+/* Submits a streamed job of 10 tokens and waits until one of the two workers has it. */
 static void submit_placed(void *cl, const char *prompt, struct fake_worker **ws, uint64_t *id)
 {
     Nosa__Serve__ClientReply *r = cl_submit(cl, prompt, 10, 1);
@@ -599,12 +599,9 @@ static void test_restart(struct fake_worker *b, void **cl)
 /* 1 when the coordinator's log holds text. */
 static int coord_log_has(const char *text)
 {
-    FILE *f = fopen(g_e.log, "r");
-    if (!f) return 0;
-    char line[1024];
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f)) found = strstr(line, text) != NULL;
-    fclose(f);
+    char *log = test_read_file(g_e.log);
+    int found = log && strstr(log, text);
+    free(log);
     return found;
 }
 

@@ -26,8 +26,6 @@ static struct nh_node g_node;
 static struct fake_coord g_fc;
 static int g_worker_seq;
 
-/* Starts a worker named w<N> (offloaded, or with --resident; env_extra: NULL or more
- * environment, e.g. an armed fault point); its name goes to name[]. */
 /* A worker (named into name) with env_extra in its environment and extra_flag, when set,
  * as its last flag and value. */
 static void start_worker_with(char *name, size_t cap, int resident, char *const env_extra[],
@@ -48,6 +46,8 @@ static void start_worker_with(char *name, size_t cap, int resident, char *const 
     REQUIRE(nh_spawn(&g_node, name, env_extra, 0, argv) >= 0, "spawn %s", name);
 }
 
+/* Starts a worker named w<N> (offloaded, or with --resident; env_extra: NULL or more
+ * environment, e.g. an armed fault point); its name goes to name[]. */
 static void start_worker_env(char *name, size_t cap, int resident, char *const env_extra[])
 {
     start_worker_with(name, cap, resident, env_extra, NULL, NULL);
