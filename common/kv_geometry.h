@@ -27,6 +27,15 @@ struct nosa_kv_geometry {
     uint32_t dtype; /* NOSA_KV_DTYPE_BF16: the only one for now */
 };
 
+/* 1 when a and b describe the same blocks. */
+static inline int nosa_kv_geometry_equal(const struct nosa_kv_geometry *a,
+                                         const struct nosa_kv_geometry *b)
+{
+    return a->n_layers == b->n_layers && a->n_kv_heads == b->n_kv_heads &&
+           a->block_size == b->block_size && a->head_dim == b->head_dim &&
+           a->dtype == b->dtype;
+}
+
 static inline size_t nosa_kv_block_kv_bytes(const struct nosa_kv_geometry *g)
 {
     return (size_t)g->block_size * g->head_dim * 2u; /* one of K or V, bf16 */

@@ -31,10 +31,8 @@ int nosa_backend_config_check(const struct nosa_model *model,
         return -EINVAL;
     }
     if (!cfg->arena) return 0;
-    const struct nosa_kv_geometry *g = &cfg->arena->geom;
-    if (g->n_layers != (uint32_t)mc->n_layers || g->n_kv_heads != (uint32_t)mc->n_kv_heads ||
-        g->block_size != (uint32_t)mc->sparse.block_size ||
-        g->head_dim != (uint32_t)mc->head_dim || g->dtype != NOSA_KV_DTYPE_BF16) {
+    const struct nosa_kv_geometry *g = &cfg->arena->geom, want = nosa_model_kv_geometry(mc);
+    if (!nosa_kv_geometry_equal(g, &want)) {
         nosa_set_error(err, errlen,
                        "%s backend: arena geometry (layers %u, kv heads %u, block %u, "
                        "head_dim %u, dtype %u) does not match the model (%d, %d, %d, %d, bf16)",

@@ -37,13 +37,6 @@ static int install_signals(char *err, size_t errlen)
     return 0;
 }
 
-static int geometry_equal(const struct nosa_kv_geometry *a, const struct nosa_kv_geometry *b)
-{
-    return a->n_layers == b->n_layers && a->n_kv_heads == b->n_kv_heads &&
-           a->block_size == b->block_size && a->head_dim == b->head_dim &&
-           a->dtype == b->dtype;
-}
-
 /* Opens the arena (--recover) or creates and formats a new one. */
 static int arena_ready(const struct kvh_config *cfg, struct kvh_arena *arena,
                        struct kvh_store *store, char *err, size_t errlen)
@@ -63,7 +56,7 @@ static int arena_ready(const struct kvh_config *cfg, struct kvh_arena *arena,
                            "--destroy %s)", arena->shm_name, why, cfg->name);
             return rc;
         }
-        if (!geometry_equal(&store->geom, &cfg->geom)) {
+        if (!nosa_kv_geometry_equal(&store->geom, &cfg->geom)) {
             nosa_set_error(err, errlen, "arena %s holds n_layers=%u n_kv_heads=%u block_size=%u "
                            "head_dim=%u, the model wants n_layers=%u n_kv_heads=%u "
                            "block_size=%u head_dim=%u", arena->shm_name, store->geom.n_layers,
