@@ -314,12 +314,19 @@ void coord_cancel_on_worker(struct coord *c, int worker, uint64_t job_id)
     coord_send_worker(c, worker, &m);
 }
 
-void coord_free_sequence(struct coord *c, int kvhost, uint64_t job_id)
+/* coord_free_sequence in every kv-host it names but `except` (a kv-host index, or
+ * COORD_KVHOST_NONE for none). */
+static void free_sequence_except(struct coord *c, int kvhost, int except, uint64_t job_id)
 {
     uint64_t now = coord_now_ms();
     for (int k = 0; k < c->kvhosts.arenas.n; k++)
-        if (k == kvhost || kvhost == COORD_KVHOST_UNKNOWN)
+        if (k != except && (k == kvhost || kvhost == COORD_KVHOST_UNKNOWN))
             coord_kvhosts_free(&c->kvhosts, k, job_id, now);
+}
+
+void coord_free_sequence(struct coord *c, int kvhost, uint64_t job_id)
+{
+    free_sequence_except(c, kvhost, COORD_KVHOST_NONE, job_id);
 }
 
 void coord_free_job_sequence(struct coord *c, struct coord_job *j)
@@ -612,10 +619,7 @@ static void move_sequence(struct coord *c, struct coord_job *j, const struct coo
                      "and %u tokens; its sequence in %s is freed", (unsigned long long)j->id,
                      c->kvhosts.h[w->kvhost].endpoint, j->tok.n,
                      c->kvhosts.h[j->kvhost].endpoint);
-        uint64_t now = coord_now_ms();
-        for (int k = 0; k < c->kvhosts.arenas.n; k++)
-            if (k != w->kvhost && (k == j->kvhost || j->kvhost == COORD_KVHOST_UNKNOWN))
-                coord_kvhosts_free(&c->kvhosts, k, j->id, now);
+        free_sequence_except(c, j->kvhost, w->kvhost, j->id); /* not where it goes now */
     }
     j->kvhost = w->kvhost;
     j->fresh_from = j->tok.n;
