@@ -80,22 +80,16 @@ grep -q "no kv-host on NUMA node 1" <<<"$bad" || fail "exec kvhost 1 with --kvho
 [ -e "$run/model" ] && fail "a refused exec generated the model"
 has "$(fake_plan)" "^coordinator: .*--kvhost ipc://$run/kvh0.sock --kvhost ipc://$run/kvh1.sock" \
   "per-numa: the coordinator follows both kv-hosts"
-# Two NUMA nodes: kv-host N bound to node N, cpu1 on node 1 with kvh1, and the coordinator
-# given both kv-hosts.
-sys=$run/sys
-mkdir -p "$sys/devices/system/node/node0" "$sys/devices/system/node/node1"
-echo 0-1 >"$sys/devices/system/node/has_memory"
-echo 0 >"$sys/devices/system/node/node0/cpulist"
-echo 1 >"$sys/devices/system/node/node1/cpulist"
-plan2=$(NOSA_SYSFS=$sys "$node_sh" plan "${flags[@]}" 2>&1) || fail "plan on two NUMA nodes: $plan2"
-grep "^kvh1:" <<<"$plan2" | grep -q -- "--endpoint ipc://$run/kvh1.sock .*--numa-node 1" ||
-  fail "plan on two NUMA nodes: no kvh1 on node 1: $plan2"
-grep "^cpu1 (NUMA node 1):" <<<"$plan2" | grep -q -- "--kvhost ipc://$run/kvh1.sock" ||
-  fail "plan on two NUMA nodes: cpu1 not on kvh1: $plan2"
-grep "^coordinator:" <<<"$plan2" |
-  grep -q -- "--kvhost ipc://$run/kvh0.sock --kvhost ipc://$run/kvh1.sock" ||
-  fail "plan on two NUMA nodes: the coordinator does not follow both kv-hosts: $plan2"
-rm -rf "$sys"
+# Two NUMA nodes (the made-up sysfs) with CPU workers: kv-host N bound to node N, cpu1 on
+# node 1 with kvh1, and the coordinator given both kv-hosts.
+plan2=$(NOSA_SYSFS="$fake/sys" "$node_sh" plan "${flags[@]}" 2>&1) ||
+  fail "plan on two NUMA nodes: $plan2"
+has "$plan2" "^kvh1: .*--endpoint ipc://$run/kvh1.sock .*--numa-node 1" \
+  "plan on two NUMA nodes: kvh1 on node 1"
+has "$plan2" "^cpu1 \(NUMA node 1\): .*--kvhost ipc://$run/kvh1.sock" \
+  "plan on two NUMA nodes: cpu1 on kvh1"
+has "$plan2" "^coordinator: .*--kvhost ipc://$run/kvh0.sock --kvhost ipc://$run/kvh1.sock" \
+  "plan on two NUMA nodes: the coordinator follows both kv-hosts"
 
 out=$("$node_sh" start "${flags[@]}" 2>&1) || fail "start: $out"
 echo "$out"
