@@ -59,46 +59,57 @@ int bench_grid_instance(struct bench_ctx *c, const struct nosa_backend_ops *ops,
         double f = floor((limit - fixed) / per_seq);
         fit = f < 0.0 ? 0 : f > max_slots ? max_slots : (int)f;
     }
-    int batches[BENCH_MAX_LIST + 1], n = 0, dense_max = 0;
-    for (int i = 0; i < o->n_batches; i++) {
-        if (o->batches[i] <= fit) {
-            batches[n++] = o->batches[i];
-        } else {
-            printf("skip: %s %s context %d batch %d: does not fit (%.3f GB per sequence, "
-                   "%.3f GB fixed, %.3f GB limit, %s)\n", ops->name, mode->name, context,
-                   o->batches[i], per_seq / 1e9, fixed / 1e9, limit / 1e9, src);
+    int dense = mode->attn == NOSA_ATTN_DENSE && limit > 0.0;
+    for (;;) {
+        int batches[BENCH_MAX_LIST + 1], n = 0, dense_max = 0;
+        for (int i = 0; i < o->n_batches; i++) {
+            if (o->batches[i] <= fit) {
+                batches[n++] = o->batches[i];
+            } else {
+                printf("skip: %s %s context %d batch %d: does not fit (%.3f GB per sequence, "
+                       "%.3f GB fixed, %.3f GB limit, %s)\n", ops->name, mode->name, context,
+                       o->batches[i], per_seq / 1e9, fixed / 1e9, limit / 1e9, src);
+            }
         }
+        if (dense) {
+            dense_max = fit < o->dense_max_cap ? fit : o->dense_max_cap;
+            int present = 0;
+            for (int i = 0; i < n; i++) present |= batches[i] == dense_max;
+            if (dense_max > 0 && !present) batches[n++] = dense_max;
+            printf("dense: %s context %d: largest batch that fits: %d (%.3f GB per sequence, "
+                   "%.3f GB fixed, %.3f GB limit, %s%s)\n", ops->name, context, dense_max,
+                   per_seq / 1e9, fixed / 1e9, limit / 1e9, src,
+                   fit > o->dense_max_cap ? "; capped by --dense-max" : "");
+        }
+        if (n == 0) return 0;
+        bench_sort_ints(batches, n);
+        struct bench_instance_spec sp = {
+            .backend_name = ops->name,
+            .mode = mode,
+            .context = context,
+            .batches = batches,
+            .n_batches = n,
+            .dense_max_batch = dense_max,
+            .gpu_per_seq = per_seq,
+            .gpu_mem_source = src,
+        };
+        int rows_before = res->n;
+        rc = bench_run_instance(c, ops, &sp, res, err, errlen);
+        if (rc != -ENOMEM) return rc;
+        /* The device refused what the memory model let through (the 1-vs-2-slot probe does
+         * not see allocations that grow faster than the slots, nor fragmentation). Dense
+         * needs its true largest batch: when the refusal came before any point ran (at
+         * create), shrink the batch by 2% and try again; otherwise keep the points run. */
+        if (!dense || dense_max <= 1 || res->n != rows_before) {
+            printf("skip: %s %s context %d: out of memory: %s\n", ops->name, mode->name,
+                   context, err);
+            return 0;
+        }
+        int smaller = dense_max - (dense_max + 49) / 50;
+        printf("dense: %s context %d: batch %d out of memory at create (%s); trying %d\n",
+               ops->name, context, dense_max, err, smaller);
+        fit = smaller;
     }
-    if (mode->attn == NOSA_ATTN_DENSE && limit > 0.0) {
-        dense_max = fit < o->dense_max_cap ? fit : o->dense_max_cap;
-        int present = 0;
-        for (int i = 0; i < n; i++) present |= batches[i] == dense_max;
-        if (dense_max > 0 && !present) batches[n++] = dense_max;
-        printf("dense: %s context %d: largest batch that fits: %d (%.3f GB per sequence, "
-               "%.3f GB fixed, %.3f GB limit, %s%s)\n", ops->name, context, dense_max,
-               per_seq / 1e9, fixed / 1e9, limit / 1e9, src,
-               fit > o->dense_max_cap ? "; capped by --dense-max" : "");
-    }
-    if (n == 0) return 0;
-    bench_sort_ints(batches, n);
-    struct bench_instance_spec sp = {
-        .backend_name = ops->name,
-        .mode = mode,
-        .context = context,
-        .batches = batches,
-        .n_batches = n,
-        .dense_max_batch = dense_max,
-        .gpu_per_seq = per_seq,
-        .gpu_mem_source = src,
-    };
-    rc = bench_run_instance(c, ops, &sp, res, err, errlen);
-    if (rc == -ENOMEM) {
-        /* A point the memory model let through but the device refused: keep the rest. */
-        printf("skip: %s %s context %d: out of memory: %s\n", ops->name, mode->name, context,
-               err);
-        rc = 0;
-    }
-    return rc;
 }
 
 /* q was measured like p: same backend, workload and context, on the same device (or the

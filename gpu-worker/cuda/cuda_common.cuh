@@ -3,8 +3,9 @@
  * exactly, and the device view of the KV state (struct cuda_kv), passed to kernels by value.
  *
  * Errors: a CUDA or cuBLAS failure is fatal to the worker (STYLE.md); the macros format
- * "file:line: call: message" into (err, errlen), set rc = -EIO and jump to the function's
- * cleanup label `fail`. */
+ * "file:line: call: message" into (err, errlen), set rc (-ENOMEM for an allocation that
+ * the device refused, so a caller sizing a batch can tell it from a fault; else -EIO) and
+ * jump to the function's cleanup label `fail`. */
 #ifndef NOSA_CUDA_COMMON_CUH
 #define NOSA_CUDA_COMMON_CUH
 
@@ -24,7 +25,7 @@ extern "C" {
         if (e_ != cudaSuccess) {                                                            \
             nosa_set_error(err, errlen, "%s:%d: %s: %s", __FILE__, __LINE__, #call,         \
                            cudaGetErrorString(e_));                                         \
-            rc = -EIO;                                                                      \
+            rc = e_ == cudaErrorMemoryAllocation ? -ENOMEM : -EIO;                          \
             goto fail;                                                                      \
         }                                                                                   \
     } while (0)
@@ -35,7 +36,7 @@ extern "C" {
         if (s_ != CUBLAS_STATUS_SUCCESS) {                                                  \
             nosa_set_error(err, errlen, "%s:%d: %s: %s", __FILE__, __LINE__, #call,         \
                            cublasGetStatusString(s_));                                      \
-            rc = -EIO;                                                                      \
+            rc = s_ == CUBLAS_STATUS_ALLOC_FAILED ? -ENOMEM : -EIO;                         \
             goto fail;                                                                      \
         }                                                                                   \
     } while (0)
