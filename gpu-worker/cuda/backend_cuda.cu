@@ -509,8 +509,8 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
         }
         CUDA_CHECK(attention_init(b->kv, b->rep, b->chunk));
         if (!score_supported(b->d)) {
-            nosa_set_error(err, errlen, "cuda backend: head_dim %d is not 16 x a power of two "
-                                        "<= 32 (the scoring kernel's lane split)", b->d);
+            nosa_set_error(err, errlen, "cuda backend: head_dim %d is not one the scoring "
+                                        "kernel is built for (16, 32, 64, 128, 256)", b->d);
             rc = -ENOTSUP;
             goto fail;
         }

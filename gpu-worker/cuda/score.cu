@@ -1,73 +1,104 @@
-/* score: query x compressed-key logits (see score.cuh). */
+/* score: query x compressed-key logits on the tensor cores (see score.cuh). */
 #include "score.cuh"
 
-#define SCORE_THREADS 128
-#define SCORE_KEYS 64 /* compressed keys per CTA */
-#define SCORE_DIMS 16 /* dimensions of a key row per lane */
-#define SCORE_G 8     /* query heads per pass: their q slices stay in registers */
+#define SCORE_WARPS 4
+#define SCORE_TILES 4 /* 8-key tiles per warp: their loads are all in flight before the MMAs */
+#define SCORE_KEYS (SCORE_WARPS * SCORE_TILES * 8) /* compressed keys per CTA */
+#define SCORE_G 8     /* query heads per pass: the MMA's 16 rows are their hi and lo halves */
 
 bool score_supported(int head_dim)
 {
-    int lanes = head_dim / SCORE_DIMS;
-    return head_dim % SCORE_DIMS == 0 && lanes >= 1 && lanes <= 32 && (lanes & (lanes - 1)) == 0;
+    return head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128 ||
+           head_dim == 256;
 }
 
-/* A key row is split over `lanes` = head_dim / 16 consecutive lanes, each holding the same 16
- * dimensions of up to 8 query heads in registers for all the CTA's keys: a row is read once
- * (two 16-byte loads of bf16 per lane), scored against 8 heads, and reduced over its lanes with
- * log2(lanes) shuffles per head. */
-static __global__ void __launch_bounds__(SCORE_THREADS)
+static __device__ __forceinline__ uint32_t pack_bf16x2(uint16_t lo, uint16_t hi)
+{
+    return (uint32_t)lo | ((uint32_t)hi << 16);
+}
+
+/* D += A (16x16 bf16, row) x B (16x8 bf16, col), f32 accumulators. */
+static __device__ __forceinline__ void mma_bf16_16816(float *c, const uint32_t *a,
+                                                      uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* One warp scores 8-key tiles with m16n8k16 MMAs. The f32 query is split into bf16 hi + lo
+ * (q = hi + lo to 2^-16 relative): rows 0-7 of A are the group's 8 heads' hi halves, rows
+ * 8-15 their lo halves, and a key's logit is the sum of the two rows' results, so the
+ * products are those of the f32 query to about f32 precision (exact bf16 x bf16 products,
+ * f32 accumulation) while the keys are read once at memory speed.
+ *
+ * The dot product does not depend on the order of the dimensions, so the k index of the MMA
+ * is permuted to suit the loads: in k-step j (dimensions 16j .. 16j + 15) lane t = lane % 4
+ * holds dimensions 16j + 4t .. 16j + 4t + 3 of its key row (one 8-byte load) as the B
+ * fragment's k = {2t, 2t + 1} and {2t + 8, 2t + 9}, and the A fragment holds the query's
+ * same four dimensions in the same k positions. NK = head_dim / 16. */
+template <int NK>
+static __global__ void __launch_bounds__(SCORE_WARPS * 32)
     score_kernel(cuda_kv kv, cuda_step st, int layer, select_params p, const float *qkv, int ld,
                  float *scratch)
 {
-    int li = blockIdx.y, i = li / kv.n_kv, h = li % kv.n_kv, d = kv.head_dim;
+    int li = blockIdx.y, i = li / kv.n_kv, h = li % kv.n_kv;
+    const int d = NK * 16;
     int pos = st.pos[i], nb = pos / kv.block_size;
     if (p.mode == 0 || nb <= p.k_total) return;
     int n_c = pos + 1 < kv.kernel ? 0 : (pos + 1 - kv.kernel) / kv.stride + 1;
-    int c0 = blockIdx.x * SCORE_KEYS;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    int c0 = blockIdx.x * SCORE_KEYS + warp * SCORE_TILES * 8;
     if (c0 >= n_c) return;
-    int c1 = min(c0 + SCORE_KEYS, n_c);
-    int lanes = d / SCORE_DIMS, sub = threadIdx.x % lanes, grp = threadIdx.x / lanes;
-    int n_grp = blockDim.x / lanes;
     size_t ih = cu_kv_head_index(kv, st.slot[i], layer, h);
-    const float *q = qkv + (size_t)i * (size_t)ld + (size_t)h * (size_t)p.rep * (size_t)d +
-                     (size_t)sub * SCORE_DIMS;
-    const uint16_t *kc = kv.kc + ih * (size_t)kv.max_c * (size_t)d + (size_t)sub * SCORE_DIMS;
+    const uint16_t *kc = kv.kc + ih * (size_t)kv.max_c * (size_t)d + (size_t)(4 * t);
     float *lg = select_scratch_logits(kv, scratch, li);
+    const float *qh = qkv + (size_t)i * (size_t)ld + (size_t)h * (size_t)p.rep * (size_t)d;
+
+    /* Key rows of this lane (key g of each tile), loaded once for every head group. */
+    uint2 kf[SCORE_TILES][NK];
+#pragma unroll
+    for (int tile = 0; tile < SCORE_TILES; tile++) {
+        int c = c0 + tile * 8 + g;
+#pragma unroll
+        for (int j = 0; j < NK; j++)
+            kf[tile][j] = c < n_c ? *(const uint2 *)(kc + (size_t)c * d + 16 * j)
+                                  : make_uint2(0u, 0u);
+    }
     for (int g0 = 0; g0 < p.rep; g0 += SCORE_G) {
-        float qr[SCORE_G][SCORE_DIMS];
+        /* A fragments: a[0] = hi (row g), a[1] = lo (row g + 8) at k {2t, 2t+1}; a[2], a[3]
+         * the same at k {2t+8, 2t+9}. Heads past the group are zero rows. */
+        uint32_t a[NK][4];
+        int head = g0 + g;
 #pragma unroll
-        for (int g = 0; g < SCORE_G; g++)
+        for (int j = 0; j < NK; j++) {
+            float4 q = head < p.rep ? *(const float4 *)(qh + (size_t)head * d + 16 * j + 4 * t)
+                                    : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            float qv[4] = {q.x, q.y, q.z, q.w};
+            uint16_t hi[4], lo[4];
 #pragma unroll
-            for (int x = 0; x < SCORE_DIMS; x++)
-                qr[g][x] = g0 + g < p.rep ? q[(size_t)(g0 + g) * d + x] : 0.0f;
-        /* Uniform trip count over the warp: the shuffles need every lane. */
-        for (int base = c0; base < c1; base += n_grp) {
-            int c = base + grp;
-            float kf[SCORE_DIMS];
-            if (c < c1) {
-                const uint4 *kr = (const uint4 *)(kc + (size_t)c * (size_t)d);
-#pragma unroll
-                for (int v = 0; v < SCORE_DIMS / 8; v++) bf16x8_to_f32(kr[v], kf + 8 * v);
-            } else {
-#pragma unroll
-                for (int x = 0; x < SCORE_DIMS; x++) kf[x] = 0.0f;
+            for (int x = 0; x < 4; x++) {
+                hi[x] = cu_f32_to_bf16(qv[x]);
+                lo[x] = cu_f32_to_bf16(qv[x] - cu_bf16_to_f32(hi[x]));
             }
-            float acc[SCORE_G];
+            a[j][0] = pack_bf16x2(hi[0], hi[1]);
+            a[j][1] = pack_bf16x2(lo[0], lo[1]);
+            a[j][2] = pack_bf16x2(hi[2], hi[3]);
+            a[j][3] = pack_bf16x2(lo[2], lo[3]);
+        }
 #pragma unroll
-            for (int g = 0; g < SCORE_G; g++) {
-                acc[g] = 0.0f;
+        for (int tile = 0; tile < SCORE_TILES; tile++) {
+            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-                for (int x = 0; x < SCORE_DIMS; x++) acc[g] = fmaf(qr[g][x], kf[x], acc[g]);
+            for (int j = 0; j < NK; j++) mma_bf16_16816(acc, a[j], kf[tile][j].x, kf[tile][j].y);
+            /* acc[0..1]: head g's hi products for keys 2t, 2t+1 of the tile; acc[2..3]: lo. */
+            int c = c0 + tile * 8 + 2 * t;
+            if (head < p.rep) {
+                float *row = lg + (size_t)head * kv.max_c;
+                if (c < n_c) row[c] = (acc[0] + acc[2]) * p.scale;
+                if (c + 1 < n_c) row[c + 1] = (acc[1] + acc[3]) * p.scale;
             }
-            for (int o = lanes / 2; o > 0; o >>= 1)
-#pragma unroll
-                for (int g = 0; g < SCORE_G; g++)
-                    acc[g] += __shfl_xor_sync(0xffffffffu, acc[g], o);
-            if (sub == 0 && c < c1)
-#pragma unroll
-                for (int g = 0; g < SCORE_G; g++)
-                    if (g0 + g < p.rep) lg[(size_t)(g0 + g) * kv.max_c + c] = acc[g] * p.scale;
         }
     }
 }
@@ -76,7 +107,14 @@ void score_launch(cuda_kv kv, cuda_step st, int layer, select_params p, const fl
                   int ld, float *scratch, int max_nc, cudaStream_t s)
 {
     if (max_nc <= 0) return;
-    int bx = (max_nc + SCORE_KEYS - 1) / SCORE_KEYS;
-    score_kernel<<<dim3(bx, st.n * kv.n_kv), SCORE_THREADS, 0, s>>>(kv, st, layer, p, qkv, ld,
-                                                                    scratch);
+    dim3 grid((max_nc + SCORE_KEYS - 1) / SCORE_KEYS, st.n * kv.n_kv);
+    int threads = SCORE_WARPS * 32;
+    switch (kv.head_dim) {
+    case 16: score_kernel<1><<<grid, threads, 0, s>>>(kv, st, layer, p, qkv, ld, scratch); break;
+    case 32: score_kernel<2><<<grid, threads, 0, s>>>(kv, st, layer, p, qkv, ld, scratch); break;
+    case 64: score_kernel<4><<<grid, threads, 0, s>>>(kv, st, layer, p, qkv, ld, scratch); break;
+    case 128: score_kernel<8><<<grid, threads, 0, s>>>(kv, st, layer, p, qkv, ld, scratch); break;
+    case 256: score_kernel<16><<<grid, threads, 0, s>>>(kv, st, layer, p, qkv, ld, scratch); break;
+    default: break; /* create refuses other head sizes (score_supported) */
+    }
 }

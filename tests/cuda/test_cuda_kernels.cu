@@ -8,11 +8,14 @@
  * - attention: 1e-5 (f32 arithmetic in another order, expf ulps); with some blocks read from
  *   the mapped host arena instead of the pool (offload misses): bit-identical to the run
  *   over the pool, and those blocks installed in their pool slots byte for byte;
+ * - query x compressed-key scores (tensor cores, f32 query as bf16 hi + lo): 1e-5 against
+ *   double precision (the split keeps ~2^-17 of the query, then f32 accumulation);
  * - argmax: exact. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <algorithm>
 #include <vector>
 
 #include "attention.cuh"
@@ -20,6 +23,7 @@
 #include "gemm.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
+#include "score.cuh"
 #include "swiglu.cuh"
 
 extern "C" {
@@ -256,6 +260,60 @@ static void test_attention(int n_kv, int rep, int d, int bs, int n_sel, int open
     cudaFree(dq), cudaFree(dout), cudaFree(dpart);
 }
 
+/* score_launch over n tokens (each its own slot, position pos[i]: n_c compressed keys) of a
+ * head group of rep query heads per KV head, against q . kc * scale in double precision. */
+static void test_score(int n_kv, int rep, int d, const std::vector<int> &pos)
+{
+    int n = (int)pos.size(), kernel = 32, stride = 16, bs = 64, max_c = 0;
+    for (int p : pos) max_c = std::max(max_c, (p + 1 - kernel) / stride + 1);
+    cuda_kv kv;
+    memset(&kv, 0, sizeof(kv));
+    kv.n_layers = 1, kv.n_kv = n_kv, kv.head_dim = d, kv.block_size = bs;
+    kv.kernel = kernel, kv.stride = stride, kv.max_c = max_c, kv.max_blocks = max_c;
+    kv.scratch_stride = select_scratch_floats(kv, rep);
+    std::vector<uint16_t> kc((size_t)n * n_kv * max_c * d);
+    for (auto &v : kc) v = nosa_f32_to_bf16(frand());
+    int qkv_ld = (n_kv * rep + 2 * n_kv) * d;
+    std::vector<float> qkv((size_t)n * qkv_ld);
+    for (auto &v : qkv) v = 2 * frand();
+    std::vector<int32_t> slot(n);
+    for (int i = 0; i < n; i++) slot[i] = n - 1 - i; /* slots need not follow the batch */
+    uint16_t *dkc = dev_copy(kc);
+    float *dq = dev_copy(qkv), *dscr;
+    int32_t *dslot = dev_copy(slot), *dpos = dev_copy(std::vector<int32_t>(pos.begin(), pos.end()));
+    size_t scr = (size_t)n * n_kv * kv.scratch_stride;
+    CK(cudaMalloc((void **)&dscr, scr * sizeof(float)));
+    CK(cudaMemset(dscr, 0xff, scr * sizeof(float)));
+    kv.kc = dkc;
+    cuda_step st = {dslot, dpos, n};
+    /* k_total 0: every token with a complete block is one the kernel scores. */
+    select_params p = {2 /* nosa */, rep, 0, 0, 1, 1, 4, 4, 1.0f / sqrtf((float)d)};
+    score_launch(kv, st, 0, p, dq, qkv_ld, dscr, max_c, 0);
+    CK(cudaGetLastError());
+    std::vector<float> out = host_copy(dscr, scr), got, ref;
+    for (int i = 0; i < n; i++) {
+        int n_c = (pos[i] + 1 - kernel) / stride + 1;
+        for (int h = 0; h < n_kv; h++) {
+            const float *lg = &out[(size_t)(i * n_kv + h) * kv.scratch_stride];
+            const uint16_t *k = &kc[(size_t)(slot[i] * n_kv + h) * max_c * d];
+            for (int g = 0; g < rep; g++) {
+                const float *q = &qkv[(size_t)i * qkv_ld + (size_t)(h * rep + g) * d];
+                for (int c = 0; c < n_c; c++) {
+                    double acc = 0.0;
+                    for (int x = 0; x < d; x++)
+                        acc += (double)q[x] * (double)nosa_bf16_to_f32(k[(size_t)c * d + x]);
+                    ref.push_back((float)(acc * p.scale));
+                    got.push_back(lg[(size_t)g * max_c + c]);
+                }
+            }
+        }
+    }
+    double e = rel_err(got, ref);
+    printf("score kv=%d rep=%d d=%d tokens=%d max_c=%d: rel err %.3g\n", n_kv, rep, d, n, max_c, e);
+    CHECK(e <= 1e-5, "score kv=%d rep=%d d=%d: rel err %g", n_kv, rep, d, e);
+    cudaFree(dkc), cudaFree(dq), cudaFree(dscr), cudaFree(dslot), cudaFree(dpos);
+}
+
 static void test_argmax(int n, int vocab)
 {
     std::vector<float> x(n * vocab);
@@ -295,6 +353,12 @@ int main(void)
                                        {2, 8, 128, 64, 63, 1, 4}, {1, 4, 64, 16, 0, 5, 1},
                                        {3, 1, 32, 8, 20, 7, 3}, {2, 4, 128, 64, 10, 64, 1}};
     for (auto &c : att_cases) test_attention(c[0], c[1], c[2], c[3], c[4], c[5], c[6]);
+    /* The 1B group (rep 8, d 128), the tiny model's, two head groups, key counts off the
+     * CTA's 128-key tiling, a token with only 5 compressed keys. */
+    test_score(2, 8, 128, {2047, 70001, 1234});
+    test_score(2, 2, 16, {255, 4000});
+    test_score(1, 16, 64, {3000, 95});
+    test_score(3, 4, 32, {100, 600});
     test_argmax(5, 512);
     test_argmax(2, 73448);
     cublasDestroy(h);
