@@ -179,9 +179,21 @@ static void test_choose(void)
     n = nosa_cpu_sel_choose(&p, 10, bq, be, sel, taken);
     CHECK(n == 5 && sel[0] == 0 && sel[1] == 1 && sel[2] == 2 && sel[3] == 8 && sel[4] == 9,
           "nosa: %d: %d %d %d %d %d", n, sel[0], sel[1], sel[2], sel[3], sel[4]);
-    /* Fewer complete blocks than the budget: all of them, in every mode. */
-    n = nosa_cpu_sel_choose(&p, 4, bq, be, sel, taken);
-    CHECK(n == 4 && sel[0] == 0 && sel[3] == 3, "all blocks when they fit");
+    /* As many or fewer complete blocks than the budget: the top-k takes all of them, in
+     * ascending order, whatever the scores (ties, -inf, the nosa stage smaller than n). */
+    const float low[5] = {-INFINITY, 2.0f, -INFINITY, 2.0f, 0.5f};
+    for (int mode = NOSA_ATTN_INFLLMV2; mode <= NOSA_ATTN_NOSA; mode++) {
+        p.mode = (enum nosa_attn_mode)mode;
+        for (int nb = 0; nb <= 5; nb++) {
+            memcpy(bq, low, sizeof(low));
+            memcpy(be, bq0, sizeof(low));
+            n = nosa_cpu_sel_choose(&p, nb, bq, be, sel, taken);
+            int i = 0;
+            while (i < n && sel[i] == i) i++;
+            CHECK(n == nb && i == nb, "%s, %d blocks that fit: %d chosen, in order up to %d",
+                  nosa_attn_mode_name(p.mode), nb, n, i);
+        }
+    }
     p.mode = NOSA_ATTN_DENSE;
     n = nosa_cpu_sel_choose(&p, 10, NULL, NULL, sel, taken);
     CHECK(n == 10 && sel[9] == 9, "dense selects everything");
