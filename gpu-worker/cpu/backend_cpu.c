@@ -296,15 +296,14 @@ static void layer_attention(struct nosa_backend *b, int slot, int layer, int pos
         nosa_cpu_kv_append(&b->kv, kh, pos, key, b->vb + (size_t)h * (size_t)d, b->cis[h]);
         nosa_cpu_sel_push(&b->sp, &kh->sel, pos, key, b->cis[h]);
 
-        int n_sel;
-        if (b->sp.mode == NOSA_ATTN_DENSE || n_blocks <= b->sp.k_total) {
-            n_sel = nosa_cpu_sel_choose(&b->sp, n_blocks, NULL, NULL, b->sel, b->taken);
-        } else {
+        /* Scored and chosen even when every block fits the budget (the choice then takes
+         * them all), so the full-budget == dense tests run the real selection. */
+        if (b->sp.mode != NOSA_ATTN_DENSE) {
             nosa_cpu_sel_score_query(&b->sp, &kh->sel, qh, n_blocks, b->bq, b->sq);
             if (b->sp.mode == NOSA_ATTN_NOSA)
                 nosa_cpu_sel_score_evict(&b->sp, &kh->sel, n_blocks, b->be);
-            n_sel = nosa_cpu_sel_choose(&b->sp, n_blocks, b->bq, b->be, b->sel, b->taken);
         }
+        int n_sel = nosa_cpu_sel_choose(&b->sp, n_blocks, b->bq, b->be, b->sel, b->taken);
         for (int i = 0; i < n_sel; i++) kh->last_sel[i] = b->sel[i];
         kh->n_last_sel = n_sel;
         attend_head(b, kh, pos, n_sel, qh, b->att + qi, groups, layer, h, ls);

@@ -91,11 +91,13 @@ static void mark_forced(const struct nosa_cpu_sel_params *p, int n_blocks, float
 int nosa_cpu_sel_choose(const struct nosa_cpu_sel_params *p, int n_blocks, float *bq, float *be,
                         int *sel, unsigned char *taken)
 {
-    int k_total = p->k_total < n_blocks ? p->k_total : n_blocks;
-    if (p->mode == NOSA_ATTN_DENSE || k_total == n_blocks) {
+    if (p->mode == NOSA_ATTN_DENSE) {
         for (int m = 0; m < n_blocks; m++) sel[m] = m;
         return n_blocks;
     }
+    /* No shortcut when every block fits: top-k of all n_blocks takes each one, and running
+     * it keeps the full-budget == dense tests a test of this code. */
+    int k_total = p->k_total < n_blocks ? p->k_total : n_blocks;
     mark_forced(p, n_blocks, bq);
     if (p->mode == NOSA_ATTN_INFLLMV2) {
         nosa_cpu_topk(sel, k_total, bq, n_blocks, taken);

@@ -20,7 +20,8 @@
  *   their Bq and Be are +INFINITY.
  * - infllmv2: S = top(budget-1) of Bq. nosa: Sq = top(query_aware-1) of Bq; Be[Sq] = +inf;
  *   S = top(budget-1) of Be. dense: every complete block. Top-k as nosa_cpu_topk (ties: the
- *   lower block wins); S is returned in ascending block order. */
+ *   lower block wins); S is returned in ascending block order. With no more complete blocks
+ *   than budget-1 the sparse modes still score and run the top-k, which takes every block. */
 #ifndef NOSA_CPU_SELECT_H
 #define NOSA_CPU_SELECT_H
 
@@ -73,8 +74,8 @@ void nosa_cpu_sel_score_evict(const struct nosa_cpu_sel_params *p,
                               const struct nosa_cpu_sel_state *s, int n_blocks, float *be);
 
 /* Chooses among the complete blocks [0, n_blocks) per p->mode from bq and be (modified:
- * forced blocks and, for nosa, Sq set to +inf; be unused unless nosa). Writes S ascending to
- * sel and returns |S|. taken[n_blocks] is scratch. */
+ * forced blocks and, for nosa, Sq set to +inf; neither read by dense, be unused unless
+ * nosa). Writes S ascending to sel and returns |S|. taken[n_blocks] is scratch. */
 int nosa_cpu_sel_choose(const struct nosa_cpu_sel_params *p, int n_blocks, float *bq, float *be,
                         int *sel, unsigned char *taken);
 

@@ -1,6 +1,7 @@
 /* test_cpu_backend: the CPU backend's exactness properties on the tiny random model (block
  * size 8, budget 10 blocks unless a test says otherwise): every comparison is bit-for-bit.
- * - full budget: infllmv2 and nosa (resident and offloaded) give the dense logits;
+ * - full budget: infllmv2 and nosa (resident and offloaded) select every block and give the
+ *   dense logits;
  * - offloaded == resident over 200+ decode steps with really sparse selection, default pool
  *   and a pool of budget + 2 that must evict; in every call of both, each layer's bytes are
  *   its transferred / written blocks x block bytes and the totals are the per-layer sums;
@@ -68,12 +69,32 @@ static void check_layer_stats(const struct nosa_step_stats *st, int n_layers, ui
           "%s: totals are not the per-layer sums", what);
 }
 
+/* Every (slot, layer, KV head) of h's first n slots last selected all its complete blocks,
+ * 0 .. len/8 - 1 in order. */
+static void check_selects_all(const struct harness *h, int n, const char *what)
+{
+    int32_t sel[CTX / 8];
+    for (int s = 0; s < n; s++) {
+        int want = (h->len[s] - 1) / 8;
+        for (int l = 0; l < h->model->cfg.n_layers; l++) {
+            for (int hd = 0; hd < h->model->cfg.n_kv_heads; hd++) {
+                int k = h->ops->last_selection(h->b, s, l, hd, sel, CTX / 8), i = 0;
+                while (i < k && sel[i] == i) i++;
+                CHECK(k == want && i == k, "%s: slot %d layer %d head %d selected %d of %d "
+                      "blocks, first out of order at %d", what, s, l, hd, k, want, i);
+            }
+        }
+    }
+}
+
 /* Full budget: with budget_blocks covering the whole context, every sparse mode selects
  * every block and must reproduce dense exactly (docs/CPU_BACKEND.md: all modes share the
- * attention formula, eviction bias included). */
+ * attention formula, eviction bias included). The sparse modes score and run the top-k
+ * here too, so this checks that the choice takes every block, in ascending order; the
+ * budget is the longest context's exactly (154 tokens: 19 complete blocks at the end). */
 static void test_full_budget(void)
 {
-    struct nosa_model *m = harness_model(CTX / 8 + 1, 10, 11);
+    struct nosa_model *m = harness_model(154 / 8 + 1, 10, 11);
     int vocab = m->cfg.vocab_size;
     const int plen[3] = {5, 37, 130};
     enum { NV = 6 };
@@ -107,6 +128,7 @@ static void test_full_budget(void)
                 harness_decode(&h[v], bs, slots, tok, g_lb);
                 CHECK(same_logits(g_la, g_lb, bs * vocab),
                       "batch %d step %d: variant %d differs from dense", bs, step, v);
+                check_selects_all(&h[v], bs, nosa_attn_mode_name(variants[v].mode));
             }
             for (int s = 0; s < bs; s++) tok[s] = harness_argmax(g_la + s * vocab, vocab);
         }

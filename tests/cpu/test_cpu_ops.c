@@ -156,6 +156,32 @@ static void test_compression(void)
     }
 }
 
+/* Bq by hand: two query heads, three compressed keys, scale 1, and pooling with u = 1, r = 2
+ * (block m takes compressed keys m-1 and m), so each block shows a different maximum. */
+static void test_score_query(void)
+{
+    struct nosa_cpu_sel_params p = {.mode = NOSA_ATTN_INFLLMV2, .head_dim = 2, .rep = 2,
+                                    .block_size = 2, .kernel = 4, .stride = 2, .units = 1,
+                                    .span = 2, .k_total = 3, .k_query = 2, .sink = 1,
+                                    .window = 1, .scale = 1.0f};
+    const float kcv[3][2] = {{0, 0}, {1, 1}, {2, -1}}, q[2][2] = {{1, 0}, {0, 2}};
+    nosa_bf16 kc[6];
+    for (int i = 0; i < 6; i++) kc[i] = nosa_f32_to_bf16(kcv[i / 2][i % 2]);
+    struct nosa_cpu_sel_state st = {NULL, NULL, kc, NULL, 3};
+    float bq[3], scratch[6];
+    nosa_cpu_sel_score_query(&p, &st, &q[0][0], 3, bq, scratch);
+    /* Logits q_g . kc_i: head 0 {0, 1, 2}, head 1 {0, 2, -2}. */
+    double z0 = 1 + exp(1.0) + exp(2.0), z1 = 1 + exp(2.0) + exp(-2.0);
+    double sq[3] = {1 / z0 + 1 / z1, exp(1.0) / z0 + exp(2.0) / z1,
+                    exp(2.0) / z0 + exp(-2.0) / z1};
+    check_rel(bq[0], sq[0], "Bq block 0");
+    check_rel(bq[1], fmax(sq[0], sq[1]), "Bq block 1");
+    check_rel(bq[2], fmax(sq[1], sq[2]), "Bq block 2");
+    st.n_c = 0; /* no compressed key yet: every block -inf */
+    nosa_cpu_sel_score_query(&p, &st, &q[0][0], 2, bq, scratch);
+    CHECK(isinf(bq[0]) && bq[0] < 0 && isinf(bq[1]), "Bq without compressed keys");
+}
+
 static void test_choose(void)
 {
     struct nosa_cpu_sel_params p = {.mode = NOSA_ATTN_INFLLMV2, .head_dim = 4, .rep = 1,
@@ -179,9 +205,21 @@ static void test_choose(void)
     n = nosa_cpu_sel_choose(&p, 10, bq, be, sel, taken);
     CHECK(n == 5 && sel[0] == 0 && sel[1] == 1 && sel[2] == 2 && sel[3] == 8 && sel[4] == 9,
           "nosa: %d: %d %d %d %d %d", n, sel[0], sel[1], sel[2], sel[3], sel[4]);
-    /* Fewer complete blocks than the budget: all of them, in every mode. */
-    n = nosa_cpu_sel_choose(&p, 4, bq, be, sel, taken);
-    CHECK(n == 4 && sel[0] == 0 && sel[3] == 3, "all blocks when they fit");
+    /* As many or fewer complete blocks than the budget: the top-k takes all of them, in
+     * ascending order, whatever the scores (ties, -inf, the nosa stage smaller than n). */
+    const float low[5] = {-INFINITY, 2.0f, -INFINITY, 2.0f, 0.5f};
+    for (int mode = NOSA_ATTN_INFLLMV2; mode <= NOSA_ATTN_NOSA; mode++) {
+        p.mode = (enum nosa_attn_mode)mode;
+        for (int nb = 0; nb <= 5; nb++) {
+            memcpy(bq, low, sizeof(low));
+            memcpy(be, bq0, sizeof(low));
+            n = nosa_cpu_sel_choose(&p, nb, bq, be, sel, taken);
+            int i = 0;
+            while (i < n && sel[i] == i) i++;
+            CHECK(n == nb && i == nb, "%s, %d blocks that fit: %d chosen, in order up to %d",
+                  nosa_attn_mode_name(p.mode), nb, n, i);
+        }
+    }
     p.mode = NOSA_ATTN_DENSE;
     n = nosa_cpu_sel_choose(&p, 10, NULL, NULL, sel, taken);
     CHECK(n == 10 && sel[9] == 9, "dense selects everything");
@@ -196,6 +234,7 @@ int main(void)
     test_topk();
     test_block_pool();
     test_compression();
+    test_score_query();
     test_choose();
     return test_report("test_cpu_ops");
 }
