@@ -46,7 +46,7 @@ static __global__ void __launch_bounds__(SCORE_WARPS * 32)
     int li = blockIdx.y, i = li / kv.n_kv, h = li % kv.n_kv;
     const int d = NK * 16;
     int pos = st.pos[i], nb = pos / kv.block_size;
-    if (p.mode == 0 || nb <= p.k_total) return;
+    if (p.mode == 0 || nb == 0) return; /* dense, or no complete block to select */
     int n_c = pos + 1 < kv.kernel ? 0 : (pos + 1 - kv.kernel) / kv.stride + 1;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     int c0 = blockIdx.x * SCORE_KEYS + warp * SCORE_TILES * 8;

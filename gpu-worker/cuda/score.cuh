@@ -5,8 +5,8 @@
  * batch 1; bf16 tensor-core MMAs with the f32 query split into hi + lo halves (score.cu says
  * why that keeps f32 precision), so the kernel runs at the speed of its key reads. The softmax,
  * group sum, pooling and top-k follow in select (select.cuh), which owns the scratch
- * layout: lg is at select_scratch_logits(). Only heads that will select (sparse mode,
- * more complete blocks than k_total) are scored. */
+ * layout: lg is at select_scratch_logits(). Only heads that select (sparse mode, at least
+ * one complete block) are scored. */
 #ifndef NOSA_CUDA_SCORE_CUH
 #define NOSA_CUDA_SCORE_CUH
 #include "cuda_common.cuh"

@@ -4,8 +4,8 @@
  *   max-pooled to blocks (units [u*m - (r-1), u*m + u - 1] clipped);
  * - Be: the compressed eviction scores, max-pooled the same way;
  * - forced blocks (sink, window) +inf; infllmv2: top(k_total) of Bq; nosa: Sq = top(k_query)
- *   of Bq, Be[Sq] = +inf, S = top(k_total) of Be; dense, or no more complete blocks than
- *   k_total: every complete block.
+ *   of Bq, Be[Sq] = +inf, S = top(k_total) of Be (with no more complete blocks than k_total
+ *   the top-k takes them all); dense: every complete block.
  * Top-k is exact and deterministic: block m is chosen iff fewer than k blocks j rank before
  * it, where j ranks before m when s[j] > s[m], or s[j] == s[m] and j < m (the CPU's order:
  * higher score first, ties to the lower block). The result goes, ascending, to
