@@ -547,8 +547,37 @@ Nosa__Serve__ClientReply *cl_submit_keyed(void *sock, const char *prompt, uint32
 }
 
 /* ---------------------------------------------------------------- the nosa CLI */
-int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), void *arg,
-               unsigned timeout_ms, char **out, char **errout)
+/* A pseudo-terminal: the master (read here) and the slave the CLI writes to. 0 or -1. */
+static int open_pty(int *master, int *slave)
+{
+    *master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    const char *name = NULL;
+    if (*master < 0 || grantpt(*master) || unlockpt(*master) || !(name = ptsname(*master)) ||
+        (*slave = open(name, O_RDWR | O_NOCTTY)) < 0) {
+        if (*master >= 0) close(*master);
+        return -1;
+    }
+    return fcntl(*master, F_SETFL, O_NONBLOCK) == 0 ? 0 : -1;
+}
+
+/* Appends what the master has now to *buf (size *len, malloc'd). */
+static void drain_pty(int master, char **buf, size_t *len)
+{
+    char chunk[4096];
+    ssize_t r;
+    while ((r = read(master, chunk, sizeof chunk)) > 0) {
+        char *grown = realloc(*buf, *len + (size_t)r + 1);
+        if (!grown) return;
+        memcpy(grown + *len, chunk, (size_t)r);
+        *len += (size_t)r;
+        grown[*len] = 0;
+        *buf = grown;
+    }
+}
+
+int ch_run_cli_tty(struct ch_env *e, const char *const *args, enum ch_cli_tty tty,
+                   void (*pump)(void *), void *arg, unsigned timeout_ms, char **out,
+                   char **errout)
 {
     char bin[1100], out_path[300], err_path[300];
     snprintf(bin, sizeof bin, "%s/nosa", e->bin_dir);
@@ -558,11 +587,16 @@ int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), 
     int n = 3;
     for (int i = 0; args[i] && n < 63; i++) argv[n++] = args[i];
     argv[n] = NULL;
+    int master = -1, slave = -1;
+    if (tty != CH_TTY_NONE && open_pty(&master, &slave)) return -1;
     pid_t pid = fork();
-    if (pid < 0) return -1;
+    if (pid < 0) {
+        if (master >= 0) close(master), close(slave);
+        return -1;
+    }
     if (pid == 0) {
-        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fo = tty == CH_TTY_BOTH ? slave : open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fe = tty != CH_TTY_NONE ? slave : open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fo < 0 || fe < 0) _exit(126);
         dup2(fo, 1);
         dup2(fe, 2);
@@ -570,9 +604,14 @@ int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), 
         execv(bin, (char *const *)argv);
         _exit(127);
     }
+    /* The slave stays open here until the end: the master then never reads EIO, and what
+     * the CLI wrote last is still there to read after it exits. */
+    char *term = NULL;
+    size_t term_len = 0;
     uint64_t end = ch_now_ms() + timeout_ms;
     int status = 0, rc = -1;
     for (;;) {
+        if (master >= 0) drain_pty(master, &term, &term_len);
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) {
             rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -586,9 +625,22 @@ int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), 
         if (pump) pump(arg);
         ch_sleep_ms(3);
     }
-    *out = test_read_file(out_path);
-    *errout = test_read_file(err_path);
+    if (master >= 0) {
+        drain_pty(master, &term, &term_len);
+        close(master);
+        close(slave);
+        if (!term) term = calloc(1, 1);
+    }
+    *out = tty == CH_TTY_BOTH ? term : test_read_file(out_path);
+    *errout = tty == CH_TTY_STDERR ? term : tty == CH_TTY_BOTH ? calloc(1, 1)
+                                                                : test_read_file(err_path);
     return rc;
+}
+
+int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), void *arg,
+               unsigned timeout_ms, char **out, char **errout)
+{
+    return ch_run_cli_tty(e, args, CH_TTY_NONE, pump, arg, timeout_ms, out, errout);
 }
 
 void ch_expected_text(uint32_t n, char *out, size_t cap)
