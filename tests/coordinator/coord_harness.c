@@ -1,17 +1,15 @@
 /* coord_harness.c: see coord_harness.h. */
 #include "coord_harness.h"
+#include "test_http.h"
 #include "test_util.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -33,19 +31,6 @@ void ch_sleep_ms(unsigned ms)
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    int port = 0;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-        port = ntohs(sa.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
 }
 
 static void cleanup(int term_ctx)
@@ -101,7 +86,7 @@ void ch_init(struct ch_env *e, const char *bin_dir, const char *tag)
     snprintf(e->clients_ep, sizeof e->clients_ep, "ipc://%s/coord.sock", e->run_dir);
     snprintf(e->journal, sizeof e->journal, "%s/coordinator.journal", e->run_dir);
     snprintf(e->log, sizeof e->log, "%s/coordinator.log", e->run_dir);
-    e->metrics_port = free_port();
+    e->metrics_port = test_free_port();
     e->ctx = zmq_ctx_new();
     g_env = e;
     atexit(cleanup_at_exit);
