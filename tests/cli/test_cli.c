@@ -1,9 +1,9 @@
 /* test_cli.c: the `nosa` CLI as a process against a real nosa-coordinator with a fake worker
  * (tests/coordinator/coord_harness.h): every command in text and --json, and every error
- * with its exit code: unreachable coordinator (3), bad flags (2), refused requests (4), a
- * failed or cancelled job (1, 5); a job streamed on a terminal keeps its text whole under
- * the progress line; a streamed job survives a kill -9 and restart of the coordinator with
- * its text exact. */
+ * with its exit code: unreachable coordinator (3, for each command), bad flags (2), refused
+ * requests (4), a failed or cancelled job (1, 5); a job streamed on a terminal keeps its text
+ * whole under the progress line; a streamed job survives a kill -9 and restart of the
+ * coordinator with its text exact. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +117,23 @@ static void test_no_coordinator(void)
     free(run(NULL, (const char *[]){"--coordinator", "tcp://127.0.0.1:9", "--timeout-ms", "300",
                                     "status", NULL},
              3, NULL, "did not answer within 300 ms"));
+    /* every command that talks to the coordinator: no socket file, and a tcp endpoint with
+     * nothing behind it (a submit is sent again only to a coordinator that was there) */
+    const char *const commands[][5] = {{"submit", "--prompt", "x", "--max-tokens", "3"},
+                                       {"cancel", "5"},
+                                       {"drain"}};
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        const char *args[12] = {0}, *json_args[12] = {"--json"},
+                   *tcp_args[12] = {"--coordinator", "tcp://127.0.0.1:9", "--timeout-ms", "300"};
+        for (int k = 0; k < 5 && commands[i][k]; k++)
+            args[k] = json_args[k + 1] = tcp_args[k + 4] = commands[i][k];
+        free(run(NULL, args, 3, NULL, "no coordinator at"));
+        out = run(NULL, json_args, 3, "\"code\":\"unreachable\"", "no coordinator at");
+        CHECK(out && strstr(out, "\"error\":\"no coordinator at "),
+              "`nosa --json %s`: no JSON error line: %s", commands[i][0], out ? out : "");
+        free(out);
+        free(run(NULL, tcp_args, 3, NULL, "did not answer within 300 ms"));
+    }
     free(run(NULL, (const char *[]){"submit", "--prompt", "x", "--max-tokens", "0", NULL}, 2, NULL,
              "--max-tokens"));
     free(run(NULL, (const char *[]){"--json", "frobnicate", NULL}, 2, "\"code\":\"usage\"",
@@ -311,7 +328,10 @@ static void test_restart_and_drain(struct bg *b)
     free(out);
     b->restart_after = 0;
 
-    free(run(b, (const char *[]){"--json", "drain", NULL}, 0, "\"draining\":true", NULL));
+    free(run(b, (const char *[]){"drain", NULL}, 0,
+             "draining: no new jobs; 0 still queued or running\n", NULL));
+    free(run(b, (const char *[]){"--json", "drain", NULL}, 0,
+             "{\"draining\":true,\"remaining\":0}\n", NULL));
     free(run(b, (const char *[]){"submit", "--prompt", "late", "--max-tokens", "3", NULL}, 4, NULL,
              "draining"));
     free(run(b, (const char *[]){"status", NULL}, 0, "draining", NULL));

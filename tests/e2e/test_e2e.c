@@ -125,9 +125,9 @@ static void check_offload_metrics(struct nh_node *node)
     for (int w = 0; w < 2; w++)
         CHECK(seen_blocks[w] && seen_bytes[w] && seen_hit[w],
               "%s while decoding a long job: blocks moved per step > 0 %s, bytes > 0 %s, hit "
-              "rate in (0,1] %s; last /metrics:\n%s", g_workers[w], seen_blocks[w] ? "seen" : "never",
-              seen_bytes[w] ? "seen" : "never", seen_hit[w] ? "seen" : "never",
-              text ? text : "(no answer)");
+              "rate in (0,1] %s; last /metrics:\n%s",
+              g_workers[w], seen_blocks[w] ? "seen" : "never", seen_bytes[w] ? "seen" : "never",
+              seen_hit[w] ? "seen" : "never", text ? text : "(no answer)");
     free(text);
     for (int i = 0; i < 2; i++) {
         const char *argv[] = {"nosa", "--coordinator", node->clients_ep, "--run-dir",
