@@ -1,7 +1,8 @@
 /* test_worker.c: a real nosa-worker process against a real nosa-kvhost, with the test
  * playing the coordinator (fake_coord: a ROUTER at the worker endpoint). Checks:
- * registration and heartbeats; jobs' tokens equal nosa-generate's (the single-process
- * reference) for the same prompt and sampling; cancel; bad messages answered with Error
+ * registration and heartbeats; no --backend picks auto (cpu without a GPU) and says why;
+ * jobs' tokens equal nosa-generate's (the single-process reference) for the same prompt and
+ * sampling; cancel; bad messages answered with Error
  * (or a refused job with JobFinished) while the worker keeps serving; finished jobs' kv-host
  * sequences freed; a job resumed on a second worker after the first was killed (SIGKILL)
  * recomputes less than a block and continues with exactly the reference tokens; a
@@ -164,6 +165,29 @@ static void test_startup_errors(void)
               "'%s' in: %s", i, rc, cases[i].want, out ? out : "");
         free(out);
     }
+}
+
+/* No --backend: auto, said in the first line with its reason. Without a usable GPU (none
+ * visible, or a build without CUDA) that is cpu and why cuda was not taken; with one, cuda.
+ * The coordinator endpoint answers nothing, so it exits 1 after that line. */
+static void test_backend_auto(void)
+{
+    char nobody[600];
+    snprintf(nobody, sizeof(nobody), "ipc://%s/nobody.sock", g_node.run_dir);
+    const char *argv[] = {"nosa-worker", "--run-dir", g_node.run_dir, "--name", "auto",
+                          "--coordinator", nobody, "--kvhost", g_node.kvhost_ep, "--model",
+                          g_node.model, "--register-timeout-ms", "300", NULL};
+    char *out = NULL;
+    int rc = nh_run(&g_node, argv, 10000, &out);
+    static const char cpu[] = "nosa-worker auto: backend cpu (auto: backend cuda: ";
+    static const char cuda[] = "nosa-worker auto: backend cuda (auto: a GPU is visible)\n";
+    int is_cpu = out && strncmp(out, cpu, strlen(cpu)) == 0;
+    const char *eol = out ? strchr(out, '\n') : NULL;
+    CHECK(rc == 1 && eol && ((is_cpu && eol[-1] == ')') ||
+                             strncmp(out, cuda, strlen(cuda)) == 0),
+          "no --backend: exit %d, want 1 and a first line '%s...)' or '%s' in:\n%s", rc, cpu,
+          cuda, out ? out : "");
+    free(out);
 }
 
 static void test_register(void)
@@ -574,6 +598,7 @@ int main(int argc, char **argv)
     REQUIRE(nh_start_kvhost(&g_node, 0, NULL) >= 0, "kv-host did not start");
     REQUIRE(fc_open(&g_fc, g_node.workers_ep) == 0, "fake coordinator");
     test_startup_errors();
+    test_backend_auto();
     char worker[16];
     start_worker(worker, sizeof(worker), 0);
 
