@@ -628,14 +628,24 @@ int nh_job_wait(struct nh_node *node, int proc, unsigned timeout_ms, struct nh_j
 int nh_generate(struct nh_node *node, const char *prompt, int max_tokens, double temperature,
                 double top_p, uint64_t seed, struct nh_job *out)
 {
+    return nh_generate_flags(node, NULL, prompt, max_tokens, temperature, top_p, seed, out);
+}
+
+int nh_generate_flags(struct nh_node *node, const char *const *flags, const char *prompt,
+                      int max_tokens, double temperature, double top_p, uint64_t seed,
+                      struct nh_job *out)
+{
     char mt[32], t[32], tp[32], sd[32];
     snprintf(mt, sizeof mt, "%d", max_tokens);
     snprintf(t, sizeof t, "%g", temperature);
     snprintf(tp, sizeof tp, "%g", top_p);
     snprintf(sd, sizeof sd, "%llu", (unsigned long long)seed);
-    const char *argv[] = {"nosa-generate", "--model", node->model, "--mode", "nosa", "--prompt",
-                          prompt, "--max-tokens", mt, "--temperature", t, "--top-p", tp,
-                          "--seed", sd, "--json", NULL};
+    const char *argv[32] = {"nosa-generate", "--model", node->model, "--mode", "nosa",
+                            "--prompt", prompt, "--max-tokens", mt, "--temperature", t,
+                            "--top-p", tp, "--seed", sd, "--json"};
+    int n = 16;
+    for (int i = 0; flags && flags[i] && n < 31; i++) argv[n++] = flags[i];
+    argv[n] = NULL;
     char *text = NULL;
     int rc = nh_run(node, argv, 60000, &text);
     memset(out, 0, sizeof *out);

@@ -114,6 +114,10 @@ int nh_job_wait(struct nh_node *node, int proc, unsigned timeout_ms, struct nh_j
 /* The reference: nosa-generate over the same model, prompt and sampling. */
 int nh_generate(struct nh_node *node, const char *prompt, int max_tokens, double temperature,
                 double top_p, uint64_t seed, struct nh_job *out);
+/* The same with flags (NULL-terminated, or NULL) after --mode nosa: a later --mode wins. */
+int nh_generate_flags(struct nh_node *node, const char *const *flags, const char *prompt,
+                      int max_tokens, double temperature, double top_p, uint64_t seed,
+                      struct nh_job *out);
 
 /* Runs a binary of bin_dir to completion (timeout_ms), stdout+stderr into *out (malloc'd,
  * NUL-terminated). Returns its exit code, or -1. */
