@@ -263,37 +263,91 @@ static int send_attach(struct conn *c, uint64_t job_id, uint32_t from)
     return send_msg(c, &m);
 }
 
+/* The progress line on stderr, redrawn in place while stderr is a terminal. On the terminal
+ * that stdout also writes to, only until the text begins: the streamed text has no newline,
+ * so a redraw (\r, erase line) would erase it; from then on the text is the progress, and the
+ * summary at the end gives the rate. */
+struct progress {
+    int on;         /* still drawn */
+    int shared;     /* stdout is the same terminal */
+    int drawn;      /* a line is on the terminal, to erase before anything else is printed */
+    double last_s;
+};
+
+static int same_terminal(int a, int b)
+{
+    struct stat sa, sb;
+    return isatty(a) && isatty(b) && fstat(a, &sa) == 0 && fstat(b, &sb) == 0 &&
+           sa.st_rdev == sb.st_rdev;
+}
+
+static void progress_init(struct progress *p, int json)
+{
+    memset(p, 0, sizeof *p);
+    p->on = !json && isatty(STDERR_FILENO);
+    p->shared = same_terminal(STDOUT_FILENO, STDERR_FILENO);
+}
+
+/* Erases the line (before the job's end or an error is printed). */
+static void progress_clear(struct progress *p, const struct cli_job *job, double now)
+{
+    if (p->drawn) cli_progress(job, now, 1);
+    p->drawn = 0;
+}
+
+static void progress_tick(struct progress *p, const struct cli_job *job, double now)
+{
+    if (!p->on || now - p->last_s < PROGRESS_EVERY_S) return;
+    cli_progress(job, now, 0);
+    p->drawn = 1;
+    p->last_s = now;
+}
+
+/* Called before text is printed: on a shared terminal the line goes for good. */
+static void progress_text_starts(struct progress *p, const struct cli_job *job, double now)
+{
+    if (!p->shared) return;
+    progress_clear(p, job, now);
+    p->on = 0;
+}
+
 /* Receives the job's stream until its end. Returns the exit code. */
 static int stream_job(struct conn *c, struct cli_job *job, int timeout_ms)
 {
-    int tty = isatty(STDERR_FILENO);
+    struct progress pg;
+    progress_init(&pg, c->json);
     int lost = lost_ms(timeout_ms);
-    double heard = now_s(), attached = heard, progress = 0;
+    double heard = now_s(), attached = heard;
     for (;;) {
+        progress_tick(&pg, job, now_s());
         Nosa__Serve__ClientReply *r = NULL;
-        int rc = recv_reply(c, ATTACH_EVERY_MS, &r);
+        int rc = recv_reply(c, pg.on ? (int)(PROGRESS_EVERY_S * 1000) : ATTACH_EVERY_MS, &r);
         if (rc > 1) return rc;
         double now = now_s();
         if (rc == 0) {
             heard = now;
             int code = EXIT_OK, done = 0;
             if (r->error) {
-                if (tty) cli_progress(job, now, 1);
+                progress_clear(&pg, job, now);
                 code = fail(c, EXIT_FAILED, cli_error_code_name(r->error->code),
                             "job %llu: %s", (unsigned long long)job->job_id, r->error->message);
                 done = 1;
             } else if (r->body_case == NOSA__SERVE__CLIENT_REPLY__BODY_TOKENS) {
                 size_t before = job->tok.n;
-                if (take_tokens(job, r->tokens))
+                if (take_tokens(job, r->tokens)) {
+                    progress_clear(&pg, job, now);
                     code = fail(c, EXIT_FAILED, "local", "out of memory"), done = 1;
-                else if (job->tok.n > before) cli_print_tokens(c->json, job, before);
+                } else if (job->tok.n > before) {
+                    if (job->tok.text_len > job->text_printed) progress_text_starts(&pg, job, now);
+                    cli_print_tokens(c->json, job, before);
+                }
             } else if (r->body_case == NOSA__SERVE__CLIENT_REPLY__BODY_FINISHED) {
                 if (r->finished->generated_tokens > job->tok.n) { /* some were lost: ask again */
                     rc = send_attach(c, job->job_id, (uint32_t)job->tok.n);
                     attached = now;
                     if (rc) code = rc, done = 1;
                 } else {
-                    if (tty) cli_progress(job, now, 1);
+                    progress_clear(&pg, job, now);
                     cli_print_finished(c->json, job, r->finished, now);
                     int reason = r->finished->reason;
                     code = reason == NOSA__SERVE__FINISH_REASON__FINISH_LENGTH ||
@@ -308,7 +362,7 @@ static int stream_job(struct conn *c, struct cli_job *job, int timeout_ms)
             if (done) return code;
         }
         if ((now - heard) * 1000.0 > lost) {
-            if (tty) cli_progress(job, now, 1);
+            progress_clear(&pg, job, now);
             return fail(c, EXIT_UNREACHABLE, "unreachable",
                         "lost the coordinator %s: nothing heard for %d ms (job %llu may still "
                         "run: nosa status --job %llu)", c->endpoint, lost,
@@ -319,10 +373,6 @@ static int stream_job(struct conn *c, struct cli_job *job, int timeout_ms)
             rc = send_attach(c, job->job_id, (uint32_t)job->tok.n);
             if (rc) return rc;
             attached = now;
-        }
-        if (tty && now - progress >= PROGRESS_EVERY_S) {
-            cli_progress(job, now, 0);
-            progress = now;
         }
     }
 }

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -72,22 +73,59 @@ static void escape_label(const char *in, char *out, size_t cap)
     out[o] = 0;
 }
 
+/* A sample's value: an integer (a count, groups, jobs), printed exactly, or a real number. */
+struct sample {
+    int integer;
+    uint64_t u;
+    double d;
+};
+
+static struct sample count(uint64_t u) { return (struct sample){.integer = 1, .u = u}; }
+static struct sample real(double d) { return (struct sample){.d = d}; }
+
+/* The value and the line's end. A real is printed as the shortest text that reads back as the
+ * same double (every digit kept: rate() of a gauge or counter rounded to a few digits goes
+ * wrong); non-finite ones as the format spells them. */
+static void put_value(struct text_buf *b, struct sample v)
+{
+    if (v.integer) {
+        put(b, " %llu\n", (unsigned long long)v.u);
+        return;
+    }
+    if (isnan(v.d) || isinf(v.d)) {
+        put(b, " %s\n", isnan(v.d) ? "NaN" : v.d > 0 ? "+Inf" : "-Inf");
+        return;
+    }
+    char text[40];
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(text, sizeof text, "%.*g", prec, v.d);
+        if (strtod(text, NULL) == v.d) break;
+    }
+    put(b, " %s\n", text);
+}
+
 /* One per-worker family: a value from each worker. */
 struct worker_metric {
     const char *name, *type, *help;
-    double (*value)(const struct coord_worker *w);
+    struct sample (*value)(const struct coord_worker *w);
 };
 
-static double w_up(const struct coord_worker *w) { return w->alive; }
-static double w_running(const struct coord_worker *w) { return w->assigned; }
-static double w_slots(const struct coord_worker *w) { return w->max_seqs; }
-static double w_tps(const struct coord_worker *w) { return w->stats.tokens_per_s; }
-static double w_step(const struct coord_worker *w) { return w->stats.step_seconds; }
-static double w_blocks(const struct coord_worker *w) { return w->stats.blocks_moved_per_step; }
-static double w_bytes(const struct coord_worker *w) { return w->stats.bytes_moved_per_step; }
-static double w_hit(const struct coord_worker *w) { return w->stats.cache_hit_rate; }
-static double w_steps(const struct coord_worker *w) { return (double)w->stats.steps; }
-static double w_tokens(const struct coord_worker *w) { return (double)w->stats.tokens; }
+static struct sample w_up(const struct coord_worker *w) { return count(w->alive != 0); }
+static struct sample w_running(const struct coord_worker *w) { return count(w->assigned); }
+static struct sample w_slots(const struct coord_worker *w) { return count(w->max_seqs); }
+static struct sample w_tps(const struct coord_worker *w) { return real(w->stats.tokens_per_s); }
+static struct sample w_step(const struct coord_worker *w) { return real(w->stats.step_seconds); }
+static struct sample w_blocks(const struct coord_worker *w)
+{
+    return real(w->stats.blocks_moved_per_step);
+}
+static struct sample w_bytes(const struct coord_worker *w)
+{
+    return real(w->stats.bytes_moved_per_step);
+}
+static struct sample w_hit(const struct coord_worker *w) { return real(w->stats.cache_hit_rate); }
+static struct sample w_steps(const struct coord_worker *w) { return count(w->stats.steps); }
+static struct sample w_tokens(const struct coord_worker *w) { return count(w->stats.tokens); }
 
 static const struct worker_metric k_worker_metrics[] = {
     {"nosa_worker_up", "gauge", "1 while the worker sends heartbeats, 0 once declared dead", w_up},
@@ -109,21 +147,21 @@ static const struct worker_metric k_worker_metrics[] = {
 /* One per-arena family: a value from each known arena. */
 struct arena_metric {
     const char *name, *help;
-    double (*value)(const struct coord_metrics_arena *a);
+    struct sample (*value)(const struct coord_metrics_arena *a);
 };
 
-static double a_up(const struct coord_metrics_arena *a) { return a->up; }
-static double a_groups(const struct coord_metrics_arena *a) { return (double)a->groups; }
-static double a_free(const struct coord_metrics_arena *a) { return (double)a->free_groups; }
-static double a_reserved(const struct coord_metrics_arena *a)
+static struct sample a_up(const struct coord_metrics_arena *a) { return count(a->up != 0); }
+static struct sample a_groups(const struct coord_metrics_arena *a) { return count(a->groups); }
+static struct sample a_free(const struct coord_metrics_arena *a) { return count(a->free_groups); }
+static struct sample a_reserved(const struct coord_metrics_arena *a)
 {
-    return (double)a->reserved_groups;
+    return count(a->reserved_groups);
 }
-static double a_used(const struct coord_metrics_arena *a)
+static struct sample a_used(const struct coord_metrics_arena *a)
 {
-    return a->groups ? (double)(a->groups - a->free_groups) / (double)a->groups : 0.0;
+    return real(a->groups ? (double)(a->groups - a->free_groups) / (double)a->groups : 0.0);
 }
-static double a_bytes(const struct coord_metrics_arena *a) { return (double)a->bytes; }
+static struct sample a_bytes(const struct coord_metrics_arena *a) { return count(a->bytes); }
 
 static const struct arena_metric k_arena_metrics[] = {
     {"nosa_arena_up", "1 while the kv-host answers, 0 when the values are from its last answer",
@@ -155,7 +193,8 @@ int coord_metrics_render(const struct coord_workers *workers,
     family(&b, "nosa_jobs_failed_total", "counter", "Jobs that ended in error or were cancelled");
     put(&b, "nosa_jobs_failed_total %llu\n", (unsigned long long)node->failed);
     family(&b, "nosa_tokens_per_second", "gauge", "Generated tokens per second, all live workers");
-    put(&b, "nosa_tokens_per_second %.6g\n", tps);
+    put(&b, "nosa_tokens_per_second");
+    put_value(&b, real(tps));
     family(&b, "nosa_draining", "gauge", "1 while new jobs are refused (nosa drain)");
     put(&b, "nosa_draining %d\n", node->draining ? 1 : 0);
     family(&b, "nosa_journal_ok", "gauge", "0 once a journal write failed (new jobs refused)");
@@ -166,7 +205,8 @@ int coord_metrics_render(const struct coord_workers *workers,
         for (int i = 0; i < node->n_arenas; i++) {
             char kvhost[2 * COORD_ENDPOINT_MAX + 1];
             escape_label(node->arenas[i].kvhost, kvhost, sizeof kvhost);
-            put(&b, "%s{kvhost=\"%s\"} %.6g\n", am->name, kvhost, am->value(&node->arenas[i]));
+            put(&b, "%s{kvhost=\"%s\"}", am->name, kvhost);
+            put_value(&b, am->value(&node->arenas[i]));
         }
     }
     for (size_t m = 0; m < sizeof k_worker_metrics / sizeof k_worker_metrics[0]; m++) {
@@ -177,8 +217,8 @@ int coord_metrics_render(const struct coord_workers *workers,
             char name[2 * COORD_WORKER_NAME_MAX + 1], backend[40];
             escape_label(w->name, name, sizeof name);
             escape_label(w->backend, backend, sizeof backend);
-            put(&b, "%s{worker=\"%s\",backend=\"%s\"} %.6g\n", wm->name, name, backend,
-                wm->value(w));
+            put(&b, "%s{worker=\"%s\",backend=\"%s\"}", wm->name, name, backend);
+            put_value(&b, wm->value(w));
         }
     }
     if (b.oom) {

@@ -1,7 +1,8 @@
 /* test_cli.c: the `nosa` CLI as a process against a real nosa-coordinator with a fake worker
  * (tests/coordinator/coord_harness.h): every command in text and --json, and every error
- * with its exit code: unreachable coordinator (3), bad flags (2), refused requests (4), a
- * failed or cancelled job (1, 5); a streamed job survives a kill -9 and restart of the
+ * with its exit code: unreachable coordinator (3, for each command), bad flags (2), refused
+ * requests (4), a failed or cancelled job (1, 5); a job streamed on a terminal keeps its text
+ * whole under the progress line; a streamed job survives a kill -9 and restart of the
  * coordinator with its text exact. */
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +25,8 @@ static struct ch_env g_e;
 struct bg {
     struct fake_worker *w;
     int emit;             /* tokens per call (0: hold them) */
+    unsigned emit_every_ms; /* at most one call's tokens this often (0: every call) */
+    uint64_t next_emit;
     uint64_t next_hb;
     void *cl;             /* raw client for the cancel */
     int cancel_after;     /* > 0: cancel the worker's job once it has sent this many */
@@ -55,7 +58,10 @@ static void bg_pump(void *arg)
         CHECK(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, NULL) == 0, "coordinator restart");
         b->restarted = 1;
     }
-    if (b->emit && !(b->cancel_after && b->cancelled)) fw_emit(b->w, (uint32_t)b->emit);
+    if (b->emit && !(b->cancel_after && b->cancelled) && ch_now_ms() >= b->next_emit) {
+        fw_emit(b->w, (uint32_t)b->emit);
+        b->next_emit = ch_now_ms() + b->emit_every_ms;
+    }
 }
 
 /* Runs nosa with args, checks its exit code and that stdout/stderr contain the given text
@@ -111,6 +117,23 @@ static void test_no_coordinator(void)
     free(run(NULL, (const char *[]){"--coordinator", "tcp://127.0.0.1:9", "--timeout-ms", "300",
                                     "status", NULL},
              3, NULL, "did not answer within 300 ms"));
+    /* every command that talks to the coordinator: no socket file, and a tcp endpoint with
+     * nothing behind it (a submit is sent again only to a coordinator that was there) */
+    const char *const commands[][5] = {{"submit", "--prompt", "x", "--max-tokens", "3"},
+                                       {"cancel", "5"},
+                                       {"drain"}};
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        const char *args[12] = {0}, *json_args[12] = {"--json"},
+                   *tcp_args[12] = {"--coordinator", "tcp://127.0.0.1:9", "--timeout-ms", "300"};
+        for (int k = 0; k < 5 && commands[i][k]; k++)
+            args[k] = json_args[k + 1] = tcp_args[k + 4] = commands[i][k];
+        free(run(NULL, args, 3, NULL, "no coordinator at"));
+        out = run(NULL, json_args, 3, "\"code\":\"unreachable\"", "no coordinator at");
+        CHECK(out && strstr(out, "\"error\":\"no coordinator at "),
+              "`nosa --json %s`: no JSON error line: %s", commands[i][0], out ? out : "");
+        free(out);
+        free(run(NULL, tcp_args, 3, NULL, "did not answer within 300 ms"));
+    }
     free(run(NULL, (const char *[]){"submit", "--prompt", "x", "--max-tokens", "0", NULL}, 2, NULL,
              "--max-tokens"));
     free(run(NULL, (const char *[]){"--json", "frobnicate", NULL}, 2, "\"code\":\"usage\"",
@@ -238,6 +261,55 @@ static void test_commands(struct bg *b)
     b->cancel_after = 0;
 }
 
+/* The first "[job N] K/20 tokens" progress line in s with K > 0, or NULL. */
+static const char *progress_past_zero(const char *s)
+{
+    for (const char *p = s; (p = strstr(p, "[job ")); p++) {
+        unsigned k = 0;
+        if (sscanf(p, "[job %*u] %u/20 tokens", &k) == 1 && k > 0) return p;
+    }
+    return NULL;
+}
+
+/* submit on a terminal, tokens 30 ms apart (past the progress line's 0.2 s redraw): every
+ * byte of the text stays on the screen. On the terminal stdout also writes to, the progress
+ * line shows until the text begins and nothing erases a line after that; with stdout
+ * elsewhere, the line on stderr is redrawn as tokens come and erased before the summary. */
+static void test_terminal(struct bg *b)
+{
+    char want[32], *out = NULL, *err = NULL;
+    ch_expected_text(20, want, sizeof want);
+    const char *args[] = {"submit", "--prompt", "tty", "--max-tokens", "20", NULL};
+    b->emit = 1;
+    b->emit_every_ms = 30;
+    int rc = ch_run_cli_tty(&g_e, args, CH_TTY_BOTH, bg_pump, b, 20000, &out, &err);
+    const char *text = out ? strstr(out, want) : NULL;
+    CHECK(rc == 0 && text, "submit on a terminal: exit %d, the text '%s' not whole in:\n%s", rc,
+          want, out ? out : "");
+    const char *zero = out ? strstr(out, "] 0/20 tokens") : NULL;
+    CHECK(text && zero && zero < text,
+          "submit on a terminal: no progress line before the text:\n%s", out ? out : "");
+    CHECK(text && !strstr(text, "\033[K") && strncmp(text + 20, "\r\nnosa: job ", 12) == 0 &&
+              strstr(text, ": length, 20 tokens in "),
+          "submit on a terminal: the text then a newline and the summary, nothing erased:\n%s",
+          out ? out : "");
+    free(out);
+    free(err);
+
+    rc = ch_run_cli_tty(&g_e, args, CH_TTY_STDERR, bg_pump, b, 20000, &out, &err);
+    char want_out[40];
+    snprintf(want_out, sizeof want_out, "%s\n", want);
+    CHECK(rc == 0 && out && strcmp(out, want_out) == 0, "stdout to a file: exit %d, '%s'", rc,
+          out ? out : "");
+    CHECK(err && progress_past_zero(err) && strstr(err, "\r\033[Knosa: job ") &&
+              strstr(err, ": length, 20 tokens in "),
+          "stderr on a terminal: progress redrawn as tokens come, erased before the summary:\n%s",
+          err ? err : "");
+    free(out);
+    free(err);
+    b->emit_every_ms = 0;
+}
+
 static void test_restart_and_drain(struct bg *b)
 {
     b->emit = 1;
@@ -256,7 +328,10 @@ static void test_restart_and_drain(struct bg *b)
     free(out);
     b->restart_after = 0;
 
-    free(run(b, (const char *[]){"--json", "drain", NULL}, 0, "\"draining\":true", NULL));
+    free(run(b, (const char *[]){"drain", NULL}, 0,
+             "draining: no new jobs; 0 still queued or running\n", NULL));
+    free(run(b, (const char *[]){"--json", "drain", NULL}, 0,
+             "{\"draining\":true,\"remaining\":0}\n", NULL));
     free(run(b, (const char *[]){"submit", "--prompt", "late", "--max-tokens", "3", NULL}, 4, NULL,
              "draining"));
     free(run(b, (const char *[]){"status", NULL}, 0, "draining", NULL));
@@ -274,6 +349,7 @@ int main(int argc, char **argv)
     b.cl = cl_open(&g_e);
     REQUIRE(b.cl, "raw client");
     test_commands(&b);
+    test_terminal(&b);
     test_restart_and_drain(&b);
     zmq_close(b.cl);
     fw_close(&w);

@@ -1,17 +1,15 @@
 /* coord_harness.c: see coord_harness.h. */
 #include "coord_harness.h"
+#include "test_http.h"
 #include "test_util.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -33,19 +31,6 @@ void ch_sleep_ms(unsigned ms)
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    int port = 0;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-        port = ntohs(sa.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
 }
 
 static void cleanup(int term_ctx)
@@ -101,7 +86,7 @@ void ch_init(struct ch_env *e, const char *bin_dir, const char *tag)
     snprintf(e->clients_ep, sizeof e->clients_ep, "ipc://%s/coord.sock", e->run_dir);
     snprintf(e->journal, sizeof e->journal, "%s/coordinator.journal", e->run_dir);
     snprintf(e->log, sizeof e->log, "%s/coordinator.log", e->run_dir);
-    e->metrics_port = free_port();
+    e->metrics_port = test_free_port();
     e->ctx = zmq_ctx_new();
     g_env = e;
     atexit(cleanup_at_exit);
@@ -547,8 +532,37 @@ Nosa__Serve__ClientReply *cl_submit_keyed(void *sock, const char *prompt, uint32
 }
 
 /* ---------------------------------------------------------------- the nosa CLI */
-int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), void *arg,
-               unsigned timeout_ms, char **out, char **errout)
+/* A pseudo-terminal: the master (read here) and the slave the CLI writes to. 0 or -1. */
+static int open_pty(int *master, int *slave)
+{
+    *master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    const char *name = NULL;
+    if (*master < 0 || grantpt(*master) || unlockpt(*master) || !(name = ptsname(*master)) ||
+        (*slave = open(name, O_RDWR | O_NOCTTY)) < 0) {
+        if (*master >= 0) close(*master);
+        return -1;
+    }
+    return fcntl(*master, F_SETFL, O_NONBLOCK) == 0 ? 0 : -1;
+}
+
+/* Appends what the master has now to *buf (size *len, malloc'd). */
+static void drain_pty(int master, char **buf, size_t *len)
+{
+    char chunk[4096];
+    ssize_t r;
+    while ((r = read(master, chunk, sizeof chunk)) > 0) {
+        char *grown = realloc(*buf, *len + (size_t)r + 1);
+        if (!grown) return;
+        memcpy(grown + *len, chunk, (size_t)r);
+        *len += (size_t)r;
+        grown[*len] = 0;
+        *buf = grown;
+    }
+}
+
+int ch_run_cli_tty(struct ch_env *e, const char *const *args, enum ch_cli_tty tty,
+                   void (*pump)(void *), void *arg, unsigned timeout_ms, char **out,
+                   char **errout)
 {
     char bin[1100], out_path[300], err_path[300];
     snprintf(bin, sizeof bin, "%s/nosa", e->bin_dir);
@@ -558,11 +572,16 @@ int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), 
     int n = 3;
     for (int i = 0; args[i] && n < 63; i++) argv[n++] = args[i];
     argv[n] = NULL;
+    int master = -1, slave = -1;
+    if (tty != CH_TTY_NONE && open_pty(&master, &slave)) return -1;
     pid_t pid = fork();
-    if (pid < 0) return -1;
+    if (pid < 0) {
+        if (master >= 0) close(master), close(slave);
+        return -1;
+    }
     if (pid == 0) {
-        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fo = tty == CH_TTY_BOTH ? slave : open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fe = tty != CH_TTY_NONE ? slave : open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fo < 0 || fe < 0) _exit(126);
         dup2(fo, 1);
         dup2(fe, 2);
@@ -570,9 +589,14 @@ int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), 
         execv(bin, (char *const *)argv);
         _exit(127);
     }
+    /* The slave stays open here until the end: the master then never reads EIO, and what
+     * the CLI wrote last is still there to read after it exits. */
+    char *term = NULL;
+    size_t term_len = 0;
     uint64_t end = ch_now_ms() + timeout_ms;
     int status = 0, rc = -1;
     for (;;) {
+        if (master >= 0) drain_pty(master, &term, &term_len);
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) {
             rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -586,9 +610,22 @@ int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), 
         if (pump) pump(arg);
         ch_sleep_ms(3);
     }
-    *out = test_read_file(out_path);
-    *errout = test_read_file(err_path);
+    if (master >= 0) {
+        drain_pty(master, &term, &term_len);
+        close(master);
+        close(slave);
+        if (!term) term = calloc(1, 1);
+    }
+    *out = tty == CH_TTY_BOTH ? term : test_read_file(out_path);
+    *errout = tty == CH_TTY_STDERR ? term : tty == CH_TTY_BOTH ? calloc(1, 1)
+                                                                : test_read_file(err_path);
     return rc;
+}
+
+int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), void *arg,
+               unsigned timeout_ms, char **out, char **errout)
+{
+    return ch_run_cli_tty(e, args, CH_TTY_NONE, pump, arg, timeout_ms, out, errout);
 }
 
 void ch_expected_text(uint32_t n, char *out, size_t cap)

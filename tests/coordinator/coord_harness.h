@@ -115,6 +115,15 @@ Nosa__Serve__ClientReply *cl_submit_keyed(void *sock, const char *prompt, uint32
  * *errout, malloc'd). Returns the exit status, or -1 (killed after timeout_ms). */
 int ch_run_cli(struct ch_env *e, const char *const *args, void (*pump)(void *), void *arg,
                unsigned timeout_ms, char **out, char **errout);
+/* Where ch_run_cli_tty puts the CLI's stderr and stdout: files, or a pseudo-terminal. */
+enum ch_cli_tty {
+    CH_TTY_NONE,
+    CH_TTY_STDERR, /* stderr on a terminal (*errout: what it got), stdout to a file */
+    CH_TTY_BOTH,   /* both on one terminal (*out: what it got, both mixed; *errout: "") */
+};
+int ch_run_cli_tty(struct ch_env *e, const char *const *args, enum ch_cli_tty tty,
+                   void (*pump)(void *), void *arg, unsigned timeout_ms, char **out,
+                   char **errout);
 /* The expected text of a job of n tokens: "abc...". */
 void ch_expected_text(uint32_t n, char *out, size_t cap);
 

@@ -5,18 +5,16 @@
  * (on 0.0.0.0 only with --insecure);
  * kill -9 of the coordinator and restart on its journal (a worker claims its job back, an
  * unclaimed job moves after the timeout); a torn journal tail; journal writes that fail. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <zmq.h>
 
 #include "coord_harness.h"
+#include "test_http.h"
 #include "test_util.h"
 
 #define HB_TIMEOUT_MS 400
@@ -466,30 +464,6 @@ static void test_cancel(struct fake_worker *b, void *cl, void *cl2)
           "the submitter saw finished %d reason %d", s.finished, s.reason);
 }
 
-static char *http_get(int port, const char *path)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        if (fd >= 0) close(fd);
-        return NULL;
-    }
-    char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
-    if (write(fd, req, (size_t)n) != n) {
-        close(fd);
-        return NULL;
-    }
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    ssize_t r;
-    while (buf && len + 1 < cap && (r = read(fd, buf + len, cap - len - 1)) > 0) len += (size_t)r;
-    close(fd);
-    if (buf) buf[len] = 0;
-    return buf;
-}
-
 static void test_metrics(const char *alive, const char *dead)
 {
     char up[128], down[128], tps[128], hit[128], bytes[128];
@@ -502,7 +476,7 @@ static void test_metrics(const char *alive, const char *dead)
     snprintf(bytes, sizeof bytes,
              "nosa_worker_bytes_moved_per_step{worker=\"%s\",backend=\"fake\"} 4096", alive);
     ch_sleep_ms(300); /* published every 250 ms */
-    char *text = http_get(g_e.metrics_port, "/metrics");
+    char *text = test_http_get(g_e.metrics_port, "/metrics");
     CHECK(text != NULL, "GET /metrics on port %d failed", g_e.metrics_port);
     if (!text) return;
     CHECK(strstr(text, "200 OK") != NULL, "status line: %.40s", text);
@@ -512,7 +486,7 @@ static void test_metrics(const char *alive, const char *dead)
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CHECK(strstr(text, want[i]) != NULL, "metrics lack '%s'", want[i]);
     free(text);
-    text = http_get(g_e.metrics_port, "/other");
+    text = test_http_get(g_e.metrics_port, "/other");
     CHECK(text && strstr(text, "404"), "GET /other is not 404");
     free(text);
 }
@@ -532,7 +506,7 @@ static void test_metrics_address(void)
     REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, insecure) == 0,
             "--metrics-address 0.0.0.0 --insecure");
     ch_sleep_ms(300); /* published every 250 ms */
-    char *text = http_get(g_e.metrics_port, "/metrics"); /* 0.0.0.0 takes loopback too */
+    char *text = test_http_get(g_e.metrics_port, "/metrics"); /* 0.0.0.0 takes loopback too */
     CHECK(text && strstr(text, "200 OK") && strstr(text, "nosa_queue_depth 0"),
           "metrics on 0.0.0.0 with --insecure: %.60s", text ? text : "(no answer)");
     free(text);

@@ -6,6 +6,7 @@
  * failure), the metrics text and the rule for its address, the message validators and the
  * CLI's argument parser. */
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -465,7 +466,12 @@ static void test_metrics_text(void)
                                               .blocks_moved_per_step = 7,
                                               .bytes_moved_per_step = 1048576,
                                               .cache_hit_rate = 0.75, .steps = 10, .tokens = 99}};
-    ws.w[1] = (struct coord_worker){.name = "we\"ird", .backend = "cpu", .alive = 0};
+    /* past 1e7 (and 2^32): counters and reals print every digit */
+    ws.w[1] = (struct coord_worker){.name = "we\"ird", .backend = "cpu", .alive = 0,
+                                    .stats = {.tokens_per_s = 12345678.25,
+                                              .bytes_moved_per_step = 10000001.5,
+                                              .cache_hit_rate = NAN, .steps = 10000001,
+                                              .tokens = 12345678901ull}};
     const struct coord_metrics_arena arenas[2] = {
         {.kvhost = "ipc:///run/nosa/kvh0.sock", .up = 1, .groups = 100, .free_groups = 25,
          .reserved_groups = 7, .bytes = 1 << 20},
@@ -494,9 +500,15 @@ static void test_metrics_text(void)
         "nosa_worker_running_jobs{worker=\"gpu0\",backend=\"cuda\"} 3\n",
         "nosa_worker_step_seconds{worker=\"gpu0\",backend=\"cuda\"} 0.012\n",
         "nosa_worker_blocks_moved_per_step{worker=\"gpu0\",backend=\"cuda\"} 7\n",
-        "nosa_worker_bytes_moved_per_step{worker=\"gpu0\",backend=\"cuda\"} 1.04858e+06\n",
+        "nosa_worker_bytes_moved_per_step{worker=\"gpu0\",backend=\"cuda\"} 1048576\n",
         "nosa_worker_cache_hit_rate{worker=\"gpu0\",backend=\"cuda\"} 0.75\n",
         "# TYPE nosa_worker_tokens_total counter\n",
+        "nosa_worker_tokens_total{worker=\"we\\\"ird\",backend=\"cpu\"} 12345678901\n",
+        "nosa_worker_steps_total{worker=\"we\\\"ird\",backend=\"cpu\"} 10000001\n",
+        "nosa_worker_tokens_per_second{worker=\"we\\\"ird\",backend=\"cpu\"} 12345678.25\n",
+        "nosa_worker_bytes_moved_per_step{worker=\"we\\\"ird\",backend=\"cpu\"} 10000001.5\n",
+        "nosa_worker_cache_hit_rate{worker=\"we\\\"ird\",backend=\"cpu\"} NaN\n",
+        "nosa_worker_tokens_total{worker=\"gpu0\",backend=\"cuda\"} 99\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         CHECK(strstr(text, want[i]) != NULL, "metrics lack:\n%s", want[i]);

@@ -30,7 +30,7 @@ uint64_t nh_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void sleep_ms(unsigned ms)
+void nh_sleep_ms(unsigned ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -317,7 +317,7 @@ static int wait_index(struct nh_node *node, int idx, unsigned timeout_ms)
     for (;;) {
         if (reap(&node->procs[idx], 0)) return 1;
         if (nh_now_ms() >= end) return 0;
-        sleep_ms(10);
+        nh_sleep_ms(10);
     }
 }
 
@@ -353,7 +353,7 @@ int nh_stop_all(struct nh_node *node, unsigned timeout_ms)
         for (int i = 0; i < node->n_procs; i++) {
             struct nh_proc *p = &node->procs[i];
             if (p->pid <= 0 || stop_rank(p->name) != rank) continue;
-            while (!reap(p, 0) && nh_now_ms() < end) sleep_ms(10);
+            while (!reap(p, 0) && nh_now_ms() < end) nh_sleep_ms(10);
             if (p->pid > 0) {
                 fprintf(stderr, "node_harness: %s (pid %d) ignored SIGTERM for %u ms: SIGKILL\n",
                         p->name, (int)p->pid, timeout_ms);
@@ -401,7 +401,7 @@ int nh_wait_socket(struct nh_node *node, int idx, const char *endpoint, unsigned
                     node->procs[idx].name, endpoint, timeout_ms, node->procs[idx].log);
             return -1;
         }
-        sleep_ms(20);
+        nh_sleep_ms(20);
     }
     return 0;
 }
@@ -444,11 +444,12 @@ int nh_start_kvhost_extra(struct nh_node *node, const char *suffix, const char *
 
 int nh_start_coordinator(struct nh_node *node, char *const env_extra[], long fsize_limit)
 {
-    char hb[32];
+    char hb[32], port[16];
     snprintf(hb, sizeof hb, "%d", node->heartbeat_timeout_ms);
+    snprintf(port, sizeof port, "%d", node->metrics_port);
     const char *argv[] = {"nosa-coordinator", "--run-dir", node->run_dir, "--workers",
                           node->workers_ep, "--clients", node->clients_ep, "--kvhost",
-                          node->kvhost_ep, "--journal", node->journal, "--metrics-port", "0",
+                          node->kvhost_ep, "--journal", node->journal, "--metrics-port", port,
                           "--heartbeat-timeout-ms", hb, NULL};
     int idx = nh_spawn(node, "coordinator", env_extra, fsize_limit, argv);
     if (idx < 0) return -1;
@@ -509,7 +510,7 @@ int nh_wait_workers(struct nh_node *node, int n, unsigned timeout_ms)
                     "status`)\n", last, n, timeout_ms);
             return -1;
         }
-        sleep_ms(100);
+        nh_sleep_ms(100);
     }
     return 0;
 }
@@ -627,14 +628,24 @@ int nh_job_wait(struct nh_node *node, int proc, unsigned timeout_ms, struct nh_j
 int nh_generate(struct nh_node *node, const char *prompt, int max_tokens, double temperature,
                 double top_p, uint64_t seed, struct nh_job *out)
 {
+    return nh_generate_flags(node, NULL, prompt, max_tokens, temperature, top_p, seed, out);
+}
+
+int nh_generate_flags(struct nh_node *node, const char *const *flags, const char *prompt,
+                      int max_tokens, double temperature, double top_p, uint64_t seed,
+                      struct nh_job *out)
+{
     char mt[32], t[32], tp[32], sd[32];
     snprintf(mt, sizeof mt, "%d", max_tokens);
     snprintf(t, sizeof t, "%g", temperature);
     snprintf(tp, sizeof tp, "%g", top_p);
     snprintf(sd, sizeof sd, "%llu", (unsigned long long)seed);
-    const char *argv[] = {"nosa-generate", "--model", node->model, "--mode", "nosa", "--prompt",
-                          prompt, "--max-tokens", mt, "--temperature", t, "--top-p", tp,
-                          "--seed", sd, "--json", NULL};
+    const char *argv[32] = {"nosa-generate", "--model", node->model, "--mode", "nosa",
+                            "--prompt", prompt, "--max-tokens", mt, "--temperature", t,
+                            "--top-p", tp, "--seed", sd, "--json"};
+    int n = 16;
+    for (int i = 0; flags && flags[i] && n < 31; i++) argv[n++] = flags[i];
+    argv[n] = NULL;
     char *text = NULL;
     int rc = nh_run(node, argv, 60000, &text);
     memset(out, 0, sizeof *out);
@@ -660,7 +671,7 @@ int nh_log_wait(struct nh_node *node, const char *name, const char *text, unsign
         free(log);
         if (found) return 0;
         if (nh_now_ms() >= end) break;
-        sleep_ms(20);
+        nh_sleep_ms(20);
     }
     fprintf(stderr, "node_harness: '%s' not in %s after %u ms\n", text, p->log, timeout_ms);
     return -1;

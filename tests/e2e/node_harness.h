@@ -39,6 +39,7 @@ struct nh_node {
     char kvhost_ep[NH_PATH], workers_ep[NH_PATH], clients_ep[NH_PATH], journal[NH_PATH];
     uint32_t block_size;        /* from the model's config.json */
     int heartbeat_timeout_ms;   /* passed to the coordinator (short, so a hang is seen fast) */
+    int metrics_port;           /* the coordinator's --metrics-port (0: off, the default) */
     struct nh_proc procs[NH_MAX_PROCS];
     int n_procs;
     unsigned n_spawned;         /* every start so far: numbers the logs */
@@ -113,6 +114,10 @@ int nh_job_wait(struct nh_node *node, int proc, unsigned timeout_ms, struct nh_j
 /* The reference: nosa-generate over the same model, prompt and sampling. */
 int nh_generate(struct nh_node *node, const char *prompt, int max_tokens, double temperature,
                 double top_p, uint64_t seed, struct nh_job *out);
+/* The same with flags (NULL-terminated, or NULL) after --mode nosa: a later --mode wins. */
+int nh_generate_flags(struct nh_node *node, const char *const *flags, const char *prompt,
+                      int max_tokens, double temperature, double top_p, uint64_t seed,
+                      struct nh_job *out);
 
 /* Runs a binary of bin_dir to completion (timeout_ms), stdout+stderr into *out (malloc'd,
  * NUL-terminated). Returns its exit code, or -1. */
@@ -132,5 +137,6 @@ int nh_leaks(struct nh_node *node);
 void nh_arena_path(const struct nh_node *node, char *out, size_t len);
 /* Monotonic milliseconds. */
 uint64_t nh_now_ms(void);
+void nh_sleep_ms(unsigned ms);
 
 #endif

@@ -107,7 +107,8 @@ grep -q "already runs" <<<"$again" || fail "second start: $again"
 job=$("$bin/nosa" --run-dir "$run" submit --prompt "hello node" --max-tokens 8 2>&1) ||
   fail "nosa submit: $job"
 echo "$job"
-# On a terminal (script(1) gives it a pty) submit shows a progress line, cleared at the end.
+# On a terminal (script(1) gives it a pty) submit shows a progress line until the text begins
+# (tests/cli checks the text stays whole).
 if command -v script >/dev/null; then
   tty_out=$(script -qec "'$bin/nosa' --run-dir '$run' submit --prompt 'hello tty' --max-tokens 40" \
             /dev/null 2>&1) || fail "nosa submit on a terminal: $tty_out"

@@ -1,13 +1,16 @@
 /* test_worker.c: a real nosa-worker process against a real nosa-kvhost, with the test
  * playing the coordinator (fake_coord: a ROUTER at the worker endpoint). Checks:
- * registration and heartbeats; jobs' tokens equal nosa-generate's (the single-process
- * reference) for the same prompt and sampling; cancel; bad messages answered with Error
+ * registration and heartbeats; no --backend picks auto (cpu without a GPU) and says why;
+ * jobs' tokens equal nosa-generate's (the single-process reference) for the same prompt and
+ * sampling; cancel; bad messages answered with Error
  * (or a refused job with JobFinished) while the worker keeps serving; finished jobs' kv-host
  * sequences freed; a job resumed on a second worker after the first was killed (SIGKILL)
  * recomputes less than a block and continues with exactly the reference tokens; a
  * kv-host killed and restarted with --recover mid-job; a coordinator restart (re-register
  * with running_jobs, tokens re-sent); SIGTERM exits 0; a worker killed right after sending
- * JobFinished leaves the job's kv-host sequence in place (frees come after the send).
+ * JobFinished leaves the job's kv-host sequence in place (frees come after the send);
+ * --mode dense and infllmv2 and nosa's --budget-blocks/--query-aware-blocks give the
+ * reference's tokens for the same flags.
  *
  *   test_worker BIN_DIR        (ctest passes the build's bin directory) */
 #include <signal.h>
@@ -26,23 +29,20 @@ static struct nh_node g_node;
 static struct fake_coord g_fc;
 static int g_worker_seq;
 
-/* A worker (named into name) with env_extra in its environment and extra_flag, when set,
- * as its last flag and value. */
+/* A worker (named into name) with env_extra in its environment and flags (NULL-terminated,
+ * or NULL) as its last ones (a later --mode wins). */
 static void start_worker_with(char *name, size_t cap, int resident, char *const env_extra[],
-                              const char *extra_flag, const char *extra_value)
+                              const char *const *flags)
 {
     snprintf(name, cap, "w%d", ++g_worker_seq);
-    const char *argv[24] = {"nosa-worker", "--run-dir", g_node.run_dir, "--name", name,
+    const char *argv[32] = {"nosa-worker", "--run-dir", g_node.run_dir, "--name", name,
                             "--coordinator", g_node.workers_ep, "--kvhost", g_node.kvhost_ep,
                             "--model", g_node.model, "--backend", "cpu", "--mode", "nosa",
                             "--max-seqs", "4", "--heartbeat-ms", "100"};
     int n = 0;
     while (argv[n]) n++;
     if (resident) argv[n++] = "--resident";
-    if (extra_flag) {
-        argv[n++] = extra_flag;
-        argv[n++] = extra_value;
-    }
+    for (int i = 0; flags && flags[i] && n < 31; i++) argv[n++] = flags[i];
     REQUIRE(nh_spawn(&g_node, name, env_extra, 0, argv) >= 0, "spawn %s", name);
 }
 
@@ -50,7 +50,7 @@ static void start_worker_with(char *name, size_t cap, int resident, char *const 
  * environment, e.g. an armed fault point); its name goes to name[]. */
 static void start_worker_env(char *name, size_t cap, int resident, char *const env_extra[])
 {
-    start_worker_with(name, cap, resident, env_extra, NULL, NULL);
+    start_worker_with(name, cap, resident, env_extra, NULL);
 }
 
 static void start_worker(char *name, size_t cap, int resident)
@@ -88,12 +88,15 @@ static void make_prompt(char *out, int len, int salt)
     out[n] = '\0';
 }
 
-/* The job's tokens against nosa-generate's for the same prompt and sampling. */
-static void check_against_reference(const struct fc_job *j, const char *prompt, int max_tokens,
-                                    double temperature, double top_p, uint64_t seed)
+/* The job's tokens against nosa-generate's for the same prompt and sampling, and the flags
+ * (NULL: none) the worker was started with. */
+static void check_against_reference(const struct fc_job *j, const char *const *flags,
+                                    const char *prompt, int max_tokens, double temperature,
+                                    double top_p, uint64_t seed)
 {
     static struct nh_job ref;
-    REQUIRE(nh_generate(&g_node, prompt, max_tokens, temperature, top_p, seed, &ref) == 0,
+    REQUIRE(nh_generate_flags(&g_node, flags, prompt, max_tokens, temperature, top_p, seed,
+                              &ref) == 0,
             "nosa-generate");
     CHECK(j->n_tokens == (uint32_t)ref.n_tokens, "job %llu: %u tokens, reference %d",
           (unsigned long long)j->job_id, j->n_tokens, ref.n_tokens);
@@ -114,6 +117,7 @@ struct job_case {
     double temperature, top_p;
     uint64_t seed;
     char prompt[256];
+    const char *const *flags; /* the worker's and the reference's (NULL: none) */
 };
 
 /* Assigns c (its prompt made from its id) and waits until it has streamed n tokens. */
@@ -133,7 +137,8 @@ static struct fc_job *finish_job(const struct job_case *c, const char *when)
     struct fc_job *j = fc_wait_finished(&g_fc, c->id, 30000);
     REQUIRE(j, "job %llu did not finish %s", (unsigned long long)c->id, when);
     CHECK(j->error_code == 0, "job %llu %s: error %s", (unsigned long long)c->id, when, j->error);
-    check_against_reference(j, c->prompt, c->max_tokens, c->temperature, c->top_p, c->seed);
+    check_against_reference(j, c->flags, c->prompt, c->max_tokens, c->temperature, c->top_p,
+                            c->seed);
     return j;
 }
 
@@ -164,6 +169,29 @@ static void test_startup_errors(void)
               "'%s' in: %s", i, rc, cases[i].want, out ? out : "");
         free(out);
     }
+}
+
+/* No --backend: auto, said in the first line with its reason. Without a usable GPU (none
+ * visible, or a build without CUDA) that is cpu and why cuda was not taken; with one, cuda.
+ * The coordinator endpoint answers nothing, so it exits 1 after that line. */
+static void test_backend_auto(void)
+{
+    char nobody[600];
+    snprintf(nobody, sizeof(nobody), "ipc://%s/nobody.sock", g_node.run_dir);
+    const char *argv[] = {"nosa-worker", "--run-dir", g_node.run_dir, "--name", "auto",
+                          "--coordinator", nobody, "--kvhost", g_node.kvhost_ep, "--model",
+                          g_node.model, "--register-timeout-ms", "300", NULL};
+    char *out = NULL;
+    int rc = nh_run(&g_node, argv, 10000, &out);
+    static const char cpu[] = "nosa-worker auto: backend cpu (auto: backend cuda: ";
+    static const char cuda[] = "nosa-worker auto: backend cuda (auto: a GPU is visible)\n";
+    int is_cpu = out && strncmp(out, cpu, strlen(cpu)) == 0;
+    const char *eol = out ? strchr(out, '\n') : NULL;
+    CHECK(rc == 1 && eol && ((is_cpu && eol[-1] == ')') ||
+                             strncmp(out, cuda, strlen(cuda)) == 0),
+          "no --backend: exit %d, want 1 and a first line '%s...)' or '%s' in:\n%s", rc, cpu,
+          cuda, out ? out : "");
+    free(out);
 }
 
 static void test_register(void)
@@ -197,10 +225,10 @@ static void test_register(void)
 static void test_jobs(void)
 {
     static struct job_case jobs[] = {
-        {101, 5, 12, 0.0, 1.0, 0, ""},
-        {102, 8, 30, 0.0, 1.0, 0, ""},
-        {103, 37, 20, 0.8, 0.9, 7, ""},
-        {104, 70, 25, 1.0, 0.95, 99, ""},
+        {101, 5, 12, 0.0, 1.0, 0, "", NULL},
+        {102, 8, 30, 0.0, 1.0, 0, "", NULL},
+        {103, 37, 20, 0.8, 0.9, 7, "", NULL},
+        {104, 70, 25, 1.0, 0.95, 99, "", NULL},
     };
     for (size_t i = 0; i < 4; i++) start_job(&jobs[i], 0);
     uint64_t total = 0;
@@ -302,12 +330,12 @@ static void test_bad_messages(void)
     fc_assign_text(&g_fc, 204, prompt, 6, 0, 1, 0, NULL);
     j = fc_wait_finished(&g_fc, 204, 10000);
     REQUIRE(j, "job after bad messages did not finish");
-    check_against_reference(j, prompt, 6, 0, 1, 0);
+    check_against_reference(j, NULL, prompt, 6, 0, 1, 0);
 }
 
 static void test_cancel(void)
 {
-    static struct job_case c = {301, 14, 3000, 0, 1, 0, ""};
+    static struct job_case c = {301, 14, 3000, 0, 1, 0, "", NULL};
     start_job(&c, 3);
     fc_cancel(&g_fc, c.id, 0);
     struct fc_job *j = fc_wait_finished(&g_fc, c.id, 5000);
@@ -363,7 +391,7 @@ static void check_table_kept(uint64_t id, uint32_t want_blocks, const char *why)
  * it, as the coordinator does when the job ends. */
 static void test_cancel_moved(void)
 {
-    static struct job_case c = {302, 40, 3000, 0, 1, 0, ""};
+    static struct job_case c = {302, 40, 3000, 0, 1, 0, "", NULL};
     struct fc_job *j = start_job(&c, 10);
     fc_cancel(&g_fc, c.id, 1);
     j = fc_wait_finished(&g_fc, c.id, 5000);
@@ -378,9 +406,9 @@ static void test_cancel_moved(void)
  * a block and continues with the reference's tokens. Returns the new worker's name. */
 static void test_resume(char *worker, size_t cap)
 {
-    static struct job_case c = {401, 45, 80, 0.7, 0.9, 1234, ""};
+    static struct job_case c = {401, 45, 80, 0.7, 0.9, 1234, "", NULL};
     /* 402 is moved as if it had reported nothing: started afresh, its stale table dropped. */
-    static struct job_case fresh = {402, 30, 60, 0, 1, 0, ""};
+    static struct job_case fresh = {402, 30, 60, 0, 1, 0, "", NULL};
     start_job(&fresh, 10);
     struct fc_job *j = start_job(&c, 21);
     CHECK(nh_signal(&g_node, worker, SIGKILL) == 0, "kill %s", worker);
@@ -414,7 +442,7 @@ static void test_resume(char *worker, size_t cap)
  * for it (retrying its requests) and the job finishes with the reference's tokens. */
 static void test_kvhost_restart(void)
 {
-    static struct job_case c = {601, 30, 300, 0.9, 0.8, 55, ""};
+    static struct job_case c = {601, 30, 300, 0.9, 0.8, 55, "", NULL};
     start_job(&c, 5);
     CHECK(nh_signal(&g_node, "kvh", SIGKILL) == 0, "kill the kv-host");
     CHECK(nh_wait_exit(&g_node, "kvh", 5000) == 1, "kv-host did not die");
@@ -427,7 +455,7 @@ static void test_kvhost_restart(void)
  * registers again listing the job, re-sends its tokens, and the job finishes right. */
 static void test_coordinator_restart(void)
 {
-    static struct job_case c = {501, 20, 400, 0, 1, 0, ""};
+    static struct job_case c = {501, 20, 400, 0, 1, 0, "", NULL};
     start_job(&c, 5);
     fc_close(&g_fc);
     usleep(300 * 1000);
@@ -453,7 +481,7 @@ static void test_coordinator_restart(void)
  * The test then frees it, as the coordinator does on JobFinished. */
 static void test_free_after_finished(void)
 {
-    static struct job_case c = {701, 40, 12, 0, 1, 0, ""};
+    static struct job_case c = {701, 40, 12, 0, 1, 0, "", NULL};
     char *armed[] = {"NOSA_FAULT=worker.finished.sent", NULL};
     char worker[16];
     int regs = g_fc.registers;
@@ -469,7 +497,7 @@ static void test_free_after_finished(void)
      * queued, so the tokens received so far are what the table must cover. */
     while (fc_pump(&g_fc, 100) > 0)
         ;
-    if (j->finished) check_against_reference(j, c.prompt, c.max_tokens, 0, 1, 0);
+    if (j->finished) check_against_reference(j, NULL, c.prompt, c.max_tokens, 0, 1, 0);
     uint32_t positions = (uint32_t)c.prompt_len + 1 + (j->n_tokens ? j->n_tokens : 1) - 1;
     uint32_t want_blocks = positions / g_node.block_size;
     REQUIRE(want_blocks > 0, "job 701 completes no block (%u positions)", positions);
@@ -506,7 +534,7 @@ static void test_resume_prefill(void)
     fc_assign_text(&g_fc, id, prompt, max_tokens, 0, 1, 0, &(struct fc_resume){NULL, 0, done});
     j = fc_wait_finished(&g_fc, id, 30000);
     REQUIRE(j, "job %llu did not finish after the resume mid-prefill", (unsigned long long)id);
-    check_against_reference(j, prompt, max_tokens, 0, 1, 0);
+    check_against_reference(j, NULL, prompt, max_tokens, 0, 1, 0);
     CHECK(j->recomputed_tokens == done % g_node.block_size,
           "resumed after %u prefilled tokens: recomputed %u (want the open block's %u; the "
           "whole prompt again would be %u)", done, j->recomputed_tokens,
@@ -533,15 +561,15 @@ static void test_slow_step(void)
 {
     char *stall[] = {"NOSA_FAULT=worker.step.after_decode", "NOSA_FAULT_SKIP=3",
                      "NOSA_FAULT_STALL_MS=2500", NULL};
-    static struct job_case c = {801, 20, 12, 0, 1, 0, ""};
-    static struct job_case d = {802, 20, 12, 0, 1, 0, ""};
+    static struct job_case c = {801, 20, 12, 0, 1, 0, "", NULL};
+    static struct job_case d = {802, 20, 12, 0, 1, 0, "", NULL};
     struct job_case *cases[2] = {&c, &d};
     const char *max_stall[2] = {NULL, "500"};
     for (int k = 0; k < 2; k++) {
         char worker[16];
         int regs = g_fc.registers;
-        start_worker_with(worker, sizeof(worker), 0, stall, max_stall[k] ? "--max-stall-ms" : NULL,
-                          max_stall[k]);
+        const char *flags[] = {"--max-stall-ms", max_stall[k], NULL};
+        start_worker_with(worker, sizeof(worker), 0, stall, max_stall[k] ? flags : NULL);
         wait_registered(regs + 1);
         g_fc.max_heartbeat_gap_ms = 0;
         g_fc.last_heartbeat_ms = 0;
@@ -564,6 +592,48 @@ static void test_slow_step(void)
     }
 }
 
+/* --mode dense and infllmv2, and nosa with --budget-blocks/--query-aware-blocks (12 and 8,
+ * the model's 10 and 6): a worker started with them says so in its start line and serves a
+ * job whose context (past 12 blocks of 8) makes the selection matter with exactly the tokens
+ * nosa-generate gives with the same flags, which differ from the default nosa's. */
+static void test_modes(void)
+{
+    static const char *const dense[] = {"--mode", "dense", NULL};
+    static const char *const infllm[] = {"--mode", "infllmv2", NULL};
+    static const char *const budget[] = {"--budget-blocks", "12", "--query-aware-blocks", "8",
+                                         NULL};
+    static struct job_case cases[] = {
+        {1001, 120, 16, 0.0, 1.0, 0, "", dense},
+        {1002, 130, 16, 0.8, 0.9, 5, "", infllm},
+        {1003, 140, 16, 0.0, 1.0, 0, "", budget},
+    };
+    static const char *const start_line[] = {": mode dense offloaded, ",
+                                             ": mode infllmv2 offloaded, ",
+                                             ": mode nosa offloaded, budget 12 blocks of 8 "};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        struct job_case *c = &cases[k];
+        char worker[16];
+        int regs = g_fc.registers;
+        start_worker_with(worker, sizeof(worker), 0, NULL, c->flags);
+        wait_registered(regs + 1);
+        CHECK(nh_log_wait(&g_node, worker, start_line[k], 3000) == 0,
+              "%s with %s %s: no '%s' start line", worker, c->flags[0], c->flags[1],
+              start_line[k]);
+        start_job(c, 0);
+        const struct fc_job *j = finish_job(c, c->flags[1]);
+        static struct nh_job plain;
+        REQUIRE(nh_generate(&g_node, c->prompt, c->max_tokens, c->temperature, c->top_p,
+                            c->seed, &plain) == 0,
+                "nosa-generate");
+        int same = j->n_tokens == (uint32_t)plain.n_tokens;
+        for (int i = 0; same && i < plain.n_tokens; i++) same = j->tokens[i] == plain.tokens[i];
+        CHECK(!same, "job %llu with %s %s: the same tokens as plain nosa (the flags changed "
+              "nothing?)", (unsigned long long)c->id, c->flags[0], c->flags[1]);
+        CHECK(nh_signal(&g_node, worker, SIGTERM) == 0, "SIGTERM %s", worker);
+        check_clean_exit(worker, "SIGTERM");
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const char *const needed[] = {"nosa-kvhost", "nosa-worker", "nosa-generate", NULL};
@@ -574,6 +644,7 @@ int main(int argc, char **argv)
     REQUIRE(nh_start_kvhost(&g_node, 0, NULL) >= 0, "kv-host did not start");
     REQUIRE(fc_open(&g_fc, g_node.workers_ep) == 0, "fake coordinator");
     test_startup_errors();
+    test_backend_auto();
     char worker[16];
     start_worker(worker, sizeof(worker), 0);
 
@@ -610,6 +681,8 @@ int main(int argc, char **argv)
     check_kvhost_empty("after the stalled steps");
     test_resume_prefill();
     check_kvhost_empty("after the resume mid-prefill");
+    test_modes();
+    check_kvhost_empty("after the jobs in each mode");
     fc_close(&g_fc);
     if (g_test_checks_failed) nh_dump_logs(&g_node, 40);
     nh_stop_all(&g_node, 3000);
