@@ -824,6 +824,12 @@ int coord_open(const struct coord_options *opt, struct coord **out, char *err, s
     }
     if (nosa_msg_security_init(c->ctx, opt->run_dir, opt->insecure, &c->sec, err, errlen))
         return -1;
+    /* Before anything binds: a refused metrics address must stop the start before the
+     * client socket appears (which is what clients and scripts take as "started"). */
+    if (opt->metrics_port > 0 &&
+        coord_metrics_start(opt->metrics_address, (uint16_t)opt->metrics_port, opt->insecure,
+                            &c->metrics, err, errlen))
+        return -1;
     /* The kv-hosts before the journal: its replay fills their queues of frees. */
     coord_kvhosts_init(&c->kvhosts, c->ctx, c->sec);
     for (int k = 0; k < opt->n_kvhosts; k++)
@@ -838,10 +844,6 @@ int coord_open(const struct coord_options *opt, struct coord **out, char *err, s
         LOG_ERROR("coordinator", "%s: serving without a journal, new jobs are refused", why);
     if (bind_link(c, ZMQ_ROUTER, opt->workers_ep, &c->workers_sock, err, errlen) ||
         bind_link(c, ZMQ_ROUTER, opt->clients_ep, &c->clients_sock, err, errlen))
-        return -1;
-    if (opt->metrics_port > 0 &&
-        coord_metrics_start(opt->metrics_address, (uint16_t)opt->metrics_port, opt->insecure,
-                            &c->metrics, err, errlen))
         return -1;
     return 0;
 }
