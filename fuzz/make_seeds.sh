@@ -117,4 +117,43 @@ printf '%s' '{"__metadata__": {"format": "pt"}, "a": {"dtype": "F32", "shape": [
   >"$corpus/safetensors/two.json"
 printf '%s' '{"scalar": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]}, "empty": {"dtype": "BF16", "shape": [0, 5], "data_offsets": [4, 4]}}' \
   >"$corpus/safetensors/edge_shapes.json"
+# Coordinator journals (coordinator/journal.h): records of every type, as the coordinator
+# writes them (payloads through protoc-c --encode), a torn tail, and unreadable payloads.
+mkdir -p "$corpus/coord_journal"
+python3 - "$corpus/coord_journal" <<'PY'
+import struct, subprocess, sys, zlib
+out = sys.argv[1]
+META, ACCEPT, TOKENS, FINISH, KVFREE, PLACE = 1, 2, 3, 4, 5, 6
+def enc(msg, text):
+    return subprocess.run(["protoc-c", "--proto_path=proto", "--encode=nosa.serve." + msg,
+                           "proto/serve.proto"], input=text.encode(), capture_output=True,
+                          check=True).stdout
+def rec(typ, job, payload=b""):  # u32 len | u32 crc32 | u8 type | 3 zero | u64 job_id | payload
+    body = struct.pack("<B3xQ", typ, job) + payload
+    return struct.pack("<II", len(payload), zlib.crc32(body)) + body
+def place(kind, fresh_from, prompt_done, endpoint=b""):
+    return struct.pack("<B3xII", kind, fresh_from, prompt_done) + endpoint
+kvh = b"ipc:///run/nosa/kvh0.sock"
+spec1 = enc("JobSpec", 'job_id: 1 text: "Hello" sampling { max_tokens: 8 seed: 1 } client_key: 77')
+spec2 = enc("JobSpec", "job_id: 2 tokens { ids: [256, 72, 105] } sampling { max_tokens: 4 }")
+toks1 = enc("JobTokens", 'job_id: 1 tokens { index: 0 id: 72 text: "H" } tokens { index: 1 id: 105 text: "i" }')
+done1 = enc("JobFinished", "job_id: 1 reason: FINISH_LENGTH prompt_tokens: 6 generated_tokens: 2")
+prefill2 = enc("JobTokens", "job_id: 2 prompt_done: 2")
+every = (rec(META, 0, struct.pack("<Q", 3)) + rec(ACCEPT, 1, spec1) + rec(PLACE, 1, place(2, 0, 0, kvh)) +
+         rec(TOKENS, 1, toks1) + rec(FINISH, 1, done1) + rec(KVFREE, 1, b"\x01" + kvh) +
+         rec(KVFREE, 1, b"\x00" + kvh) + rec(ACCEPT, 2, spec2) + rec(TOKENS, 2, prefill2) +
+         rec(PLACE, 2, place(1, 0, 2)))
+seeds = {
+    "every_record": every,
+    "unfinished": rec(ACCEPT, 1, spec1) + rec(TOKENS, 1, toks1) + rec(PLACE, 1, place(0, 2, 0)),
+    "torn_tail": every[:-7],
+    "bad_payloads": (rec(ACCEPT, 5, b"\xff\xff\x0f") + rec(ACCEPT, 1, spec1) +
+                     rec(PLACE, 1, place(2, 0, 0)) + rec(PLACE, 1, place(0, 0, 0, b"x\x00")) +
+                     rec(KVFREE, 9, b"\x02" + kvh) + rec(TOKENS, 1, b"\x12\x05") +
+                     rec(META, 0, b"\x01") + rec(FINISH, 1, b"\x10\xff")),
+    "bad_checksum": rec(ACCEPT, 1, spec1)[:4] + b"\0\0\0\0" + rec(ACCEPT, 1, spec1)[8:],
+}
+for name, data in seeds.items():
+    open(f"{out}/{name}", "wb").write(data)
+PY
 echo "make_seeds: wrote $(find "$corpus" -type f | wc -l) seeds under $corpus"

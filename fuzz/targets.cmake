@@ -4,7 +4,7 @@
 # Each target is fuzz/<name>.c defining LLVMFuzzerTestOneInput; its seeds are fuzz/corpus/<name>/.
 set(NOSA_FUZZ_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(NOSA_FUZZ_PROTO_TARGETS kvh_request kvh_reply worker_msg coord_msg client_msg client_reply)
-set(NOSA_FUZZ_TARGETS ${NOSA_FUZZ_PROTO_TARGETS} safetensors config_json cli)
+set(NOSA_FUZZ_TARGETS ${NOSA_FUZZ_PROTO_TARGETS} safetensors config_json cli coord_journal)
 
 # The libraries each target tests: the decoder (nosa_msg) plus the receiver's validator for the
 # protobuf targets whose receiver has one (fuzz/<name>.c passes it to nosa_fuzz_proto).
@@ -17,6 +17,7 @@ set(NOSA_FUZZ_LIBS_client_reply nosa_msg nosa_proto)
 set(NOSA_FUZZ_LIBS_safetensors nosa_model)
 set(NOSA_FUZZ_LIBS_config_json nosa_model)
 set(NOSA_FUZZ_LIBS_cli nosa_cli_args)
+set(NOSA_FUZZ_LIBS_coord_journal nosa_coord)
 
 # Adds executable exe running fuzz target name; ARGN: further sources (the replay main).
 function(nosa_fuzz_add_executable name exe)

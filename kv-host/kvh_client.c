@@ -32,10 +32,27 @@ struct kvh_client {
     char name[64];
 };
 
+/* ZeroMQ connects lazily and retries for ever, so a socket file this user may not reach
+ * (another user's run directory or socket: docs/SECURITY.md) would only show as a timeout of
+ * the first request. Say so at once; a socket that is not there yet (ENOENT) is fine. */
+static int ipc_reachable(const char *endpoint, char *err, size_t errlen)
+{
+    if (strncmp(endpoint, "ipc://", 6) != 0) return 0;
+    const char *path = endpoint + 6;
+    if (faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) == 0 || (errno != EACCES && errno != EPERM))
+        return 0;
+    int e = errno;
+    nosa_set_error(err, errlen, "kv-host %s: %s (the socket or its run directory belongs to "
+                   "another user)", endpoint, strerror(e));
+    return -e;
+}
+
 int kvh_client_connect(const char *endpoint, const struct kvh_client_options *opts,
                        struct kvh_client **out, char *err, size_t errlen)
 {
     *out = NULL;
+    int reach = ipc_reachable(endpoint, err, errlen);
+    if (reach) return reach;
     struct kvh_client *c = calloc(1, sizeof(*c));
     if (!c) {
         nosa_set_error(err, errlen, "kvh client: out of memory");

@@ -44,7 +44,8 @@ struct kvh_client_options {
 };
 
 /* Connects a DEALER socket to endpoint ("ipc://D/kvh0.sock", "tcp://127.0.0.1:5555"). ZeroMQ
- * connects lazily: a kv-host that is not there shows up as -ETIMEDOUT on the first call.
+ * connects lazily: a kv-host that is not there shows up as -ETIMEDOUT on the first call. An
+ * ipc socket this user may not reach (another user's) is -EACCES at once.
  * opts may be NULL (defaults). */
 int kvh_client_connect(const char *endpoint, const struct kvh_client_options *opts,
                        struct kvh_client **out, char *err, size_t errlen);

@@ -138,6 +138,9 @@ int main(int argc, char **argv)
     struct kvh_server_config scfg = {cfg.endpoint, cfg.run_dir, cfg.insecure};
     if (kvh_server_start(&scfg, &store, &arena, &server, err, sizeof(err))) {
         LOG_ERROR("kvhost", "%s", err);
+        /* A new arena no client has seen goes too: the retry (--insecure, another port)
+         * must not find it and need --destroy. A recovered one stays. */
+        if (!cfg.recover) shm_unlink(arena.shm_name);
         goto out;
     }
     print_summary(&cfg, &arena, &store);

@@ -77,6 +77,12 @@ int kvh_server_start(const struct kvh_server_config *cfg, struct kvh_store *stor
         rc = -EIO;
         goto fail;
     }
+    int64_t max_frame = KVH_MAX_FRAME_BYTES;
+    if (zmq_setsockopt(s->sock, ZMQ_MAXMSGSIZE, &max_frame, sizeof(max_frame))) {
+        nosa_set_error(err, errlen, "zmq_setsockopt(ZMQ_MAXMSGSIZE): %s", zmq_strerror(errno));
+        rc = -EIO;
+        goto fail;
+    }
     if ((rc = nosa_msg_bind_secure(s->sec, s->sock, cfg->endpoint, err, errlen))) goto fail;
     *out = s;
     return 0;
@@ -302,7 +308,7 @@ static void serve_one(struct kvh_server *s)
     struct nosa_msg_frame frame = {0};
     char err[256];
     enum nosa_msg_recv_status st =
-        nosa_msg_recv(s->sock, &peer, &frame, NOSA_MSG_MAX_BYTES, ZMQ_DONTWAIT, err, sizeof(err));
+        nosa_msg_recv(s->sock, &peer, &frame, KVH_MAX_FRAME_BYTES, ZMQ_DONTWAIT, err, sizeof(err));
     if (st == NOSA_MSG_AGAIN || st == NOSA_MSG_FAILED) {
         if (st == NOSA_MSG_FAILED) LOG_WARN("kvhost", "receive failed: %s", err);
         return;

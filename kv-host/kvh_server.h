@@ -17,6 +17,10 @@
 /* Largest request served (a 4096-sequence alloc is about 60 KiB); larger ones get
  * ERROR_TOO_LARGE. */
 #define KVH_MAX_REQUEST_BYTES (1u << 20)
+/* Largest frame received at all (ZMQ_MAXMSGSIZE): one above it is never buffered; ZeroMQ
+ * drops the connection that sent it, so that client gets no reply (a timeout) and its next
+ * request goes over a new connection. Frames between the two limits get ERROR_TOO_LARGE. */
+#define KVH_MAX_FRAME_BYTES (4u * KVH_MAX_REQUEST_BYTES)
 
 struct kvh_server_config {
     const char *endpoint; /* ipc://D/kvh0.sock or tcp://HOST:PORT */

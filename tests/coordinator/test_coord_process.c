@@ -2,7 +2,7 @@
  * placement and streaming; a worker that stops heartbeating has its job moved to the other
  * with `generated` = the tokens already streamed, and the client sees every token once;
  * bad input on both links gets the right Error and harms no job; cancel; metrics over HTTP
- * (on 0.0.0.0 only with --insecure);
+ * (on 0.0.0.0 only with --insecure), and a tcp link off loopback without CURVE keys likewise;
  * kill -9 of the coordinator and restart on its journal (a worker claims its job back, an
  * unclaimed job moves after the timeout); a torn journal tail; journal writes that fail. */
 #include <signal.h>
@@ -513,6 +513,27 @@ static void test_metrics_address(void)
     CHECK(ch_stop_coordinator(&g_e, SIGTERM) == 0, "SIGTERM: exit status not 0");
 }
 
+/* A tcp link off loopback without CURVE keys: refused at start, naming --insecure; served
+ * with --insecure (docs/SECURITY.md). */
+static void test_tcp_insecure(void)
+{
+    char ep[64], want[160];
+    snprintf(ep, sizeof ep, "tcp://0.0.0.0:%d", 40000 + (int)(getpid() % 20000));
+    const char *plain[] = {"--workers", ep, NULL};
+    CHECK(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, plain) == -1,
+          "--workers %s without keys or --insecure: the coordinator started", ep);
+    snprintf(want, sizeof want, "refusing to bind %s without CURVE keys: not a loopback address",
+             ep);
+    char *log = test_read_file(g_e.log);
+    CHECK(log && strstr(log, want) && strstr(log, "--insecure"), "no clear error (%s) in %s",
+          want, g_e.log);
+    free(log);
+    const char *insecure[] = {"--workers", ep, "--insecure", NULL};
+    REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, insecure) == 0,
+            "--workers %s --insecure did not start", ep);
+    CHECK(ch_stop_coordinator(&g_e, SIGTERM) == 0, "SIGTERM: exit status not 0");
+}
+
 /* ---------------------------------------------------------------- restart */
 static void expect_finished_text(void *cl, uint64_t id, uint32_t n, const char *what)
 {
@@ -827,6 +848,7 @@ int main(int argc, char **argv)
     REQUIRE(argc == 2, "usage: test_coord_process BIN_DIR");
     ch_init(&g_e, argv[1], "coord");
     test_metrics_address();
+    test_tcp_insecure();
     REQUIRE(ch_start_coordinator(&g_e, HB_TIMEOUT_MS, NULL) == 0, "coordinator start");
     struct fake_worker w0, w1;
     REQUIRE(fw_open(&g_e, &w0, "w0", 2, 64) == 0 && fw_open(&g_e, &w1, "w1", 2, 64) == 0,

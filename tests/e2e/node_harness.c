@@ -191,6 +191,12 @@ int nh_node_init_needing(struct nh_node *node, const char *test_name, const char
         node->heartbeat_timeout_ms = (int)ms;
     }
     node->keep = getenv("NOSA_TEST_KEEP") != NULL;
+    const char *backend = getenv("NOSA_TEST_BACKEND");
+    if (backend && strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0) {
+        fprintf(stderr, "node_harness: NOSA_TEST_BACKEND '%s': expected cpu or cuda\n", backend);
+        return -1;
+    }
+    snprintf(node->backend, sizeof node->backend, "%s", backend ? backend : "cpu");
 
     g_nh_node = node;
     atexit(on_exit_cleanup);
@@ -462,7 +468,8 @@ int nh_start_worker(struct nh_node *node, const char *name, char *const env_extr
     snprintf(wname, sizeof wname, "%s-%s", name, node->tag);
     const char *argv[] = {"nosa-worker", "--run-dir", node->run_dir, "--name", wname,
                           "--coordinator", node->workers_ep, "--kvhost", node->kvhost_ep,
-                          "--model", node->model, "--backend", "cpu", "--mode", "nosa", NULL};
+                          "--model", node->model, "--backend", node->backend, "--mode", "nosa",
+                          NULL};
     return nh_spawn(node, name, env_extra, 0, argv);
 }
 
@@ -640,10 +647,10 @@ int nh_generate_flags(struct nh_node *node, const char *const *flags, const char
     snprintf(t, sizeof t, "%g", temperature);
     snprintf(tp, sizeof tp, "%g", top_p);
     snprintf(sd, sizeof sd, "%llu", (unsigned long long)seed);
-    const char *argv[32] = {"nosa-generate", "--model", node->model, "--mode", "nosa",
-                            "--prompt", prompt, "--max-tokens", mt, "--temperature", t,
-                            "--top-p", tp, "--seed", sd, "--json"};
-    int n = 16;
+    const char *argv[32] = {"nosa-generate", "--model", node->model, "--backend", node->backend,
+                            "--mode", "nosa", "--prompt", prompt, "--max-tokens", mt,
+                            "--temperature", t, "--top-p", tp, "--seed", sd, "--json"};
+    int n = 18;
     for (int i = 0; flags && flags[i] && n < 31; i++) argv[n++] = flags[i];
     argv[n] = NULL;
     char *text = NULL;

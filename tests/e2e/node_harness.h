@@ -40,6 +40,8 @@ struct nh_node {
     uint32_t block_size;        /* from the model's config.json */
     int heartbeat_timeout_ms;   /* passed to the coordinator (short, so a hang is seen fast) */
     int metrics_port;           /* the coordinator's --metrics-port (0: off, the default) */
+    char backend[8];            /* workers' and nosa-generate's --backend: "cpu" (default,
+                                 * or $NOSA_TEST_BACKEND) or "cuda" (GPU 0) */
     struct nh_proc procs[NH_MAX_PROCS];
     int n_procs;
     unsigned n_spawned;         /* every start so far: numbers the logs */
@@ -111,7 +113,7 @@ int nh_submit(struct nh_node *node, const char *name, const char *prompt, int ma
 int nh_job_read(struct nh_node *node, int proc, struct nh_job *job);
 /* Waits for the CLI at proc index to exit (timeout_ms), then reads its result. */
 int nh_job_wait(struct nh_node *node, int proc, unsigned timeout_ms, struct nh_job *job);
-/* The reference: nosa-generate over the same model, prompt and sampling. */
+/* The reference: nosa-generate over the same model, prompt, sampling and backend. */
 int nh_generate(struct nh_node *node, const char *prompt, int max_tokens, double temperature,
                 double top_p, uint64_t seed, struct nh_job *out);
 /* The same with flags (NULL-terminated, or NULL) after --mode nosa: a later --mode wins. */

@@ -1,8 +1,13 @@
 /* fault_harness.c: fault injection over the real processes (issue 7, docs/FAULTS.md).
  *
  *   fault_harness BIN_DIR --fault KIND [--seed S] [--at-tokens T] [--arm PROC:POINT[:SKIP|:pP]]
- *                 [--model-config FILE]
+ *                 [--model-config FILE] [--backend cpu|cuda]
  *   fault_harness BIN_DIR --soak [--faults N] [--seconds M] [--seed S] [--model-config FILE]
+ *                 [--backend cpu|cuda]
+ *
+ * --backend: the workers' and the reference's (nosa-generate) backend; default cpu, or
+ * $NOSA_TEST_BACKEND (tests/e2e/node_harness.h). cuda puts both workers on GPU 0 (CI runs cpu;
+ * scripts/gpu-faults.sh runs a subset on the GPU machine).
  *
  * KIND (each reachable deterministically: the harness acts once the jobs have streamed
  * --at-tokens tokens in all, default 24, or when the process hits the armed NOSA_FAULT point;
@@ -74,6 +79,7 @@ struct fault_opts {
     long faults;
     long seconds;
     const char *model_config;
+    const char *backend; /* NULL: the node harness's default */
 };
 
 struct fault_summary {
@@ -585,6 +591,12 @@ static int parse_opts(int argc, char **argv, struct fault_opts *o)
             o->arm = v;
         } else if (!strcmp(a, "--model-config")) {
             o->model_config = v;
+        } else if (!strcmp(a, "--backend")) {
+            if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0) {
+                fprintf(stderr, "fault_harness: --backend '%s': expected cpu or cuda\n", v);
+                return -1;
+            }
+            o->backend = v;
         } else {
             fprintf(stderr, "fault_harness: unknown argument '%s'\n", a);
             return -1;
@@ -616,6 +628,7 @@ int main(int argc, char **argv)
                                   arena_only ? kvhost_only : NULL);
     if (rc == 77) return TEST_SKIP_EXIT;
     REQUIRE(rc == 0, "harness setup failed");
+    if (o.backend) snprintf(node.backend, sizeof node.backend, "%s", o.backend);
     static struct job_set js;
     make_jobs(&js);
     if (!arena_only)
@@ -626,8 +639,8 @@ int main(int argc, char **argv)
         long at = o.at_tokens > 0 ? o.at_tokens : o.seeded ? rng_range(4, 120) : 24;
         int victim = o.seeded ? (int)rng_range(0, 1) : 0;
         run_one(&node, &js, o.kind, at, victim, o.seeded, 1, &sum);
-        snprintf(title, sizeof title, "fault %s (seed %llu)", g_fault_names[o.kind],
-                 (unsigned long long)o.seed);
+        snprintf(title, sizeof title, "fault %s (seed %llu, backend %s)", g_fault_names[o.kind],
+                 (unsigned long long)o.seed, node.backend);
     } else {
         /* Random faults, each on a fresh node, until N faults or M seconds. */
         uint64_t end = nh_now_ms() + (uint64_t)o.seconds * 1000u;
@@ -644,8 +657,8 @@ int main(int argc, char **argv)
             run_one(&node, &js, k, at, victim, 1, 0, &sum);
             disarm();
         }
-        snprintf(title, sizeof title, "soak: seed %llu, %ld faults or %ld s", (unsigned long long)o.seed,
-                 o.faults, o.seconds);
+        snprintf(title, sizeof title, "soak: seed %llu, %ld faults or %ld s, backend %s",
+                 (unsigned long long)o.seed, o.faults, o.seconds, node.backend);
     }
     print_summary(&sum, title);
     nh_stop_all(&node, 5000);

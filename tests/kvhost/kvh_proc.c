@@ -2,6 +2,7 @@
 #include "kvh_proc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@ static void cleanup(void)
     snprintf(shm, sizeof(shm), "/nosa-%u-%s", (unsigned)getuid(), p->name);
     shm_unlink(shm);
     unlink(p->sock_path);
+    unlink(p->log_path);
     rmdir(p->run_dir);
 }
 
@@ -48,6 +50,7 @@ void kvh_proc_setup(struct kvh_proc *p, const char *exe)
     snprintf(p->name, sizeof(p->name), "kvhtest%d", (int)getpid());
     snprintf(p->sock_path, sizeof(p->sock_path), "%s/%s.sock", p->run_dir, p->name);
     snprintf(p->endpoint, sizeof(p->endpoint), "ipc://%s", p->sock_path);
+    snprintf(p->log_path, sizeof(p->log_path), "%s/kvhost.log", p->run_dir);
     g_proc = p;
     atexit(cleanup);
 }
@@ -78,6 +81,11 @@ static pid_t spawn(struct kvh_proc *p, const char *const *extra, const char *con
     if (pid == 0) {
         /* A test that crashes (a sanitizer abort skips atexit) must not leave it running. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (p->capture) {
+            int fd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(127);
+            close(fd);
+        }
         for (int i = 0; env && env[i]; i++) putenv((char *)env[i]);
         execv(p->exe, (char *const *)argv);
         fprintf(stderr, "execv %s: %s\n", p->exe, strerror(errno));

@@ -14,6 +14,8 @@ struct kvh_proc {
     char name[32];
     char endpoint[160];
     char sock_path[128];
+    char log_path[96];   /* <run_dir>/kvhost.log */
+    int capture;         /* set: each start's stdout and stderr go to log_path, rewritten */
 };
 
 /* Makes the run dir and names; registers the cleanup. One kvh_proc per test program. */
@@ -26,7 +28,8 @@ int kvh_proc_start(struct kvh_proc *p, const char *const *extra, const char *con
                    int wait_ready, int *status);
 /* Sends sig (0: none) and waits up to 10 s for the exit; returns the wait status. */
 int kvh_proc_stop(struct kvh_proc *p, int sig);
-/* Runs nosa-kvhost with args to completion (for --destroy, a refused --recover): status. */
+/* Runs nosa-kvhost with args to completion (for --destroy, a refused --recover): status.
+ * With capture set its output goes to log_path too. */
 int kvh_proc_run(struct kvh_proc *p, const char *const *args);
 /* /dev/shm path of the arena. */
 void kvh_proc_shm_path(const struct kvh_proc *p, char *out, size_t cap);

@@ -1,6 +1,6 @@
 /* test_kvh_bad_input.c: nosa-kvhost answers what it cannot serve with an Error naming the
  * problem and keeps serving: garbage bytes, a wrong protocol version, no body, an oversized
- * frame, too many sequences, unknown sequence ids, out of space; and --recover refuses a
+ * frame (ERROR_TOO_LARGE; one past the frame limit is dropped unbuffered), too many sequences, unknown sequence ids, out of space; and --recover refuses a
  * truncated or corrupted arena with one line naming it. argv[1]: the nosa-kvhost binary. */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +16,7 @@
 #include "common.pb-c.h"
 #include "kvh_client.h"
 #include "kvh_proc.h"
+#include "kvh_server.h"
 #include "kvhost.pb-c.h"
 #include "nosa_msg.h"
 #include "test_util.h"
@@ -82,17 +83,50 @@ static void test_protocol_errors(void *sock)
     expect_error(msg_call(sock, &req), NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "no body",
                  "missing body");
 
-    size_t big = 2u << 20;
-    uint8_t *huge = calloc(1, big);
+    /* Over the request limit, up to the frame limit: ERROR_TOO_LARGE naming the limit. */
+    uint8_t *huge = calloc(1, KVH_MAX_FRAME_BYTES + 1);
     REQUIRE(huge, "calloc");
-    expect_error(raw_call(sock, huge, big), NOSA__ERROR_CODE__ERROR_TOO_LARGE, "exceeds",
-                 "oversized frame");
+    expect_error(raw_call(sock, huge, KVH_MAX_REQUEST_BYTES + 1),
+                 NOSA__ERROR_CODE__ERROR_TOO_LARGE, "exceeds the limit of 1048576",
+                 "a frame one byte over the request limit");
+    expect_error(raw_call(sock, huge, KVH_MAX_FRAME_BYTES), NOSA__ERROR_CODE__ERROR_TOO_LARGE,
+                 "exceeds", "a frame at the frame limit");
     free(huge);
 
     /* A frame split in two parts is malformed: the reply names it. */
     REQUIRE(zmq_send(sock, "a", 1, ZMQ_SNDMORE) == 1, "send part");
     expect_error(raw_call(sock, "b", 1), NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "frame",
                  "two-part message");
+}
+
+/* A frame over KVH_MAX_FRAME_BYTES is not even buffered: ZeroMQ drops the connection (no
+ * reply); the kv-host serves the same socket's next request over a new connection. */
+static void test_gigantic_frame(void)
+{
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    char err[512];
+    REQUIRE(ctx && sock && nosa_msg_socket_defaults(sock, 1000, err, sizeof(err)) == 0 &&
+                zmq_connect(sock, g_kvh.endpoint) == 0, "socket: %s", err);
+    size_t len = 17u << 20; /* past NOSA_MSG_MAX_BYTES too */
+    uint8_t *gigantic = calloc(1, len);
+    REQUIRE(gigantic, "calloc");
+    Nosa__Kvh__KvhReply *rep = raw_call(sock, gigantic, len);
+    free(gigantic);
+    CHECK(rep == NULL, "a %zu-byte frame got a reply", len);
+    if (rep) nosa__kvh__kvh_reply__free_unpacked(rep, NULL);
+    Nosa__Kvh__KvhRequest req = NOSA__KVH__KVH_REQUEST__INIT;
+    Nosa__Kvh__StatsRequest stats = NOSA__KVH__STATS_REQUEST__INIT;
+    req.version = NOSA__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
+    req.request_id = 7;
+    req.body_case = NOSA__KVH__KVH_REQUEST__BODY_STATS;
+    req.stats = &stats;
+    rep = msg_call(sock, &req);
+    CHECK(rep && !rep->error && rep->body_case == NOSA__KVH__KVH_REPLY__BODY_STATS &&
+              rep->request_id == 7, "stats on the same socket after the dropped frame");
+    if (rep) nosa__kvh__kvh_reply__free_unpacked(rep, NULL);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
 }
 
 static void test_request_errors(struct kvh_client *c)
@@ -187,6 +221,7 @@ int main(int argc, char **argv)
     test_protocol_errors(sock);
     zmq_close(sock);
     zmq_ctx_term(ctx);
+    test_gigantic_frame();
 
     struct kvh_client *c;
     REQUIRE(kvh_client_connect(g_kvh.endpoint, NULL, &c, err, sizeof(err)) == 0, "%s", err);

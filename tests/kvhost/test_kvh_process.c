@@ -2,10 +2,13 @@
  * two clients attach and map the arena; the first allocates and writes blocks, the second
  * reads the first's table and blocks through its own mapping, allocates and writes its own;
  * stats, free, stats. Then SIGTERM (exit 0, arena kept), --recover (same tables, same bytes,
- * next generation), --destroy. argv[1]: the nosa-kvhost binary. */
+ * next generation), --destroy. The start line (one, naming the arena and the endpoint), the
+ * arena pre-faulted (resident in the kv-host), --numa-node's CPU affinity, tcp off loopback
+ * only with --insecure. argv[1]: the nosa-kvhost binary. */
 #include <errno.h>
 #include <fcntl.h>
 #include <numa.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,9 +179,76 @@ static void check_stats(struct kvh_client *c, uint64_t want_seqs, uint64_t want_
           (unsigned long)st.arena_bytes, st.numa_node);
 }
 
-/* --numa-node 0 (node 0 exists wherever the kernel has NUMA): the stats say so and the
- * arena's pages are on node 0. --huge-pages: served where shared-memory transparent huge
- * pages are on, refused (exit 1) where they are off. */
+/* The start line: once ready, the kv-host has written exactly one line (stdout and stderr
+ * together), naming its arena's shm object and its endpoint. */
+static void check_start_line(void)
+{
+    char *log = NULL;
+    for (int waited = 0; waited < 2000; waited += 10) { /* printed just after the bind */
+        free(log);
+        log = test_read_file(g_kvh.log_path);
+        if (log && strchr(log, '\n')) break;
+        usleep(10000);
+    }
+    char shm[128], want_shm[160], want_ep[200];
+    snprintf(shm, sizeof(shm), "/nosa-%u-%s", (unsigned)getuid(), g_kvh.name);
+    snprintf(want_shm, sizeof(want_shm), "created arena %s,", shm);
+    snprintf(want_ep, sizeof(want_ep), "; serving %s\n", g_kvh.endpoint);
+    const char *nl = log ? strchr(log, '\n') : NULL;
+    CHECK(nl && nl[1] == '\0', "the start is one line: %s", log ? log : "(no output)");
+    CHECK(log && strstr(log, want_shm) && strstr(log, want_ep),
+          "the start line names %s and %s: %s", shm, g_kvh.endpoint, log ? log : "");
+    free(log);
+}
+
+/* Resident kB of the kv-host's mapping of its arena (/proc/PID/smaps), or -1. */
+static long arena_rss_kb(pid_t pid)
+{
+    char path[64], shm[128], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+    kvh_proc_shm_path(&g_kvh, shm, sizeof(shm));
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long kb = -1;
+    int in_arena = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (strchr(line, '-') && strchr(line, ' ') && strchr(line, '-') < strchr(line, ' ')) {
+            in_arena = strstr(line, shm) != NULL; /* a mapping's first line: "lo-hi perms ..." */
+        } else if (in_arena && sscanf(line, "Rss: %ld kB", &kb) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    return kb;
+}
+
+/* With --numa-node N the kv-host runs on node N's CPUs (those of them we may use). */
+static void check_affinity(int node)
+{
+    cpu_set_t got, ours;
+    CPU_ZERO(&got);
+    CPU_ZERO(&ours);
+    REQUIRE(sched_getaffinity(g_kvh.pid, sizeof(got), &got) == 0 &&
+                sched_getaffinity(0, sizeof(ours), &ours) == 0,
+            "sched_getaffinity: %s", strerror(errno));
+    struct bitmask *cpus = numa_allocate_cpumask();
+    REQUIRE(cpus && numa_node_to_cpus(node, cpus) == 0, "numa_node_to_cpus(%d)", node);
+    int same = 1, n = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        int want = CPU_ISSET(cpu, &ours) && cpu < (int)numa_num_possible_cpus() &&
+                   numa_bitmask_isbitset(cpus, (unsigned)cpu);
+        same &= want == !!CPU_ISSET(cpu, &got);
+        n += want;
+    }
+    numa_free_cpumask(cpus);
+    CHECK(same && n > 0, "--numa-node %d: the kv-host may run on %d CPUs, not node %d's %d",
+          node, CPU_COUNT(&got), node, n);
+}
+
+/* --numa-node 0 (node 0 exists wherever the kernel has NUMA): the stats say so, the
+ * arena's pages are on node 0 and the kv-host runs on node 0's CPUs (on a machine of one node
+ * all of them). --huge-pages: served where shared-memory transparent huge pages are on,
+ * refused (exit 1) where they are off. */
 static void test_numa_and_huge_pages(void)
 {
     char err[512];
@@ -194,6 +264,7 @@ static void test_numa_and_huge_pages(void)
         CHECK(kvh_client_stats(c, &st, err, sizeof(err)) == 0 && st.numa_node == 0,
               "--numa-node 0: stats say node %d (%s)", st.numa_node, err);
         kvh_client_close(c);
+        check_affinity(0);
         char shm[128];
         kvh_proc_shm_path(&g_kvh, shm, sizeof(shm));
         int fd = open(shm, O_RDONLY);
@@ -230,12 +301,56 @@ static void test_numa_and_huge_pages(void)
     }
 }
 
+/* tcp off loopback without CURVE keys: refused (exit 1) naming --insecure, leaving no arena
+ * behind; served with --insecure (docs/SECURITY.md). */
+static void test_tcp_insecure(void)
+{
+    char tcp[64], local[64], want[160], shm[128], err[512];
+    int port = 30000 + (int)(getpid() % 20000);
+    snprintf(tcp, sizeof(tcp), "tcp://0.0.0.0:%d", port);
+    snprintf(local, sizeof(local), "tcp://127.0.0.1:%d", port);
+    kvh_proc_shm_path(&g_kvh, shm, sizeof(shm));
+    const char *plain[] = {"--arena", "64M", "--endpoint", tcp, "--remove", NULL};
+    g_kvh.capture = 1;
+    REQUIRE(kvh_proc_start(&g_kvh, plain, NULL, 0, NULL) == 0, "spawn");
+    int status = kvh_proc_stop(&g_kvh, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1, "%s without keys: exit 1, got 0x%x",
+          tcp, status);
+    snprintf(want, sizeof(want), "refusing to bind %s without CURVE keys: not a loopback address",
+             tcp);
+    char *log = test_read_file(g_kvh.log_path);
+    CHECK(log && strstr(log, want) && strstr(log, "--insecure"), "no clear error (%s): %s", want,
+          log ? log : "");
+    free(log);
+    struct stat sst;
+    CHECK(stat(shm, &sst) != 0, "the refused kv-host left its new arena %s", shm);
+    const char *insecure[] = {"--arena", "64M", "--endpoint", tcp, "--insecure", "--remove", NULL};
+    REQUIRE(kvh_proc_start(&g_kvh, insecure, NULL, 0, NULL) == 0, "spawn");
+    g_kvh.capture = 0;
+    struct kvh_client_options quick = {.timeout_ms = 100};
+    struct kvh_client *c;
+    REQUIRE(kvh_client_connect(local, &quick, &c, err, sizeof(err)) == 0, "%s", err);
+    struct kvh_stats st;
+    int rc = -1;
+    for (int i = 0; i < 50 && rc; i++) rc = kvh_client_stats(c, &st, err, sizeof(err));
+    CHECK(rc == 0, "%s --insecure: stats over %s: %s", tcp, local, err);
+    kvh_client_close(c);
+    status = kvh_proc_stop(&g_kvh, SIGTERM);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "--insecure: SIGTERM exit 0");
+}
+
 int main(int argc, char **argv)
 {
     REQUIRE(argc == 2, "usage: test_kvh_process NOSA_KVHOST");
     kvh_proc_setup(&g_kvh, argv[1]);
     const char *args[] = {"--arena", "64M", NULL};
+    g_kvh.capture = 1;
     REQUIRE(kvh_proc_start(&g_kvh, args, NULL, 1, NULL) == 0, "kv-host did not start");
+    g_kvh.capture = 0;
+    check_start_line();
+    long rss = arena_rss_kb(g_kvh.pid);
+    CHECK(rss == (64 << 20) / 1024, "pre-faulted: %ld kB of the 64 MiB arena resident in the "
+          "kv-host", rss);
     char shm[128];
     kvh_proc_shm_path(&g_kvh, shm, sizeof(shm));
     struct stat sst;
@@ -293,5 +408,6 @@ int main(int argc, char **argv)
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "SIGTERM: exit 0");
     CHECK(stat(shm, &sst) != 0, "--remove: arena removed at exit");
     test_numa_and_huge_pages();
+    test_tcp_insecure();
     return test_report("test_kvh_process");
 }
