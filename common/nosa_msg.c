@@ -490,8 +490,9 @@ void nosa_msg_security_free(struct nosa_msg_security *sec)
     if (sec->zap_running) pthread_join(sec->zap_thread, NULL);
     else if (sec->zap) zmq_close(sec->zap);
     free(sec->authorized);
-    /* The secrets should not outlive their use in freed heap memory. */
-    explicit_bzero(&sec->keys, sizeof(sec->keys));
+    /* The secrets should not outlive their use in freed heap memory. (The whole object:
+     * gcc -O3 misreads the size of the keys member once this is inlined into init.) */
+    explicit_bzero(sec, sizeof(*sec));
     free(sec);
 }
 

@@ -79,6 +79,21 @@ struct nosa_step_stats {
     struct nosa_layer_stats layer[NOSA_MAX_LAYERS];
 };
 
+/* What a decode step hands back for row i (the token appended to slots[i]); every field
+ * optional (NULL). logits[i * vocab ...] is written for the rows with want_logits[i] != 0,
+ * for every row when want_logits is NULL; other rows are left as they were. argmax[i] is
+ * nosa_logits_argmax of row i's logits, computed where the logits are (the GPU for cuda), so
+ * that a greedy row needs no logits copied to the host. */
+struct nosa_decode_out {
+    float *logits;
+    const uint8_t *want_logits;
+    int32_t *argmax;
+};
+
+/* The greedy token of one row of logits: the id of the largest (ties: the lower id), or -1
+ * when a logit is NaN or the largest is not finite (there is no token to take). */
+int32_t nosa_logits_argmax(const float *logits, int vocab);
+
 struct nosa_backend;
 
 struct nosa_backend_ops {
@@ -93,10 +108,11 @@ struct nosa_backend_ops {
     int (*prefill)(struct nosa_backend *b, int slot, const int32_t *tokens, int n,
                    const struct nosa_seq_blocks *blocks, float *logits, char *err,
                    size_t errlen);
-    /* One decode step: tokens[i] is appended to slots[i] (distinct); logits[i * vocab ...]. */
+    /* One decode step: tokens[i] is appended to slots[i] (distinct); out (NULL: nothing
+     * back) gets what struct nosa_decode_out says. */
     int (*decode)(struct nosa_backend *b, int n, const int *slots, const int32_t *tokens,
-                  const struct nosa_seq_blocks *blocks, float *logits, char *err,
-                  size_t errlen);
+                  const struct nosa_seq_blocks *blocks, const struct nosa_decode_out *out,
+                  char *err, size_t errlen);
     /* Rebuilds slot from n_blocks complete blocks already in the arena (a sequence moved from
      * a failed worker): afterwards the context is positions [0, n_blocks * block_size), with
      * no recomputation; the caller prefills the tokens of the open block after that. */

@@ -17,7 +17,8 @@ add_library(nosa_engine STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/engine/text_json.c)
 target_include_directories(nosa_engine PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/engine
                            ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(nosa_engine PUBLIC nosa_backend_registry nosa_model nosa_common m)
+target_link_libraries(nosa_engine PUBLIC nosa_backend_registry nosa_backend_checks nosa_model
+                      nosa_common m)
 
 # nosa-generate: the single-process reference decode the end-to-end tests compare against.
 add_executable(nosa-generate ${CMAKE_CURRENT_SOURCE_DIR}/generate_main.c)

@@ -38,6 +38,7 @@ struct nosa_backend {
     /* Scratch of one token's forward pass (single-threaded). */
     float *x, *xb, *q, *k, *v, *vr, *cis, *att, *gate, *up, *sq, *bq, *be;
     float *logit;              /* [rep][max_context]: one row per query head of a group */
+    float *row_logits;         /* [vocab]: a decode row whose argmax is wanted, not its logits */
     float *head_mx, *head_sum; /* [rep] */
     nosa_bf16 *kb, *vb;
     int *sel;
@@ -68,6 +69,7 @@ static void cpu_destroy(struct nosa_backend *b)
     free(b->sel);
     free(b->taken);
     free(b->slot_mark);
+    free(b->row_logits);
     free(b->ptrs);
     free(b);
 }
@@ -137,9 +139,10 @@ static int cpu_create(const struct nosa_model *model, const struct nosa_backend_
     b->sel = calloc(mb + 1, sizeof(int));
     b->taken = calloc(mb + 1, 1);
     b->slot_mark = calloc((size_t)cfg->max_seqs, 1);
+    b->row_logits = calloc((size_t)mc->vocab_size, sizeof(float));
     b->ptrs = calloc(mb, sizeof(*b->ptrs));
     if (!b->rope_cos || !b->rope_sin || !b->len || !b->stepped || !b->last_q || !b->x || !b->kb ||
-        !b->vb || !b->sel || !b->taken || !b->slot_mark || !b->ptrs)
+        !b->vb || !b->sel || !b->taken || !b->slot_mark || !b->row_logits || !b->ptrs)
         goto oom;
     float *f = b->x;
     f += hid;
@@ -396,8 +399,8 @@ static int cpu_prefill(struct nosa_backend *b, int slot, const int32_t *tokens, 
 }
 
 static int cpu_decode(struct nosa_backend *b, int n, const int *slots, const int32_t *tokens,
-                      const struct nosa_seq_blocks *blocks, float *logits, char *err,
-                      size_t errlen)
+                      const struct nosa_seq_blocks *blocks, const struct nosa_decode_out *out,
+                      char *err, size_t errlen)
 {
     if (n < 1 || n > b->cfg.max_seqs || !slots || !tokens) {
         nosa_set_error(err, errlen, "cpu backend: decode of %d sequences (1 .. %d)", n,
@@ -419,9 +422,15 @@ static int cpu_decode(struct nosa_backend *b, int n, const int *slots, const int
     if (rc) return rc;
     size_t vocab = (size_t)b->model->cfg.vocab_size;
     stats_begin(b);
-    for (int i = 0; i < n; i++)
-        forward_token(b, slots[i], tokens[i], blocks ? blocks[i].groups : NULL,
-                      logits ? logits + (size_t)i * vocab : NULL);
+    for (int i = 0; i < n; i++) {
+        float *row = NULL;
+        if (out && out->logits && (!out->want_logits || out->want_logits[i]))
+            row = out->logits + (size_t)i * vocab;
+        else if (out && out->argmax)
+            row = b->row_logits;
+        forward_token(b, slots[i], tokens[i], blocks ? blocks[i].groups : NULL, row);
+        if (out && out->argmax) out->argmax[i] = nosa_logits_argmax(row, (int)vocab);
+    }
     stats_end(b);
     return 0;
 }

@@ -1,4 +1,5 @@
-/* argmax: per-row argmax with lowest-index ties (see argmax.cuh). */
+/* argmax: per-row argmax with lowest-index ties, -1 for NaN or no finite maximum (see
+ * argmax.cuh). */
 #include "argmax.cuh"
 
 #define ARGMAX_THREADS 256
@@ -12,11 +13,17 @@ static __global__ void argmax_kernel(int32_t *out, const float *logits, int voca
 {
     __shared__ float sv[ARGMAX_THREADS / 32];
     __shared__ int si[ARGMAX_THREADS / 32];
+    __shared__ int any_nan;
     const float *row = logits + (size_t)blockIdx.x * (size_t)vocab;
+    if (threadIdx.x == 0) any_nan = 0;
+    __syncthreads();
     float bv = -INFINITY;
-    int bi = 0x7fffffff;
-    for (int j = threadIdx.x; j < vocab; j += blockDim.x)
+    int bi = 0x7fffffff, nan_seen = 0;
+    for (int j = threadIdx.x; j < vocab; j += blockDim.x) {
+        nan_seen |= isnan(row[j]);
         if (better(row[j], j, bv, bi)) bv = row[j], bi = j;
+    }
+    if (nan_seen) any_nan = 1; /* every writer writes the same value */
     for (int o = 16; o > 0; o >>= 1) {
         float ov = __shfl_xor_sync(0xffffffffu, bv, o);
         int oi = __shfl_xor_sync(0xffffffffu, bi, o);
@@ -29,7 +36,7 @@ static __global__ void argmax_kernel(int32_t *out, const float *logits, int voca
         bi = si[0];
         for (int w = 1; w < ARGMAX_THREADS / 32; w++)
             if (better(sv[w], si[w], bv, bi)) bv = sv[w], bi = si[w];
-        out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+        out[blockIdx.x] = any_nan || !isfinite(bv) || bi == 0x7fffffff ? -1 : bi;
     }
 }
 

@@ -1,6 +1,7 @@
-/* argmax: greedy sampling on the GPU: out[i] = the index of the largest logits[i][0 .. vocab)
- * (ties: the lowest index, as a sequential scan keeping the first maximum). For an engine
- * that samples greedily without copying logits to the host. */
+/* argmax: greedy sampling on the GPU: out[i] = nosa_logits_argmax of logits[i][0 .. vocab)
+ * (backend.h): the index of the largest (ties: the lowest index, as a sequential scan keeping
+ * the first maximum), -1 when a logit is NaN or the largest is not finite. The decode step's
+ * argmax output, so a greedy row needs no logits copied to the host. */
 #ifndef NOSA_CUDA_ARGMAX_CUH
 #define NOSA_CUDA_ARGMAX_CUH
 #include "cuda_common.cuh"

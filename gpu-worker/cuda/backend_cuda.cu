@@ -100,6 +100,7 @@ struct nosa_backend {
     uint16_t *lm_head;
     /* step buffers */
     int32_t *d_tok, *d_slot, *d_pos, *h_info; /* h_info pinned: [3][max_tok] */
+    int32_t *d_argmax, *h_argmax;            /* [max_n] greedy tokens; h_argmax pinned */
     uint32_t *d_groups, *h_groups;           /* [max_seqs][max_blocks] and its host mirror */
     int *n_known;                            /* [max_seqs] entries of h_groups uploaded */
     float *x, *gout, *qkv, *att, *cis, *logits, *sel_scratch, *att_part, *h_logits;
@@ -160,10 +161,11 @@ static void cuda_destroy(struct nosa_backend *b)
     CUDA_FREE(b->d_tok), CUDA_FREE(b->d_slot), CUDA_FREE(b->d_pos), CUDA_FREE(b->d_groups);
     CUDA_FREE(b->x), CUDA_FREE(b->gout), CUDA_FREE(b->qkv), CUDA_FREE(b->att);
     CUDA_FREE(b->cis), CUDA_FREE(b->logits), CUDA_FREE(b->sel_scratch);
-    CUDA_FREE(b->att_part), CUDA_FREE(b->xs), CUDA_FREE(b->d_stats);
+    CUDA_FREE(b->att_part), CUDA_FREE(b->xs), CUDA_FREE(b->d_stats), CUDA_FREE(b->d_argmax);
     CUDA_FREE(b->pl.ptrs), CUDA_FREE(b->pl.n_ent), CUDA_FREE(b->pl.miss_src);
     if (b->h_info) (void)cudaFreeHost(b->h_info);
     if (b->h_logits) (void)cudaFreeHost(b->h_logits);
+    if (b->h_argmax) (void)cudaFreeHost(b->h_argmax);
     if (b->h_stats) (void)cudaFreeHost(b->h_stats);
     for (int i = 0; i < b->n_reg; i++) (void)cudaHostUnregister(b->reg_ptr[i]);
     if (b->graph) (void)cudaGraphExecDestroy(b->graph);
@@ -373,6 +375,8 @@ static int alloc_step(struct nosa_backend *b, char *err, size_t errlen)
     CUDA_CHECK(dev_alloc(&b->cis, n * nkv, sizeof(float)));
     CUDA_CHECK(dev_alloc(&b->logits, n * (size_t)b->vocab, sizeof(float)));
     CUDA_CHECK(cudaMallocHost((void **)&b->h_logits, n * (size_t)b->vocab * sizeof(float)));
+    CUDA_CHECK(dev_alloc(&b->d_argmax, n, sizeof(int32_t)));
+    CUDA_CHECK(cudaMallocHost((void **)&b->h_argmax, n * sizeof(int32_t)));
     CUDA_CHECK(dev_alloc(&b->sel_scratch, n * nkv * b->kv.scratch_stride, sizeof(float)));
     CUDA_CHECK(dev_alloc(&b->att_part,
                          n * nkv * (size_t)b->max_chunks * (size_t)b->rep * (size_t)(b->d + 2),
@@ -847,20 +851,43 @@ fail:
     return rc;
 }
 
-/* Copies back logits (n rows when logits != NULL) and stats, waits for the step;
- * layer_d2h: each layer's bytes written to the arena (step_layer_d2h_bytes). */
-static int finish_call(struct nosa_backend *b, int n, const float *d_logits, float *logits,
+/* The next run [*from, return) of consecutive rows of [*from, n) whose logits out wants;
+ * *from is moved to the run's first row (n when none is left). */
+static int wanted_logit_run(const struct nosa_decode_out *out, int n, int *from)
+{
+    int i = *from;
+    while (i < n && out->want_logits && !out->want_logits[i]) i++;
+    int j = i;
+    while (j < n && (!out->want_logits || out->want_logits[j])) j++;
+    *from = i;
+    return j;
+}
+
+/* Copies back what out asks for of the n rows (the argmax kernel, when wanted, was enqueued
+ * after the forward pass) and the stats, waits for the step; layer_d2h: each layer's bytes
+ * written to the arena (step_layer_d2h_bytes). */
+static int finish_call(struct nosa_backend *b, int n, const struct nosa_decode_out *out,
                        uint64_t layer_d2h, char *err, size_t errlen)
 {
     int rc = 0;
     int L = b->model->cfg.n_layers;
-    size_t lb = (size_t)n * (size_t)b->vocab * sizeof(float);
-    if (logits)
-        CUDA_CHECK(cudaMemcpyAsync(b->h_logits, d_logits, lb, cudaMemcpyDeviceToHost, b->stream));
+    size_t row = (size_t)b->vocab;
+    if (out && out->logits)
+        for (int i = 0, j; (j = wanted_logit_run(out, n, &i)) > i; i = j)
+            CUDA_CHECK(cudaMemcpyAsync(b->h_logits + i * row, b->logits + i * row,
+                                       (size_t)(j - i) * row * sizeof(float),
+                                       cudaMemcpyDeviceToHost, b->stream));
+    if (out && out->argmax)
+        CUDA_CHECK(cudaMemcpyAsync(b->h_argmax, b->d_argmax, (size_t)n * sizeof(int32_t),
+                                   cudaMemcpyDeviceToHost, b->stream));
     CUDA_CHECK(cudaMemcpyAsync(b->h_stats, b->d_stats, 3 * (size_t)L * sizeof(unsigned long long),
                                cudaMemcpyDeviceToHost, b->stream));
     CUDA_CHECK(cudaStreamSynchronize(b->stream));
-    if (logits) memcpy(logits, b->h_logits, lb);
+    if (out && out->logits)
+        for (int i = 0, j; (j = wanted_logit_run(out, n, &i)) > i; i = j)
+            memcpy(out->logits + i * row, b->h_logits + i * row,
+                   (size_t)(j - i) * row * sizeof(float));
+    if (out && out->argmax) memcpy(out->argmax, b->h_argmax, (size_t)n * sizeof(int32_t));
     for (int l = 0; l < L; l++) {
         struct nosa_layer_stats *ls = &b->stats.layer[l];
         ls->selected = b->h_stats[3 * l], ls->transferred = b->h_stats[3 * l + 1];
@@ -906,8 +933,8 @@ static int cuda_prefill(struct nosa_backend *b, int slot, const int32_t *tokens,
             if ((rc = forward(b, i, &sh, err, errlen))) return rc;
         }
         b->stats.tokens = (uint64_t)n;
-        if ((rc = finish_call(b, 1, b->logits, logits, step_layer_d2h_bytes(b, n, hp), err,
-                              errlen)))
+        struct nosa_decode_out last = {logits, NULL, NULL}; /* the last token's row */
+        if ((rc = finish_call(b, 1, &last, step_layer_d2h_bytes(b, n, hp), err, errlen)))
             return rc;
     }
     b->len[slot] += n;
@@ -917,8 +944,8 @@ fail:
 }
 
 static int cuda_decode(struct nosa_backend *b, int n, const int *slots, const int32_t *tokens,
-                       const struct nosa_seq_blocks *blocks, float *logits, char *err,
-                       size_t errlen)
+                       const struct nosa_seq_blocks *blocks, const struct nosa_decode_out *out,
+                       char *err, size_t errlen)
 {
     int rc = 0;
     if (n < 1 || n > b->cfg.max_seqs || !slots || !tokens) {
@@ -955,13 +982,15 @@ static int cuda_decode(struct nosa_backend *b, int n, const int *slots, const in
     if ((rc = stats_begin(b, err, errlen))) return rc;
     b->timing = 1;
     {
-        struct step_shape sh = step_shape_of(b, n, hp, logits != NULL);
+        struct step_shape sh = step_shape_of(b, n, hp, out && (out->logits || out->argmax));
         if ((rc = forward_decode(b, &sh, err, errlen))) return rc;
     }
+    if (out && out->argmax) {
+        argmax_launch(b->d_argmax, b->logits, n, b->vocab, b->stream);
+        CUDA_CHECK_LAUNCH();
+    }
     b->stats.tokens = (uint64_t)n;
-    if ((rc = finish_call(b, n, b->logits, logits, step_layer_d2h_bytes(b, n, hp), err,
-                          errlen)))
-        return rc;
+    if ((rc = finish_call(b, n, out, step_layer_d2h_bytes(b, n, hp), err, errlen))) return rc;
     for (int i = 0; i < n; i++) {
         b->len[slots[i]]++;
         b->stepped[slots[i]] = 1;

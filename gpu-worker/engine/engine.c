@@ -55,6 +55,8 @@ struct nosa_engine {
     int *dec_seq;                      /* [max_seqs] */
     int *dec_slots;                    /* [max_seqs] */
     int32_t *dec_tokens;               /* [max_seqs] */
+    int32_t *dec_argmax;               /* [max_seqs] each row's greedy token (backend.h) */
+    uint8_t *dec_want_logits;          /* [max_seqs] 1: the row samples from its logits */
     struct nosa_seq_blocks *dec_blocks; /* [max_seqs] */
     struct nosa_block_alloc *alloc_reqs; /* [max_seqs] */
     int *alloc_seq;                    /* [max_seqs] */
@@ -104,13 +106,15 @@ static int engine_alloc_buffers(struct nosa_engine *e)
     e->dec_seq = calloc(n, sizeof(int));
     e->dec_slots = calloc(n, sizeof(int));
     e->dec_tokens = calloc(n, sizeof(int32_t));
+    e->dec_argmax = calloc(n, sizeof(int32_t));
+    e->dec_want_logits = calloc(n, 1);
     e->dec_blocks = calloc(n, sizeof(*e->dec_blocks));
     e->alloc_reqs = calloc(n, sizeof(*e->alloc_reqs));
     e->alloc_seq = calloc(n, sizeof(int));
     e->free_ids = calloc(n, sizeof(uint64_t));
     e->logits = calloc(n * (size_t)e->vocab, sizeof(float));
     if (!e->seqs || !e->token_store || !e->group_store || !e->prefill_order || !e->dec_seq ||
-        !e->dec_slots || !e->dec_tokens || !e->dec_blocks || !e->alloc_reqs || !e->alloc_seq ||
+        !e->dec_slots || !e->dec_tokens || !e->dec_argmax || !e->dec_want_logits || !e->dec_blocks || !e->alloc_reqs || !e->alloc_seq ||
         !e->free_ids || !e->logits)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
@@ -207,6 +211,8 @@ void nosa_engine_destroy(struct nosa_engine *e)
     free(e->dec_seq);
     free(e->dec_slots);
     free(e->dec_tokens);
+    free(e->dec_argmax);
+    free(e->dec_want_logits);
     free(e->dec_blocks);
     free(e->alloc_reqs);
     free(e->alloc_seq);
@@ -394,16 +400,9 @@ static void flush_frees(struct nosa_engine *e)
     e->n_free_ids = 0;
 }
 
-/* The next token of s from its logits: emits it, and finishes s when it is done. */
-static void seq_take_token(struct nosa_engine *e, struct engine_seq *s, const float *logits)
+/* Emits tok as s's next token, and finishes s when it is done. */
+static void seq_emit_token(struct nosa_engine *e, struct engine_seq *s, int32_t tok)
 {
-    char why[160];
-    int32_t tok = nosa_sampler_pick(&e->sampler, logits, &s->sampling, s->n_generated, why,
-                                    sizeof(why));
-    if (tok < 0) {
-        seq_finish(e, s, NOSA_FINISH_ERROR, why);
-        return;
-    }
     s->tokens[s->n_prompt + s->n_generated] = tok;
     struct nosa_engine_event ev = {
         .type = NOSA_ENGINE_EVENT_TOKEN,
@@ -420,6 +419,19 @@ static void seq_take_token(struct nosa_engine *e, struct engine_seq *s, const fl
         seq_finish(e, s, NOSA_FINISH_LENGTH, NULL);
     else
         s->state = SEQ_DECODE;
+}
+
+/* The next token of s from its logits (the sampler), emitted. */
+static void seq_take_token(struct nosa_engine *e, struct engine_seq *s, const float *logits)
+{
+    char why[160];
+    int32_t tok = nosa_sampler_pick(&e->sampler, logits, &s->sampling, s->n_generated, why,
+                                    sizeof(why));
+    if (tok < 0) {
+        seq_finish(e, s, NOSA_FINISH_ERROR, why);
+        return;
+    }
+    seq_emit_token(e, s, tok);
 }
 
 int nosa_engine_cancel(struct nosa_engine *e, uint64_t seq_id, int keep_blocks, char *err,
@@ -613,18 +625,28 @@ static int run_decode(struct nosa_engine *e, int n_listed, char *err, size_t err
         e->dec_slots[n] = e->dec_seq[k];
         e->dec_tokens[n] = s->tokens[s->n_appended]; /* the pending generated token */
         e->dec_blocks[n] = (struct nosa_seq_blocks){.groups = s->groups, .n_groups = s->n_groups};
+        /* Greedy rows take the backend's argmax: no logits leave the device for them. */
+        e->dec_want_logits[n] = s->sampling.temperature != 0.0f;
         n++;
     }
     if (n == 0) return 0;
-    int rc = e->ops->decode(e->backend, n, e->dec_slots, e->dec_tokens, e->dec_blocks, e->logits,
-                            err, errlen);
+    struct nosa_decode_out out = {
+        .logits = e->logits, .want_logits = e->dec_want_logits, .argmax = e->dec_argmax};
+    int rc = e->ops->decode(e->backend, n, e->dec_slots, e->dec_tokens, e->dec_blocks, &out, err,
+                            errlen);
     if (rc) return rc;
     collect_backend_stats(e, &e->last.decode);
     e->last.decoded = (uint32_t)n;
     for (int k = 0; k < n; k++) {
         struct engine_seq *s = &e->seqs[e->dec_seq[k]];
         s->n_appended++;
-        seq_take_token(e, s, e->logits + (size_t)k * (size_t)e->vocab);
+        if (e->dec_want_logits[k])
+            seq_take_token(e, s, e->logits + (size_t)k * (size_t)e->vocab);
+        else if (e->dec_argmax[k] < 0)
+            seq_finish(e, s, NOSA_FINISH_ERROR,
+                       "greedy: the step's logits hold a NaN or no finite maximum");
+        else
+            seq_emit_token(e, s, e->dec_argmax[k]);
     }
     return 0;
 }

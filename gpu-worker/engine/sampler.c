@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "backend.h" /* nosa_logits_argmax */
 #include "log.h"
 
 int nosa_sampling_validate(const struct nosa_sampling *s, char *err, size_t errlen)
@@ -64,14 +65,6 @@ void nosa_sampler_free(struct nosa_sampler *s)
     s->weight = NULL;
 }
 
-static int32_t argmax(const float *logits, int vocab)
-{
-    int32_t best = 0;
-    for (int32_t i = 1; i < vocab; i++)
-        if (logits[i] > logits[best]) best = i;
-    return best;
-}
-
 /* Candidates by descending weight, then ascending id: a total order, so the sort's result
  * does not depend on the algorithm. */
 static int cmp_candidates(const void *a, const void *b, void *ctx)
@@ -99,7 +92,7 @@ int32_t nosa_sampler_pick(struct nosa_sampler *s, const float *logits,
         nosa_set_error(err, errlen, "sampler: the largest logit is %g", (double)max);
         return -EDOM;
     }
-    if (params->temperature == 0.0f) return argmax(logits, vocab);
+    if (params->temperature == 0.0f) return nosa_logits_argmax(logits, vocab);
 
     double inv_t = 1.0 / (double)params->temperature;
     for (int i = 0; i < vocab; i++) {

@@ -72,8 +72,9 @@ static inline void harness_prefill(struct harness *h, int slot, const int32_t *t
     h->len[slot] += n;
 }
 
-static inline void harness_decode(struct harness *h, int n, const int *slots, const int32_t *tok,
-                                  float *logits)
+/* One decode step handing back what out asks (NULL: nothing). */
+static inline void harness_decode_out(struct harness *h, int n, const int *slots,
+                                      const int32_t *tok, const struct nosa_decode_out *out)
 {
     char err[256];
     struct nosa_seq_blocks blocks[HARNESS_MAX_SEQS] = {{0}};
@@ -81,9 +82,17 @@ static inline void harness_decode(struct harness *h, int n, const int *slots, co
         test_seq_table_cover(h->ta, &h->tables[slots[i]], h->len[slots[i]] + 1);
         blocks[i] = h->tables[slots[i]].blocks;
     }
-    int rc = h->ops->decode(h->b, n, slots, tok, blocks, logits, err, sizeof(err));
+    int rc = h->ops->decode(h->b, n, slots, tok, blocks, out, err, sizeof(err));
     REQUIRE(rc == 0, "decode: %s", err);
     for (int i = 0; i < n; i++) h->len[slots[i]]++;
+}
+
+/* One decode step; every row's logits to logits[i * vocab] when logits is not NULL. */
+static inline void harness_decode(struct harness *h, int n, const int *slots, const int32_t *tok,
+                                  float *logits)
+{
+    struct nosa_decode_out out = {.logits = logits};
+    harness_decode_out(h, n, slots, tok, &out);
 }
 
 /* Greedy choice: the largest logit, the lowest token on a tie. */

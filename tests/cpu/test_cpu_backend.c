@@ -407,6 +407,61 @@ static void test_resume(enum nosa_attn_mode mode, int offload)
     nosa_model_free(m);
 }
 
+/* What a decode step hands back (struct nosa_decode_out): two backends decode the same
+ * tokens, one asking every row's logits and argmax, the other in turn the argmax alone, the
+ * logits of row 1 alone (row 0's left as they were) and nothing; the argmax must be the
+ * greedy token of the logits (harness_argmax, written apart) and the row's logits equal. */
+static void test_decode_out(void)
+{
+    struct nosa_model *m = harness_model(0, 0, 21);
+    int vocab = m->cfg.vocab_size, slots[2] = {0, 1};
+    struct test_arena ta;
+    test_arena_init(&ta, &m->cfg, 64);
+    struct harness a, b;
+    harness_open(&a, m, NOSA_ATTN_NOSA, 1, 2, CTX, 0, &ta);
+    harness_open(&b, m, NOSA_ATTN_NOSA, 1, 2, CTX, 0, &ta);
+    int32_t prompt[100];
+    for (int i = 0; i < 100; i++) prompt[i] = (int32_t)((i * 31 + 7) % 256);
+    for (int s = 0; s < 2; s++) {
+        harness_prefill(&a, s, prompt + s, 90 + s, NULL); /* past the budget: sparse */
+        harness_prefill(&b, s, prompt + s, 90 + s, NULL);
+    }
+    float *la = malloc(2 * (size_t)vocab * sizeof(float));
+    float *lb = malloc(2 * (size_t)vocab * sizeof(float));
+    REQUIRE(la && lb, "out of memory");
+    static const uint8_t row1[2] = {0, 1};
+    for (int step = 0; step < 9; step++) {
+        int32_t tok[2] = {(int32_t)(step * 3 % 256), (int32_t)(step * 5 + 1) % 256};
+        int32_t ga[2], gb[2] = {-7, -7};
+        memset(lb, 0xff, 2 * (size_t)vocab * sizeof(float)); /* NaN: untouched stays NaN */
+        struct nosa_decode_out oa = {.logits = la, .argmax = ga};
+        struct nosa_decode_out ob[2] = {{.argmax = gb},
+                                        {.logits = lb, .want_logits = row1, .argmax = gb}};
+        harness_decode_out(&a, 2, slots, tok, &oa);
+        harness_decode_out(&b, 2, slots, tok, step % 3 == 2 ? NULL : &ob[step % 3]);
+        for (int s = 0; s < 2; s++) {
+            int want = harness_argmax(la + (size_t)s * vocab, vocab);
+            CHECK(ga[s] == want, "step %d row %d: argmax %d, logits' %d", step, s, ga[s], want);
+            if (step % 3 != 2)
+                CHECK(gb[s] == ga[s], "step %d row %d: argmax %d (no full logits) vs %d", step,
+                      s, gb[s], ga[s]);
+        }
+        if (step % 3 == 1) {
+            uint32_t bits;
+            memcpy(&bits, lb, sizeof bits);
+            CHECK(bits == 0xffffffffu, "step %d: row 0's logits written though not wanted", step);
+            CHECK(memcmp(lb + vocab, la + vocab, (size_t)vocab * sizeof(float)) == 0,
+                  "step %d: row 1's logits differ", step);
+        }
+    }
+    free(la);
+    free(lb);
+    harness_close(&a);
+    harness_close(&b);
+    test_arena_free(&ta);
+    nosa_model_free(m);
+}
+
 static void test_errors(void)
 {
     struct nosa_model *m = harness_model(0, 0, 1);
@@ -503,6 +558,7 @@ int main(void)
     test_resume(NOSA_ATTN_NOSA, 1);
     test_resume(NOSA_ATTN_INFLLMV2, 0);
     test_resume(NOSA_ATTN_DENSE, 1);
+    test_decode_out();
     test_errors();
     return test_report("test_cpu_backend");
 }

@@ -99,6 +99,7 @@ int main(int argc, char **argv)
     float *logits = malloc(sizeof(float) * (size_t)batch * (size_t)cfg.vocab_size);
     double *t = malloc(sizeof(double) * (size_t)steps);
     if (!groups || !tabs || !slots || !toks || !logits || !t) return 1;
+    struct nosa_decode_out out = {.logits = logits}; /* every row's logits, as before */
     for (int s = 0; s < batch; s++) {
         for (int g = 0; g < groups_per_seq; g++)
             groups[s * groups_per_seq + g] = (uint32_t)(s * groups_per_seq + g);
@@ -139,7 +140,7 @@ int main(int argc, char **argv)
         double ph[5] = {0}; /* gemm, attn, select, copy, wall */
         for (int i = 0; i < steps + 3; i++) {
             for (int s = 0; s < batch; s++) toks[s] = (int32_t)(rnd() % 256);
-            if (nosa_backend_cuda_ops.decode(b, batch, slots, toks, tabs, logits, err,
+            if (nosa_backend_cuda_ops.decode(b, batch, slots, toks, tabs, &out, err,
                                              sizeof(err))) {
                 fprintf(stderr, "bench_cuda_decode: decode: %s\n", err);
                 return 1;

@@ -198,10 +198,18 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
             bc[s] = cpu.tab[s].blocks;
             bg[s] = gpu.tab[s].blocks;
         }
-        int r = cpu.ops->decode(cpu.b, N_SLOTS, slots, toks, bc, lc, err, sizeof(err));
+        int32_t ac[N_SLOTS], ag[N_SLOTS];
+        struct nosa_decode_out oc = {.logits = lc, .argmax = ac}, og = {.logits = lg, .argmax = ag};
+        int r = cpu.ops->decode(cpu.b, N_SLOTS, slots, toks, bc, &oc, err, sizeof(err));
         REQUIRE(r == 0, "cpu decode: %s", err);
-        r = gpu.ops->decode(gpu.b, N_SLOTS, slots, toks, bg, lg, err, sizeof(err));
+        r = gpu.ops->decode(gpu.b, N_SLOTS, slots, toks, bg, &og, err, sizeof(err));
         REQUIRE(r == 0, "cuda decode step %d: %s", step, err);
+        for (int s = 0; s < N_SLOTS; s++)
+            CHECK(ac[s] == argmax(lc + (size_t)s * vocab, vocab) &&
+                      ag[s] == argmax(lg + (size_t)s * vocab, vocab),
+                  "%s step %d slot %d: argmax output %d/%d (cpu/cuda) is not its logits' %d/%d",
+                  rc->name, step, s, ac[s], ag[s], argmax(lc + (size_t)s * vocab, vocab),
+                  argmax(lg + (size_t)s * vocab, vocab));
         if (trace) memcpy(trace + (size_t)step * N_SLOTS * vocab, lg,
                           sizeof(float) * (size_t)vocab * N_SLOTS);
         for (int s = 0; s < N_SLOTS; s++) {
@@ -303,12 +311,82 @@ static void gpu_trace(const struct nosa_model *m, const struct run_cfg *rc, floa
             bg[s] = gpu.tab[s].blocks;
             len[s]++;
         }
-        int r = gpu.ops->decode(gpu.b, N_SLOTS, slots, toks, bg,
-                                trace + (size_t)step * N_SLOTS * vocab, err, sizeof(err));
+        struct nosa_decode_out out = {.logits = trace + (size_t)step * N_SLOTS * vocab};
+        int r = gpu.ops->decode(gpu.b, N_SLOTS, slots, toks, bg, &out, err, sizeof(err));
         REQUIRE(r == 0, "decode: %s", err);
     }
     if (graphs) nosa_backend_cuda_graph_counts(gpu.b, &graphs[0], &graphs[1]);
     side_close(&gpu);
+}
+
+#define OUT_STEPS 6
+
+/* What a decode step hands back (struct nosa_decode_out): two GPU backends decode the same
+ * tokens, A asking every row's logits and argmax, B in turn the argmax alone, the logits of
+ * row 1 alone (row 0's left as they were), and nothing. B's argmax must equal A's and the
+ * argmax of A's logits, and B's row 1 equal A's bit for bit. */
+static void decode_out_check(const struct nosa_model *m, const struct run_cfg *rc)
+{
+    char err[256];
+    int vocab = m->cfg.vocab_size, slots[N_SLOTS] = {0, 1};
+    struct side sd[2];
+    size_t lb = (size_t)vocab * N_SLOTS;
+    float *la = malloc(lb * sizeof(float)), *lbuf = malloc(lb * sizeof(float));
+    REQUIRE(la && lbuf, "out of memory");
+    int len[2][N_SLOTS];
+    for (int k = 0; k < 2; k++) {
+        side_open(&sd[k], &nosa_backend_cuda_ops, m, rc);
+        for (int s = 0; s < N_SLOTS; s++) {
+            int32_t prompt[128];
+            len[k][s] = 90 + 9 * s; /* past the full budget: the sparse path runs */
+            for (int i = 0; i < len[k][s]; i++) prompt[i] = (int32_t)((i * 29 + s) % 256);
+            test_seq_table_cover(&sd[k].ta, &sd[k].tab[s], len[k][s]);
+            REQUIRE(sd[k].ops->prefill(sd[k].b, s, prompt, len[k][s], &sd[k].tab[s].blocks,
+                                       NULL, err, sizeof(err)) == 0,
+                    "prefill: %s", err);
+        }
+    }
+    static const uint8_t row1[N_SLOTS] = {0, 1};
+    for (int step = 0; step < OUT_STEPS; step++) {
+        int32_t toks[N_SLOTS], ga[N_SLOTS], gb[N_SLOTS] = {-7, -7};
+        for (int s = 0; s < N_SLOTS; s++) toks[s] = (int32_t)((step * 11 + s * 5) % 256);
+        memset(lbuf, 0xff, lb * sizeof(float)); /* NaN: untouched rows stay NaN */
+        struct nosa_decode_out oa = {.logits = la, .argmax = ga};
+        struct nosa_decode_out ob[3] = {
+            {.argmax = gb}, {.logits = lbuf, .want_logits = row1, .argmax = gb}, {0}};
+        for (int k = 0; k < 2; k++) {
+            struct nosa_seq_blocks bl[N_SLOTS];
+            for (int s = 0; s < N_SLOTS; s++) {
+                test_seq_table_cover(&sd[k].ta, &sd[k].tab[s], len[k][s] + 1);
+                bl[s] = sd[k].tab[s].blocks;
+                len[k][s]++;
+            }
+            const struct nosa_decode_out *o = k == 0 ? &oa : step % 3 == 2 ? NULL : &ob[step % 3];
+            REQUIRE(sd[k].ops->decode(sd[k].b, N_SLOTS, slots, toks, bl, o, err,
+                                      sizeof(err)) == 0,
+                    "%s decode: %s", rc->name, err);
+        }
+        for (int s = 0; s < N_SLOTS; s++) {
+            int want = argmax(la + (size_t)s * vocab, vocab);
+            CHECK(ga[s] == want, "%s step %d row %d: argmax %d, logits' %d", rc->name, step, s,
+                  ga[s], want);
+            if (step % 3 != 2)
+                CHECK(gb[s] == ga[s], "%s step %d row %d: argmax %d with %s, %d with logits",
+                      rc->name, step, s, gb[s], step % 3 ? "row 1's logits" : "no logits",
+                      ga[s]);
+        }
+        if (step % 3 == 1) {
+            uint32_t bits;
+            memcpy(&bits, lbuf, sizeof bits);
+            CHECK(bits == 0xffffffffu, "%s step %d: row 0's logits written though not wanted",
+                  rc->name, step);
+            CHECK(memcmp(lbuf + vocab, la + vocab, (size_t)vocab * sizeof(float)) == 0,
+                  "%s step %d: row 1's logits differ from the full copy's", rc->name, step);
+        }
+    }
+    for (int k = 0; k < 2; k++) side_close(&sd[k]);
+    free(la);
+    free(lbuf);
 }
 
 #define RESUME_PROMPT 45 /* 5 complete blocks of the tiny model, then 5 tokens */
@@ -346,10 +424,12 @@ static void resume_check(const struct nosa_model *m, const struct run_cfg *rc)
         REQUIRE(a.ops->prefill(bk[k], slot, prompt + start, RESUME_PROMPT - start, &tab->blocks,
                                NULL, err, sizeof(err)) == 0,
                 "prefill: %s", err);
-        for (int i = 0; i < RESUME_STEPS; i++)
-            REQUIRE(a.ops->decode(bk[k], 1, &slot, &toks[i], &tab->blocks, out + (size_t)i * vocab,
-                                  err, sizeof(err)) == 0,
+        for (int i = 0; i < RESUME_STEPS; i++) {
+            struct nosa_decode_out o = {.logits = out + (size_t)i * vocab};
+            REQUIRE(a.ops->decode(bk[k], 1, &slot, &toks[i], &tab->blocks, &o, err,
+                                  sizeof(err)) == 0,
                     "decode: %s", err);
+        }
         if (k == 0) a.ops->destroy(a.b); /* the arena stays, with the prefilled blocks */
     }
     CHECK(memcmp(la, lb, n * sizeof(float)) == 0, "%s: resumed slot decodes differently",
@@ -429,6 +509,8 @@ int main(void)
                runs[k].name, graphs[0], graphs[1], g_steps);
     }
     for (int k = 0; k < 5; k++) resume_check(m, &runs[k]);
+    decode_out_check(m, &runs[4]);
+    decode_out_check(m, &runs[0]);
     {
         static const struct run_cfg dense_off = {"dense-off", NOSA_ATTN_DENSE, 1};
         struct test_arena da;
