@@ -96,8 +96,9 @@ static void bench_template_blocks(struct bench_ctx *c, uint64_t n_groups)
                 }
                 for (int h = 0; h < nkv; h++) {
                     float z = lw->evict_delta_b ? lw->evict_delta_b[h] : 0.0f;
-                    const float *w = lw->evict_delta_w + (size_t)h * nkv * hd;
-                    for (int i = 0; i < nkv * hd; i++) z += w[i] * vrow[i];
+                    size_t row = (size_t)h * (size_t)nkv * (size_t)hd;
+                    for (int i = 0; i < nkv * hd; i++)
+                        z += nosa_weight_at(lw->evict_delta_w, row + (size_t)i) * vrow[i];
                     uint8_t *blk = ar->base + nosa_kv_block_index(&g, grp, (uint32_t)l,
                                                                   (uint32_t)h) * bb;
                     float *bias = (float *)(blk + nosa_kv_block_bias_offset(&g));

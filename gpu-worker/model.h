@@ -1,17 +1,19 @@
 /* model.h: the model every backend runs. A Llama-style decoder (RMSNorm, RoPE, GQA, SwiGLU)
  * plus NOSA's eviction head, and the sparse-attention settings that go with it.
  *
- * This module owns: the configuration (parsed from config.json), the weights as host f32
- * arrays (pointing into the mapped safetensors files when they are f32, converted once when
- * they are bf16), and the random-weight generator behind nosa-mkmodel. Backends read the
- * weights; they never free them. Weight matrices use the Hugging Face layout: [out][in],
- * row-major, so y = W x is y[o] = sum_i W[o*in + i] * x[i]. */
+ * This module owns: the configuration (parsed from config.json), the weights, and the
+ * random-weight generator behind nosa-mkmodel. The weight matrices are typed views
+ * (struct nosa_weight: f32 or bf16 elements), used in place in the mapped safetensors files;
+ * the small vectors (norm weights, biases, A) are host f32 arrays. Backends read the weights;
+ * they never free them. Weight matrices use the Hugging Face layout: [out][in], row-major, so
+ * y = W x is y[o] = sum_i W[o*in + i] * x[i]. */
 #ifndef NOSA_MODEL_H
 #define NOSA_MODEL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bf16.h"
 #include "kv_geometry.h"
 
 #define NOSA_MAX_LAYERS 256
@@ -55,30 +57,54 @@ struct nosa_model_config {
     struct nosa_sparse_config sparse;
 };
 
+/* How a weight matrix's elements are stored. */
+enum nosa_weight_dtype {
+    NOSA_WEIGHT_F32 = 0,
+    NOSA_WEIGHT_BF16 = 1,
+};
+
+/* A weight matrix where it lies (in place in a mapped safetensors file, or in the model's own
+ * buffer): elements of dtype, aligned to their size, row-major; the shape is the config's.
+ * bf16 -> f32 is exact, so reading either dtype as f32 gives the file's values. */
+struct nosa_weight {
+    const void *data;
+    enum nosa_weight_dtype dtype;
+};
+
+/* Element i of w as f32. */
+static inline float nosa_weight_at(struct nosa_weight w, size_t i)
+{
+    return w.dtype == NOSA_WEIGHT_BF16 ? nosa_bf16_to_f32(((const nosa_bf16 *)w.data)[i])
+                                       : ((const float *)w.data)[i];
+}
+/* dst[0 .. n) = elements [first, first + n) of w as f32 (row r of [rows][cols]: first =
+ * r * cols, n = cols). */
+void nosa_weight_read_f32(struct nosa_weight w, size_t first, size_t n, float *dst);
+
 struct nosa_layer_weights {
-    const float *attn_norm; /* [hidden] */
-    const float *wq;        /* [n_heads*head_dim][hidden] */
-    const float *wk;        /* [n_kv_heads*head_dim][hidden] */
-    const float *wv;        /* [n_kv_heads*head_dim][hidden] */
+    const float *attn_norm;  /* [hidden] */
+    struct nosa_weight wq;   /* [n_heads*head_dim][hidden] */
+    struct nosa_weight wk;   /* [n_kv_heads*head_dim][hidden] */
+    struct nosa_weight wv;   /* [n_kv_heads*head_dim][hidden] */
     const float *bq, *bk, *bv; /* biases, NULL unless attention_bias */
-    const float *wo;        /* [hidden][n_heads*head_dim] */
-    const float *mlp_norm;  /* [hidden] */
-    const float *w_gate;    /* [intermediate][hidden] */
-    const float *w_up;      /* [intermediate][hidden] */
-    const float *w_down;    /* [hidden][intermediate] */
+    struct nosa_weight wo;   /* [hidden][n_heads*head_dim] */
+    const float *mlp_norm;   /* [hidden] */
+    struct nosa_weight w_gate; /* [intermediate][hidden] */
+    struct nosa_weight w_up;   /* [intermediate][hidden] */
+    struct nosa_weight w_down; /* [hidden][intermediate] */
     /* Eviction head: cis[h] = A[h] * softplus(delta(v))[h], v = all KV heads' values. */
-    const float *evict_delta_w; /* [n_kv_heads][n_kv_heads*head_dim] */
+    struct nosa_weight evict_delta_w; /* [n_kv_heads][n_kv_heads*head_dim] */
     const float *evict_delta_b; /* [n_kv_heads], NULL unless attention_bias */
     const float *evict_A;       /* [n_kv_heads] */
 };
 
-struct nosa_model_storage; /* private: mappings and converted buffers */
+struct nosa_model_storage; /* private: mappings and the model's own buffer */
 
 struct nosa_model {
     struct nosa_model_config cfg;
-    const float *tok_embed;  /* [vocab][hidden] */
-    const float *final_norm; /* [hidden] */
-    const float *lm_head;    /* [vocab][hidden]; == tok_embed when tied */
+    struct nosa_weight tok_embed; /* [vocab][hidden] */
+    const float *final_norm;      /* [hidden] */
+    struct nosa_weight lm_head;   /* [vocab][hidden]; the same view as tok_embed when tied */
     struct nosa_layer_weights layers[NOSA_MAX_LAYERS];
     struct nosa_model_storage *storage;
 };

@@ -287,7 +287,7 @@ static void layer_attention(struct nosa_backend *b, int slot, int layer, int pos
         b->vb[i] = nosa_f32_to_bf16(b->v[i]);
         b->vr[i] = nosa_bf16_to_f32(b->vb[i]);
     }
-    nosa_cpu_matvec(b->cis, w->evict_delta_w, w->evict_delta_b, b->vr, n_kv, kvdim);
+    nosa_cpu_matvec_weight(b->cis, w->evict_delta_w, w->evict_delta_b, b->vr, n_kv, kvdim);
     for (int h = 0; h < n_kv; h++) b->cis[h] = w->evict_A[h] * nosa_cpu_softplus(b->cis[h]);
 
     int n_blocks = pos / bs; /* complete blocks: those before the current one */
@@ -330,27 +330,27 @@ static void forward_token(struct nosa_backend *b, int slot, int32_t token, const
     const float *cos_row = b->rope_cos + (size_t)pos * (size_t)half;
     const float *sin_row = b->rope_sin + (size_t)pos * (size_t)half;
 
-    memcpy(b->x, m->tok_embed + (size_t)token * (size_t)hid, (size_t)hid * sizeof(float));
+    nosa_weight_read_f32(m->tok_embed, (size_t)token * (size_t)hid, (size_t)hid, b->x);
     for (int l = 0; l < mc->n_layers; l++) {
         const struct nosa_layer_weights *w = &m->layers[l];
         nosa_cpu_rmsnorm(b->xb, b->x, w->attn_norm, hid, mc->rms_eps);
-        nosa_cpu_matvec(b->q, w->wq, w->bq, b->xb, qdim, hid);
-        nosa_cpu_matvec(b->k, w->wk, w->bk, b->xb, kvdim, hid);
-        nosa_cpu_matvec(b->v, w->wv, w->bv, b->xb, kvdim, hid);
+        nosa_cpu_matvec_weight(b->q, w->wq, w->bq, b->xb, qdim, hid);
+        nosa_cpu_matvec_weight(b->k, w->wk, w->bk, b->xb, kvdim, hid);
+        nosa_cpu_matvec_weight(b->v, w->wv, w->bv, b->xb, kvdim, hid);
         for (int h = 0; h < mc->n_heads; h++) nosa_cpu_rope_apply(b->q + h * d, cos_row, sin_row, d);
         for (int h = 0; h < mc->n_kv_heads; h++)
             nosa_cpu_rope_apply(b->k + h * d, cos_row, sin_row, d);
         memcpy(b->last_q + ((size_t)slot * (size_t)mc->n_layers + (size_t)l) * (size_t)qdim, b->q,
                (size_t)qdim * sizeof(float));
         layer_attention(b, slot, l, pos, groups);
-        nosa_cpu_matvec(b->xb, w->wo, NULL, b->att, hid, qdim);
+        nosa_cpu_matvec_weight(b->xb, w->wo, NULL, b->att, hid, qdim);
         for (int i = 0; i < hid; i++) b->x[i] += b->xb[i];
 
         nosa_cpu_rmsnorm(b->xb, b->x, w->mlp_norm, hid, mc->rms_eps);
-        nosa_cpu_matvec(b->gate, w->w_gate, NULL, b->xb, inter, hid);
-        nosa_cpu_matvec(b->up, w->w_up, NULL, b->xb, inter, hid);
+        nosa_cpu_matvec_weight(b->gate, w->w_gate, NULL, b->xb, inter, hid);
+        nosa_cpu_matvec_weight(b->up, w->w_up, NULL, b->xb, inter, hid);
         nosa_cpu_swiglu(b->gate, b->gate, b->up, inter);
-        nosa_cpu_matvec(b->xb, w->w_down, NULL, b->gate, hid, inter);
+        nosa_cpu_matvec_weight(b->xb, w->w_down, NULL, b->gate, hid, inter);
         for (int i = 0; i < hid; i++) b->x[i] += b->xb[i];
     }
     b->len[slot] = pos + 1;
@@ -358,7 +358,7 @@ static void forward_token(struct nosa_backend *b, int slot, int32_t token, const
     b->stats.tokens++;
     if (!logits) return;
     nosa_cpu_rmsnorm(b->xb, b->x, m->final_norm, hid, mc->rms_eps);
-    nosa_cpu_matvec(logits, m->lm_head, NULL, b->xb, mc->vocab_size, hid);
+    nosa_cpu_matvec_weight(logits, m->lm_head, NULL, b->xb, mc->vocab_size, hid);
 }
 
 static void stats_begin(struct nosa_backend *b)

@@ -27,12 +27,22 @@ float nosa_cpu_dot_bf16(const float *a, const nosa_bf16 *b, int n)
     return s;
 }
 
-void nosa_cpu_matvec(float *y, const float *W, const float *b, const float *x, int out, int in)
+void nosa_cpu_matvec_weight(float *y, struct nosa_weight W, const float *b, const float *x,
+                            int out, int in)
 {
     for (int o = 0; o < out; o++) {
-        float s = nosa_cpu_dot(W + (size_t)o * (size_t)in, x, in);
+        size_t row = (size_t)o * (size_t)in;
+        /* x[i] * W[i] == W[i] * x[i] exactly: the f32 and bf16 sums are the same sequence. */
+        float s = W.dtype == NOSA_WEIGHT_BF16
+                      ? nosa_cpu_dot_bf16(x, (const nosa_bf16 *)W.data + row, in)
+                      : nosa_cpu_dot((const float *)W.data + row, x, in);
         y[o] = b ? s + b[o] : s;
     }
+}
+
+void nosa_cpu_matvec(float *y, const float *W, const float *b, const float *x, int out, int in)
+{
+    nosa_cpu_matvec_weight(y, (struct nosa_weight){W, NOSA_WEIGHT_F32}, b, x, out, in);
 }
 
 void nosa_cpu_rope_table_fill(float *cos_t, float *sin_t, int n_pos, int head_dim, double theta)

@@ -1,4 +1,5 @@
-/* ops.h: the kernel-sized pieces of the CPU reference backend, in plain f32 C.
+/* ops.h: the kernel-sized pieces of the CPU reference backend, in plain f32 C (weight
+ * matrices are read as they are stored, f32 or bf16).
  *
  * Every function here accumulates in one fixed order (ascending index, f32), so a result
  * depends only on its inputs: never on batch composition, on where a KV block lives, or on
@@ -10,12 +11,17 @@
 #include <stddef.h>
 
 #include "bf16.h"
+#include "model.h"
 
 /* y[i] = (x[i] * r) * w[i], r = 1 / sqrtf(sum(x^2) / n + eps) (Llama RMSNorm). y may be x. */
 void nosa_cpu_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 
 /* y[o] = sum_i W[o*in + i] * x[i] (+ b[o] when b is not NULL): the Hugging Face [out][in]
- * layout. y must not alias x. */
+ * layout, W f32 or bf16 (read in place; bf16 -> f32 is exact, so both dtypes give the same
+ * products in the same order). y must not alias x. */
+void nosa_cpu_matvec_weight(float *y, struct nosa_weight W, const float *b, const float *x,
+                            int out, int in);
+/* nosa_cpu_matvec_weight of an f32 matrix. */
 void nosa_cpu_matvec(float *y, const float *W, const float *b, const float *x, int out, int in);
 
 /* sum_i a[i] * b[i] in ascending i. */

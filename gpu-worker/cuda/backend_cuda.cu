@@ -193,27 +193,56 @@ static cudaError_t dev_alloc(void *p, size_t n, size_t sz)
     return cudaMalloc((void **)p, (n ? n : 1) * sz);
 }
 
-/* Uploads n floats as f32 (bf16 == 0) or converted once to bf16 (bf16 == 1); parts[] of
- * counts[] are concatenated (fused weights). */
-static int upload(void *dst_out, int bf16, const float *const *parts, const size_t *counts,
-                  int n_parts, char *err, size_t errlen)
+/* A host f32 array (norm weights, biases, A, the RoPE tables) as a weight view. */
+static struct nosa_weight f32_view(const float *p)
+{
+    struct nosa_weight w = {p, NOSA_WEIGHT_F32};
+    return w;
+}
+
+/* Uploads parts[] of counts[] elements, concatenated (fused weights), as one device tensor of
+ * bf16 (bf16 == 1) or f32 elements. A part already of that dtype is copied as its bytes (a
+ * bf16 file's weights keep their bits); others convert per element (f32 -> bf16 rounds once,
+ * bf16 -> f32 is exact). A part without data is a tensor the model lacks: an error naming
+ * what (and the layer, -1 for the model-level tensors). */
+static int upload(void *dst_out, int bf16, const struct nosa_weight *parts, const size_t *counts,
+                  int n_parts, const char *what, int layer, char *err, size_t errlen)
 {
     int rc = 0;
     size_t total = 0;
-    for (int i = 0; i < n_parts; i++) total += counts[i];
+    for (int i = 0; i < n_parts; i++) {
+        if (!parts[i].data) {
+            if (layer >= 0)
+                nosa_set_error(err, errlen, "cuda backend: layer %d: weight %s (part %d of %d) "
+                               "is missing from the model", layer, what, i + 1, n_parts);
+            else
+                nosa_set_error(err, errlen, "cuda backend: weight %s (part %d of %d) is missing "
+                               "from the model", what, i + 1, n_parts);
+            return -EINVAL;
+        }
+        total += counts[i];
+    }
     size_t esz = bf16 ? 2 : 4;
-    void *dev = NULL, *host = malloc(total * esz);
+    enum nosa_weight_dtype want = bf16 ? NOSA_WEIGHT_BF16 : NOSA_WEIGHT_F32;
+    void *dev = NULL;
+    unsigned char *host = (unsigned char *)malloc(total * esz);
     if (!host) {
         nosa_set_error(err, errlen, "cuda backend: out of host memory converting weights");
         return -ENOMEM;
     }
     size_t off = 0;
     for (int i = 0; i < n_parts; i++) {
+        if (parts[i].dtype == want) {
+            memcpy(host + off * esz, parts[i].data, counts[i] * esz);
+            off += counts[i];
+            continue;
+        }
         for (size_t j = 0; j < counts[i]; j++, off++) {
+            float v = nosa_weight_at(parts[i], j);
             if (bf16)
-                ((nosa_bf16 *)host)[off] = nosa_f32_to_bf16(parts[i][j]);
+                ((nosa_bf16 *)host)[off] = nosa_f32_to_bf16(v);
             else
-                ((float *)host)[off] = parts[i][j];
+                ((float *)host)[off] = v;
         }
     }
     CUDA_CHECK(dev_alloc(&dev, total, esz));
@@ -226,50 +255,58 @@ fail:
     return rc;
 }
 
+/* One host f32 array (the RoPE tables). */
 static int upload1(void *dst, int bf16, const float *src, size_t n, char *err, size_t errlen)
 {
-    if (!src) return 0;
-    return upload(dst, bf16, &src, &n, 1, err, errlen);
+    struct nosa_weight w = f32_view(src);
+    return upload(dst, bf16, &w, &n, 1, "host table", -1, err, errlen);
 }
 
 static int upload_weights(struct nosa_backend *b, char *err, size_t errlen)
 {
     const struct nosa_model *m = b->model;
     const struct nosa_model_config *mc = &m->cfg;
-    size_t hid = (size_t)b->hid, inter = (size_t)b->inter;
+    size_t hid = (size_t)b->hid, inter = (size_t)b->inter, n_kv = (size_t)b->n_kv;
+    size_t n_o = hid * (size_t)b->qdim, n_down = hid * inter;
+    size_t n_ev = n_kv * (size_t)b->kvdim, n_vocab = (size_t)b->vocab * hid;
     int rc;
     b->layers = (struct layer_dev *)calloc((size_t)mc->n_layers, sizeof(*b->layers));
     if (!b->layers) return -ENOMEM;
     for (int l = 0; l < mc->n_layers; l++) {
         const struct nosa_layer_weights *w = &m->layers[l];
         struct layer_dev *L = &b->layers[l];
-        const float *qkv[3] = {w->wq, w->wk, w->wv};
+        const struct nosa_weight qkv[3] = {w->wq, w->wk, w->wv};
         size_t qkvn[3] = {(size_t)b->qdim * hid, (size_t)b->kvdim * hid, (size_t)b->kvdim * hid};
-        const float *gu[2] = {w->w_gate, w->w_up};
+        const struct nosa_weight gu[2] = {w->w_gate, w->w_up};
         size_t gun[2] = {inter * hid, inter * hid};
-        if ((rc = upload(&L->wqkv, 1, qkv, qkvn, 3, err, errlen))) return rc;
-        if ((rc = upload(&L->wgu, 1, gu, gun, 2, err, errlen))) return rc;
-        if ((rc = upload1(&L->wo, 1, w->wo, hid * (size_t)b->qdim, err, errlen))) return rc;
-        if ((rc = upload1(&L->wdown, 1, w->w_down, hid * inter, err, errlen))) return rc;
+        const struct nosa_weight an = f32_view(w->attn_norm), mn = f32_view(w->mlp_norm);
+        const struct nosa_weight ea = f32_view(w->evict_A);
+        if ((rc = upload(&L->wqkv, 1, qkv, qkvn, 3, "q/k/v_proj", l, err, errlen)) ||
+            (rc = upload(&L->wgu, 1, gu, gun, 2, "gate/up_proj", l, err, errlen)) ||
+            (rc = upload(&L->wo, 1, &w->wo, &n_o, 1, "o_proj", l, err, errlen)) ||
+            (rc = upload(&L->wdown, 1, &w->w_down, &n_down, 1, "down_proj", l, err, errlen)))
+            return rc;
         if (mc->attention_bias) {
-            const float *bs[3] = {w->bq, w->bk, w->bv};
+            const struct nosa_weight bs[3] = {f32_view(w->bq), f32_view(w->bk), f32_view(w->bv)};
             size_t bn[3] = {(size_t)b->qdim, (size_t)b->kvdim, (size_t)b->kvdim};
-            if ((rc = upload(&L->bqkv, 0, bs, bn, 3, err, errlen))) return rc;
-            if ((rc = upload1(&L->ev_b, 0, w->evict_delta_b, (size_t)b->n_kv, err, errlen)))
+            const struct nosa_weight eb = f32_view(w->evict_delta_b);
+            if ((rc = upload(&L->bqkv, 0, bs, bn, 3, "q/k/v bias", l, err, errlen)) ||
+                (rc = upload(&L->ev_b, 0, &eb, &n_kv, 1, "delta bias", l, err, errlen)))
                 return rc;
         }
-        if ((rc = upload1(&L->attn_norm, 0, w->attn_norm, hid, err, errlen))) return rc;
-        if ((rc = upload1(&L->mlp_norm, 0, w->mlp_norm, hid, err, errlen))) return rc;
-        if ((rc = upload1(&L->ev_w, 0, w->evict_delta_w, (size_t)b->n_kv * (size_t)b->kvdim, err,
-                          errlen)))
+        if ((rc = upload(&L->attn_norm, 0, &an, &hid, 1, "input_layernorm", l, err, errlen)) ||
+            (rc = upload(&L->mlp_norm, 0, &mn, &hid, 1, "post_attention_layernorm", l, err,
+                         errlen)) ||
+            (rc = upload(&L->ev_w, 0, &w->evict_delta_w, &n_ev, 1, "delta", l, err, errlen)) ||
+            (rc = upload(&L->ev_A, 0, &ea, &n_kv, 1, "A", l, err, errlen)))
             return rc;
-        if ((rc = upload1(&L->ev_A, 0, w->evict_A, (size_t)b->n_kv, err, errlen))) return rc;
     }
-    if ((rc = upload1(&b->tok_embed, 0, m->tok_embed, (size_t)b->vocab * hid, err, errlen)))
+    const struct nosa_weight fn = f32_view(m->final_norm);
+    if ((rc = upload(&b->tok_embed, 0, &m->tok_embed, &n_vocab, 1, "embed_tokens", -1, err,
+                     errlen)) ||
+        (rc = upload(&b->lm_head, 1, &m->lm_head, &n_vocab, 1, "lm_head", -1, err, errlen)))
         return rc;
-    if ((rc = upload1(&b->lm_head, 1, m->lm_head, (size_t)b->vocab * hid, err, errlen)))
-        return rc;
-    return upload1(&b->final_norm, 0, m->final_norm, hid, err, errlen);
+    return upload(&b->final_norm, 0, &fn, &hid, 1, "norm", -1, err, errlen);
 }
 
 /* Registers the arena (mapped, in chunks of at most 64 GiB, page-aligned outward) and finds

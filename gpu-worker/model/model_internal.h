@@ -47,11 +47,12 @@ struct nosa_tensor_desc {
     size_t numel;
 };
 
-/* Everything the model owns besides struct nosa_model itself: the one f32 buffer of weights
- * that are not mapped (random init, or bf16 converted), and the mapped safetensors files. */
+/* Everything the model owns besides struct nosa_model itself: the one buffer of weights that
+ * are not used in place (random init; from files: the vectors of a bf16 file, converted to
+ * f32, and any tensor the file leaves misaligned), and the mapped safetensors files. */
 struct nosa_model_storage {
-    float *owned;
-    size_t owned_floats;
+    void *owned;
+    size_t owned_bytes;
     struct nosa_st_file **files;
     size_t n_files;
 };
@@ -61,8 +62,12 @@ struct nosa_model_storage {
  * cfg must be valid. Returns 0 or -ENOMEM. */
 int nosa_tensor_table_build(const struct nosa_model_config *cfg, struct nosa_tensor_desc **out,
                             size_t *n_out);
-/* The field of m that desc fills. */
-const float **nosa_tensor_slot(struct nosa_model *m, const struct nosa_tensor_desc *desc);
+/* Points the field of m that desc fills at data: a matrix (desc->ndim == 2) keeps the view
+ * (f32 or bf16), a vector takes data as an f32 array (it must be f32). */
+void nosa_tensor_set(struct nosa_model *m, const struct nosa_tensor_desc *desc,
+                     struct nosa_weight data);
+/* desc's values in m as a typed view (a vector is f32); data is NULL while unset. */
+struct nosa_weight nosa_tensor_get(const struct nosa_model *m, const struct nosa_tensor_desc *desc);
 /* Writes desc's random initial values (docs/MODEL.md "Initialisation") into dst[numel].
  * Each tensor has its own stream, derived from (seed, tensor index), so a tensor can be
  * generated alone (nosa-mkmodel streams them) and still equal nosa_model_init_random's. */
@@ -73,7 +78,7 @@ void nosa_tensor_fill_random(const struct nosa_model_config *cfg,
 /* Allocates an empty model (zeroed, storage allocated) for cfg. */
 int nosa_model_alloc(const struct nosa_model_config *cfg, struct nosa_model **out, char *err,
                      size_t errlen);
-/* Allocates storage->owned for n floats (one anonymous mapping, prefaulted: faulting 4 GB
+/* Allocates storage->owned for n bytes (one anonymous mapping, prefaulted: faulting 4 GB
  * page by page costs seconds per GB on VMs). Returns 0 or -ENOMEM. */
 int nosa_model_storage_alloc(struct nosa_model_storage *s, size_t n);
 /* Sets lm_head = tok_embed when tied. Call after every slot is filled. */
@@ -92,10 +97,10 @@ char *nosa_model_config_to_json(const struct nosa_model_config *cfg, const char 
 
 /* The streaming writer behind nosa_model_save and nosa-mkmodel: writes dir/config.json and
  * dir/model.safetensors (dtype "bf16" or "f32"), each through a temporary file renamed into
- * place. Tensor i's f32 values come from get(ctx, desc, i): desc->numel floats, or NULL on
- * failure (with err set by get). */
-typedef const float *(*nosa_tensor_source_fn)(void *ctx, const struct nosa_tensor_desc *desc,
-                                              size_t index, char *err, size_t errlen);
+ * place. Tensor i's values come from get(ctx, desc, i): a view of desc->numel elements, data
+ * NULL on failure (with err set by get). */
+typedef struct nosa_weight (*nosa_tensor_source_fn)(void *ctx, const struct nosa_tensor_desc *desc,
+                                                    size_t index, char *err, size_t errlen);
 int nosa_model_write(const struct nosa_model_config *cfg, const char *dir, const char *dtype,
                      nosa_tensor_source_fn get, void *ctx, char *err, size_t errlen);
 /* Writes the model nosa_model_init_random(cfg, seed) would make, one tensor at a time (the

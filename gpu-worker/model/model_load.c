@@ -258,21 +258,20 @@ static int load_weights(struct nosa_model *m, const char *dir, char *err, size_t
         if ((rc = find_tensor(s, dir, &descs[i], &found[i], &file, err, errlen))) goto out;
         if (needs_copy(found[i])) copy_floats += found[i]->numel;
     }
-    if ((rc = nosa_model_storage_alloc(s, copy_floats))) {
+    if ((rc = nosa_model_storage_alloc(s, copy_floats * sizeof(float)))) {
         nosa_set_error(err, errlen, "%s: out of memory converting %zu bf16 values", dir,
                        copy_floats);
         goto out;
     }
     float *p = s->owned;
     for (size_t i = 0; i < n; i++) {
-        const float **slot = nosa_tensor_slot(m, &descs[i]);
+        struct nosa_weight w = {found[i]->data, NOSA_WEIGHT_F32};
         if (needs_copy(found[i])) {
             convert_tensor(found[i], p);
-            *slot = p;
+            w.data = p;
             p += found[i]->numel;
-        } else {
-            *slot = (const float *)(const void *)found[i]->data;
         }
+        nosa_tensor_set(m, &descs[i], w);
     }
     nosa_model_finish(m);
     if ((rc = check_o_proj_bias(m, err, errlen))) goto out;
@@ -324,7 +323,7 @@ int nosa_model_load(const char *dir, struct nosa_model **out, char *err, size_t 
     if ((rc = load_weights(m, dir, err, errlen))) goto out;
     LOG_INFO("model", "loaded dir=%s layers=%d hidden=%d vocab=%d shards=%zu converted_floats=%zu",
              dir, cfg.n_layers, cfg.hidden_size, cfg.vocab_size, n_shards,
-             m->storage->owned_floats);
+             m->storage->owned_bytes / sizeof(float));
     *out = m;
     m = NULL;
 out:

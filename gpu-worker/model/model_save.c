@@ -13,7 +13,7 @@
 #include "log.h"
 #include "model_internal.h"
 
-#define SAVE_CHUNK 65536 /* bf16 values converted per fwrite */
+#define SAVE_CHUNK 65536 /* values converted per fwrite */
 
 static int make_dir(const char *dir, char *err, size_t errlen)
 {
@@ -62,13 +62,21 @@ out:
     return text;
 }
 
-static int write_tensor(FILE *f, const float *src, size_t n, int bf16, nosa_bf16 *buf)
+/* Writes n elements of src as bf16 or f32: the bytes as they are when src already has that
+ * dtype, else converted in chunks through buf (room for SAVE_CHUNK floats). */
+static int write_tensor(FILE *f, struct nosa_weight src, size_t n, int bf16, void *buf)
 {
-    if (!bf16) return fwrite(src, sizeof(float), n, f) == n ? 0 : -EIO;
+    size_t esz = bf16 ? sizeof(nosa_bf16) : sizeof(float);
+    if (src.dtype == (bf16 ? NOSA_WEIGHT_BF16 : NOSA_WEIGHT_F32))
+        return fwrite(src.data, esz, n, f) == n ? 0 : -EIO;
     for (size_t i = 0; i < n; i += SAVE_CHUNK) {
         size_t k = n - i < SAVE_CHUNK ? n - i : SAVE_CHUNK;
-        for (size_t j = 0; j < k; j++) buf[j] = nosa_f32_to_bf16(src[i + j]);
-        if (fwrite(buf, sizeof(*buf), k, f) != k) return -EIO;
+        for (size_t j = 0; j < k; j++) {
+            float v = nosa_weight_at(src, i + j);
+            if (bf16) ((nosa_bf16 *)buf)[j] = nosa_f32_to_bf16(v);
+            else ((float *)buf)[j] = v;
+        }
+        if (fwrite(buf, esz, k, f) != k) return -EIO;
     }
     return 0;
 }
@@ -129,7 +137,7 @@ int nosa_model_write(const struct nosa_model_config *cfg, const char *dir, const
     struct nosa_tensor_desc *t = NULL;
     size_t n = 0, hlen = 0;
     char *header = NULL, path[4096], tmp[4200];
-    nosa_bf16 *buf = malloc(SAVE_CHUNK * sizeof(*buf));
+    void *buf = malloc(SAVE_CHUNK * sizeof(float));
     FILE *f = NULL;
     if (!buf || (rc = nosa_tensor_table_build(cfg, &t, &n)) ||
         !(header = build_header(t, n, bf16 ? 2 : 4, bf16 ? "BF16" : "F32", &hlen))) {
@@ -148,8 +156,8 @@ int nosa_model_write(const struct nosa_model_config *cfg, const char *dir, const
     uint64_t h64 = hlen; /* little-endian host: checked in safetensors.c */
     if (fwrite(&h64, 8, 1, f) != 1 || fwrite(header, 1, hlen, f) != hlen) rc = -EIO;
     for (size_t i = 0; i < n && !rc; i++) {
-        const float *src = get(ctx, &t[i], i, err, errlen);
-        if (!src) rc = -ENOMEM;
+        struct nosa_weight src = get(ctx, &t[i], i, err, errlen);
+        if (!src.data) rc = -ENOMEM;
         else rc = write_tensor(f, src, t[i].numel, bf16, buf);
     }
     rc = finish_file(f, rc, tmp, path, err, errlen);
@@ -161,16 +169,16 @@ out:
     return rc;
 }
 
-static const float *source_model(void *ctx, const struct nosa_tensor_desc *desc, size_t index,
-                                 char *err, size_t errlen)
+static struct nosa_weight source_model(void *ctx, const struct nosa_tensor_desc *desc,
+                                       size_t index, char *err, size_t errlen)
 {
-    return *nosa_tensor_slot(ctx, desc);
+    return nosa_tensor_get(ctx, desc);
 }
 
 int nosa_model_save(const struct nosa_model *m, const char *dir, const char *dtype, char *err,
                     size_t errlen)
 {
-    /* The slot accessor takes a non-const model; nothing is written through it here. */
+    /* The source callback's context is untyped; source_model only reads through it. */
     return nosa_model_write(&m->cfg, dir, dtype, source_model, (void *)(uintptr_t)m, err, errlen);
 }
 
@@ -180,12 +188,12 @@ struct random_source {
     float *scratch;
 };
 
-static const float *source_random(void *ctx, const struct nosa_tensor_desc *desc, size_t index,
-                                  char *err, size_t errlen)
+static struct nosa_weight source_random(void *ctx, const struct nosa_tensor_desc *desc,
+                                        size_t index, char *err, size_t errlen)
 {
     struct random_source *r = ctx;
     nosa_tensor_fill_random(r->cfg, desc, index, r->seed, r->scratch);
-    return r->scratch;
+    return (struct nosa_weight){r->scratch, NOSA_WEIGHT_F32};
 }
 
 int nosa_model_write_random(const struct nosa_model_config *cfg, uint64_t seed, const char *dir,

@@ -1,5 +1,6 @@
-/* model_tensors.c: the tensor table (names, shapes, roles), the model's allocation and
- * destruction, and the documented random initialisation (docs/MODEL.md "Initialisation"). */
+/* model_tensors.c: the tensor table (names, shapes, roles) and the fields it fills, reading a
+ * weight view as f32, the model's allocation and destruction, and the documented random
+ * initialisation (docs/MODEL.md "Initialisation"). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -86,30 +87,58 @@ int nosa_tensor_table_build(const struct nosa_model_config *c, struct nosa_tenso
     return 0;
 }
 
-const float **nosa_tensor_slot(struct nosa_model *m, const struct nosa_tensor_desc *d)
+/* The field of m that d fills: a matrix is a typed view, a vector an f32 array, so exactly
+ * one of the two pointers is set. */
+struct tensor_slot {
+    struct nosa_weight *matrix;
+    const float **vector;
+};
+
+static struct tensor_slot tensor_slot(struct nosa_model *m, const struct nosa_tensor_desc *d)
 {
     struct nosa_layer_weights *lw = d->layer >= 0 ? &m->layers[d->layer] : NULL;
+    struct tensor_slot s = {NULL, NULL};
     switch (d->role) {
-    case NOSA_TENSOR_EMBED: return &m->tok_embed;
-    case NOSA_TENSOR_FINAL_NORM: return &m->final_norm;
-    case NOSA_TENSOR_LM_HEAD: return &m->lm_head;
-    case NOSA_TENSOR_ATTN_NORM: return &lw->attn_norm;
-    case NOSA_TENSOR_WQ: return &lw->wq;
-    case NOSA_TENSOR_BQ: return &lw->bq;
-    case NOSA_TENSOR_WK: return &lw->wk;
-    case NOSA_TENSOR_BK: return &lw->bk;
-    case NOSA_TENSOR_WV: return &lw->wv;
-    case NOSA_TENSOR_BV: return &lw->bv;
-    case NOSA_TENSOR_WO: return &lw->wo;
-    case NOSA_TENSOR_EVICT_DELTA_W: return &lw->evict_delta_w;
-    case NOSA_TENSOR_EVICT_DELTA_B: return &lw->evict_delta_b;
-    case NOSA_TENSOR_EVICT_A: return &lw->evict_A;
-    case NOSA_TENSOR_MLP_NORM: return &lw->mlp_norm;
-    case NOSA_TENSOR_GATE: return &lw->w_gate;
-    case NOSA_TENSOR_UP: return &lw->w_up;
-    case NOSA_TENSOR_DOWN: return &lw->w_down;
+    case NOSA_TENSOR_EMBED: s.matrix = &m->tok_embed; break;
+    case NOSA_TENSOR_FINAL_NORM: s.vector = &m->final_norm; break;
+    case NOSA_TENSOR_LM_HEAD: s.matrix = &m->lm_head; break;
+    case NOSA_TENSOR_ATTN_NORM: s.vector = &lw->attn_norm; break;
+    case NOSA_TENSOR_WQ: s.matrix = &lw->wq; break;
+    case NOSA_TENSOR_BQ: s.vector = &lw->bq; break;
+    case NOSA_TENSOR_WK: s.matrix = &lw->wk; break;
+    case NOSA_TENSOR_BK: s.vector = &lw->bk; break;
+    case NOSA_TENSOR_WV: s.matrix = &lw->wv; break;
+    case NOSA_TENSOR_BV: s.vector = &lw->bv; break;
+    case NOSA_TENSOR_WO: s.matrix = &lw->wo; break;
+    case NOSA_TENSOR_EVICT_DELTA_W: s.matrix = &lw->evict_delta_w; break;
+    case NOSA_TENSOR_EVICT_DELTA_B: s.vector = &lw->evict_delta_b; break;
+    case NOSA_TENSOR_EVICT_A: s.vector = &lw->evict_A; break;
+    case NOSA_TENSOR_MLP_NORM: s.vector = &lw->mlp_norm; break;
+    case NOSA_TENSOR_GATE: s.matrix = &lw->w_gate; break;
+    case NOSA_TENSOR_UP: s.matrix = &lw->w_up; break;
+    case NOSA_TENSOR_DOWN: s.matrix = &lw->w_down; break;
     }
-    return NULL;
+    return s;
+}
+
+void nosa_tensor_set(struct nosa_model *m, const struct nosa_tensor_desc *d, struct nosa_weight w)
+{
+    struct tensor_slot s = tensor_slot(m, d);
+    if (s.matrix) *s.matrix = w;
+    else *s.vector = w.data; /* the callers convert vectors to f32 */
+}
+
+struct nosa_weight nosa_tensor_get(const struct nosa_model *m, const struct nosa_tensor_desc *d)
+{
+    /* The slot is only read here; tensor_slot takes a non-const model to serve both. */
+    struct tensor_slot s = tensor_slot((struct nosa_model *)(uintptr_t)m, d);
+    if (s.matrix) return *s.matrix;
+    return (struct nosa_weight){*s.vector, NOSA_WEIGHT_F32};
+}
+
+void nosa_weight_read_f32(struct nosa_weight w, size_t first, size_t n, float *dst)
+{
+    for (size_t i = 0; i < n; i++) dst[i] = nosa_weight_at(w, first + i);
 }
 
 /* splitmix64: tiny, fast, well mixed; one independent stream per tensor. */
@@ -201,12 +230,11 @@ int nosa_model_alloc(const struct nosa_model_config *cfg, struct nosa_model **ou
 int nosa_model_storage_alloc(struct nosa_model_storage *s, size_t n)
 {
     if (n == 0) return 0;
-    if (n > SIZE_MAX / sizeof(float)) return -ENOMEM;
-    void *p = mmap(NULL, n * sizeof(float), PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                   -1, 0);
     if (p == MAP_FAILED) return -ENOMEM;
     s->owned = p;
-    s->owned_floats = n;
+    s->owned_bytes = n;
     return 0;
 }
 
@@ -225,11 +253,12 @@ int nosa_model_init_random(const struct nosa_model_config *cfg, uint64_t seed,
     if (rc) return rc;
     if ((rc = nosa_tensor_table_build(cfg, &t, &n))) goto oom;
     for (size_t i = 0; i < n; i++) total += t[i].numel;
-    if ((rc = nosa_model_storage_alloc(m->storage, total))) goto oom;
+    /* A validated configuration bounds total far below SIZE_MAX / 4. */
+    if ((rc = nosa_model_storage_alloc(m->storage, total * sizeof(float)))) goto oom;
     float *p = m->storage->owned;
     for (size_t i = 0; i < n; i++) {
         nosa_tensor_fill_random(cfg, &t[i], i, seed, p);
-        *nosa_tensor_slot(m, &t[i]) = p;
+        nosa_tensor_set(m, &t[i], (struct nosa_weight){p, NOSA_WEIGHT_F32});
         p += t[i].numel;
     }
     nosa_model_finish(m);
@@ -249,7 +278,7 @@ void nosa_model_free(struct nosa_model *m)
     if (m->storage) {
         for (size_t i = 0; i < m->storage->n_files; i++) nosa_st_file_close(m->storage->files[i]);
         free(m->storage->files);
-        if (m->storage->owned) munmap(m->storage->owned, m->storage->owned_floats * sizeof(float));
+        if (m->storage->owned) munmap(m->storage->owned, m->storage->owned_bytes);
         free(m->storage);
     }
     free(m);

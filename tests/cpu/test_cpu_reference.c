@@ -60,11 +60,13 @@ static void rmsnorm(double *y, const double *x, const float *w, int n, double ep
     for (int i = 0; i < n; i++) y[i] = x[i] * r * w[i];
 }
 
-static void matvec(double *y, const float *W, const float *b, const double *x, int out, int in)
+static void matvec(double *y, struct nosa_weight W, const float *b, const double *x, int out,
+                   int in)
 {
     for (int o = 0; o < out; o++) {
         double s = b ? b[o] : 0.0;
-        for (int i = 0; i < in; i++) s += (double)W[(size_t)o * (size_t)in + (size_t)i] * x[i];
+        for (int i = 0; i < in; i++)
+            s += (double)nosa_weight_at(W, (size_t)o * (size_t)in + (size_t)i) * x[i];
         y[o] = s;
     }
 }
@@ -89,7 +91,8 @@ static void reference_forward(const struct nosa_model *m, const int32_t *tok, st
             "the reference's arrays are sized for the tiny model");
     for (int pos = 0; pos < N; pos++) {
         double x[MAXD], xb[MAXD], q[64], att[64], g[MAXD], u[MAXD], t[MAXD];
-        for (int i = 0; i < hid; i++) x[i] = m->tok_embed[(size_t)tok[pos] * (size_t)hid + i];
+        for (int i = 0; i < hid; i++)
+            x[i] = nosa_weight_at(m->tok_embed, (size_t)tok[pos] * (size_t)hid + (size_t)i);
         for (int l = 0; l < c->n_layers; l++) {
             const struct nosa_layer_weights *w = &m->layers[l];
             double k[32], v[32];

@@ -113,24 +113,36 @@ static void test_init_random(void)
     REQUIRE(nosa_model_init_random(&c, 42, &b, err, sizeof(err)) == 0, "init: %s", err);
     REQUIRE(nosa_model_init_random(&c, 43, &d, err, sizeof(err)) == 0, "init: %s", err);
     const size_t h = (size_t)c.hidden_size, kvd = (size_t)c.n_kv_heads * c.head_dim;
-    CHECK(memcmp(a->tok_embed, b->tok_embed, (size_t)c.vocab_size * h * 4) == 0, "same seed");
-    CHECK(memcmp(a->layers[1].w_down, b->layers[1].w_down, h * c.intermediate_size * 4) == 0,
+    /* A random model is f32 in its own buffer. */
+    CHECK(a->tok_embed.dtype == NOSA_WEIGHT_F32 && a->layers[1].w_down.dtype == NOSA_WEIGHT_F32,
+          "f32 weights");
+    CHECK(memcmp(a->tok_embed.data, b->tok_embed.data, (size_t)c.vocab_size * h * 4) == 0,
+          "same seed");
+    CHECK(memcmp(a->layers[1].w_down.data, b->layers[1].w_down.data,
+                 h * c.intermediate_size * 4) == 0,
           "same seed, last tensor");
-    CHECK(memcmp(a->tok_embed, d->tok_embed, h * 4) != 0, "other seed differs");
-    CHECK(a->lm_head != a->tok_embed && a->lm_head, "untied lm_head");
+    CHECK(memcmp(a->tok_embed.data, d->tok_embed.data, h * 4) != 0, "other seed differs");
+    CHECK(a->lm_head.data != a->tok_embed.data && a->lm_head.data, "untied lm_head");
     for (int l = 0; l < c.n_layers; l++) {
         const struct nosa_layer_weights *w = &a->layers[l];
-        CHECK(w->attn_norm && w->wq && w->wk && w->wv && w->wo && w->mlp_norm && w->w_gate &&
-                  w->w_up && w->w_down && w->evict_delta_w && w->evict_A && w->bq && w->bk &&
-                  w->bv && w->evict_delta_b,
+        CHECK(w->attn_norm && w->wq.data && w->wk.data && w->wv.data && w->wo.data &&
+                  w->mlp_norm && w->w_gate.data && w->w_up.data && w->w_down.data &&
+                  w->evict_delta_w.data && w->evict_A && w->bq && w->bk && w->bv &&
+                  w->evict_delta_b,
               "layer %d: every weight set", l);
     }
     /* Embedding rows: unit RMS (untied). Projection matrix std: 1/sqrt(fan_in). */
     double s2 = 0;
-    for (size_t i = 0; i < (size_t)c.vocab_size * h; i++) s2 += a->tok_embed[i] * a->tok_embed[i];
+    for (size_t i = 0; i < (size_t)c.vocab_size * h; i++) {
+        float e = nosa_weight_at(a->tok_embed, i);
+        s2 += e * e;
+    }
     CHECK_NEAR(sqrt(s2 / ((double)c.vocab_size * h)), 1.0, 0.02, "embedding rms");
     s2 = 0;
-    for (size_t i = 0; i < kvd * h; i++) s2 += a->layers[0].wv[i] * a->layers[0].wv[i];
+    for (size_t i = 0; i < kvd * h; i++) {
+        float e = nosa_weight_at(a->layers[0].wv, i);
+        s2 += e * e;
+    }
     CHECK_NEAR(sqrt(s2 / (double)(kvd * h)) * sqrt((double)h), 1.0, 0.05, "wv std*sqrt(fan_in)");
     for (size_t i = 0; i < h; i++)
         CHECK(fabsf(a->layers[0].attn_norm[i] - 1.0f) < 0.09f, "norm %zu near 1", i);
@@ -140,18 +152,21 @@ static void test_init_random(void)
     /* cis of layer 0 over the byte tokens: O(1) and varying across tokens. */
     double cmin = 1e9, cmax = -1e9;
     for (int tok = 0; tok < 256; tok++) {
-        const float *e = a->tok_embed + (size_t)tok * h;
+        float e[64];
         double ss = 0, xn[64], v[32];
+        nosa_weight_read_f32(a->tok_embed, (size_t)tok * h, h, e);
         for (size_t i = 0; i < h; i++) ss += (double)e[i] * e[i];
         double r = 1.0 / sqrt(ss / (double)h + c.rms_eps);
         for (size_t i = 0; i < h; i++) xn[i] = e[i] * r * a->layers[0].attn_norm[i];
         for (size_t o = 0; o < kvd; o++) {
             v[o] = a->layers[0].bv[o];
-            for (size_t i = 0; i < h; i++) v[o] += a->layers[0].wv[o * h + i] * xn[i];
+            for (size_t i = 0; i < h; i++)
+                v[o] += nosa_weight_at(a->layers[0].wv, o * h + i) * xn[i];
         }
         for (int k = 0; k < c.n_kv_heads; k++) {
             double z = a->layers[0].evict_delta_b[k];
-            for (size_t i = 0; i < kvd; i++) z += a->layers[0].evict_delta_w[k * kvd + i] * v[i];
+            for (size_t i = 0; i < kvd; i++)
+                z += nosa_weight_at(a->layers[0].evict_delta_w, k * kvd + i) * v[i];
             double cis = a->layers[0].evict_A[k] * softplus(z);
             cmin = fmin(cmin, cis);
             cmax = fmax(cmax, cis);
@@ -168,7 +183,7 @@ static void test_init_random(void)
     /* Tied: lm_head aliases the embedding, which is scaled to 1/sqrt(hidden). */
     c.tie_word_embeddings = 1;
     REQUIRE(nosa_model_init_random(&c, 1, &a, err, sizeof(err)) == 0, "init tied: %s", err);
-    CHECK(a->lm_head == a->tok_embed, "tied");
+    CHECK(a->lm_head.data == a->tok_embed.data, "tied");
     nosa_model_free(a);
     c.n_kv_heads = 3;
     CHECK(nosa_model_init_random(&c, 1, &a, err, sizeof(err)) == -EINVAL, "invalid cfg refused");

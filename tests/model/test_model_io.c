@@ -81,16 +81,18 @@ static void compare_models(struct nosa_model *a, struct nosa_model *b, int bf16,
     CHECK(memcmp(&a->cfg, &b->cfg, sizeof(a->cfg)) == 0, "%s: config", what);
     REQUIRE(nosa_tensor_table_build(&a->cfg, &t, &n) == 0, "table");
     for (size_t i = 0; i < n; i++) {
-        const float *x = *nosa_tensor_slot(a, &t[i]), *y = *nosa_tensor_slot(b, &t[i]);
-        REQUIRE(x && y, "%s: %s set", what, t[i].name);
+        struct nosa_weight x = nosa_tensor_get(a, &t[i]), y = nosa_tensor_get(b, &t[i]);
+        REQUIRE(x.data && y.data, "%s: %s set", what, t[i].name);
         size_t bad = 0;
         for (size_t j = 0; j < t[i].numel; j++) {
-            float want = bf16 ? nosa_bf16_to_f32(nosa_f32_to_bf16(x[j])) : x[j];
-            bad += memcmp(&want, &y[j], sizeof(float)) != 0;
+            float xj = nosa_weight_at(x, j), yj = nosa_weight_at(y, j);
+            float want = bf16 ? nosa_bf16_to_f32(nosa_f32_to_bf16(xj)) : xj;
+            bad += memcmp(&want, &yj, sizeof(float)) != 0;
         }
         CHECK(bad == 0, "%s: %s: %zu values differ", what, t[i].name, bad);
     }
-    CHECK((a->lm_head == a->tok_embed) == (b->lm_head == b->tok_embed), "%s: tying", what);
+    CHECK((a->lm_head.data == a->tok_embed.data) == (b->lm_head.data == b->tok_embed.data),
+          "%s: tying", what);
     free(t);
 }
 
