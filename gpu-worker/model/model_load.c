@@ -1,7 +1,8 @@
 /* model_load.c: nosa_model_load: a Hugging Face style folder (config.json, one or more
  * *.safetensors, optionally model.safetensors.index.json) into struct nosa_model.
- * f32 tensors are used in place in the mapping; bf16 ones (and f32 ones the file leaves
- * misaligned) are converted once into one owned buffer. */
+ * Weight matrices, f32 or bf16, are used in place in the mapping; the vectors of a bf16 file
+ * (converted to f32) and any matrix the file leaves misaligned (copied, with a warning) go
+ * into one owned buffer. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -205,22 +206,45 @@ static int find_tensor(const struct nosa_model_storage *s, const char *dir,
     return 0;
 }
 
-static int needs_copy(const struct nosa_st_tensor *t)
+/* A weight matrix is used in place in the mapping, as f32 or bf16, when its data are aligned
+ * to its element size (our writer pads the header so the data section starts 8-byte
+ * aligned); a vector (norm weight, bias, A) only when it is aligned f32: the backends read
+ * vectors as f32 arrays. */
+static int in_place(const struct nosa_tensor_desc *d, const struct nosa_st_tensor *t)
 {
-    return t->dtype != NOSA_ST_F32 || ((uintptr_t)t->data % _Alignof(float)) != 0;
+    size_t align = t->dtype == NOSA_ST_F32 ? _Alignof(float) : _Alignof(nosa_bf16);
+    return (uintptr_t)t->data % align == 0 && (d->ndim == 2 || t->dtype == NOSA_ST_F32);
 }
 
-static void convert_tensor(const struct nosa_st_tensor *t, float *dst)
+/* Bytes t takes in the owned buffer: a misaligned matrix is copied as it is (same dtype), a
+ * vector converted to f32; rounded up so every copy starts float-aligned. */
+static size_t owned_size(const struct nosa_tensor_desc *d, const struct nosa_st_tensor *t)
 {
-    if (t->dtype == NOSA_ST_F32) {
-        memcpy(dst, t->data, t->nbytes);
-        return;
+    if (in_place(d, t)) return 0;
+    size_t n = d->ndim == 2 ? t->nbytes : t->numel * sizeof(float);
+    return (n + _Alignof(float) - 1) / _Alignof(float) * _Alignof(float);
+}
+
+/* The view of t: in place, or its copy at *p (then advanced past it). */
+static struct nosa_weight place_tensor(const struct nosa_tensor_desc *d,
+                                       const struct nosa_st_tensor *t, unsigned char **p)
+{
+    struct nosa_weight w = {t->data, t->dtype == NOSA_ST_BF16 ? NOSA_WEIGHT_BF16 : NOSA_WEIGHT_F32};
+    if (in_place(d, t)) return w;
+    if (d->ndim == 2 || t->dtype == NOSA_ST_F32) {
+        memcpy(*p, t->data, t->nbytes);
+    } else {
+        float *dst = (float *)(void *)*p;
+        for (uint64_t i = 0; i < t->numel; i++) {
+            nosa_bf16 h; /* t->data may be misaligned */
+            memcpy(&h, t->data + 2 * i, sizeof(h));
+            dst[i] = nosa_bf16_to_f32(h);
+        }
+        w.dtype = NOSA_WEIGHT_F32;
     }
-    for (uint64_t i = 0; i < t->numel; i++) {
-        nosa_bf16 h;
-        memcpy(&h, t->data + 2 * i, sizeof(h));
-        dst[i] = nosa_bf16_to_f32(h);
-    }
+    w.data = *p;
+    *p += owned_size(d, t);
+    return w;
 }
 
 /* The reference's o_proj takes a bias when attention_bias is set; model.h has no field for
@@ -246,7 +270,8 @@ static int load_weights(struct nosa_model *m, const char *dir, char *err, size_t
     struct nosa_model_storage *s = m->storage;
     struct nosa_tensor_desc *descs = NULL;
     const struct nosa_st_tensor **found = NULL;
-    size_t n = 0, copy_floats = 0, in_files = 0;
+    size_t n = 0, owned = 0, misaligned = 0, in_files = 0;
+    const char *first_misaligned = NULL;
     int rc = nosa_tensor_table_build(&m->cfg, &descs, &n);
     if (rc || !(found = calloc(n, sizeof(*found)))) {
         nosa_set_error(err, errlen, "%s: out of memory", dir);
@@ -256,23 +281,21 @@ static int load_weights(struct nosa_model *m, const char *dir, char *err, size_t
     for (size_t i = 0; i < n; i++) {
         const char *file = NULL;
         if ((rc = find_tensor(s, dir, &descs[i], &found[i], &file, err, errlen))) goto out;
-        if (needs_copy(found[i])) copy_floats += found[i]->numel;
+        owned += owned_size(&descs[i], found[i]);
+        if (descs[i].ndim == 2 && !in_place(&descs[i], found[i]) && !misaligned++)
+            first_misaligned = descs[i].name;
     }
-    if ((rc = nosa_model_storage_alloc(s, copy_floats * sizeof(float)))) {
-        nosa_set_error(err, errlen, "%s: out of memory converting %zu bf16 values", dir,
-                       copy_floats);
+    if ((rc = nosa_model_storage_alloc(s, owned))) {
+        nosa_set_error(err, errlen, "%s: out of memory copying %zu bytes of weights", dir, owned);
         goto out;
     }
-    float *p = s->owned;
-    for (size_t i = 0; i < n; i++) {
-        struct nosa_weight w = {found[i]->data, NOSA_WEIGHT_F32};
-        if (needs_copy(found[i])) {
-            convert_tensor(found[i], p);
-            w.data = p;
-            p += found[i]->numel;
-        }
-        nosa_tensor_set(m, &descs[i], w);
-    }
+    /* Expected to be rare (files written by other tools); it costs memory, so say so. */
+    if (misaligned)
+        LOG_WARN("model", "weight matrices not aligned in their file are copied dir=%s "
+                 "matrices=%zu first=%s", dir, misaligned, first_misaligned);
+    unsigned char *p = s->owned;
+    for (size_t i = 0; i < n; i++)
+        nosa_tensor_set(m, &descs[i], place_tensor(&descs[i], found[i], &p));
     nosa_model_finish(m);
     if ((rc = check_o_proj_bias(m, err, errlen))) goto out;
     for (size_t i = 0; i < s->n_files; i++) in_files += s->files[i]->n_tensors;
@@ -321,9 +344,9 @@ int nosa_model_load(const char *dir, struct nosa_model **out, char *err, size_t 
         m->storage->n_files++;
     }
     if ((rc = load_weights(m, dir, err, errlen))) goto out;
-    LOG_INFO("model", "loaded dir=%s layers=%d hidden=%d vocab=%d shards=%zu converted_floats=%zu",
+    LOG_INFO("model", "loaded dir=%s layers=%d hidden=%d vocab=%d shards=%zu copied_bytes=%zu",
              dir, cfg.n_layers, cfg.hidden_size, cfg.vocab_size, n_shards,
-             m->storage->owned_bytes / sizeof(float));
+             m->storage->owned_bytes);
     *out = m;
     m = NULL;
 out:

@@ -1,5 +1,6 @@
 /* test_model_io.c: config.json parsing, the safetensors round trip (f32 and bf16, tied,
- * sharded with and without an index), streaming random write == init + save, and every
+ * sharded with and without an index), weight matrices used in place in the mapping (copied
+ * only when misaligned), streaming random write == init + save, and every
  * loader error path on hand-made corrupt files: each must fail cleanly with an error that
  * names the file and the tensor. */
 #include <cjson/cJSON.h>
@@ -15,6 +16,7 @@
 #include "log.h"
 #include "model.h"
 #include "model_internal.h"
+#include "safetensors.h"
 #include "test_util.h"
 
 static char g_root[256];
@@ -157,8 +159,10 @@ static void expect_load_error(const char *dir, int want_rc, const char *want1, c
     nosa_model_free(m);
 }
 
-/* Rewrites dir/model.safetensors with its header passed through mutate (data unchanged). */
-static void rewrite_header(const char *dir, void (*mutate)(cJSON *root))
+/* Rewrites dir/model.safetensors with its header passed through mutate (when not NULL) and
+ * padded with spaces so the data section (unchanged) starts misalign bytes past a multiple of
+ * 8 in the file. */
+static void rewrite_header(const char *dir, void (*mutate)(cJSON *root), size_t misalign)
 {
     char p[400];
     size_t n;
@@ -168,10 +172,18 @@ static void rewrite_header(const char *dir, void (*mutate)(cJSON *root))
     memcpy(&hl, b, 8);
     cJSON *root = cJSON_ParseWithLength(b + 8, hl);
     REQUIRE(root, "parse own header");
-    mutate(root);
-    char *h = cJSON_PrintUnformatted(root);
+    if (mutate) mutate(root);
+    char *json = cJSON_PrintUnformatted(root);
+    REQUIRE(json, "print header");
+    size_t len = strlen(json), pad = (misalign + 64 - (8 + len) % 8) % 8;
+    char *h = malloc(len + pad + 1);
+    REQUIRE(h, "alloc");
+    memcpy(h, json, len);
+    memset(h + len, ' ', pad);
+    h[len + pad] = '\0';
     write_st(p, h, b + 8 + hl, n - 8 - hl);
     free(h);
+    free(json);
     cJSON_Delete(root);
     free(b);
 }
@@ -239,6 +251,61 @@ static void mut_not_object(cJSON *r)
     cJSON_ReplaceItemInObject(r, N0, cJSON_CreateNumber(3));
 }
 
+static int in_mapping(const struct nosa_model *m, const void *p)
+{
+    const unsigned char *q = p;
+    for (size_t i = 0; i < m->storage->n_files; i++) {
+        const struct nosa_st_file *f = m->storage->files[i];
+        if (q >= f->map && q < f->map + f->map_len) return 1;
+    }
+    return 0;
+}
+
+/* Weight matrices are used in place in the file mapping with the file's dtype, f32 and
+ * bf16; vectors too when f32. A file whose data section is misaligned (1 byte: both dtypes)
+ * still loads the same values, from copies. */
+static void test_in_place(void)
+{
+    char dir[300], err[512];
+    static const char *dtypes[] = {"f32", "bf16"};
+    for (int d = 0; d < 2; d++) {
+        for (size_t shift = 0; shift < 2; shift++) {
+            struct nosa_model *a, *b;
+            snprintf(dir, sizeof(dir), "%s/inplace_%s_%zu", g_root, dtypes[d], shift);
+            make_model(dir, dtypes[d], 0, &a);
+            if (shift) rewrite_header(dir, NULL, shift);
+            REQUIRE(nosa_model_load(dir, &b, err, sizeof(err)) == 0, "load %s: %s", dir, err);
+            compare_models(a, b, d == 1, dir);
+            struct nosa_tensor_desc *t;
+            size_t n, copied = 0;
+            REQUIRE(nosa_tensor_table_build(&b->cfg, &t, &n) == 0, "table");
+            for (size_t i = 0; i < n; i++) {
+                struct nosa_weight w = nosa_tensor_get(b, &t[i]);
+                int matrix = t[i].ndim == 2, mapped = in_mapping(b, w.data);
+                int want_mapped = !shift && (matrix || d == 0);
+                enum nosa_weight_dtype want_dtype =
+                    matrix && d == 1 ? NOSA_WEIGHT_BF16 : NOSA_WEIGHT_F32;
+                CHECK(mapped == want_mapped, "%s: %s: in the mapping %d, want %d", dir,
+                      t[i].name, mapped, want_mapped);
+                CHECK(w.dtype == want_dtype, "%s: %s: dtype %d, want %d", dir, t[i].name,
+                      (int)w.dtype, (int)want_dtype);
+                if (!mapped) {
+                    const unsigned char *o = b->storage->owned, *q = w.data;
+                    CHECK(o && q >= o && q + t[i].numel * (d == 1 && matrix ? 2 : 4) <=
+                                             o + b->storage->owned_bytes,
+                          "%s: %s: copy inside the owned buffer", dir, t[i].name);
+                    copied++;
+                }
+            }
+            CHECK(copied > 0 || b->storage->owned_bytes == 0, "%s: nothing copied, %zu bytes owned",
+                  dir, b->storage->owned_bytes);
+            free(t);
+            nosa_model_free(a);
+            nosa_model_free(b);
+        }
+    }
+}
+
 static void test_corrupt_safetensors(void)
 {
     static const struct {
@@ -263,7 +330,7 @@ static void test_corrupt_safetensors(void)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         snprintf(dir, sizeof(dir), "%s/corrupt%zu", g_root, i);
         make_model(dir, "f32", 0, NULL);
-        rewrite_header(dir, cases[i].mutate);
+        rewrite_header(dir, cases[i].mutate, 0);
         expect_load_error(dir, cases[i].rc, cases[i].msg1, cases[i].msg2, cases[i].what);
         /* Every message also names the file (or folder) at fault. */
         expect_load_error(dir, cases[i].rc, dir, NULL, cases[i].what);
@@ -495,6 +562,7 @@ int main(void)
     g_nosa_log_level = NOSA_LOG_ERROR;
     test_config_json();
     test_round_trip();
+    test_in_place();
     test_write_random_matches();
     test_corrupt_safetensors();
     test_corrupt_files();
