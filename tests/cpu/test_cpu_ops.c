@@ -38,6 +38,22 @@ static void test_matvec_dot(void)
     CHECK(y[0] == 14.5f && y[1] == 1.0f, "matvec+bias %g %g", y[0], y[1]);
     nosa_bf16 kb[3] = {nosa_f32_to_bf16(1.0f), nosa_f32_to_bf16(-2.0f), nosa_f32_to_bf16(0.25f)};
     CHECK(nosa_cpu_dot_bf16(x, kb, 3) == 3.0f, "dot_bf16");
+    /* The same matrix stored as bf16 (every value bf16-exact): the same answers. */
+    nosa_bf16 Wb[6];
+    for (int i = 0; i < 6; i++) Wb[i] = nosa_f32_to_bf16(W[i]);
+    struct nosa_weight wb = {Wb, NOSA_WEIGHT_BF16};
+    nosa_cpu_matvec_weight(y, wb, bias, x, 2, 3);
+    CHECK(y[0] == 14.5f && y[1] == 1.0f, "bf16 matvec+bias %g %g", y[0], y[1]);
+    /* Values that are not small integers: bf16 and f32 storage give the same bits. */
+    float Wr[6], yf[2], yb[2];
+    for (int i = 0; i < 6; i++) {
+        Wb[i] = nosa_f32_to_bf16(0.1f * (float)(i + 1) - 0.37f);
+        Wr[i] = nosa_bf16_to_f32(Wb[i]);
+    }
+    const float xr[3] = {0.3f, -1.7f, 2.9f};
+    nosa_cpu_matvec(yf, Wr, NULL, xr, 2, 3);
+    nosa_cpu_matvec_weight(yb, wb, NULL, xr, 2, 3);
+    CHECK(memcmp(yf, yb, sizeof(yf)) == 0, "bf16 matvec == f32 matvec bit for bit");
 }
 
 static void test_rope(void)
