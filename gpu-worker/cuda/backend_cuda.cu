@@ -336,7 +336,20 @@ static int register_arena(struct nosa_backend *b, char *err, size_t errlen)
         cudaError_t e =
             cudaHostRegister((void *)p, len, cudaHostRegisterMapped | cudaHostRegisterPortable);
         if (e == cudaErrorHostMemoryAlreadyRegistered) {
+            /* Another instance on this arena registered it: it must cover the whole chunk.
+             * A range that only overlaps someone's registration (a page shared with other
+             * memory) would leave the rest unmapped for the device: refuse it. */
             (void)cudaGetLastError();
+            struct cudaPointerAttributes first, last;
+            CUDA_CHECK(cudaPointerGetAttributes(&first, (const void *)p));
+            CUDA_CHECK(cudaPointerGetAttributes(&last, (const void *)(p + len - 1)));
+            if (first.type != cudaMemoryTypeHost || last.type != cudaMemoryTypeHost) {
+                nosa_set_error(err, errlen, "cuda backend: the arena's pages [%#lx, %#lx) are "
+                               "partly registered by something else (an arena must own its "
+                               "pages: page-aligned, nothing else in its first and last page)",
+                               (unsigned long)p, (unsigned long)(p + len));
+                return -EINVAL;
+            }
             continue;
         }
         CUDA_CHECK(e);

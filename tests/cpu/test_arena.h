@@ -1,5 +1,5 @@
 /* test_arena.h: an in-process stand-in for the kv-host arena, for backend tests (cpu, cuda).
- * A malloc'd, 256-byte aligned array of groups in the kv_geometry.h format, a bump
+ * A page-aligned array of whole pages holding groups in the kv_geometry.h format, a bump
  * allocator that hands out groups, and per-sequence block tables that grow on demand, so a
  * test can call a backend with offload exactly as the worker would, without a kv-host.
  * Header-only; every function aborts the test (exit 1) when the arena is exhausted, since a
@@ -16,6 +16,7 @@
 #include "kv_geometry.h"
 
 #define TEST_ARENA_MAX_BLOCKS 4096 /* logical blocks per test sequence */
+#define TEST_ARENA_PAGE 4096       /* the arena owns whole pages (see test_arena_init) */
 
 struct test_arena {
     struct nosa_kv_arena arena; /* pass &arena in nosa_backend_config */
@@ -35,8 +36,11 @@ static inline void test_arena_init(struct test_arena *ta, const struct nosa_mode
     memset(ta, 0, sizeof(*ta));
     ta->arena.geom = nosa_model_kv_geometry(c);
     size_t bytes = nosa_kv_group_bytes(&ta->arena.geom) * (size_t)n_groups;
+    /* Whole pages, as the kv-host's shared mapping: the cuda backend registers the arena's
+     * pages, and two arenas sharing a page would overlap in their registrations. */
+    size_t pages = (bytes + TEST_ARENA_PAGE - 1) / TEST_ARENA_PAGE * TEST_ARENA_PAGE;
     void *p = NULL;
-    if (posix_memalign(&p, NOSA_KV_BLOCK_ALIGN, bytes ? bytes : NOSA_KV_BLOCK_ALIGN) != 0) {
+    if (posix_memalign(&p, TEST_ARENA_PAGE, pages ? pages : TEST_ARENA_PAGE) != 0) {
         fprintf(stderr, "FATAL test_arena: cannot allocate %zu bytes\n", bytes);
         exit(1);
     }

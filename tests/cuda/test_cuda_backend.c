@@ -478,8 +478,11 @@ int main(void)
     /* NOSA_TEST_ONLY=<run name>: that configuration against the CPU, nothing else (for slow
      * tools such as racecheck). */
     const char *only = getenv("NOSA_TEST_ONLY");
-    for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++)
-        if (!only || strcmp(only, runs[i].name) == 0) run_mode(m, &runs[i], NULL);
+    for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+        if (only && strcmp(only, runs[i].name) != 0) continue;
+        run_mode(m, &runs[i], NULL);
+        if (only) decode_out_check(m, &runs[i]);
+    }
     if (only) {
         nosa_model_free(m);
         return test_report("test_cuda_backend");
