@@ -102,6 +102,7 @@ static void journal_write(struct kvh_store *st, uint64_t txn, uint32_t op, const
     j->reserved = 0;
     if (n_ids) memcpy(j->ids, ids, n_ids * sizeof(*ids));
     store_barrier();
+    NOSA_FAULT_POINT("kvhost.journal.torn");
     j->checksum = kvh_journal_checksum(j);
     store_barrier();
 }

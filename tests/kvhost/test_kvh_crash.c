@@ -284,7 +284,7 @@ static void verify(uint8_t *base, struct model *m, const struct op_rec *in_fligh
 static const char *const g_points[] = {
     "kvhost.alloc.journal", "kvhost.alloc.owner_torn", "kvhost.alloc.owner",
     "kvhost.alloc.committed", "kvhost.free.journal", "kvhost.free.owner_torn",
-    "kvhost.free.owner", "kvhost.free.committed", "kvhost.commit.torn",
+    "kvhost.free.owner", "kvhost.free.committed", "kvhost.commit.torn", "kvhost.journal.torn",
 };
 
 /* A format killed before its header's magic is written leaves a region recovery refuses. */

@@ -1,14 +1,17 @@
 /* test_kvh_kill.c: a real nosa-kvhost killed with SIGKILL during a stream of allocations and
- * frees (at random fault points, NOSA_FAULT=* NOSA_FAULT_PROB, and from outside at random
- * moments), restarted with --recover each time: every acknowledged allocation is intact, the
- * interrupted request took effect wholly or not at all, and used + free == total.
- * argv[1]: the nosa-kvhost binary. */
+ * frees (at random fault points, NOSA_FAULT=* NOSA_FAULT_PROB, and from outside: a thread
+ * kills it a random 0-400 us after a request is sent, so the kill lands while the request is
+ * received, applied or answered, not only between requests), restarted with --recover each
+ * time: every acknowledged allocation is intact, the interrupted request took effect wholly
+ * or not at all, and used + free == total. argv[1]: the nosa-kvhost binary. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kvh_client.h"
@@ -17,7 +20,7 @@
 
 #define MAX_SEQS 256
 #define MAX_GROUPS 64
-#define ROUNDS 8
+#define ROUNDS 16
 #define REQUESTS_PER_ROUND 60
 
 struct seq_model {
@@ -51,13 +54,35 @@ struct pending {
     uint32_t n_groups[2];
 };
 
-/* Runs requests until the kv-host stops answering; returns 1 when it died, with *p set. */
+/* The outside kill: SIGKILL to the kv-host delay_ns after it is started. */
+struct killer {
+    pthread_t thread;
+    long delay_ns;
+    int started;
+};
+
+static void *killer_main(void *arg)
+{
+    const struct killer *k = arg;
+    struct timespec ts = {0, k->delay_ns};
+    nanosleep(&ts, NULL);
+    kill(g_kvh.pid, SIGKILL);
+    return NULL;
+}
+
+/* Runs requests until the kv-host stops answering; returns 1 when it died, with *p set.
+ * Request kill_after starts the killer just before it is sent. */
 static int stream(struct kvh_client *c, uint64_t *rng, uint64_t *next_id, int kill_after,
-                  struct pending *p)
+                  struct killer *killer, struct pending *p)
 {
     char err[512];
     for (int r = 0; r < REQUESTS_PER_ROUND; r++) {
-        if (r == kill_after) kill(g_kvh.pid, SIGKILL);
+        if (r == kill_after) {
+            killer->delay_ns = (long)(rng_next(rng) % 400000);
+            REQUIRE(pthread_create(&killer->thread, NULL, killer_main, killer) == 0,
+                    "pthread_create");
+            killer->started = 1;
+        }
         memset(p, 0, sizeof(*p));
         int rc;
         if (g_n_seqs > 0 && (g_n_seqs > 40 || rng_next(rng) % 4 == 0)) {
@@ -171,7 +196,8 @@ int main(int argc, char **argv)
                                    "kvhost.alloc.owner,kvhost.alloc.committed,"
                                    "kvhost.alloc.replied,kvhost.free.journal,"
                                    "kvhost.free.owner_torn,kvhost.free.owner,"
-                                   "kvhost.free.committed,kvhost.commit.torn",
+                                   "kvhost.free.committed,kvhost.commit.torn,"
+                                   "kvhost.journal.torn",
                                    "NOSA_FAULT_PROB=0.02", seed, "NOSA_LOG_LEVEL=error", NULL};
         const char *quiet_env[] = {"NOSA_LOG_LEVEL=error", NULL};
         const char *first_args[] = {"--arena", "64M", NULL};
@@ -189,7 +215,9 @@ int main(int argc, char **argv)
             REQUIRE(kvh_client_connect(g_kvh.endpoint, &opts, &c, err, sizeof(err)) == 0, "%s",
                     err);
             int kill_after = round % 2 ? 5 + (int)(rng_next(&rng) % 40) : -1;
-            int died = stream(c, &rng, &next_id, kill_after, &p);
+            struct killer killer = {0};
+            int died = stream(c, &rng, &next_id, kill_after, &killer, &p);
+            if (killer.started) pthread_join(killer.thread, NULL);
             kvh_client_close(c);
             status = kvh_proc_stop(&g_kvh, died ? 0 : SIGKILL);
             CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "round %d: killed", round);
