@@ -28,6 +28,8 @@ usage: deploy/node.sh start|stop|status|plan [flags]
        deploy/node.sh exec kvhost NUMA_NODE | worker gpuN|cpuN | coordinator [flags]
   --run-dir D        run directory (\$NOSA_RUN_DIR, else \$XDG_RUNTIME_DIR/nosa, else /tmp/nosa-\$UID)
   --bin DIR          where the nosa-* binaries are (\$NOSA_BIN, else build/bin, else PATH)
+  --journal FILE     the coordinator's job journal (\$NOSA_JOURNAL, default D/coordinator.journal;
+                     systemd: /var/lib/nosa/coordinator.journal, so jobs survive a reboot)
   --model DIR        model folder (\$NOSA_MODEL, default \$XDG_CACHE_HOME/nosa/model-CONFIG);
                      generated with nosa-mkmodel when it has no config.json
   --model-config C   configuration nosa-mkmodel uses when it generates it (\$NOSA_MODEL_CONFIG, tiny)
@@ -67,6 +69,7 @@ fi
 
 run_dir=${NOSA_RUN_DIR:-}
 bin_dir=${NOSA_BIN:-}
+journal=${NOSA_JOURNAL:-}
 model=${NOSA_MODEL:-}
 model_config=${NOSA_MODEL_CONFIG:-tiny}
 mode=${NOSA_MODE:-nosa}
@@ -87,11 +90,11 @@ while [ $# -gt 0 ]; do
   case $1 in
     -h|--help) usage; exit 0 ;;
     --fresh) fresh=1; shift; continue ;;
-    --run-dir|--bin|--model|--model-config|--mode|--arena|--kvhosts|--cpu-workers|--backend|\
+    --run-dir|--bin|--journal|--model|--model-config|--mode|--arena|--kvhosts|--cpu-workers|--backend|\
     --metrics-port|--ready-timeout|--stop-timeout)
       [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"
       case $1 in
-        --run-dir) run_dir=$2 ;; --bin) bin_dir=$2 ;; --model) model=$2 ;;
+        --run-dir) run_dir=$2 ;; --bin) bin_dir=$2 ;; --journal) journal=$2 ;; --model) model=$2 ;;
         --model-config) model_config=$2 ;; --mode) mode=$2 ;; --arena) arena=$2 ;;
         --kvhosts) kvhosts=$2 ;; --cpu-workers) cpu_workers=$2 ;; --backend) backend=$2 ;;
         --metrics-port) metrics_port=$2 ;; --ready-timeout) ready_timeout=$2 ;;
@@ -117,6 +120,7 @@ if [ -z "$bin_dir" ]; then
   else bin_dir=$(dirname "$(command -v nosa-coordinator || echo /usr/local/bin/x)"); fi
 fi
 [ ! -d "$bin_dir" ] || bin_dir=$(cd "$bin_dir" && pwd)
+[ -n "$journal" ] || journal=$run_dir/coordinator.journal
 [ -n "$model" ] || model=${XDG_CACHE_HOME:-$HOME/.cache}/nosa/model-$model_config
 coord_ep=ipc://$run_dir/coord.sock
 workers_ep=ipc://$run_dir/coord-workers.sock
@@ -238,7 +242,7 @@ proc_argv() { # kvhost N | worker NAME | coordinator  -> sets argv=() and pin_no
       # Every kv-host: admission, frees and moves follow each worker's own arena.
       local n
       argv=("$exe" --run-dir "$run_dir" --workers "$workers_ep" --clients "$coord_ep"
-            --journal "$run_dir/coordinator.journal" --metrics-port "$metrics_port")
+            --journal "$journal" --metrics-port "$metrics_port")
       for n in $(kvhost_nodes); do argv+=(--kvhost "ipc://$run_dir/kvh$n.sock"); done ;;
     *) die "unknown process kind '$1' (kvhost, worker, coordinator)" ;;
   esac
@@ -355,7 +359,7 @@ remove_state() { # the arenas and the journal: what a restart would recover
   # Every node's arena, whatever --kvhosts says now: a run with the other choice left them.
   local n nodes; nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
   for n in "${nodes[@]}"; do rm -f "$(arena_path "kvh$n")"; done
-  rm -f "$run_dir/coordinator.journal"
+  rm -f "$journal"
 }
 
 do_stop() {

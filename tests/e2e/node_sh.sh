@@ -37,6 +37,10 @@ for n in kvh0 coordinator cpu0 cpu1; do
   grep -q "^$n.*nosa-" <<<"$plan" || fail "plan does not show $n: $plan"
 done
 
+grep -q "^coordinator: .* --journal $run/coordinator.journal " <<<"$plan" || fail "plan: journal not in D: $plan"
+plan=$("$node_sh" plan "${flags[@]}" --journal "$run/state/jobs.journal" 2>&1)
+grep -q "^coordinator: .* --journal $run/state/jobs.journal " <<<"$plan" || fail "plan --journal: $plan"
+
 # The plan on a made-up machine: NUMA nodes 0 and 1 (sysfs, NOSA_SYSFS), GPU0 on node 0 and
 # GPU1 on node 1 (a stand-in nvidia-smi; this sysfs has no PCI devices, so `topo -m` says where).
 fake=$run/fake
