@@ -28,6 +28,8 @@ usage: deploy/node.sh start|stop|status|plan [flags]
        deploy/node.sh exec kvhost NUMA_NODE | worker gpuN|cpuN | coordinator [flags]
   --run-dir D        run directory (\$NOSA_RUN_DIR, else \$XDG_RUNTIME_DIR/nosa, else /tmp/nosa-\$UID)
   --bin DIR          where the nosa-* binaries are (\$NOSA_BIN, else build/bin, else PATH)
+  --journal FILE     the coordinator's job journal (\$NOSA_JOURNAL, default D/coordinator.journal;
+                     systemd: /var/lib/nosa/coordinator.journal, so jobs survive a reboot)
   --model DIR        model folder (\$NOSA_MODEL, default \$XDG_CACHE_HOME/nosa/model-CONFIG);
                      generated with nosa-mkmodel when it has no config.json
   --model-config C   configuration nosa-mkmodel uses when it generates it (\$NOSA_MODEL_CONFIG, tiny)
@@ -67,6 +69,7 @@ fi
 
 run_dir=${NOSA_RUN_DIR:-}
 bin_dir=${NOSA_BIN:-}
+journal=${NOSA_JOURNAL:-}
 model=${NOSA_MODEL:-}
 model_config=${NOSA_MODEL_CONFIG:-tiny}
 mode=${NOSA_MODE:-nosa}
@@ -87,11 +90,11 @@ while [ $# -gt 0 ]; do
   case $1 in
     -h|--help) usage; exit 0 ;;
     --fresh) fresh=1; shift; continue ;;
-    --run-dir|--bin|--model|--model-config|--mode|--arena|--kvhosts|--cpu-workers|--backend|\
+    --run-dir|--bin|--journal|--model|--model-config|--mode|--arena|--kvhosts|--cpu-workers|--backend|\
     --metrics-port|--ready-timeout|--stop-timeout)
       [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"
       case $1 in
-        --run-dir) run_dir=$2 ;; --bin) bin_dir=$2 ;; --model) model=$2 ;;
+        --run-dir) run_dir=$2 ;; --bin) bin_dir=$2 ;; --journal) journal=$2 ;; --model) model=$2 ;;
         --model-config) model_config=$2 ;; --mode) mode=$2 ;; --arena) arena=$2 ;;
         --kvhosts) kvhosts=$2 ;; --cpu-workers) cpu_workers=$2 ;; --backend) backend=$2 ;;
         --metrics-port) metrics_port=$2 ;; --ready-timeout) ready_timeout=$2 ;;
@@ -117,6 +120,7 @@ if [ -z "$bin_dir" ]; then
   else bin_dir=$(dirname "$(command -v nosa-coordinator || echo /usr/local/bin/x)"); fi
 fi
 [ ! -d "$bin_dir" ] || bin_dir=$(cd "$bin_dir" && pwd)
+[ -n "$journal" ] || journal=$run_dir/coordinator.journal
 [ -n "$model" ] || model=${XDG_CACHE_HOME:-$HOME/.cache}/nosa/model-$model_config
 coord_ep=ipc://$run_dir/coord.sock
 workers_ep=ipc://$run_dir/coord-workers.sock
@@ -161,13 +165,20 @@ gpu_numa_node() { # index bus_id
   [[ $node =~ ^[0-9]+$ ]] && echo "$node" || echo 0
 }
 
-# Command prefix that pins a process's CPUs (and preferred memory) to a NUMA node.
-pin_prefix() { # node
+# Sets pin=(the command prefix that pins a process's CPUs, and preferred memory, to NUMA node
+# N) and pin_note (why there is none; empty when pinned). A kernel without NUMA in sysfs gets
+# no pinning: numactl --cpunodebind=0 can fail there.
+set_pin() { # node
   local cpus=$sysfs/devices/system/node/node$1/cpulist
-  if command -v numactl >/dev/null 2>&1; then
-    echo "numactl --cpunodebind=$1 --preferred=$1"
+  pin=() pin_note=""
+  if [ -z "$(numa_nodes)" ]; then
+    pin_note="not pinned: no NUMA nodes in $sysfs/devices/system/node"
+  elif command -v numactl >/dev/null 2>&1; then
+    pin=(numactl "--cpunodebind=$1" "--preferred=$1")
   elif [ -s "$cpus" ]; then
-    echo "taskset -c $(cat "$cpus")"
+    pin=(taskset -c "$(cat "$cpus")")
+  else
+    pin_note="not pinned: no numactl, and no CPU list in $cpus for taskset"
   fi
 }
 
@@ -201,15 +212,18 @@ kvhost_of_node() { # node: the endpoint of the kv-host serving it (its own, else
 }
 
 # ---------------------------------------------------------------- one process
-# argv of each process (printed into an array by name, so `exec` and `start` share it).
-proc_argv() { # kvhost N | worker NAME | coordinator  -> sets argv=()
+# argv of each process (printed into an array by name, so `exec` and `start` share it), and
+# pin_note: why it is not pinned (set_pin), for its log.
+proc_argv() { # kvhost N | worker NAME | coordinator  -> sets argv=() and pin_note
   local exe
+  pin=() pin_note=""
   case $1 in kvhost|worker|coordinator) exe=$(binary "nosa-$1") || exit 1 ;; esac
   case $1 in
     kvhost)
       [[ " $(kvhost_nodes) " == *" $2 "* ]] ||
         die "no kv-host on NUMA node $2 with --kvhosts $kvhosts (kv-hosts on: $(kvhost_nodes))"
-      argv=($(pin_prefix "$2") "$exe" --run-dir "$run_dir" --name "kvh$2$kvh_suffix"
+      set_pin "$2"
+      argv=("${pin[@]}" "$exe" --run-dir "$run_dir" --name "kvh$2$kvh_suffix"
             --endpoint "ipc://$run_dir/kvh$2.sock" --arena "$arena" --model "$model")
       [ -z "$(numa_nodes)" ] || argv+=(--numa-node "$2")
       # An arena left by a crash (or a stop) holds every sequence's KV: re-open it.
@@ -219,7 +233,8 @@ proc_argv() { # kvhost N | worker NAME | coordinator  -> sets argv=()
       line=$(worker_plan | awk -v w="$2" '$1 == w') || true
       [ -n "$line" ] || die "no worker '$2' on this node (plan: $(worker_plan | awk '{print $1}' | xargs))"
       read -r name gpu node <<<"$line"
-      argv=($(pin_prefix "$node") "$exe" --run-dir "$run_dir" --name "$name"
+      set_pin "$node"
+      argv=("${pin[@]}" "$exe" --run-dir "$run_dir" --name "$name"
             --coordinator "$workers_ep" --kvhost "$(kvhost_of_node "$node")" --model "$model"
             --mode "$mode" --numa-node "$node")
       if [ "$gpu" -ge 0 ]; then argv+=(--backend cuda --gpu "$gpu"); else argv+=(--backend cpu); fi ;;
@@ -227,7 +242,7 @@ proc_argv() { # kvhost N | worker NAME | coordinator  -> sets argv=()
       # Every kv-host: admission, frees and moves follow each worker's own arena.
       local n
       argv=("$exe" --run-dir "$run_dir" --workers "$workers_ep" --clients "$coord_ep"
-            --journal "$run_dir/coordinator.journal" --metrics-port "$metrics_port")
+            --journal "$journal" --metrics-port "$metrics_port")
       for n in $(kvhost_nodes); do argv+=(--kvhost "ipc://$run_dir/kvh$n.sock"); done ;;
     *) die "unknown process kind '$1' (kvhost, worker, coordinator)" ;;
   esac
@@ -273,10 +288,11 @@ started_names() { # names with a pid file, workers first (stop order), kv-hosts 
   echo "${names[@]:-}"
 }
 
-launch() { # name argv...: starts it detached, logs to name.log, pid in name.pid
+launch() { # name argv...: starts it detached, logs to name.log (with pin_note), pid in name.pid
   local name=$1; shift
   local log=$run_dir/$name.log
   echo "== $(date -Is) $*" >>"$log"
+  [ -z "$pin_note" ] || echo "node.sh: $name: $pin_note" >>"$log"
   ( exec setsid "$@" >>"$log" 2>&1 </dev/null ) &
   echo $! >"$run_dir/$name.pid"
   printf 'node.sh: started %-12s pid %-7s log %s\n' "$name" "$!" "$log"
@@ -343,7 +359,7 @@ remove_state() { # the arenas and the journal: what a restart would recover
   # Every node's arena, whatever --kvhosts says now: a run with the other choice left them.
   local n nodes; nodes=($(numa_nodes)); [ ${#nodes[@]} -gt 0 ] || nodes=(0)
   for n in "${nodes[@]}"; do rm -f "$(arena_path "kvh$n")"; done
-  rm -f "$run_dir/coordinator.journal"
+  rm -f "$journal"
 }
 
 do_stop() {
@@ -388,13 +404,15 @@ do_status() {
   [ $any = 1 ] || return 3
 }
 
+plan_line() { echo "$1: ${argv[*]}${pin_note:+  ($pin_note)}"; } # what: one process of the plan
+
 do_plan() {
   local n name gpu node
   echo "kv-hosts: $kvhosts, on NUMA node(s) $(kvhost_nodes) (NUMA nodes: $(numa_nodes | grep . || echo 'none, one unbound kv-host'))"
-  for n in $(kvhost_nodes); do proc_argv kvhost "$n"; echo "kvh$n: ${argv[*]}"; done
-  proc_argv coordinator; echo "coordinator: ${argv[*]}"
+  for n in $(kvhost_nodes); do proc_argv kvhost "$n"; plan_line "kvh$n"; done
+  proc_argv coordinator; plan_line coordinator
   while read -r name gpu node; do
-    proc_argv worker "$name"; echo "$name (NUMA node $node): ${argv[*]}"
+    proc_argv worker "$name"; plan_line "$name (NUMA node $node)"
   done <<<"$(worker_plan)"
 }
 
@@ -404,6 +422,7 @@ case $cmd in
   stop) do_stop ;;
   status) do_status ;;
   exec) ensure_run_dir; proc_argv "${exec_args[@]}"
+        [ -z "$pin_note" ] || echo "node.sh: ${exec_args[*]}: $pin_note" >&2
         [ "${exec_args[0]}" != kvhost ] || ensure_model; exec "${argv[@]}" ;;
   *) usage >&2; die "unknown command '$cmd'" ;;
 esac

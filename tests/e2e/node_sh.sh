@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # node_sh.sh NODE_SH BIN_DIR: deploy/node.sh on CPU workers in a private run directory:
 # the plan on a made-up two-NUMA-node, two-GPU machine (a stand-in nvidia-smi and sysfs),
-# with a kv-host per NUMA node and with --kvhosts one;
+# with a kv-host per NUMA node and with --kvhosts one; a GPU's NUMA node read from its PCI
+# device in sysfs before `nvidia-smi topo -m`; a machine without NUMA in sysfs: nothing pinned
+# (plan, and a real start whose numactl would fail), said in each log;
 # start (model generated, every process ready), status, one job through `nosa submit`,
 # stop and start again with --kvhosts one (the kv-host recovers its arena),
 # stop (every process exits on SIGTERM), status after; a second start refuses a running node;
@@ -35,8 +37,12 @@ for n in kvh0 coordinator cpu0 cpu1; do
   grep -q "^$n.*nosa-" <<<"$plan" || fail "plan does not show $n: $plan"
 done
 
+grep -q "^coordinator: .* --journal $run/coordinator.journal " <<<"$plan" || fail "plan: journal not in D: $plan"
+plan=$("$node_sh" plan "${flags[@]}" --journal "$run/state/jobs.journal" 2>&1)
+grep -q "^coordinator: .* --journal $run/state/jobs.journal " <<<"$plan" || fail "plan --journal: $plan"
+
 # The plan on a made-up machine: NUMA nodes 0 and 1 (sysfs, NOSA_SYSFS), GPU0 on node 0 and
-# GPU1 on node 1 (a stand-in nvidia-smi; sysfs has no PCI devices, so `topo -m` says where).
+# GPU1 on node 1 (a stand-in nvidia-smi; this sysfs has no PCI devices, so `topo -m` says where).
 fake=$run/fake
 mkdir -p "$fake/bin" "$fake/sys/devices/system/node/node0" "$fake/sys/devices/system/node/node1"
 echo 0-1 >"$fake/sys/devices/system/node/has_memory"
@@ -80,6 +86,31 @@ grep -q "no kv-host on NUMA node 1" <<<"$bad" || fail "exec kvhost 1 with --kvho
 [ -e "$run/model" ] && fail "a refused exec generated the model"
 has "$(fake_plan)" "^coordinator: .*--kvhost ipc://$run/kvh0.sock --kvhost ipc://$run/kvh1.sock" \
   "per-numa: the coordinator follows both kv-hosts"
+# The same machine whose sysfs has the GPUs' PCI devices (bus ids in sysfs's form: a 4-digit
+# domain, lower case): GPU0's device says node 1, against `topo -m`'s 0, and sysfs wins; GPU1's
+# says -1 (what a kernel writes when it does not know), so `topo -m`'s 1 is used.
+cp -r "$fake/sys" "$fake/sys-pci"
+mkdir -p "$fake/sys-pci/bus/pci/devices/0000:aa:00.0" "$fake/sys-pci/bus/pci/devices/0000:bb:00.0"
+echo 1 >"$fake/sys-pci/bus/pci/devices/0000:aa:00.0/numa_node"
+echo -1 >"$fake/sys-pci/bus/pci/devices/0000:bb:00.0/numa_node"
+plan=$(PATH="$fake/bin:$PATH" NOSA_SYSFS="$fake/sys-pci" "$node_sh" plan "${flags[@]}" --backend cuda 2>&1) ||
+  fail "plan with PCI devices: $plan"
+has "$plan" "^gpu0 \(NUMA node 1\): (taskset -c 1|numactl --cpunodebind=1 --preferred=1) .*--kvhost ipc://$run/kvh1.sock .*--numa-node 1 .*--gpu 0" \
+  "sysfs PCI device: gpu0 on node 1"
+has "$plan" "^gpu1 \(NUMA node 1\): .*--numa-node 1 .*--gpu 1" "PCI numa_node -1: topo -m's node 1"
+
+# A kernel without NUMA in sysfs (no devices/system/node) and a numactl that fails there, as
+# it may: one kv-host on node 0 without --numa-node, nothing pinned, and the plan says why.
+mkdir -p "$fake/nonuma-bin" "$fake/sys-nonuma/devices/system"
+printf '#!/bin/sh\necho "numactl: This system does not support NUMA policy" >&2\nexit 1\n' >"$fake/nonuma-bin/numactl"
+chmod +x "$fake/nonuma-bin/numactl"
+nonuma=(env "PATH=$fake/nonuma-bin:$PATH" "NOSA_SYSFS=$fake/sys-nonuma")
+plan=$("${nonuma[@]}" "$node_sh" plan "${flags[@]}" 2>&1) || fail "plan without NUMA: $plan"
+grep -qE "numactl|taskset|^kvh0: .*--numa-node" <<<"$plan" && fail "plan without NUMA pins: $plan"
+has "$plan" "^kvh0: [^ ]*nosa-kvhost .*\(not pinned: no NUMA nodes in $fake/sys-nonuma/devices/system/node\)$" \
+  "plan without NUMA: kvh0 unpinned"
+has "$plan" "^cpu1 \(NUMA node 0\): [^ ]*nosa-worker .*\(not pinned: no NUMA nodes" "plan without NUMA: cpu1 unpinned"
+
 # Two NUMA nodes (the made-up sysfs) with CPU workers: kv-host N bound to node N, cpu1 on
 # node 1 with kvh1, and the coordinator given both kv-hosts.
 plan2=$(NOSA_SYSFS="$fake/sys" "$node_sh" plan "${flags[@]}" 2>&1) ||
@@ -137,6 +168,22 @@ ls "$run"/*.pid >/dev/null 2>&1 && fail "pid files left after stop"
 [ -e /dev/shm/nosa-"$(id -u)"-kvh0-"$tag" ] && fail "stop --fresh left the arena"
 [ -e "$run/coordinator.journal" ] && fail "stop --fresh left the journal"
 "$node_sh" status "${flags[@]}" >/dev/null 2>&1; [ $? = 3 ] || fail "status after stop is not 3"
+
+# The same machine for real: every process starts (the failing numactl is not used) and its
+# log says it is not pinned (the log's last start: logs are appended to).
+last_start() { awk '/^== /{s = ""} {s = s $0 "\n"} END {printf "%s", s}' "$run/$1.log"; }
+out=$("${nonuma[@]}" "$node_sh" start "${flags[@]}" 2>&1) || fail "start without NUMA: $out"
+for n in kvh0 coordinator cpu0 cpu1; do
+  grep -q "numactl" <<<"$(last_start "$n")" && fail "start without NUMA: $n ran numactl: $(last_start "$n")"
+done
+for n in kvh0 cpu0 cpu1; do
+  grep -q "^node.sh: $n: not pinned: no NUMA nodes in " <<<"$(last_start "$n")" ||
+    fail "start without NUMA: the log of $n does not say it is not pinned: $(last_start "$n" | head -n 3)"
+done
+grep -q "not pinned" "$run/coordinator.log" && fail "the coordinator (never pinned) logged a pinning note"
+pids=$(cat "$run"/*.pid)
+stop=$("${nonuma[@]}" "$node_sh" stop "${flags[@]}" --fresh 2>&1) || fail "stop without NUMA: $stop"
+for p in $pids; do alive "$p" && fail "without NUMA: pid $p still runs after stop"; done
 
 # A process that cannot start: a clear error naming its log, and nothing left running.
 bad=$("$node_sh" start "${flags[@]}" --model "$run/not-a-model" --model-config /nonexistent.json 2>&1) &&
