@@ -144,6 +144,11 @@ int kvh_config_parse(int argc, char **argv, struct kvh_config *out, char *err, s
     out->model_dir = model_dir;
     out->model_config = config;
     if (arena && nosa_parse_size(arena, &out->arena_bytes, err, errlen)) return -EINVAL;
+    if (arena && out->arena_bytes == 0) { /* 0 would mean "the arena's own size" */
+        nosa_set_error(err, errlen, "--arena 0: give a size (or --recover alone to keep the "
+                       "arena's)");
+        return -EINVAL;
+    }
     if (!arena && !out->recover) {
         nosa_set_error(err, errlen, "--arena SIZE is required (e.g. --arena 8G)");
         return -EINVAL;
