@@ -1,12 +1,11 @@
 /* cli.c: fuzz target for the `nosa` CLI's argument parser (nosa_cli_parse,
- * coordinator/cli_args.h). The input split on NUL bytes is argv[1..] (argv[0] is "nosa"), so a
- * seed is a command line with a NUL after each word. Besides no crash and no leak: the
+ * coordinator/cli_args.h). The input split on NUL bytes is argv[1..] (fuzz_argv.h; argv[0] is
+ * "nosa"), so a seed is a command line with a NUL after each word. Besides no crash and no leak: the
  * parse returns 0 or -1 with an error text, and what it accepts is a command the CLI can run
  * (the checks below restate cli_args.h's rules, so a parser change that breaks them is seen). */
-#include <stdlib.h>
-#include <string.h>
 
 #include "cli_args.h"
+#include "fuzz_argv.h"
 #include "fuzz_target.h"
 
 static const char k_target[] = "cli";
@@ -53,22 +52,10 @@ static void check_accepted(const struct nosa_cli_args *a, char **argv, int argc)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* Words end at a NUL or at the input's end: "" is no word, "a\0" one, "a\0\0" two. */
-    char *text = malloc(size + 1);
-    int argc = 1;
-    for (size_t i = 0; i < size; i++) argc += data[i] == '\0';
-    if (size > 0 && data[size - 1] != '\0') argc++; /* the last word has no NUL of its own */
-    char **argv = calloc((size_t)argc + 1, sizeof *argv); /* argv[argc] = NULL, as from main */
-    if (!text || !argv) abort(); /* out of memory: not a finding to save */
-    memcpy(text, data, size);
-    text[size] = '\0';
-    argv[0] = (char *)"nosa";
-    char *word = text;
-    for (int i = 1; i < argc; i++) {
-        argv[i] = word;
-        word += strlen(word) + 1;
-    }
-
+    struct nosa_fuzz_argv in;
+    nosa_fuzz_argv_split(data, size, "nosa", &in);
+    int argc = in.argc;
+    char **argv = in.argv;
     struct nosa_cli_args args;
     char err[256] = "";
     int rc = nosa_cli_parse(argc, argv, &args, err, sizeof err);
@@ -76,7 +63,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else if (rc != -1) nosa_fuzz_fail(k_target, "returned neither 0 nor -1");
     else if (err[0] == '\0') nosa_fuzz_fail(k_target, "refused without an error message");
     nosa_cli_args_free(&args);
-    free(argv);
-    free(text);
+    nosa_fuzz_argv_free(&in);
     return 0;
 }

@@ -55,12 +55,13 @@ enc client_reply status $crp "version: 1 request_id: 3 status { workers { worker
 enc client_reply error $crp 'version: 1 request_id: 4 error { code: ERROR_UNKNOWN_ID message: "unknown job 99" }'
 enc client_reply drain $crp 'version: 1 request_id: 5 drain { remaining: 4 }'
 
-# nosa command lines: each word followed by a NUL (fuzz/cli.c splits the input there).
-args() { # args NAME WORD...: one cli seed
+# nosa command lines: each word followed by a NUL (fuzz/fuzz_argv.c splits the input there).
+args_target=cli
+args() { # args NAME WORD...: one seed of $args_target
   local name=$1
   shift
-  mkdir -p "$corpus/cli"
-  printf '%s\0' "$@" >"$corpus/cli/$name"
+  mkdir -p "$corpus/$args_target"
+  printf '%s\0' "$@" >"$corpus/$args_target/$name"
 }
 args submit_prompt submit --prompt "Once upon a time" --max-tokens 32
 args submit_every_flag --coordinator ipc:///tmp/nosa/coord.sock --run-dir /tmp/nosa --json \
@@ -93,6 +94,25 @@ args bad_flag_on_status status --max-tokens 3
 args bad_missing_value submit --prompt
 args bad_unknown_flag --verbose drain
 args bad_command launch
+
+# The daemons' command lines (fuzz/daemon_args.c runs each parser on every one).
+args_target=daemon_args
+args coordinator --run-dir /tmp/nosa --workers ipc:///tmp/nosa/w.sock --clients \
+  ipc:///tmp/nosa/c.sock --kvhost ipc:///tmp/nosa/kvh0.sock --kvhost tcp://10.0.0.2:5600 \
+  --journal /tmp/nosa/j --metrics-port 0 --metrics-address 0.0.0.0 --heartbeat-timeout-ms 500 \
+  --journal-compact-bytes 65536 --insecure
+args kvhost --run-dir /tmp/nosa --name kvh1 --arena 64M --config tiny --numa-node 0 --huge-pages \
+  --remove --endpoint ipc:///tmp/nosa/kvh1.sock
+args kvhost_recover --model /models/tiny --recover --insecure
+args kvhost_destroy --destroy kvh0
+args worker --model /models/tiny --backend cpu --name cpu1 --coordinator \
+  ipc:///tmp/nosa/w.sock --kvhost ipc:///tmp/nosa/kvh0.sock --max-seqs 4 --max-context 2048 \
+  --budget-blocks 64 --query-aware-blocks 16 --pool-blocks 128 --heartbeat-ms 200 \
+  --register-timeout-ms 5000 --max-stall-ms 1000 --numa-node 1
+args worker_cuda --model=/models/1b --backend cuda --gpu 1 --mode dense --resident
+args help -h
+args bad_value --metrics-port 70000 --arena 12Q --max-seqs 0
+args bad_grouped -hh --model
 
 # config.json: the tiny model's (as nosa-mkmodel writes it), the required keys alone, and the
 # optional forms (token id lists and null, no sparse_config, Hugging Face defaults).

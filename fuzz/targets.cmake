@@ -4,7 +4,8 @@
 # Each target is fuzz/<name>.c defining LLVMFuzzerTestOneInput; its seeds are fuzz/corpus/<name>/.
 set(NOSA_FUZZ_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(NOSA_FUZZ_PROTO_TARGETS kvh_request kvh_reply worker_msg coord_msg client_msg client_reply)
-set(NOSA_FUZZ_TARGETS ${NOSA_FUZZ_PROTO_TARGETS} safetensors config_json cli coord_journal)
+set(NOSA_FUZZ_TARGETS ${NOSA_FUZZ_PROTO_TARGETS} safetensors config_json cli coord_journal
+    daemon_args)
 
 # The libraries each target tests: the decoder (nosa_msg) plus the receiver's validator for the
 # protobuf targets whose receiver has one (fuzz/<name>.c passes it to nosa_fuzz_proto).
@@ -18,6 +19,7 @@ set(NOSA_FUZZ_LIBS_safetensors nosa_model)
 set(NOSA_FUZZ_LIBS_config_json nosa_model)
 set(NOSA_FUZZ_LIBS_cli nosa_cli_args)
 set(NOSA_FUZZ_LIBS_coord_journal nosa_coord)
+set(NOSA_FUZZ_LIBS_daemon_args nosa_coord_flags nosa_kvh_server nosa_worker_link)
 
 # Adds executable exe running fuzz target name; ARGN: further sources (the replay main).
 function(nosa_fuzz_add_executable name exe)
@@ -26,6 +28,8 @@ function(nosa_fuzz_add_executable name exe)
   target_link_libraries(${exe} PRIVATE ${NOSA_FUZZ_LIBS_${name}})
   if(name IN_LIST NOSA_FUZZ_PROTO_TARGETS)
     target_sources(${exe} PRIVATE ${NOSA_FUZZ_DIR}/fuzz_proto.c)
+  elseif(name MATCHES "^(cli|daemon_args)$")
+    target_sources(${exe} PRIVATE ${NOSA_FUZZ_DIR}/fuzz_argv.c)
   elseif(name MATCHES "^(safetensors|config_json)$")
     # White-box: the config target reaches the in-memory loader through model_internal.h.
     target_include_directories(${exe} PRIVATE ${PROJECT_SOURCE_DIR}/gpu-worker/model)

@@ -141,14 +141,19 @@ int kvh_config_parse(int argc, char **argv, struct kvh_config *out, char *err, s
         nosa_set_error(err, errlen, "give exactly one of --model DIR and --config C");
         return -EINVAL;
     }
-    if (geometry_from_model_config(model_dir, config, &out->geom, err, errlen)) return -EINVAL;
-    out->have_geom = 1;
+    out->model_dir = model_dir;
+    out->model_config = config;
     if (arena && nosa_parse_size(arena, &out->arena_bytes, err, errlen)) return -EINVAL;
+    if (arena && out->arena_bytes == 0) { /* 0 would mean "the arena's own size" */
+        nosa_set_error(err, errlen, "--arena 0: give a size (or --recover alone to keep the "
+                       "arena's)");
+        return -EINVAL;
+    }
     if (!arena && !out->recover) {
         nosa_set_error(err, errlen, "--arena SIZE is required (e.g. --arena 8G)");
         return -EINVAL;
     }
-    if ((rc = nosa_rundir_open(run_dir_flag, out->run_dir, sizeof(out->run_dir), err, errlen)))
+    if ((rc = nosa_rundir_resolve(run_dir_flag, out->run_dir, sizeof(out->run_dir), err, errlen)))
         return rc;
     if (!out->endpoint[0]) {
         char sock[300];
@@ -158,4 +163,12 @@ int kvh_config_parse(int argc, char **argv, struct kvh_config *out, char *err, s
             return rc;
     }
     return 0;
+}
+
+int kvh_config_resolve(struct kvh_config *cfg, char *err, size_t errlen)
+{
+    if (geometry_from_model_config(cfg->model_dir, cfg->model_config, &cfg->geom, err, errlen))
+        return -EINVAL;
+    cfg->have_geom = 1;
+    return nosa_rundir_prepare(cfg->run_dir, err, errlen);
 }

@@ -1,7 +1,9 @@
 /* kvh_config.h: nosa-kvhost's flags (docs/PROCESSES.md, docs/KVHOST.md) and the arena
  * geometry they imply (from the model's config.json or a built-in config).
  *
- * This module owns: parsing and checking argv into struct kvh_config. */
+ * This module owns: parsing and checking argv into struct kvh_config (kvh_config_parse: no
+ * file touched, so the fuzz target daemon_args runs it), then what the flags name
+ * (kvh_config_resolve: the model's config, the run directory). */
 #ifndef NOSA_KVH_CONFIG_H
 #define NOSA_KVH_CONFIG_H
 
@@ -19,7 +21,9 @@ struct kvh_config {
     char name[256];                   /* --name, default kvh0 */
     char endpoint[KVH_CONFIG_PATH_MAX]; /* default ipc://RUN_DIR/NAME.sock */
     uint64_t arena_bytes;             /* --arena; 0 with --recover: the arena's own size */
-    struct nosa_kv_geometry geom;     /* from --model DIR or --config; unset with --destroy */
+    const char *model_dir;            /* --model DIR (argv's word), or NULL */
+    const char *model_config;         /* --config C: "tiny", "1b" or a config.json path */
+    struct nosa_kv_geometry geom;     /* kvh_config_resolve: from model_dir or model_config */
     int have_geom;
     int numa_node;                    /* -1: not bound */
     int huge_pages;
@@ -30,9 +34,13 @@ struct kvh_config {
     int help;
 };
 
-/* Parses argv. 0, or -EINVAL with err naming the flag (and the usage is for the caller to
- * print). Creates nothing but the run directory. */
+/* Parses argv: the flags and their values checked, the run directory and endpoint picked
+ * (nosa_rundir_resolve). Reads and creates nothing. 0, or -EINVAL with err naming the flag
+ * (and the usage is for the caller to print). */
 int kvh_config_parse(int argc, char **argv, struct kvh_config *out, char *err, size_t errlen);
+/* After a parse without --help or --destroy: the arena geometry from the model's config, and
+ * the run directory created (nosa_rundir_prepare). 0, or a negated errno with err. */
+int kvh_config_resolve(struct kvh_config *cfg, char *err, size_t errlen);
 void kvh_config_usage(FILE *f);
 
 #endif

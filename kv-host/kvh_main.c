@@ -123,6 +123,10 @@ int main(int argc, char **argv)
         LOG_INFO("kvhost", "removed the arena of kv-host %s", cfg.destroy);
         return 0;
     }
+    if (kvh_config_resolve(&cfg, err, sizeof(err))) {
+        LOG_ERROR("kvhost", "%s", err);
+        return 2;
+    }
     if (install_signals(err, sizeof(err))) {
         LOG_ERROR("kvhost", "%s", err);
         return 1;

@@ -3,13 +3,13 @@
 # (fuzz/corpus/<target>/) and its regression inputs (tests/regress/<target>/). Builds the
 # libFuzzer binaries with clang into build-fuzz (ASan + UBSan). A finding stops the run with
 # exit 1 and leaves the input in build-fuzz/findings/<target>/ (docs/FUZZ.md: what to do next).
-#   scripts/fuzz.sh                 every target, FUZZ_SECONDS each (default 15), 2 at a time
+#   scripts/fuzz.sh                 every target, FUZZ_SECONDS each (default 12), 2 at a time
 #   scripts/fuzz.sh TARGET...       only these
 # Environment: FUZZ_SECONDS, FUZZ_JOBS (targets run at once, default 2), BUILD_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build-fuzz}
-seconds=${FUZZ_SECONDS:-15}
+seconds=${FUZZ_SECONDS:-12} # 11 targets, 2 at a time: 6 rounds (docs/FUZZ.md)
 jobs=${FUZZ_JOBS:-2}
 CC=clang cmake -S . -B "$build" -G Ninja -DNOSA_FUZZ=ON -DNOSA_SANITIZE=ON -DNOSA_CUDA=OFF \
   -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" >/dev/null # asserts on, faster than -O0
@@ -20,7 +20,8 @@ else
   mapfile -t targets <"$build/fuzz/targets.txt" # written by fuzz/CMakeLists.txt
 fi
 run_one() { # run_one TARGET: fuzz it for $seconds; the grown corpus stays in the build dir
-  local t=$1 work=$build/fuzz-work/$t findings=$build/findings/$t
+  local t=$1 # its own line: the words of one local are expanded before any is assigned
+  local work=$build/fuzz-work/$t findings=$build/findings/$t
   mkdir -p "$work" "$findings"
   local seeds=(fuzz/corpus/"$t")
   [ -d tests/regress/"$t" ] && seeds+=(tests/regress/"$t")

@@ -368,6 +368,8 @@ void fw_pump_n(struct fake_worker *w, int max)
         case NOSA__SERVE__COORD_MSG__BODY_ERROR:
             w->errors++;
             w->last_error_code = m->error ? (int)m->error->code : 0;
+            snprintf(w->last_error, sizeof w->last_error, "%s",
+                     m->error && m->error->message ? m->error->message : "");
             if (!w->silent && (w->last_error_code == NOSA__ERROR_CODE__ERROR_UNAUTHORIZED ||
                                w->last_error_code == NOSA__ERROR_CODE__ERROR_UNKNOWN_ID))
                 send_register(w);

@@ -65,6 +65,7 @@ struct fake_worker {
     int assigns, cancels, shutdowns, acks, errors;
     int moved_cancels;    /* CancelJob with moved set: keep the kv-host sequence */
     int last_error_code;
+    char last_error[256]; /* its message */
     int silent;           /* stops heartbeats and tokens (a hung worker) */
 };
 int fw_open(struct ch_env *e, struct fake_worker *w, const char *name, uint32_t max_seqs,

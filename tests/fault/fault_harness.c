@@ -27,6 +27,9 @@
  *                   header): --recover must refuse it with a clear error
  *   journal-full    the coordinator's journal on /dev/full: refused with a clear error
  *   journal-fsize   RLIMIT_FSIZE on the coordinator: its journal fills up mid-run
+ *   bad-input       every kind of bad frame (bad_input.h) to the coordinator's client and
+ *                   worker links and to the kv-host mid-decode: each refused with its error,
+ *                   the jobs unaffected (not drawn by the soak)
  *
  * After each run: every job completed, or failed with a reason (none silently lost);
  * completed outputs equal nosa-generate's (the fault-free reference) exactly; recomputed
@@ -43,6 +46,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bad_input.h"
 #include "kvh_probe.h"
 #include "node_harness.h"
 #include "parse.h"
@@ -59,11 +63,15 @@ enum fault_kind {
     FAULT_ARENA_HEADER,
     FAULT_JOURNAL_FULL,
     FAULT_JOURNAL_FSIZE,
+    FAULT_BAD_INPUT,
     FAULT_KINDS
 };
+/* The soak draws from the kinds before bad-input (a fixed seed's rounds stay as they were). */
+#define SOAK_KINDS FAULT_BAD_INPUT
 static const char *const g_fault_names[FAULT_KINDS] = {
     "worker-kill",    "worker-hang",  "worker-pause", "kvhost-kill",  "coord-kill",
-    "coord-pause",    "arena-truncate", "arena-header", "journal-full", "journal-fsize"};
+    "coord-pause",    "arena-truncate", "arena-header", "journal-full", "journal-fsize",
+    "bad-input"};
 
 #define N_JOBS 6
 static const int g_prompt_len[N_JOBS] = {12, 30, 57, 64, 90, 121};
@@ -281,6 +289,27 @@ static int inject_kvhost_kill(struct nh_node *node, const int procs[N_JOBS])
     return up ? 0 : -1;
 }
 
+/* Every kind of bad frame to the coordinator's links and the kv-host while the jobs decode
+ * (bad_input.h): each must get its Error, and (checked after, as for every fault) no job may
+ * notice. The jobs must still be running when the last one has been answered. */
+static int inject_bad_input(struct nh_node *node, const int procs[N_JOBS])
+{
+    uint64_t ids[N_JOBS], live[N_JOBS];
+    int ended, n = 0, checked = 0;
+    streamed(node, procs, &ended, ids);
+    for (int i = 0; i < N_JOBS; i++)
+        if (ids[i]) live[n++] = ids[i];
+    int failed = bad_input_send(node, live, n, &checked);
+    long total = streamed(node, procs, &ended, NULL);
+    printf("bad-input: %d of %d bad frames answered as they must be; %d of %d jobs still "
+           "running after them (%ld tokens streamed)\n", checked - failed, checked,
+           N_JOBS - ended, N_JOBS, total);
+    CHECK(failed == 0, "bad-input: %d of %d bad frames not refused as they must be", failed,
+          checked);
+    CHECK(ended < N_JOBS, "bad-input: every job ended before the bad input was all answered");
+    return failed ? -1 : 0;
+}
+
 /* Restarts the process an armed NOSA_FAULT point killed, as the kind's recovery does. */
 static void recover_armed(struct nh_node *node, const char *proc)
 {
@@ -303,6 +332,7 @@ static int inject(struct nh_node *node, enum fault_kind kind, const int procs[N_
         usleep((useconds_t)(node->heartbeat_timeout_ms + 500) * 1000); /* declared dead */
         return nh_signal(node, w, SIGCONT);
     case FAULT_KVHOST_KILL: return inject_kvhost_kill(node, procs);
+    case FAULT_BAD_INPUT: return inject_bad_input(node, procs);
     case FAULT_COORD_KILL:
         nh_signal(node, "coordinator", SIGKILL);
         nh_wait_exit(node, "coordinator", 5000);
@@ -646,11 +676,11 @@ int main(int argc, char **argv)
         uint64_t end = nh_now_ms() + (uint64_t)o.seconds * 1000u;
         while (sum.faults < o.faults && nh_now_ms() < end) {
             /* One round in three: a named fault point of a worker or the kv-host. */
-            long pick = rng_range(0, FAULT_KINDS + FAULT_KINDS / 2 - 1);
-            enum fault_kind k = pick < FAULT_KINDS ? (enum fault_kind)pick : FAULT_WORKER_KILL;
+            long pick = rng_range(0, SOAK_KINDS + SOAK_KINDS / 2 - 1);
+            enum fault_kind k = pick < SOAK_KINDS ? (enum fault_kind)pick : FAULT_WORKER_KILL;
             long at = rng_range(4, 120);
             int victim = (int)rng_range(0, 1);
-            if (pick >= FAULT_KINDS) soak_arm_point(victim);
+            if (pick >= SOAK_KINDS) soak_arm_point(victim);
             if (g_arm_env[0][0]) printf("soak: %s %s\n", g_arm_env[0], g_arm_env[1]);
             else printf("soak: %s at %ld tokens, victim cpu%d\n", g_fault_names[k], at, victim);
             fflush(stdout);

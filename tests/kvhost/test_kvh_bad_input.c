@@ -16,6 +16,7 @@
 #include "common.pb-c.h"
 #include "kvh_client.h"
 #include "kvh_proc.h"
+#include "kvh_raw.h"
 #include "kvh_server.h"
 #include "kvhost.pb-c.h"
 #include "nosa_msg.h"
@@ -23,49 +24,17 @@
 
 static struct kvh_proc g_kvh;
 
-/* Sends raw bytes on a DEALER socket and returns the decoded reply (NULL on timeout). */
-static Nosa__Kvh__KvhReply *raw_call(void *sock, const void *data, size_t len)
-{
-    REQUIRE(zmq_send(sock, data, len, 0) == (int)len, "zmq_send: %s", zmq_strerror(errno));
-    struct nosa_msg_frame f = {0};
-    char err[256];
-    enum nosa_msg_recv_status st = nosa_msg_recv(sock, NULL, &f, 1u << 20, 0, err, sizeof(err));
-    if (st != NOSA_MSG_OK) return NULL;
-    Nosa__Kvh__KvhReply *rep = (Nosa__Kvh__KvhReply *)nosa_msg_unpack(
-        &nosa__kvh__kvh_reply__descriptor, f.data, f.len, err, sizeof(err));
-    nosa_msg_frame_free(&f);
-    return rep;
-}
-
-static Nosa__Kvh__KvhReply *msg_call(void *sock, Nosa__Kvh__KvhRequest *req)
-{
-    size_t n = protobuf_c_message_get_packed_size(&req->base);
-    uint8_t *buf = malloc(n ? n : 1);
-    REQUIRE(buf, "malloc");
-    protobuf_c_message_pack(&req->base, buf);
-    Nosa__Kvh__KvhReply *rep = raw_call(sock, buf, n);
-    free(buf);
-    return rep;
-}
-
 static void expect_error(Nosa__Kvh__KvhReply *rep, Nosa__ErrorCode code, const char *needle,
                          const char *what)
 {
-    CHECK(rep != NULL, "%s: a reply", what);
-    if (!rep) return;
-    CHECK(rep->error && rep->error->code == code, "%s: error code %d, want %d", what,
-          rep->error ? (int)rep->error->code : -1, (int)code);
-    CHECK(rep->error && rep->error->message && strstr(rep->error->message, needle),
-          "%s: message '%s' names '%s'", what,
-          rep->error && rep->error->message ? rep->error->message : "", needle);
-    CHECK(rep->body_case == NOSA__KVH__KVH_REPLY__BODY__NOT_SET, "%s: no body", what);
-    nosa__kvh__kvh_reply__free_unpacked(rep, NULL);
+    char why[512] = "";
+    CHECK(kvh_raw_error_is(rep, code, needle, why, sizeof why) == 0, "%s: %s", what, why);
 }
 
 static void test_protocol_errors(void *sock)
 {
     const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x34, 0x00};
-    expect_error(raw_call(sock, garbage, sizeof(garbage)), NOSA__ERROR_CODE__ERROR_BAD_MESSAGE,
+    expect_error(kvh_raw_call(sock, garbage, sizeof(garbage)), NOSA__ERROR_CODE__ERROR_BAD_MESSAGE,
                  "undecodable", "garbage bytes");
 
     Nosa__Kvh__KvhRequest req = NOSA__KVH__KVH_REQUEST__INIT;
@@ -74,28 +43,28 @@ static void test_protocol_errors(void *sock)
     req.request_id = 42;
     req.body_case = NOSA__KVH__KVH_REQUEST__BODY_STATS;
     req.stats = &stats;
-    Nosa__Kvh__KvhReply *rep = msg_call(sock, &req);
+    Nosa__Kvh__KvhReply *rep = kvh_raw_msg_call(sock, &req);
     CHECK(rep && rep->request_id == 42, "request id echoed");
     expect_error(rep, NOSA__ERROR_CODE__ERROR_BAD_VERSION, "version 7", "wrong version");
 
     req.version = NOSA__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
     req.body_case = NOSA__KVH__KVH_REQUEST__BODY__NOT_SET;
-    expect_error(msg_call(sock, &req), NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "no body",
+    expect_error(kvh_raw_msg_call(sock, &req), NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "no body",
                  "missing body");
 
     /* Over the request limit, up to the frame limit: ERROR_TOO_LARGE naming the limit. */
     uint8_t *huge = calloc(1, KVH_MAX_FRAME_BYTES + 1);
     REQUIRE(huge, "calloc");
-    expect_error(raw_call(sock, huge, KVH_MAX_REQUEST_BYTES + 1),
+    expect_error(kvh_raw_call(sock, huge, KVH_MAX_REQUEST_BYTES + 1),
                  NOSA__ERROR_CODE__ERROR_TOO_LARGE, "exceeds the limit of 1048576",
                  "a frame one byte over the request limit");
-    expect_error(raw_call(sock, huge, KVH_MAX_FRAME_BYTES), NOSA__ERROR_CODE__ERROR_TOO_LARGE,
+    expect_error(kvh_raw_call(sock, huge, KVH_MAX_FRAME_BYTES), NOSA__ERROR_CODE__ERROR_TOO_LARGE,
                  "exceeds", "a frame at the frame limit");
     free(huge);
 
     /* A frame split in two parts is malformed: the reply names it. */
     REQUIRE(zmq_send(sock, "a", 1, ZMQ_SNDMORE) == 1, "send part");
-    expect_error(raw_call(sock, "b", 1), NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "frame",
+    expect_error(kvh_raw_call(sock, "b", 1), NOSA__ERROR_CODE__ERROR_BAD_MESSAGE, "frame",
                  "two-part message");
 }
 
@@ -111,7 +80,7 @@ static void test_gigantic_frame(void)
     size_t len = 17u << 20; /* past NOSA_MSG_MAX_BYTES too */
     uint8_t *gigantic = calloc(1, len);
     REQUIRE(gigantic, "calloc");
-    Nosa__Kvh__KvhReply *rep = raw_call(sock, gigantic, len);
+    Nosa__Kvh__KvhReply *rep = kvh_raw_call(sock, gigantic, len);
     free(gigantic);
     CHECK(rep == NULL, "a %zu-byte frame got a reply", len);
     if (rep) nosa__kvh__kvh_reply__free_unpacked(rep, NULL);
@@ -121,7 +90,7 @@ static void test_gigantic_frame(void)
     req.request_id = 7;
     req.body_case = NOSA__KVH__KVH_REQUEST__BODY_STATS;
     req.stats = &stats;
-    rep = msg_call(sock, &req);
+    rep = kvh_raw_msg_call(sock, &req);
     CHECK(rep && !rep->error && rep->body_case == NOSA__KVH__KVH_REPLY__BODY_STATS &&
               rep->request_id == 7, "stats on the same socket after the dropped frame");
     if (rep) nosa__kvh__kvh_reply__free_unpacked(rep, NULL);
