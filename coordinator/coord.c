@@ -657,9 +657,8 @@ static void assign(struct coord *c, struct coord_job *j, int worker)
     j->worker = worker;
     j->assigned_at = w->registrations;
     w->assigned++;
-    if (w->kvhost >= 0 && c->kvhosts.arenas.a[w->kvhost].known)
-        c->kvhosts.arenas.a[w->kvhost].reserved_groups +=
-            coord_job_groups((uint64_t)j->prompt_tokens + j->max_tokens, w->block_size);
+    /* Its whole need until the next reservation pass (held 0: nothing of it was read yet). */
+    coord_arena_reserve_job(&c->kvhosts.arenas, w->kvhost, j, w->block_size, 0);
     LOG_INFO("coordinator", "job %llu assigned to %s (generated %u)", (unsigned long long)j->id,
              w->name, j->tok.n);
     NOSA_FAULT_POINT("coordinator.assign.sent");

@@ -168,8 +168,8 @@ static void on_register(struct coord *c, const struct nosa_msg_peer *peer,
 
 static void on_heartbeat(struct coord_worker *w, const Nosa__Serve__Heartbeat *h)
 {
-    w->hb_running = h->running;
-    w->hb_free_slots = h->free_slots;
+    /* h->running and h->free_slots are not kept: the coordinator's own count of what it
+     * assigned is never older than a heartbeat (docs/COORDINATOR.md). */
     if (h->stats) {
         w->stats.tokens_per_s = h->stats->tokens_per_s;
         w->stats.step_seconds = h->stats->step_seconds;

@@ -61,18 +61,23 @@ void coord_arena_snapshot(struct coord_jobs *jobs, const struct coord_workers *t
     }
 }
 
+void coord_arena_reserve_job(struct coord_arenas *arenas, int kvhost, const struct coord_job *j,
+                             uint32_t block_size, uint64_t held)
+{
+    if (!arena_of(arenas, kvhost)) return;
+    uint64_t need = coord_job_groups((uint64_t)j->prompt_tokens + j->max_tokens, block_size);
+    if (need > held) arenas->a[kvhost].reserved_groups += need - held;
+}
+
 void coord_arenas_reserve(const struct coord_jobs *jobs, const struct coord_workers *t,
                           struct coord_arenas *arenas)
 {
     for (int k = 0; k < arenas->n; k++) arenas->a[k].reserved_groups = 0;
     for (size_t i = 0; i < jobs->n; i++) {
         const struct coord_job *j = jobs->jobs[i];
-        if (j->state != COORD_JOB_RUNNING || j->worker < 0 || !arena_of(arenas, j->kvhost))
-            continue;
-        uint64_t need = coord_job_groups((uint64_t)j->prompt_tokens + j->max_tokens,
-                                         t->w[j->worker].block_size);
-        if (need > j->held_at_stats)
-            arenas->a[j->kvhost].reserved_groups += need - j->held_at_stats;
+        if (j->state != COORD_JOB_RUNNING || j->worker < 0) continue;
+        coord_arena_reserve_job(arenas, j->kvhost, j, t->w[j->worker].block_size,
+                                j->held_at_stats);
     }
 }
 

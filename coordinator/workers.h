@@ -34,7 +34,6 @@ struct coord_worker {
     int kvhost;                /* index of the kv-host it attached to (its arena), or
                                 * COORD_KVHOST_UNKNOWN: its jobs' sequences may be anywhere */
     uint32_t assigned;         /* jobs we have assigned it that have not ended */
-    uint32_t hb_running, hb_free_slots;
     uint64_t last_seen_ms;
     uint64_t full_until_ms;    /* it answered ERROR_NO_SPACE: no assignments until then */
     uint32_t registrations;    /* Registers answered: an Assign is stamped with this count */
@@ -94,6 +93,10 @@ void coord_arena_snapshot(struct coord_jobs *jobs, const struct coord_workers *t
  * free - reserved never runs the arena out, whatever the running jobs still allocate. */
 void coord_arenas_reserve(const struct coord_jobs *jobs, const struct coord_workers *t,
                           struct coord_arenas *arenas);
+/* Adds to kv-host kvhost's reserved_groups (when its arena is known) what job j still owes
+ * it: its need on a worker of block_size tokens per block minus the `held` groups. */
+void coord_arena_reserve_job(struct coord_arenas *arenas, int kvhost, const struct coord_job *j,
+                             uint32_t block_size, uint64_t held);
 
 /* The worker that takes a job of `tokens` tokens (prompt + max_tokens) now: alive, not full,
  * a free slot, a long enough context, and (when its kv-host's arena is known) room for the
