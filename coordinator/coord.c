@@ -786,6 +786,11 @@ static void tick(struct coord *c)
 }
 
 /* ---------------------------------------------------------------- open, run, close */
+/* Frames up to NOSA_MSG_MAX_BYTES are read; past it, up to this, they get ERROR_TOO_LARGE;
+ * past this ZeroMQ drops the peer's connection without buffering the frame (so a huge frame
+ * costs no memory; the peer's socket reconnects). */
+#define COORD_MAX_FRAME_BYTES (4 * (int64_t)NOSA_MSG_MAX_BYTES)
+
 static int bind_link(struct coord *c, int type, const char *endpoint, void **out, char *err,
                      size_t errlen)
 {
@@ -793,6 +798,12 @@ static int bind_link(struct coord *c, int type, const char *endpoint, void **out
     void *s = zmq_socket(c->ctx, type);
     if (!s) {
         nosa_set_error(err, errlen, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    int64_t max_frame = COORD_MAX_FRAME_BYTES;
+    if (zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame)) {
+        nosa_set_error(err, errlen, "zmq_setsockopt(ZMQ_MAXMSGSIZE): %s", zmq_strerror(errno));
+        zmq_close(s);
         return -1;
     }
     if (nosa_msg_socket_defaults(s, -1, why, sizeof why) ||

@@ -356,6 +356,16 @@ static void test_bad_client_input(void *cl)
     CHECK(zmq_send(cl, big, big_len, 0) == (int)big_len, "send an oversize frame");
     free(big);
     expect_error(cl_recv(cl, 3000), CODE(TOO_LARGE), "exceeds", "oversize frame");
+    /* Past 4 x NOSA_MSG_MAX_BYTES the coordinator's socket drops the frame (and the
+     * connection) unread: no reply, and the next request on the same socket is served. */
+    big_len = 4 * (size_t)NOSA_MSG_MAX_BYTES + 1;
+    big = calloc(1, big_len);
+    REQUIRE(big, "huge buffer");
+    CHECK(zmq_send(cl, big, big_len, 0) == (int)big_len, "send a huge frame");
+    free(big);
+    Nosa__Serve__ClientReply *none = cl_recv(cl, 1000);
+    CHECK(!none, "a frame past the socket's limit was answered");
+    if (none) nosa__serve__client_reply__free_unpacked(none, NULL);
     CHECK(zmq_send(cl, "\x08\x01", 2, ZMQ_SNDMORE) == 2 && zmq_send(cl, "\x08\x01", 2, 0) == 2,
           "send two frames");
     expect_error(cl_recv(cl, 3000), CODE(BAD_MESSAGE), "more than one", "two frames");
