@@ -8,5 +8,7 @@ cuda_args=()
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
   cuda_args+=(-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)
 fi
-cmake -S . -B "$build" -G Ninja "${cuda_args[@]}" "$@" >/dev/null
+# cmake's own chatter is dropped; its errors (stderr) and our "nosa:" lines (what is built,
+# e.g. whether the cuda backend is) are shown.
+cmake -S . -B "$build" -G Ninja "${cuda_args[@]}" "$@" | { grep '^-- nosa:' || true; }
 cmake --build "$build" -j "$(nproc)"
