@@ -558,6 +558,10 @@ static void test_validate(void)
     m.submit = &s;
     CHECK(coord_client_msg_validate(&m.base, err, sizeof err) == 0, "valid: %s", err);
     CHECK(coord_prompt_tokens(&spec.base) == 6, "text + BOS");
+    spec.text = "";
+    CHECK(coord_client_msg_validate(&m.base, err, sizeof err) == BAD_MESSAGE &&
+              strstr(err, "empty prompt text"), "empty text: %s", err);
+    spec.text = "hello";
     sp.top_p = 0.0f;
     CHECK(coord_client_msg_validate(&m.base, err, sizeof err) == BAD_MESSAGE &&
               strstr(err, "top_p"), "top_p 0: %s", err);
@@ -574,6 +578,9 @@ static void test_validate(void)
     spec.tokens = &tl;
     CHECK(coord_client_msg_validate(&m.base, err, sizeof err) && strstr(err, "negative"),
           "negative id: %s", err);
+    tl.n_ids = 0;
+    CHECK(coord_client_msg_validate(&m.base, err, sizeof err) == BAD_MESSAGE &&
+              strstr(err, "empty prompt token list"), "no tokens: %s", err);
     tl.n_ids = 1;
     CHECK(coord_client_msg_validate(&m.base, err, sizeof err) == 0 &&
               coord_prompt_tokens(&spec.base) == 1, "token prompt");
