@@ -17,6 +17,9 @@ if [ "${1:-}" != "--fast" ]; then
   echo "== build (ASan + UBSan, C code; CUDA off: the sanitizers do not cover device code)"
   BUILD_DIR=build-asan scripts/build.sh -DNOSA_SANITIZE=ON -DNOSA_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug
   echo "== ctest (ASan + UBSan)"
+  # Every C test but those labelled slow: more fault points and seeds of kinds this pass runs
+  # once each, and the soak; under the sanitizers they add about 11 minutes on 2 cores, so
+  # they run in the release pass above.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 900 -LE slow
   echo "== fuzz (libFuzzer + ASan + UBSan, clang; a short run over the committed corpora)"
