@@ -199,7 +199,7 @@ static void check_status_text(struct nh_node *node, const double max_seqs[2], do
 }
 
 /* nosa --json status, polled while the long jobs run until status_running_ok, then the text
- * form of the same moment. */
+ * form while they still run. */
 static void check_status_running(struct nh_node *node)
 {
     double max_seqs[2] = {0, 0}, groups = 0;
