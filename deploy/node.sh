@@ -11,6 +11,9 @@
 #   deploy/node.sh plan   [flags]     what start would run (topology, pinning, argv), nothing started
 #   deploy/node.sh exec kvhost N | worker NAME | coordinator
 #                                     runs one process in the foreground, pinned (systemd)
+#   deploy/node.sh ensure-model [flags]
+#                                     generates the model when missing, as start does (systemd:
+#                                     the kv-hosts' ExecStartPre, before anything loads it)
 #
 # Every flag has an environment default (NOSA_*), so systemd units read one file. The
 # topology is read under $NOSA_SYSFS (default /sys; tests point it at a stand-in tree).
@@ -24,7 +27,7 @@ repo=$(cd "$here/.." && pwd)
 
 usage() {
   cat <<EOF
-usage: deploy/node.sh start|stop|status|plan [flags]
+usage: deploy/node.sh start|stop|status|plan|ensure-model [flags]
        deploy/node.sh exec kvhost NUMA_NODE | worker gpuN|cpuN | coordinator [flags]
   --run-dir D        run directory (\$NOSA_RUN_DIR, else \$XDG_RUNTIME_DIR/nosa, else /tmp/nosa-\$UID)
   --bin DIR          where the nosa-* binaries are (\$NOSA_BIN, else build/bin, else PATH)
@@ -256,12 +259,24 @@ ensure_run_dir() {
   [ -O "$run_dir" ] || die "run directory $run_dir is not owned by $(id -un)"
 }
 
+# Written beside $model and renamed into place: a process never sees half a model, and the
+# kv-hosts of a node (systemd starts their ExecStartPre at once) may all generate it: the
+# first rename wins, the others find it there.
 ensure_model() {
   [ -f "$model/config.json" ] && return 0
+  [ ! -e "$model" ] || [ -z "$(ls -A "$model" 2>/dev/null)" ] ||
+    die "$model has no config.json but is not empty: remove it or pass a model folder (--model)"
   echo "node.sh: no model in $model: generating one (nosa-mkmodel --config $model_config)"
-  mkdir -p "$(dirname "$model")"
-  "$(binary nosa-mkmodel)" --config "$model_config" --out "$model" ||
-    die "nosa-mkmodel --config $model_config --out $model failed"
+  mkdir -p "$(dirname "$model")" || die "cannot create $(dirname "$model")"
+  local tmp
+  tmp=$(mktemp -d "$model.new-XXXXXX") || die "cannot create a folder beside $model"
+  if ! "$(binary nosa-mkmodel)" --config "$model_config" --out "$tmp"; then
+    rm -rf "$tmp"; die "nosa-mkmodel --config $model_config --out $tmp failed"
+  fi
+  chmod 0755 "$tmp"
+  [ ! -d "$model" ] || rmdir "$model" 2>/dev/null || true # an empty folder (a StateDirectory)
+  mv -T "$tmp" "$model" 2>/dev/null || rm -rf "$tmp"
+  [ -f "$model/config.json" ] || die "cannot move the generated model into $model"
 }
 
 # ---------------------------------------------------------------- pid files
@@ -421,8 +436,9 @@ case $cmd in
   plan) do_plan ;;
   stop) do_stop ;;
   status) do_status ;;
+  ensure-model) ensure_model ;;
   exec) ensure_run_dir; proc_argv "${exec_args[@]}"
         [ -z "$pin_note" ] || echo "node.sh: ${exec_args[*]}: $pin_note" >&2
-        [ "${exec_args[0]}" != kvhost ] || ensure_model; exec "${argv[@]}" ;;
+        exec "${argv[@]}" ;;
   *) usage >&2; die "unknown command '$cmd'" ;;
 esac

@@ -3,6 +3,10 @@
 # - `systemd-analyze verify` on each (templates as instances), with ExecStart pointed at this
 #   checkout's node.sh instead of /opt/nosa: no error and no warning (skipped, with a message,
 #   where systemd-analyze is not installed).
+# - first start: nosa-kvhost@ generates the model in ExecStartPre (`node.sh ensure-model`) and
+#   the coordinator and the workers are ordered after nosa-kvhost@0, so none loads a model that
+#   is not there yet; ensure-model, run twice at once with no model (as kv-hosts of two NUMA
+#   nodes are), leaves one whole model where `node.sh start` would look, and nothing beside it.
 # - node.env: the run directory is the units' RuntimeDirectory (/run/...), the model and the
 #   job journal lie in their StateDirectory (/var/lib/..., kept across reboots).
 # - what the units run, `node.sh exec ...`, with node.env: `node.sh plan` (the same argv) gives
@@ -11,7 +15,7 @@
 set -uo pipefail
 repo=$1 bin=$2
 units=$repo/deploy/systemd
-for b in nosa-kvhost nosa-worker nosa-coordinator; do
+for b in nosa-kvhost nosa-worker nosa-coordinator nosa-mkmodel; do
   [ -x "$bin/$b" ] || { echo "systemd_units: skipped: $b is not built"; exit 77; }
 done
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/nosa-units-XXXXXX")
@@ -27,6 +31,34 @@ for u in "$units"/*.service; do
   [ "$(unit_value "$u" StateDirectory)" = nosa ] || fail "$(basename "$u"): no StateDirectory=nosa"
   [ "$(unit_value "$u" RuntimeDirectory)" = nosa ] || fail "$(basename "$u"): no RuntimeDirectory=nosa"
 done
+
+# The model before anything loads it (first start of a fresh node).
+kvh_unit=$units/nosa-kvhost@.service
+[ "$(unit_value "$kvh_unit" ExecStartPre)" = "/opt/nosa/deploy/node.sh ensure-model" ] ||
+  fail "nosa-kvhost@.service: no ExecStartPre=/opt/nosa/deploy/node.sh ensure-model"
+for u in nosa-coordinator nosa-worker@; do
+  grep -qE '^After=(.* )?nosa-kvhost@0\.service( |$)' "$units/$u.service" ||
+    fail "$u.service is not ordered After=nosa-kvhost@0.service (the model)"
+done
+grep -qE '^After=(.* )?nosa-coordinator\.service( |$)' "$units/nosa-worker@.service" ||
+  fail "nosa-worker@.service is not ordered After=nosa-coordinator.service"
+# ensure-model with node.sh's defaults (no NOSA_MODEL): the model `start` uses,
+# $XDG_CACHE_HOME/nosa/model-tiny; two at once: both succeed, one model, no leftovers.
+home=$tmp/home
+mkdir -p "$home"
+ensure() { env -i PATH="$PATH" HOME="$home" NOSA_BIN="$bin" "$repo/deploy/node.sh" ensure-model; }
+ensure >"$tmp/em1.log" 2>&1 & p1=$!
+ensure >"$tmp/em2.log" 2>&1 & p2=$!
+wait $p1 || fail "node.sh ensure-model (first of two at once) failed: $(cat "$tmp/em1.log")"
+wait $p2 || fail "node.sh ensure-model (second of two at once) failed: $(cat "$tmp/em2.log")"
+model=$home/.cache/nosa/model-tiny
+"$bin/nosa-mkmodel" --config tiny --out "$tmp/want" >/dev/null 2>&1 || fail "nosa-mkmodel --config tiny failed"
+for f in "$tmp"/want/*; do
+  cmp -s "$f" "$model/$(basename "$f")" || fail "ensure-model: $model/$(basename "$f") is not nosa-mkmodel --config tiny's"
+done
+left=$(find "$(dirname "$model")" -mindepth 1 -maxdepth 1 ! -name model-tiny)
+[ -z "$left" ] || fail "ensure-model left beside the model: $left"
+out=$(ensure 2>&1) && [ -z "$out" ] || fail "ensure-model with the model present is not silent: $out"
 
 if command -v systemd-analyze >/dev/null 2>&1; then
   cp "$units"/* "$tmp/"
