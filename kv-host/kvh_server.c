@@ -296,9 +296,15 @@ static void handle_payload(struct kvh_server *s, const struct nosa_msg_frame *fr
         default: handle_stats(s, b); break; /* the validator admits no other body */
         }
     }
-    if (b->rep.error)
-        LOG_WARN("kvhost", "request_id=%" PRIu64 " client=%s refused: %s", req->request_id,
-                 req->client && req->client[0] ? req->client : "-", b->message);
+    /* An unknown sequence id is an ordinary answer (the coordinator frees a job's sequence
+     * after its worker did; a resuming worker asks for a table nobody wrote): not a warning. */
+    const char *who = req->client && req->client[0] ? req->client : "-";
+    if (b->rep.error && b->rep.error->code == NOSA__ERROR_CODE__ERROR_UNKNOWN_ID)
+        LOG_INFO("kvhost", "request_id=%" PRIu64 " client=%s: %s", req->request_id, who,
+                 b->message);
+    else if (b->rep.error)
+        LOG_WARN("kvhost", "request_id=%" PRIu64 " client=%s refused: %s", req->request_id, who,
+                 b->message);
     protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
