@@ -723,6 +723,8 @@ int main(int argc, char **argv)
         }
         snprintf(title, sizeof title, "soak: seed %llu, %ld faults or %ld s, backend %s",
                  (unsigned long long)o.seed, o.faults, o.seconds, node.backend);
+        /* Every round counted out (its fault not reached) would pass having tested nothing. */
+        CHECK(sum.faults > 0, "soak: %d rounds and not one fault injected", sum.runs);
     }
     print_summary(&sum, title);
     nh_stop_all(&node, 5000);
