@@ -73,10 +73,25 @@ int nosa_fault_init(void)
     return 0;
 }
 
+/* 1 when the armed point name fires at this pass (its SKIP passes done, or its draw). */
+static int fires_now(const char *name)
+{
+    if (!point_armed(name)) return 0;
+    return g_prob >= 0.0 ? next_uniform() < g_prob : g_skip-- <= 0;
+}
+
+int nosa_fault_fires(const char *name)
+{
+    if (!fires_now(name)) return 0;
+    LOG_WARN("fault", "firing point=%s pid=%d (the process acts on it and lives on)", name,
+             (int)getpid());
+    g_nosa_fault_armed = 0;
+    return 1;
+}
+
 void nosa_fault_hit(const char *name)
 {
-    if (!point_armed(name)) return;
-    if (g_prob >= 0.0 ? next_uniform() >= g_prob : g_skip-- > 0) return;
+    if (!fires_now(name)) return;
     if (g_stall_ms > 0) { /* a slow step, once: the process must come through it alive */
         LOG_WARN("fault", "stalling point=%s pid=%d ms=%ld", name, (int)getpid(), g_stall_ms);
         g_nosa_fault_armed = 0;

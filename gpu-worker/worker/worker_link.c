@@ -14,6 +14,7 @@
 
 #include <zmq.h>
 
+#include "fault.h"
 #include "log.h"
 #include "nosa_msg.h"
 #include "worker_clock.h"
@@ -36,9 +37,12 @@ struct link_packed {
 };
 
 struct worker_link {
+    void *zctx;
+    const struct nosa_msg_security *sec; /* borrowed */
     void *sock;
     void *monitor;
     char monitor_endpoint[64];
+    unsigned sockets; /* made so far: each one's monitor gets its own endpoint */
     char endpoint[512];
     Nosa__Serve__Register reg; /* strings borrowed from the caller */
     uint64_t *running, *finished; /* the job ids the next Register lists */
@@ -225,6 +229,71 @@ static void *pulse_thread(void *arg)
     return NULL;
 }
 
+/* A new DEALER socket (so a new ZeroMQ identity at the coordinator), its connection monitor,
+ * and the connection to l->endpoint. On failure what was made stays for link_disconnect. */
+static int link_connect(struct worker_link *l, char *err, size_t errlen)
+{
+    int one = 1, zero = 0;
+    l->sock = zmq_socket(l->zctx, ZMQ_DEALER);
+    if (!l->sock) {
+        nosa_set_error(err, errlen, "coordinator link: zmq_socket: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    if (nosa_msg_socket_defaults(l->sock, -1, err, errlen)) return -1;
+    if (zmq_setsockopt(l->sock, ZMQ_IMMEDIATE, &one, sizeof(one)) ||
+        zmq_setsockopt(l->sock, ZMQ_SNDTIMEO, &zero, sizeof(zero))) {
+        nosa_set_error(err, errlen, "coordinator link: setsockopt: %s",
+                       zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    snprintf(l->monitor_endpoint, sizeof(l->monitor_endpoint), "inproc://worker-link-%p-%u",
+             (void *)l, l->sockets++);
+    if (zmq_socket_monitor(l->sock, l->monitor_endpoint,
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED)) {
+        nosa_set_error(err, errlen, "coordinator link: monitor: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    l->monitor = zmq_socket(l->zctx, ZMQ_PAIR);
+    if (!l->monitor || nosa_msg_socket_defaults(l->monitor, -1, err, errlen) ||
+        zmq_connect(l->monitor, l->monitor_endpoint)) {
+        nosa_set_error(err, errlen, "coordinator link: monitor socket: %s",
+                       zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    char why[512];
+    if (nosa_msg_connect_secure(l->sec, l->sock, l->endpoint, why, sizeof(why))) {
+        nosa_set_error(err, errlen, "coordinator link: connect %s: %s", l->endpoint, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* Closes the socket and its monitor; what the socket still holds gets linger_ms to leave. */
+static void link_disconnect(struct worker_link *l, int linger_ms)
+{
+    if (l->sock) {
+        if (zmq_setsockopt(l->sock, ZMQ_LINGER, &linger_ms, sizeof(linger_ms)))
+            LOG_WARN("worker", "coordinator link: linger: %s", zmq_strerror(zmq_errno()));
+        zmq_socket_monitor(l->sock, NULL, 0);
+        zmq_close(l->sock);
+        l->sock = NULL;
+    }
+    if (l->monitor) zmq_close(l->monitor);
+    l->monitor = NULL;
+    l->connected = 0;
+    l->registered = 0;
+}
+
+/* The fault point worker.link.drop (docs/FAULTS.md): the connection breaks as in a network
+ * drop while the process runs on. The socket goes with what it held (lost, as on a real
+ * drop); the new one registers, and the worker sends every token again after the ack. */
+static int link_drop(struct worker_link *l, char *err, size_t errlen)
+{
+    LOG_WARN("worker", "coordinator link dropped (fault point): a new connection registers");
+    link_disconnect(l, 0);
+    return link_connect(l, err, errlen);
+}
+
 int worker_link_open(void *zctx, const struct nosa_msg_security *sec, const char *endpoint,
                      const Nosa__Serve__Register *reg, int heartbeat_ms, int max_stall_ms,
                      struct worker_link **out, char *err, size_t errlen)
@@ -258,38 +327,9 @@ int worker_link_open(void *zctx, const struct nosa_msg_security *sec, const char
         free(l);
         return -e;
     }
-    int one = 1, zero = 0;
-    l->sock = zmq_socket(zctx, ZMQ_DEALER);
-    if (!l->sock) {
-        nosa_set_error(err, errlen, "coordinator link: zmq_socket: %s", zmq_strerror(zmq_errno()));
-        goto fail;
-    }
-    if (nosa_msg_socket_defaults(l->sock, -1, err, errlen)) goto fail;
-    if (zmq_setsockopt(l->sock, ZMQ_IMMEDIATE, &one, sizeof(one)) ||
-        zmq_setsockopt(l->sock, ZMQ_SNDTIMEO, &zero, sizeof(zero))) {
-        nosa_set_error(err, errlen, "coordinator link: setsockopt: %s",
-                       zmq_strerror(zmq_errno()));
-        goto fail;
-    }
-    snprintf(l->monitor_endpoint, sizeof(l->monitor_endpoint), "inproc://worker-link-%p",
-             (void *)l);
-    if (zmq_socket_monitor(l->sock, l->monitor_endpoint,
-                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED)) {
-        nosa_set_error(err, errlen, "coordinator link: monitor: %s", zmq_strerror(zmq_errno()));
-        goto fail;
-    }
-    l->monitor = zmq_socket(zctx, ZMQ_PAIR);
-    if (!l->monitor || nosa_msg_socket_defaults(l->monitor, -1, err, errlen) ||
-        zmq_connect(l->monitor, l->monitor_endpoint)) {
-        nosa_set_error(err, errlen, "coordinator link: monitor socket: %s",
-                       zmq_strerror(zmq_errno()));
-        goto fail;
-    }
-    char why[512];
-    if (nosa_msg_connect_secure(sec, l->sock, endpoint, why, sizeof(why))) {
-        nosa_set_error(err, errlen, "coordinator link: connect %s: %s", endpoint, why);
-        goto fail;
-    }
+    l->zctx = zctx;
+    l->sec = sec;
+    if (link_connect(l, err, errlen)) goto fail;
     if ((e = pthread_create(&l->pulse, NULL, pulse_thread, l))) {
         nosa_set_error(err, errlen, "coordinator link: pulse thread: %s", strerror(e));
         goto fail;
@@ -314,16 +354,9 @@ void worker_link_close(struct worker_link *l)
     }
     pthread_cond_destroy(&l->wake);
     pthread_mutex_destroy(&l->mu);
-    if (l->sock) {
-        /* The last messages (JobFinished, Heartbeat.leaving) were only handed to ZeroMQ: they
-         * get this long to go out (the context's termination waits for them, at most that). */
-        int linger = LINK_CLOSE_LINGER_MS;
-        if (zmq_setsockopt(l->sock, ZMQ_LINGER, &linger, sizeof(linger)))
-            LOG_WARN("worker", "coordinator link: linger: %s", zmq_strerror(zmq_errno()));
-        zmq_socket_monitor(l->sock, NULL, 0);
-        zmq_close(l->sock);
-    }
-    if (l->monitor) zmq_close(l->monitor);
+    /* The last messages (JobFinished, Heartbeat.leaving) were only handed to ZeroMQ: they get
+     * this long to go out (the context's termination waits for them, at most that). */
+    link_disconnect(l, LINK_CLOSE_LINGER_MS);
     for (size_t i = l->outbox_head; i < l->outbox_len; i++) free(l->outbox[i].data);
     free(l->outbox);
     free(l->running);
@@ -381,6 +414,9 @@ static int link_send(struct worker_link *l, Nosa__Serve__WorkerMsg *msg, char *e
         int rc = send_bytes(l, buf, len, err, errlen);
         if (rc <= 0) {
             free(buf);
+            if (rc == 0 && msg->body_case == NOSA__SERVE__WORKER_MSG__BODY_TOKENS &&
+                NOSA_FAULT_ACTION("worker.link.drop"))
+                return link_drop(l, err, errlen);
             return rc;
         }
     }

@@ -176,6 +176,27 @@ static int parse_arm(const char *arm, uint64_t seed)
     return 0;
 }
 
+/* Points that kill nothing (common/fault.h, NOSA_FAULT_ACTION): the process does the damage
+ * and runs on, so the harness sees the firing in its log, not its exit. */
+static const char *const g_action_points[] = {"worker.link.drop"};
+
+static int armed_action_point(void)
+{
+    for (size_t i = 0; i < sizeof g_action_points / sizeof g_action_points[0]; i++)
+        if (!strcmp(g_arm_env[0] + strlen("NOSA_FAULT="), g_action_points[i])) return 1;
+    return 0;
+}
+
+/* 1 when the log of the running process name holds text (no wait, no message). */
+static int log_has(struct nh_node *node, const char *name, const char *text)
+{
+    const struct nh_proc *p = nh_find(node, name);
+    char *log = p ? test_read_file(p->log) : NULL;
+    int found = log && strstr(log, text);
+    free(log);
+    return found;
+}
+
 /* Fault points of docs/FAULTS.md a soak arms at random (one pass count from the seed). */
 static const struct {
     const char *proc, *point;
@@ -425,11 +446,14 @@ static void run_midrun(struct nh_node *node, struct job_set *js, enum fault_kind
     else if (g_coord_env[0]) armed_proc = "coordinator";
     else if (g_worker_env[0][0]) armed_proc = "cpu0";
     else if (g_worker_env[1][0]) armed_proc = "cpu1";
+    int acts = armed_proc && armed_action_point();
     int injected = 0, ended = 0;
     uint64_t end = nh_now_ms() + 60000;
     while (!injected && nh_now_ms() < end) {
         long total = streamed(node, procs, &ended, NULL);
-        if (armed_proc) { /* the process kills itself at its point */
+        if (acts) { /* the process does the damage and runs on */
+            injected = log_has(node, armed_proc, "firing point=");
+        } else if (armed_proc) { /* the process kills itself at its point */
             if (nh_wait_exit(node, armed_proc, 0) == 1) {
                 recover_armed(node, armed_proc);
                 injected = 1;
@@ -455,6 +479,16 @@ static void run_midrun(struct nh_node *node, struct job_set *js, enum fault_kind
         CHECK(gone && p && WIFSIGNALED(p->status) && WTERMSIG(p->status) == SIGKILL,
               "%s: the paused worker %s was not fenced (killed) by the coordinator: %s", label,
               w, gone ? "it exited otherwise" : "it still runs");
+    }
+    if (injected && acts) {
+        /* worker.link.drop: the same worker, on a new connection, nothing killed or fenced. */
+        CHECK(nh_find(node, armed_proc) != NULL, "%s: %s died after its link dropped", label,
+              armed_proc);
+        CHECK(log_has(node, "coordinator", "registered again from a new connection"),
+              "%s: the coordinator never saw %s come back on a new connection", label,
+              armed_proc);
+        CHECK(!log_has(node, "coordinator", "declared dead"),
+              "%s: a worker was declared dead over a dropped link", label);
     }
     if (injected && kind == FAULT_COORD_PAUSE)
         CHECK(nh_find(node, "cpu0") && nh_find(node, "cpu1"),
@@ -689,6 +723,8 @@ int main(int argc, char **argv)
         }
         snprintf(title, sizeof title, "soak: seed %llu, %ld faults or %ld s, backend %s",
                  (unsigned long long)o.seed, o.faults, o.seconds, node.backend);
+        /* Every round counted out (its fault not reached) would pass having tested nothing. */
+        CHECK(sum.faults > 0, "soak: %d rounds and not one fault injected", sum.runs);
     }
     print_summary(&sum, title);
     nh_stop_all(&node, 5000);

@@ -3,7 +3,9 @@
  * library says so: kvh_mapping_open and kvh_client_connect fail with -EACCES and a message
  * naming the object or socket. --recover refuses an object with the arena's name that is
  * readable by others (0644) or, as root, owned by another user ("not private"), and serves it
- * again once it is 0600 and ours. argv[1]: the nosa-kvhost binary. */
+ * again once it is 0600 and ours. Where the other user cannot be had (not root, or no setuid
+ * in a sandbox) the rest still runs and the test exits TEST_SKIP_EXIT (77: skipped in ctest),
+ * naming what was not checked. argv[1]: the nosa-kvhost binary. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -23,6 +25,13 @@
 #define CHILD_SETUP_FAILED 3 /* the child could not become nobody (a sandbox without setuid) */
 
 static struct kvh_proc g_kvh;
+static int g_skipped; /* cross-user checks not run here */
+
+static void skip_part(const char *what, const char *why)
+{
+    printf("test_kvh_private: SKIPPED: %s (%s; CI runs as root)\n", what, why);
+    g_skipped++;
+}
 
 /* In the child, as nobody: nothing of the arena is reachable, and each refusal says why. */
 static int as_nobody(const struct kvh_attach_info *info)
@@ -60,8 +69,7 @@ static void check_other_user_refused(void)
     REQUIRE(kvh_client_attach(c, NULL, &info, err, sizeof err) == 0, "%s", err);
     kvh_client_close(c);
     if (geteuid() != 0) {
-        printf("test_kvh_private: not root: another user's attach is not checked (CI runs "
-               "as root)\n");
+        skip_part("another user's attach refused", "not root");
     } else {
         fflush(NULL);
         pid_t pid = fork();
@@ -75,8 +83,7 @@ static void check_other_user_refused(void)
         int status;
         REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid");
         if (WIFEXITED(status) && WEXITSTATUS(status) == CHILD_SETUP_FAILED)
-            printf("test_kvh_private: cannot become uid %d here: another user's attach is "
-                   "not checked\n", NOBODY);
+            skip_part("another user's attach refused", "cannot become nobody here: setuid refused");
         else
             CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "as nobody: status 0x%x",
                   status);
@@ -120,7 +127,13 @@ int main(int argc, char **argv)
     if (geteuid() == 0) {
         recover_after("owned by nobody", 0600, NOBODY, 0);
     } else {
-        printf("test_kvh_private: not root: an arena owned by another user is not made\n");
+        skip_part("--recover of an arena owned by another user", "not root: cannot chown");
     }
-    return test_report("test_kvh_private");
+    int rc = test_report("test_kvh_private");
+    if (rc == 0 && g_skipped) {
+        printf("test_kvh_private: the checks above passed; %d cross-user part(s) skipped\n",
+               g_skipped);
+        return TEST_SKIP_EXIT;
+    }
+    return rc;
 }
