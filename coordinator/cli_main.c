@@ -42,8 +42,9 @@ enum {
 
 struct conn {
     void *ctx, *sock;
-    void *monitor;        /* connection events of sock: was the coordinator ever there? */
-    int ever_connected;
+    void *monitor;        /* handshake events of sock: was the coordinator ever there? */
+    int ever_connected;   /* a handshake with it succeeded */
+    int handshake_failed; /* it refused ours (CURVE keys missing or not authorized) */
     struct nosa_msg_security *sec;
     char endpoint[1024];
     uint64_t request_id;
@@ -91,7 +92,10 @@ static int conn_open(struct conn *c, const struct nosa_cli_args *a, const char *
     c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
     if (!c->sock) return fail(c, EXIT_FAILED, "local", "zmq_socket: %s", zmq_strerror(zmq_errno()));
     static const char monitor_ep[] = "inproc://nosa-cli-monitor";
-    if (zmq_socket_monitor(c->sock, monitor_ep, ZMQ_EVENT_CONNECTED) ||
+    if (zmq_socket_monitor(c->sock, monitor_ep,
+                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) ||
         !(c->monitor = zmq_socket(c->ctx, ZMQ_PAIR)) || zmq_connect(c->monitor, monitor_ep))
         return fail(c, EXIT_FAILED, "local", "socket monitor: %s", zmq_strerror(zmq_errno()));
     if (nosa_msg_socket_defaults(c->sock, -1, err, sizeof err) ||
@@ -159,18 +163,22 @@ static int recv_reply(struct conn *c, int timeout_ms, Nosa__Serve__ClientReply *
     }
 }
 
-/* 1 once the socket has ever connected to the coordinator (monitor events drained here). */
-static int conn_ever_connected(struct conn *c)
+/* Drains the monitor: a completed handshake sets ever_connected, a refused one (a
+ * coordinator with CURVE and this client without authorized keys) handshake_failed. An
+ * event is two frames (event + value, then the endpoint). */
+static void conn_events(struct conn *c)
 {
     zmq_msg_t ev;
     zmq_msg_init(&ev);
     while (zmq_msg_recv(&ev, c->monitor, ZMQ_DONTWAIT) >= 0) {
         uint16_t event = 0;
         if (zmq_msg_size(&ev) >= sizeof event) memcpy(&event, zmq_msg_data(&ev), sizeof event);
-        if (event == ZMQ_EVENT_CONNECTED) c->ever_connected = 1;
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) c->ever_connected = 1;
+        else c->handshake_failed = 1;
+        while (zmq_msg_more(&ev) && zmq_msg_recv(&ev, c->monitor, ZMQ_DONTWAIT) >= 0) {
+        }
     }
     zmq_msg_close(&ev);
-    return c->ever_connected;
 }
 
 /* How long a link that answered before may stay silent. */
@@ -191,7 +199,13 @@ static int request_resending(struct conn *c, Nosa__Serve__ClientMsg *m, int time
         if ((rc = send_msg(c, m))) return rc;
         rc = recv_reply(c, timeout_ms, out);
         if (rc != 1) break;
-        if (!resend || !conn_ever_connected(c) || now_s() >= give_up)
+        conn_events(c);
+        if (c->handshake_failed && !c->ever_connected)
+            return fail(c, EXIT_UNREACHABLE, "unreachable",
+                        "coordinator %s refused this client's security handshake: its CURVE "
+                        "keys (RUN_DIR/curve, `nosa keygen`) are missing or not authorized "
+                        "there (docs/SECURITY.md)", c->endpoint);
+        if (!resend || !c->ever_connected || now_s() >= give_up)
             return fail(c, EXIT_UNREACHABLE, "unreachable",
                         "coordinator %s did not answer within %d ms (is nosa-coordinator "
                         "running?)", c->endpoint, timeout_ms);
