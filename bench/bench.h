@@ -82,7 +82,12 @@ struct bench_opts {
     const char *out_dir;
     int budget_blocks;      /* > 0: overrides the model's sparse budget */
     int query_aware_blocks; /* > 0: overrides the model's query-aware share */
+    int logits_to_host;     /* --logits: every row's logits come to the host each step (as
+                               rows that sample need); 0: greedy, the argmax only */
 };
+
+/* What a decode step hands back, for the output's header and JSON. */
+const char *bench_decode_output_desc(const struct bench_opts *o);
 
 /* One result row: one (backend, mode, workload, context, batch) point, as one device measured
  * it alone or among all (several --devices), or the aggregate of all. NAN = not available. */

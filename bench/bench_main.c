@@ -46,6 +46,8 @@ static void bench_usage(FILE *f)
             "                     (default: the one --device)\n"
             "  --link-test SIZE   first, copy SIZE bytes of pinned host memory to each device,\n"
             "                     alone and all at once, and print GB/s (cuda; default off)\n"
+            "  --logits           every row's logits to the host each step, as sampling rows\n"
+            "                     need (default: greedy, each row's argmax only)\n"
             "  --seed N           (default 1)\n"
             "  --out DIR          write bench.csv, bench.json and PNG plots there\n");
 }
@@ -153,7 +155,8 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
         {"dense-max", 1, 0, 'D'}, {"pool-blocks", 1, 0, 'P'}, {"budget", 1, 0, 'u'},
         {"query-aware", 1, 0, 'q'}, {"device", 1, 0, 'd'}, {"seed", 1, 0, 'S'},
         {"out", 1, 0, 'o'},      {"fill-timeout", 1, 0, 'T'}, {"devices", 1, 0, 'v'},
-        {"link-test", 1, 0, 'L'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0},
+        {"link-test", 1, 0, 'L'}, {"logits", 0, 0, 'l'}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0},
     };
     static char backend_buf[64] = "auto", modes_buf[256] =
         "dense-resident,infllmv2-offload,nosa-offload,nosa-resident";
@@ -191,6 +194,7 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
         case 'S': rc = nosa_parse_u64(optarg, 0, UINT64_MAX, &o->seed, err, errlen); break;
         case 'g': rc = nosa_parse_size(optarg, &o->gpu_mem_limit, err, errlen); break;
         case 'o': o->out_dir = optarg; break;
+        case 'l': o->logits_to_host = 1; break;
         case 'T': rc = nosa_parse_double(optarg, 0.0, 1e9, &o->fill_timeout, err, errlen); break;
         case 'f':
             if (!strcmp(optarg, "shared")) o->fill = BENCH_FILL_SHARED;
@@ -374,7 +378,8 @@ int main(int argc, char **argv)
     nosa_log_init_from_env();
     if ((rc = bench_parse_args(argc, argv, &o, err, sizeof(err)))) goto fail;
     printf("nosa-bench: driver: in-process (the backend is called directly; no engine, "
-           "coordinator or kv-host process in the loop)\n");
+           "coordinator or kv-host process in the loop); decode returns %s\n",
+           bench_decode_output_desc(&o));
     if (o.out_dir && mkdir(o.out_dir, 0755) != 0 && errno != EEXIST) {
         rc = -errno;
         nosa_set_error(err, sizeof(err), "mkdir %s: %s", o.out_dir, strerror(errno));

@@ -231,6 +231,7 @@ int bench_output_json(const struct bench_results *r, const struct bench_opts *o,
                                             "coordinator or kv-host process)");
     cJSON_AddStringToObject(root, "model", model_desc);
     cJSON_AddStringToObject(root, "fill", fill_desc);
+    cJSON_AddStringToObject(root, "decode_output", bench_decode_output_desc(o));
     cJSON_AddNumberToObject(root, "steps", o->steps);
     cJSON_AddNumberToObject(root, "warmup", o->warmup);
     cJSON_AddNumberToObject(root, "seed", (double)o->seed);

@@ -227,7 +227,14 @@ struct bench_inst {
     int *slots;
     int32_t *tokens;
     int32_t *argmax; /* each slot's greedy token of the last step (the backend's argmax) */
+    float *logits;   /* --logits: every slot's logits of the last step; else NULL */
 };
+
+const char *bench_decode_output_desc(const struct bench_opts *o)
+{
+    return o->logits_to_host ? "each row's argmax and its logits on the host (--logits)"
+                             : "each row's argmax only (greedy; no logits to the host)";
+}
 
 static void bench_inst_free(struct bench_inst *in)
 {
@@ -241,6 +248,7 @@ static void bench_inst_free(struct bench_inst *in)
     free(in->slots);
     free(in->tokens);
     free(in->argmax);
+    free(in->logits);
 }
 
 /* A slot's input generator at the start. The same on every device: every device decodes the
@@ -276,6 +284,14 @@ static int bench_inst_init(struct bench_inst *in, struct bench_ctx *c,
     in->slots = calloc(ms, sizeof(*in->slots));
     in->tokens = calloc(ms, sizeof(*in->tokens));
     in->argmax = calloc(ms, sizeof(*in->argmax));
+    if (c->opts->logits_to_host) {
+        in->logits = malloc(ms * (size_t)cfg->vocab_size * sizeof(*in->logits));
+        if (!in->logits) {
+            nosa_set_error(err, errlen, "instance: out of memory for the logits of %d slots",
+                           max_seqs);
+            return -ENOMEM;
+        }
+    }
     if (!in->groups || !in->tbl || !in->filled || !in->pos || !in->prev || !in->rng ||
         !in->slots || !in->tokens || !in->argmax) {
         nosa_set_error(err, errlen, "instance: out of memory (%d slots)", max_seqs);
@@ -382,9 +398,9 @@ static int bench_inst_step(struct bench_inst *in, int n, double rho, struct nosa
 {
     bench_inst_next_tokens(in, n, rho);
     double t0 = bench_now();
-    /* Greedy, as a worker's greedy rows: the backend returns each row's argmax and no
-     * logits (docs/BENCH.md). */
-    struct nosa_decode_out out = {.argmax = in->argmax};
+    /* Greedy, as a worker's greedy rows: the backend returns each row's argmax, and with
+     * --logits every row's logits too, as rows that sample need (docs/BENCH.md). */
+    struct nosa_decode_out out = {.argmax = in->argmax, .logits = in->logits};
     int rc = in->ops->decode(in->b, n, in->slots, in->tokens, in->tbl, &out, err, errlen);
     double dt = bench_now() - t0;
     if (rc) return rc;

@@ -253,6 +253,29 @@ static void check_multi(const cJSON *root, const cJSON *one_b2, const cJSON *one
           "link_test entries %d", link ? cJSON_GetArraySize(link) : -1);
 }
 
+/* --logits only adds the logits' copy: the run says so, and every row decodes the same
+ * greedy tokens (greedy_hash) as the argmax-only run. */
+static void check_logits_run(const cJSON *plain, const cJSON *with_logits)
+{
+    const cJSON *dp = cJSON_GetObjectItemCaseSensitive(plain, "decode_output");
+    const cJSON *dl = cJSON_GetObjectItemCaseSensitive(with_logits, "decode_output");
+    CHECK(cJSON_IsString(dp) && strstr(dp->valuestring, "argmax only"), "decode_output: %s",
+          cJSON_IsString(dp) ? dp->valuestring : "(none)");
+    CHECK(cJSON_IsString(dl) && strstr(dl->valuestring, "--logits"), "--logits decode_output: %s",
+          cJSON_IsString(dl) ? dl->valuestring : "(none)");
+    const cJSON *ra = cJSON_GetObjectItemCaseSensitive(plain, "rows");
+    const cJSON *rb = cJSON_GetObjectItemCaseSensitive(with_logits, "rows");
+    CHECK(cJSON_GetArraySize(ra) > 0 && cJSON_GetArraySize(ra) == cJSON_GetArraySize(rb),
+          "rows: %d vs %d with --logits", cJSON_GetArraySize(ra), cJSON_GetArraySize(rb));
+    for (int i = 0; i < cJSON_GetArraySize(ra) && i < cJSON_GetArraySize(rb); i++) {
+        const cJSON *ha = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ra, i), "greedy_hash");
+        const cJSON *hb = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(rb, i), "greedy_hash");
+        CHECK(cJSON_IsString(ha) && cJSON_IsString(hb) && !strcmp(ha->valuestring, hb->valuestring),
+              "row %d: greedy_hash %s, with --logits %s", i,
+              cJSON_IsString(ha) ? ha->valuestring : "-", cJSON_IsString(hb) ? hb->valuestring : "-");
+    }
+}
+
 /* Runs nosa-bench on the tiny model's two grid points into dir; extra arguments appended. */
 static void run_bench(const char *bench, const char *dir, const char *batch,
                       const char *const *extra, int n_extra)
@@ -283,16 +306,21 @@ int main(int argc, char **argv)
     REQUIRE(argc == 2, "usage: test_bench_smoke PATH/nosa-bench");
     char dir[] = "/tmp/nosa-bench-smoke-XXXXXX";
     REQUIRE(mkdtemp(dir), "mkdtemp failed");
-    char one2[4200], one3[4200], two[4200], path[4300];
+    char one2[4200], one3[4200], two[4200], lg2[4200], path[4300];
     snprintf(one2, sizeof(one2), "%s/one-b2", dir);
     snprintf(one3, sizeof(one3), "%s/one-b3", dir);
     snprintf(two, sizeof(two), "%s/two", dir);
+    snprintf(lg2, sizeof(lg2), "%s/logits-b2", dir);
     static const char *const multi[] = {"--devices", "0,1", "--link-test", "1M"};
+    static const char *const logits[] = {"--logits"};
     run_bench(argv[1], one2, "2", NULL, 0);
     run_bench(argv[1], one3, "3", NULL, 0);
     run_bench(argv[1], two, "2,3", multi, 4);
+    run_bench(argv[1], lg2, "2", logits, 1);
     cJSON *r2 = load_json(one2), *r3 = load_json(one3), *rm = load_json(two);
+    cJSON *rl = load_json(lg2);
     check_single(r2);
+    check_logits_run(r2, rl);
     check_multi(rm, cJSON_GetObjectItemCaseSensitive(r2, "rows"),
                 cJSON_GetObjectItemCaseSensitive(r3, "rows"));
     snprintf(path, sizeof(path), "%s/tokens_per_s_correlated_0_90_ctx128.png", one2);
@@ -303,6 +331,7 @@ int main(int argc, char **argv)
     cJSON_Delete(r2);
     cJSON_Delete(r3);
     cJSON_Delete(rm);
+    cJSON_Delete(rl);
     char cmd[4300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
