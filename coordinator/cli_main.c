@@ -92,6 +92,8 @@ static int conn_open(struct conn *c, const struct nosa_cli_args *a, const char *
     c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
     if (!c->sock) return fail(c, EXIT_FAILED, "local", "zmq_socket: %s", zmq_strerror(zmq_errno()));
     static const char monitor_ep[] = "inproc://nosa-cli-monitor";
+    /* A CURVE refusal reaches the client as HANDSHAKE_FAILED_NO_DETAIL (libzmq 4.3), as does
+     * a peer closing mid-handshake: the message below names both. */
     if (zmq_socket_monitor(c->sock, monitor_ep,
                            ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
@@ -204,7 +206,8 @@ static int request_resending(struct conn *c, Nosa__Serve__ClientMsg *m, int time
             return fail(c, EXIT_UNREACHABLE, "unreachable",
                         "coordinator %s refused this client's security handshake: its CURVE "
                         "keys (RUN_DIR/curve, `nosa keygen`) are missing or not authorized "
-                        "there (docs/SECURITY.md)", c->endpoint);
+                        "there (or the endpoint closed mid-handshake: not a coordinator, or "
+                        "one stopping; docs/SECURITY.md)", c->endpoint);
         if (!resend || !c->ever_connected || now_s() >= give_up)
             return fail(c, EXIT_UNREACHABLE, "unreachable",
                         "coordinator %s did not answer within %d ms (is nosa-coordinator "

@@ -802,7 +802,8 @@ static int bind_link(struct coord *c, int type, const char *endpoint, void **out
     }
     int64_t max_frame = COORD_MAX_FRAME_BYTES;
     if (zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame)) {
-        nosa_set_error(err, errlen, "zmq_setsockopt(ZMQ_MAXMSGSIZE): %s", zmq_strerror(errno));
+        nosa_set_error(err, errlen, "zmq_setsockopt(ZMQ_MAXMSGSIZE): %s",
+                       zmq_strerror(zmq_errno()));
         zmq_close(s);
         return -1;
     }

@@ -291,7 +291,9 @@ static int link_drop(struct worker_link *l, char *err, size_t errlen)
 {
     LOG_WARN("worker", "coordinator link dropped (fault point): a new connection registers");
     link_disconnect(l, 0);
-    return link_connect(l, err, errlen);
+    if (link_connect(l, err, errlen) == 0) return 0;
+    link_disconnect(l, 0); /* what half got made; link_poll then fails the worker */
+    return -1;
 }
 
 int worker_link_open(void *zctx, const struct nosa_msg_security *sec, const char *endpoint,
@@ -560,6 +562,10 @@ static int receive_one(struct worker_link *l, Nosa__Serve__CoordMsg **out, char 
 static int link_poll(struct worker_link *l, int timeout_ms, Nosa__Serve__CoordMsg **out,
                      char *err, size_t errlen)
 {
+    if (!l->sock) {
+        nosa_set_error(err, errlen, "coordinator link: no socket (a reconnect failed)");
+        return -1;
+    }
     if (l->registered && outbox_flush(l, err, errlen)) return -1;
     if (!l->registered && l->connected &&
         worker_now_ms() - l->last_register_ms >= LINK_REGISTER_RESEND_MS)
