@@ -1,6 +1,7 @@
 /* kvh_config.c: see kvh_config.h. */
 #include "kvh_config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <string.h>
@@ -65,8 +66,29 @@ void kvh_config_usage(FILE *f)
 static int copy_flag(char *dst, size_t cap, const char *flag, const char *val, char *err,
                      size_t errlen)
 {
+    if (!val[0]) {
+        nosa_set_error(err, errlen, "--%s: empty value", flag);
+        return -EINVAL;
+    }
     if ((size_t)snprintf(dst, cap, "%s", val) >= cap) {
         nosa_set_error(err, errlen, "--%s: value too long", flag);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* A kv-host name becomes part of a shm object's name (/nosa-<uid>-NAME) and of its socket's
+ * file name: letters, digits, '.', '_' and '-', not empty, not starting with '.'. */
+static int check_name(const char *name, char *err, size_t errlen)
+{
+    size_t n = strlen(name);
+    int ok = n > 0 && name[0] != '.';
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)name[i]) || name[i] == '.' || name[i] == '_' ||
+             name[i] == '-';
+    if (!ok) {
+        nosa_set_error(err, errlen, "--name '%s': use letters, digits, '.', '_' and '-' (not "
+                       "empty, not starting with '.')", name);
         return -EINVAL;
     }
     return 0;
@@ -104,7 +126,9 @@ int kvh_config_parse(int argc, char **argv, struct kvh_config *out, char *err, s
     while ((c = getopt_long(argc, argv, "h", g_options, NULL)) != -1) {
         switch (c) {
         case OPT_RUN_DIR: run_dir_flag = optarg; break;
-        case OPT_NAME: rc = copy_flag(out->name, sizeof(out->name), "name", optarg, err, errlen);
+        case OPT_NAME:
+            rc = copy_flag(out->name, sizeof(out->name), "name", optarg, err, errlen);
+            if (!rc) rc = check_name(out->name, err, errlen);
             break;
         case OPT_ENDPOINT:
             rc = copy_flag(out->endpoint, sizeof(out->endpoint), "endpoint", optarg, err, errlen);
