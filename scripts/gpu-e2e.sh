@@ -54,11 +54,9 @@ node=${NOSA_E2E_NODE:-0}
 mode=${NOSA_E2E_MODE:-nosa}
 parallel=${NOSA_E2E_PARALLEL:-4}
 kill_tokens=${NOSA_E2E_KILL_TOKENS:-}
-bin=${NOSA_E2E_BIN:-}
-if [ -z "$bin" ]; then [ -x .devrun/e2e/bin/nosa ] && bin=.devrun/e2e/bin || bin=build/bin; fi
+. scripts/devrun-e2e.sh
+bin=${NOSA_E2E_BIN:-$(devrun_e2e_bin nosa)}
 bin=$(cd "$bin" && pwd) || exit 1
-[ ! -d .devrun/e2e/rtlibs ] ||
-  export LD_LIBRARY_PATH=$PWD/.devrun/e2e/rtlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 for b in "${bins[@]}"; do [ -x "$bin/$b" ] || { echo "gpu-e2e: $bin/$b is not built" >&2; exit 1; }; done
 configs=("$@"); [ ${#configs[@]} -gt 0 ] || configs=(tiny)
 out=${OUT:-/tmp/gpu-e2e-out}

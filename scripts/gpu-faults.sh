@@ -34,11 +34,8 @@ backend=${NOSA_FAULTS_BACKEND:-cuda}
 limit=${NOSA_FAULTS_SECONDS:-50}
 out=${OUT:-/tmp/gpu-faults-out}
 mkdir -p "$out"
-bin=.devrun/e2e/bin
-[ -x "$bin/fault_harness" ] || bin=build/bin
-[ ! -d .devrun/e2e/rtlibs ] ||
-  export LD_LIBRARY_PATH=$PWD/.devrun/e2e/rtlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-bin=$(cd "$bin" && pwd) || exit 1
+. scripts/devrun-e2e.sh
+bin=$(cd "$(devrun_e2e_bin fault_harness)" && pwd) || exit 1
 [ -x "$bin/fault_harness" ] || { echo "gpu-faults: $bin/fault_harness is not built" >&2; exit 1; }
 faults=("$@")
 [ ${#faults[@]} -gt 0 ] || faults=(worker-kill kvhost-kill worker-pause worker-hang coord-kill

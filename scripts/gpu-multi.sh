@@ -40,10 +40,8 @@ backend=${NOSA_MULTI_BACKEND:-cuda}
 export CUDA_DEVICE_ORDER=PCI_BUS_ID
 out=${OUT:-/tmp/gpu-multi-out}
 mkdir -p "$out"
-bin=.devrun/e2e/bin
-[ -x "$bin/nosa-bench" ] || bin=build/bin
-[ ! -d .devrun/e2e/rtlibs ] ||
-  export LD_LIBRARY_PATH=$PWD/.devrun/e2e/rtlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+. scripts/devrun-e2e.sh
+bin=$(devrun_e2e_bin nosa-bench)
 phases=("$@"); [ ${#phases[@]} -gt 0 ] || phases=(topo bench e2e)
 want() { [[ " ${phases[*]} " == *" $1 "* ]]; }
 report=$out/multi.txt
