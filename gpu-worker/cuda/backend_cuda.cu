@@ -18,6 +18,7 @@
  *
  * Everything is allocated in create(): no cudaMalloc on the decode path. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -212,12 +213,10 @@ static int upload(void *dst_out, int bf16, const struct nosa_weight *parts, cons
     size_t total = 0;
     for (int i = 0; i < n_parts; i++) {
         if (!parts[i].data) {
-            if (layer >= 0)
-                nosa_set_error(err, errlen, "cuda backend: layer %d: weight %s (part %d of %d) "
-                               "is missing from the model", layer, what, i + 1, n_parts);
-            else
-                nosa_set_error(err, errlen, "cuda backend: weight %s (part %d of %d) is missing "
-                               "from the model", what, i + 1, n_parts);
+            char where[32] = "";
+            if (layer >= 0) snprintf(where, sizeof where, "layer %d: ", layer);
+            nosa_set_error(err, errlen, "cuda backend: %sweight %s (part %d of %d) is missing "
+                           "from the model", where, what, i + 1, n_parts);
             return -EINVAL;
         }
         total += counts[i];

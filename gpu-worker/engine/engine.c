@@ -114,8 +114,8 @@ static int engine_alloc_buffers(struct nosa_engine *e)
     e->free_ids = calloc(n, sizeof(uint64_t));
     e->logits = calloc(n * (size_t)e->vocab, sizeof(float));
     if (!e->seqs || !e->token_store || !e->group_store || !e->prefill_order || !e->dec_seq ||
-        !e->dec_slots || !e->dec_tokens || !e->dec_argmax || !e->dec_want_logits || !e->dec_blocks || !e->alloc_reqs || !e->alloc_seq ||
-        !e->free_ids || !e->logits)
+        !e->dec_slots || !e->dec_tokens || !e->dec_argmax || !e->dec_want_logits ||
+        !e->dec_blocks || !e->alloc_reqs || !e->alloc_seq || !e->free_ids || !e->logits)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         e->seqs[i].tokens = e->token_store + i * (size_t)e->max_context;
