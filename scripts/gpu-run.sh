@@ -8,7 +8,8 @@
 #   scripts/gpu-run.sh [PHASE...]      # there: the phases named (default: all but nosa-bench),
 #                                      # summary table last
 # Phases: tests, memcheck, bench (decode step; .devrun/base/bin/bench_cuda_decode, when
-# packed, is run next to it for a before/after comparison), racecheck, profile, nosa-bench
+# packed, is run next to it for a before/after comparison), attention (the attention kernel
+# alone against the HBM copy rate: bench_cuda_attention), racecheck, profile, nosa-bench
 # (the benchmark grid of bench/, GRID_ARGS overrides its arguments; .devrun/base/bin/nosa-bench,
 # when packed, runs the same grid after it). MEMCHECK_ENV="VAR=value ..." is set for the
 # memcheck runs only (e.g. NOSA_TEST_ONLY=nosa-off NOSA_TEST_STEPS=70 for a shorter pass).
@@ -16,15 +17,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 tests=(test_cuda_kernels test_cuda_backend)
 bench=bench_cuda_decode
+attbench=bench_cuda_attention
 
 if [ "${1:-}" = "--pack" ]; then
   set -e
   # Only the targets that travel (the rest of the tree may be mid-edit by others).
   cmake -S . -B build-cuda -G Ninja -DNOSA_CUDA_ARCH=90 -DCMAKE_BUILD_TYPE=Release \
     >/dev/null
-  ninja -C build-cuda "${tests[@]}" "$bench" nosa-bench
+  ninja -C build-cuda "${tests[@]}" "$bench" "$attbench" nosa-bench
   rm -rf .devrun && mkdir -p .devrun/bin
-  for t in "${tests[@]}" "$bench" nosa-bench; do cp build-cuda/bin/"$t" .devrun/bin/; done
+  for t in "${tests[@]}" "$bench" "$attbench" nosa-bench; do cp build-cuda/bin/"$t" .devrun/bin/; done
   # A build of another tree (BASE_BUILD=dir with bin/bench_cuda_decode, and bin/nosa-bench
   # where built) to compare against.
   if [ -n "${BASE_BUILD:-}" ]; then
@@ -82,11 +84,14 @@ if want bench; then
   NOSA_CUDA_GRAPHS=0 run bench_b1.nograph 120 .devrun/bin/"$bench" 1b 1 16384 30
   NOSA_CUDA_GRAPHS=0 run bench_b16.nograph 120 .devrun/bin/"$bench" 1b 16 16384 30 nosa-offload
 fi
+if want attention; then
+  run "$attbench" 200 .devrun/bin/"$attbench" 1b
+fi
 # racecheck over everything (kernel filters made the sanitizer fail here); hazards inside
 # cuBLAS's own kernels (nvjet*) are counted apart: racecheck does not follow their
 # asynchronous-copy barriers. One configuration that reaches every kernel of ours (nosa,
-# offloaded) against the CPU, 70 steps.
-for t in test_cuda_kernels test_cuda_backend; do
+# offloaded) against the CPU, 70 steps. RACECHECK_TESTS="..." picks the binaries (default both).
+for t in ${RACECHECK_TESTS:-test_cuda_kernels test_cuda_backend}; do
   want racecheck || break
   NOSA_TEST_ONLY=nosa-off NOSA_TEST_STEPS=70 run "$t.racecheck" 300 "$cs" --tool racecheck \
     --print-limit 100000 .devrun/bin/"$t"

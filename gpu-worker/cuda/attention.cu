@@ -1,190 +1,336 @@
-/* attention: split-KV decode attention over the selected blocks (see attention.cuh). */
+/* attention: split-KV decode attention over the selected blocks on the tensor cores (see
+ * attention.cuh). */
 #include <math.h>
 
 #include "attention.cuh"
+#include "mma.cuh"
 
-#define ATT_THREADS 256
-#define ATT_WARPS (ATT_THREADS / 32)
-#define ATT_G_MAX 4 /* query heads a thread scores per pass over a key row (registers) */
+#define ATT_G 8       /* query heads per CTA: the MMAs' 16 rows are their hi and lo halves */
+#define ATT_MAX_NT 16 /* 8-token tiles per block held in registers: block_size <= 128 */
+#define ATT_MAX_CHUNK 16 /* blocks per CTA at most */
 
-/* A block as staged in shared memory: its bytes in arena order, except that each K row is
- * followed by 16 bytes of padding, so the lanes of a warp, each on its own token, read the
- * same column of different rows from different banks. V and the bias follow unchanged. */
-static __host__ __device__ size_t att_staged_bytes(const cuda_kv &kv)
+bool attention_supported(int head_dim, int block_size)
 {
-    return kv.block_bytes + (size_t)kv.block_size * 16u;
+    return (head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128 ||
+            head_dim == 256) &&
+           block_size % 8 == 0 && block_size >= 8 && block_size <= 8 * ATT_MAX_NT;
 }
 
-/* Dynamic shared memory: the chunk's staged blocks, then q[rep][d], logits[rep][chunk *
- * block_size], m[rep], l[rep]. */
-size_t attention_smem_bytes(const cuda_kv &kv, int rep, int chunk)
+/* A block as staged in shared memory, in 16-byte units: K rows then V rows, each followed by
+ * one unit of padding (an odd row stride in units, so the eight rows an ldmatrix phase reads
+ * fall in distinct banks), then the rest of the block (the bias and the arena's alignment
+ * padding) unchanged. Unit u of the arena block lands at att_staged_unit(u). */
+static __host__ __device__ __forceinline__ int att_staged_unit(int u, int k16, int row16, int bs)
 {
-    return (size_t)chunk * att_staged_bytes(kv) +
-           ((size_t)rep * kv.head_dim + (size_t)rep * chunk * kv.block_size + 2u * rep) *
-               sizeof(float);
+    return u < 2 * k16 ? u + u / row16 : u + 2 * bs;
 }
 
-static __global__ void attention_partial_kernel(float *part, const float *qkv, int ld,
-                                                const uint8_t *const *ptrs,
-                                                const uint8_t *const *miss_src,
-                                                const int32_t *n_ent, cuda_kv kv, cuda_step st,
-                                                int rep, float scale, int chunk);
-
-cudaError_t attention_init(const cuda_kv &kv, int rep, int chunk)
+size_t attention_smem_bytes(const cuda_kv &kv)
 {
-    if (kv.head_dim % 8 != 0 || kv.v_off != (size_t)kv.block_size * kv.head_dim * 2u)
-        return cudaErrorInvalidValue; /* 16-byte rows, K then V then the bias */
-    return cudaFuncSetAttribute(attention_partial_kernel,
-                                cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)attention_smem_bytes(kv, rep, chunk));
+    return kv.block_bytes + 2u * (size_t)kv.block_size * 16u;
 }
 
-/* Copies block src (arena format, n16 16-byte units) into its staged form at dst, four
- * independent loads in flight per thread. A missed block is read from the mapped arena and
- * also stored, unpadded, into its pool slot `install` (NULL for a block already on the GPU):
- * the one PCIe read of the block feeds both. */
-static __device__ void att_stage(uint4 *dst, const uint4 *src, uint4 *install, int n16, int k16,
-                                 int row16)
+static __device__ __forceinline__ void cp_async16(void *smem, const void *gmem)
 {
-    for (int u0 = threadIdx.x; u0 < n16; u0 += 4 * blockDim.x) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+
+static __device__ __forceinline__ void cp_async_commit(void)
+{
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+/* Waits until at most one of this thread's copy groups is still in flight. */
+static __device__ __forceinline__ void cp_async_wait_all_but_one(void)
+{
+    asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+}
+
+static __device__ __forceinline__ void ldmatrix_x4(uint32_t *r, const void *smem)
+{
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+}
+
+static __device__ __forceinline__ void ldmatrix_x2(uint32_t *r, const void *smem)
+{
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1])
+                 : "r"(s));
+}
+
+static __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t *r, const void *smem)
+{
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+}
+
+/* Unit range [u0, u1) of block src into its staged form. A block on the GPU goes by cp.async
+ * (waited for with its copy group). A missed block (from_host) is read with plain loads, four
+ * in flight per lane, and stored to the stage and, unpadded, to its pool slot `install`
+ * (NULL: another CTA installs it): the one PCIe read feeds both. Plain loads because on the
+ * H200 cp.async from mapped host memory reached 26 GB/s and plain loads 48-50 GB/s
+ * (bench_cuda_attention, bench/RESULTS.md); the warp waits for them, the SM's other warps
+ * run on. */
+template <int ROW16>
+static __device__ __forceinline__ void att_stage_range(uint4 *stage, const uint4 *src,
+                                                       bool from_host, uint4 *install, int u0,
+                                                       int u1, int k16, int bs)
+{
+    int lane = threadIdx.x;
+    if (!from_host) {
+        for (int u = u0 + lane; u < u1; u += 32)
+            cp_async16(stage + att_staged_unit(u, k16, ROW16, bs), src + u);
+        return;
+    }
+    for (int ub = u0 + lane; ub < u1; ub += 4 * 32) {
         uint4 w[4];
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            int u = u0 + j * blockDim.x;
-            if (u < n16) w[j] = src[u];
-        }
+        for (int j = 0; j < 4; j++)
+            if (ub + 32 * j < u1) w[j] = src[ub + 32 * j];
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-            int u = u0 + j * blockDim.x;
-            if (u >= n16) break;
-            int r = u / row16; /* K rows gain one unit of padding each */
-            dst[u < k16 ? u + r : u + k16 / row16] = w[j];
+            int u = ub + 32 * j;
+            if (u >= u1) break;
+            stage[att_staged_unit(u, k16, ROW16, bs)] = w[j];
             if (install) install[u] = w[j];
         }
     }
 }
 
-static __global__ void attention_partial_kernel(float *part, const float *qkv, int ld,
-                                                const uint8_t *const *ptrs,
-                                                const uint8_t *const *miss_src,
-                                                const int32_t *n_ent, cuda_kv kv, cuda_step st,
-                                                int rep, float scale, int chunk)
+/* One half of a block: K rows and the tail (half 0) or V rows (half 1). */
+template <int ROW16>
+static __device__ __forceinline__ void att_stage_half(uint4 *stage, const uint4 *src,
+                                                      bool from_host, uint4 *install, int half,
+                                                      int k16, int n16, int bs)
 {
-    extern __shared__ uint4 sh_raw[];
-    int c = blockIdx.x, li = blockIdx.y, d = kv.head_dim, bs = kv.block_size;
-    int i = li / kv.n_kv, h = li % kv.n_kv;
-    int ctok = chunk * bs, row16 = d / 8, k16 = bs * row16;
-    size_t sb = att_staged_bytes(kv);
-    uint8_t *stage = (uint8_t *)sh_raw;
-    float *q = (float *)(stage + (size_t)chunk * sb);
-    float *lg = q + rep * d, *mx = lg + (size_t)rep * ctok, *sm = mx + rep;
-    float *out = part + ((size_t)li * gridDim.x + (size_t)c) * (size_t)rep * (size_t)(d + 2);
+    att_stage_range<ROW16>(stage, src, from_host, install, half * k16, (half + 1) * k16, k16,
+                           bs);
+    if (half == 0) att_stage_range<ROW16>(stage, src, from_host, install, 2 * k16, n16, k16, bs);
+}
+
+/* One warp per (chunk of `chunk` entries, token x KV head, group of up to 8 query heads).
+ * It walks its entries with a two-stage pipeline over one staging buffer: while the QK
+ * products of block e run, its V rows are in flight; while its PV products run, the K rows of
+ * block e + 1 are (cp.async; a missed block's halves are read in place of the issue, see
+ * att_stage_range). Six such CTAs fit an SM (35 KB of shared memory each at the 1B shape),
+ * so each SM has up to 12 half blocks in flight. Both products are m16n8k16 bf16 MMAs with
+ * f32 accumulators (mma.cuh):
+ * - QK: A = the heads' f32 queries as bf16 hi (rows 0-7) and lo (rows 8-15) halves, B = K
+ *   rows as stored (ldmatrix), so a logit is row g + row g + 8: the f32 query's products;
+ * - PV: A = the softmax weights split the same way, B = V rows (ldmatrix.trans).
+ * Lane (g = lane / 4, t = lane % 4) holds head g's logits for tokens 8j + 2t, 8j + 2t + 1 of
+ * each 8-token tile j: the QK accumulator layout is the PV A-fragment layout, so the weights
+ * never leave registers. Online softmax (max, sum, rescale) across the chunk's blocks. */
+template <int NK>
+static __global__ void __launch_bounds__(32)
+    attention_partial_kernel(float *part, const float *qkv, int ld, const uint8_t *const *ptrs,
+                             const uint8_t *const *miss_src, const int32_t *n_ent, cuda_kv kv,
+                             cuda_step st, int rep, float scale, int chunk)
+{
+    constexpr int D = NK * 16, ROW16 = NK * 2, PROW = ROW16 + 1;
+    extern __shared__ uint4 stage[];
+    int c = blockIdx.x, li = blockIdx.y, g0 = blockIdx.z * ATT_G;
+    int i = li / kv.n_kv, h = li % kv.n_kv, bs = kv.block_size;
+    int lane = threadIdx.x, grp = lane >> 2, t = lane & 3;
+    int k16 = bs * ROW16, n16 = (int)(kv.block_bytes / 16), n_tiles = bs / 8;
+    int ng = min(ATT_G, rep - g0);
+    float *out = part + ((size_t)li * gridDim.x + (size_t)c) * (size_t)rep * (size_t)(D + 2);
     int ne = n_ent[li];
     int e0 = c * chunk, e1 = min(e0 + chunk, ne);
+    bool head_ok = grp < ng;
+    int head = g0 + grp;
     if (e0 >= e1) {
-        for (int idx = threadIdx.x; idx < rep * d; idx += blockDim.x) out[2 * rep + idx] = 0.0f;
-        if (threadIdx.x < rep) {
-            out[threadIdx.x] = -INFINITY;
-            out[rep + threadIdx.x] = 0.0f;
+        if (head_ok) {
+            for (int x = 2 * t; x < D; x += 8)
+                *(float2 *)(out + 2 * rep + (size_t)head * D + x) = make_float2(0.0f, 0.0f);
+            if (t == 0) out[head] = -INFINITY, out[rep + head] = 0.0f;
         }
         return;
     }
-    const float *qrow = qkv + (size_t)i * (size_t)ld + (size_t)h * (size_t)rep * (size_t)d;
-    for (int idx = threadIdx.x; idx < rep * d; idx += blockDim.x) q[idx] = qrow[idx];
     const uint8_t *const *pl = ptrs + (size_t)li * ((size_t)kv.max_blocks + 1u);
     const uint8_t *const *ml = miss_src ? miss_src + (size_t)li * (size_t)kv.max_blocks : NULL;
-    for (int e = e0; e < e1; e++) {
-        /* The open block (last entry) is never a miss. The pool slot of a miss is written
-         * by this CTA only (one CTA per entry and head), so the cast drops no guarantee. */
-        const uint8_t *miss = ml && e < ne - 1 ? ml[e] : NULL;
-        att_stage((uint4 *)(stage + (size_t)(e - e0) * sb), (const uint4 *)(miss ? miss : pl[e]),
-                  miss ? (uint4 *)pl[e] : NULL, (int)(kv.block_bytes / 16), k16, row16);
+    /* The open block (last entry) is never a miss. The pool slot of a miss is written by
+     * one CTA only (z = 0 of the CTAs of its entry and KV head), so the cast drops no
+     * guarantee. */
+    bool z0 = blockIdx.z == 0;
+    const uint8_t *miss = ml && e0 < ne - 1 ? ml[e0] : NULL;
+    {
+        const uint4 *src = (const uint4 *)(miss ? miss : pl[e0]);
+        uint4 *ins = miss && z0 ? (uint4 *)pl[e0] : NULL;
+        att_stage_half<ROW16>(stage, src, miss != NULL, ins, 0, k16, n16, bs);
+        cp_async_commit();
+        att_stage_half<ROW16>(stage, src, miss != NULL, ins, 1, k16, n16, bs);
+        cp_async_commit();
     }
-    int open_tokens = st.pos[i] % bs + 1;
-    int ntok = 0;
-    for (int e = e0; e < e1; e++) ntok += e == ne - 1 ? open_tokens : bs;
-    __syncthreads();
 
-    /* Logits: a thread per (token, head group); it reads its key row once per 8 dimensions
-     * for up to ATT_G_MAX heads (q reads are warp-wide broadcasts). */
-    int groups = blockDim.x >= ctok ? blockDim.x / ctok : 1;
-    for (int p = threadIdx.x; p < ctok * groups; p += blockDim.x) {
-        int tk = p % ctok, gg = p / ctok;
-        if (tk >= ntok) continue;
-        int eb = tk / bs, t = tk - eb * bs;
-        const uint8_t *blk = stage + (size_t)eb * sb;
-        const uint4 *krow = (const uint4 *)blk + (size_t)t * (size_t)(row16 + 1);
-        float bias = ((const float *)(blk + kv.bias_off + (size_t)bs * 16u))[t];
-        for (int g0 = gg; g0 < rep; g0 += groups * ATT_G_MAX) {
-            float acc[ATT_G_MAX] = {0.0f, 0.0f, 0.0f, 0.0f};
-            for (int x8 = 0; x8 < row16; x8++) {
-                float kf[8];
-                bf16x8_to_f32(krow[x8], kf);
+    uint32_t qa[NK][4];
+    {
+        const float *qh = qkv + (size_t)i * (size_t)ld + ((size_t)h * rep + head) * D;
 #pragma unroll
-                for (int j = 0; j < ATT_G_MAX; j++) {
-                    int g = g0 + j * groups;
-                    if (g >= rep) break;
-                    const float4 *qq = (const float4 *)(q + (size_t)g * d + x8 * 8);
-                    float4 a = qq[0], b = qq[1];
-                    acc[j] += a.x * kf[0] + a.y * kf[1] + a.z * kf[2] + a.w * kf[3] +
-                              b.x * kf[4] + b.y * kf[5] + b.z * kf[6] + b.w * kf[7];
-                }
-            }
+        for (int j = 0; j < NK; j++) {
+            float2 x0 = head_ok ? *(const float2 *)(qh + 16 * j + 2 * t) : make_float2(0.f, 0.f);
+            float2 x1 = head_ok ? *(const float2 *)(qh + 16 * j + 8 + 2 * t)
+                                : make_float2(0.f, 0.f);
+            bf16x2_split(x0.x, x0.y, &qa[j][0], &qa[j][1]);
+            bf16x2_split(x1.x, x1.y, &qa[j][2], &qa[j][3]);
+        }
+    }
+    float o[2 * NK][4];
 #pragma unroll
-            for (int j = 0; j < ATT_G_MAX; j++) {
-                int g = g0 + j * groups;
-                if (g < rep) lg[(size_t)g * ctok + tk] = acc[j] * scale + bias;
+    for (int dn = 0; dn < 2 * NK; dn++) o[dn][0] = o[dn][1] = o[dn][2] = o[dn][3] = 0.0f;
+    float m_run = -INFINITY, l_run = 0.0f;
+    int open_tokens = st.pos[i] % bs + 1;
+    const uint4 *vs = stage + bs * PROW;
+    const float *bias = (const float *)(stage + 2 * bs * PROW);
+
+    for (int e = e0; e < e1; e++) {
+        int ntok = e == ne - 1 ? open_tokens : bs;
+        const uint4 *next = NULL;
+        const uint8_t *next_miss = NULL;
+        uint4 *next_ins = NULL;
+        if (e + 1 < e1) {
+            next_miss = ml && e + 1 < ne - 1 ? ml[e + 1] : NULL;
+            next = (const uint4 *)(next_miss ? next_miss : pl[e + 1]);
+            next_ins = next_miss && z0 ? (uint4 *)pl[e + 1] : NULL;
+        }
+        cp_async_wait_all_but_one(); /* K rows and the tail of block e */
+        __syncwarp();
+
+        float s[ATT_MAX_NT][2];
+#pragma unroll
+        for (int nt = 0; nt < ATT_MAX_NT; nt++) {
+            if (nt >= n_tiles) break;
+            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            /* ldmatrix rows: token 8 nt + lane % 8; matrix lane / 8 = 8 dimensions. */
+            const uint4 *kr = stage + (8 * nt + (lane & 7)) * PROW + (lane >> 3);
+#pragma unroll
+            for (int j = 0; j + 1 < NK; j += 2) {
+                uint32_t b[4];
+                ldmatrix_x4(b, kr + 2 * j);
+                mma_bf16_16816(acc, qa[j], b[0], b[1]);
+                mma_bf16_16816(acc, qa[j + 1], b[2], b[3]);
+            }
+            if (NK & 1) {
+                uint32_t b[2];
+                ldmatrix_x2(b, kr + 2 * (NK - 1));
+                mma_bf16_16816(acc, qa[NK - 1], b[0], b[1]);
+            }
+            int tk = 8 * nt + 2 * t;
+            float2 bb = *(const float2 *)(bias + tk);
+            s[nt][0] = tk < ntok ? (acc[0] + acc[2]) * scale + bb.x : -INFINITY;
+            s[nt][1] = tk + 1 < ntok ? (acc[1] + acc[3]) * scale + bb.y : -INFINITY;
+        }
+        float mb = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < ATT_MAX_NT; nt++)
+            if (nt < n_tiles) mb = fmaxf(mb, fmaxf(s[nt][0], s[nt][1]));
+        mb = fmaxf(mb, __shfl_xor_sync(0xffffffffu, mb, 1));
+        mb = fmaxf(mb, __shfl_xor_sync(0xffffffffu, mb, 2));
+        float m_new = fmaxf(m_run, mb); /* finite: every block holds >= 1 token */
+        float alpha = expf(m_run - m_new);
+        m_run = m_new;
+        l_run *= alpha;
+#pragma unroll
+        for (int dn = 0; dn < 2 * NK; dn++)
+#pragma unroll
+            for (int x = 0; x < 4; x++) o[dn][x] *= alpha;
+#pragma unroll
+        for (int nt = 0; nt < ATT_MAX_NT; nt++) {
+            if (nt >= n_tiles) break;
+            s[nt][0] = expf(s[nt][0] - m_new);
+            s[nt][1] = expf(s[nt][1] - m_new);
+            l_run += s[nt][0] + s[nt][1];
+        }
+        __syncwarp(); /* every lane is done with the K rows and the bias */
+        if (next) att_stage_half<ROW16>(stage, next, next_miss != NULL, next_ins, 0, k16, n16, bs);
+        cp_async_commit();
+        cp_async_wait_all_but_one(); /* V rows of block e */
+        __syncwarp();
+
+#pragma unroll
+        for (int kt = 0; kt < ATT_MAX_NT / 2; kt++) {
+            if (2 * kt >= n_tiles) break;
+            bool second = 2 * kt + 1 < n_tiles;
+            uint32_t a[4];
+            bf16x2_split(s[2 * kt][0], s[2 * kt][1], &a[0], &a[1]);
+            bf16x2_split(second ? s[2 * kt + 1][0] : 0.0f, second ? s[2 * kt + 1][1] : 0.0f,
+                         &a[2], &a[3]);
+            /* ldmatrix.trans rows: token 16 kt + 8 (matrix & 1) + lane % 8, clamped to the
+             * block's last valid token (its weight is 0 there; the row must be finite). */
+            int tok = min(16 * kt + ((lane >> 3) & 1) * 8 + (lane & 7), ntok - 1);
+            const uint4 *vr = vs + tok * PROW + (lane >> 4);
+#pragma unroll
+            for (int dn = 0; dn < 2 * NK; dn += 2) {
+                uint32_t b[4];
+                ldmatrix_x4_trans(b, vr + dn);
+                mma_bf16_16816(o[dn], a, b[0], b[1]);
+                mma_bf16_16816(o[dn + 1], a, b[2], b[3]);
             }
         }
+        __syncwarp(); /* every lane is done with the V rows */
+        if (next) att_stage_half<ROW16>(stage, next, next_miss != NULL, next_ins, 1, k16, n16, bs);
+        cp_async_commit();
     }
-    __syncthreads();
-    /* Softmax state per query head: a warp per head. */
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    for (int g = warp; g < rep; g += ATT_WARPS) {
-        float *lr = lg + (size_t)g * ctok;
-        float m = -INFINITY;
-        for (int tk = lane; tk < ntok; tk += 32) m = fmaxf(m, lr[tk]);
-        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        float l = 0.0f;
-        for (int tk = lane; tk < ntok; tk += 32) {
-            float pr = expf(lr[tk] - m);
-            lr[tk] = pr;
-            l += pr;
-        }
-        for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
-        if (lane == 0) {
-            mx[g] = m;
-            sm[g] = l;
-        }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+
+    l_run += __shfl_xor_sync(0xffffffffu, l_run, 1);
+    l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
+    if (!head_ok) return;
+    if (t == 0) out[head] = m_run, out[rep + head] = l_run;
+    float *oh = out + 2 * rep + (size_t)head * D + 2 * t;
+#pragma unroll
+    for (int dn = 0; dn < 2 * NK; dn++)
+        *(float2 *)(oh + 8 * dn) = make_float2(o[dn][0] + o[dn][2], o[dn][1] + o[dn][3]);
+}
+
+typedef void (*att_kernel_fn)(float *, const float *, int, const uint8_t *const *,
+                              const uint8_t *const *, const int32_t *, cuda_kv, cuda_step, int,
+                              float, int);
+
+static att_kernel_fn att_kernel_for(int head_dim)
+{
+    switch (head_dim) {
+    case 16: return attention_partial_kernel<1>;
+    case 32: return attention_partial_kernel<2>;
+    case 64: return attention_partial_kernel<4>;
+    case 128: return attention_partial_kernel<8>;
+    case 256: return attention_partial_kernel<16>;
+    default: return NULL; /* create refuses other head sizes (attention_supported) */
     }
-    __syncthreads();
-    /* Weighted values: a thread per (head, 4 dimensions), 8-byte V reads along the row. */
-    int q4 = d / 4;
-    for (int idx = threadIdx.x; idx < rep * q4; idx += blockDim.x) {
-        int g = idx / q4, x4 = idx - g * q4;
-        const float *pr = lg + (size_t)g * ctok;
-        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-        int tk = 0;
-        for (int e = e0; e < e1; e++) {
-            int nt = e == ne - 1 ? open_tokens : bs;
-            const uint2 *vv = (const uint2 *)(stage + (size_t)(e - e0) * sb + kv.v_off +
-                                              (size_t)bs * 16u) + x4;
-            for (int t = 0; t < nt; t++, tk++) {
-                float w = pr[tk];
-                uint2 v = vv[(size_t)t * q4];
-                a0 += w * __uint_as_float(v.x << 16);
-                a1 += w * __uint_as_float(v.x & 0xffff0000u);
-                a2 += w * __uint_as_float(v.y << 16);
-                a3 += w * __uint_as_float(v.y & 0xffff0000u);
-            }
-        }
-        float *o = out + 2 * rep + (size_t)g * d + (size_t)x4 * 4;
-        o[0] = a0, o[1] = a1, o[2] = a2, o[3] = a3;
-    }
-    if (threadIdx.x < rep) {
-        out[threadIdx.x] = mx[threadIdx.x];
-        out[rep + threadIdx.x] = sm[threadIdx.x];
-    }
+}
+
+cudaError_t attention_init(const cuda_kv &kv, int device, int *resident_ctas)
+{
+    att_kernel_fn fn = att_kernel_for(kv.head_dim);
+    if (!fn || !attention_supported(kv.head_dim, kv.block_size) ||
+        kv.v_off != (size_t)kv.block_size * kv.head_dim * 2u ||
+        kv.bias_off != 2u * kv.v_off || kv.block_bytes % 16u != 0u)
+        return cudaErrorInvalidValue; /* K then V then the bias, 16-byte units */
+    int smem = (int)attention_smem_bytes(kv), per_sm = 0, sms = 0;
+    cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e == cudaSuccess)
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, 32, (size_t)smem);
+    if (e == cudaSuccess)
+        e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    if (e == cudaSuccess) *resident_ctas = per_sm * sms;
+    return e;
+}
+
+int attention_chunk_for(int n_lists, int max_entries, int resident_ctas)
+{
+    /* About four waves of CTAs: enough that uneven chunks even out, few enough that each
+     * CTA's partial output (rep * (head_dim + 2) floats) stays small beside the blocks it
+     * reads. */
+    long blocks = (long)n_lists * max_entries, waves = 4L * (resident_ctas > 0 ? resident_ctas : 1);
+    long c = blocks / waves;
+    return c < 1 ? 1 : c > ATT_MAX_CHUNK ? ATT_MAX_CHUNK : (int)c;
 }
 
 static __host__ __device__ int att_combine_pad(int n_chunks)
@@ -240,8 +386,9 @@ void attention_launch(float *out, float *part, const float *qkv, int ld,
                       int chunk, int n_chunks, cudaStream_t s)
 {
     int n_heads = st.n * kv.n_kv;
-    size_t shm = attention_smem_bytes(kv, rep, chunk);
-    attention_partial_kernel<<<dim3(n_chunks, n_heads), ATT_THREADS, shm, s>>>(
+    att_kernel_fn fn = att_kernel_for(kv.head_dim);
+    if (!fn) return; /* attention_init refused the shape */
+    fn<<<dim3(n_chunks, n_heads, (rep + ATT_G - 1) / ATT_G), 32, attention_smem_bytes(kv), s>>>(
         part, qkv, ld, ptrs, miss_src, n_ent, kv, st, rep, scale, chunk);
     int threads = kv.head_dim < 128 ? 32 : 128;
     size_t w_bytes = (size_t)att_combine_pad(n_chunks) * sizeof(float);

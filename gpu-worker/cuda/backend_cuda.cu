@@ -48,11 +48,10 @@ extern "C" {
 
 #define REG_CHUNK (64ull << 30) /* cudaHostRegister at most 64 GiB per call */
 #define MAX_REG_CHUNKS 64
-#define ATT_CHUNK_TOKENS 64     /* tokens per attention split (flash-decoding chunk) */
 /* Launch shapes that grow with the context are rounded up to these granules (surplus CTAs
  * find nothing to do), so a decode step's shape, and its CUDA graph, change rarely. */
 #define SCORE_KEYS_GRANULE 1024 /* compressed keys of the scoring grid */
-#define ATT_CHUNKS_GRANULE 8    /* attention splits */
+#define ATT_ENTRIES_GRANULE 16  /* block-list entries of the attention grid */
 #define GRAPH_AFTER 2           /* capture once a shape has repeated this many steps */
 #define BLAS_WORKSPACE (32u << 20) /* cuBLAS workspace: fixed, so graph capture allocates none */
 #define MARKS_PER_LAYER 11      /* timing events one layer records (forward()) */
@@ -70,7 +69,7 @@ struct phase_span {
 /* What a decode step's launches depend on besides device-side data: equal shapes enqueue
  * identical work, so a graph captured for one replays any other. */
 struct step_shape {
-    int n, n_chunks, score_keys, want_logits;
+    int n, chunk, n_chunks, score_keys, want_logits;
 };
 
 struct layer_dev {
@@ -92,7 +91,7 @@ struct nosa_backend {
     cudaEvent_t ev_main, ev_side;
     cublasHandle_t blas;
     int hid, qdim, kvdim, qkvdim, inter, vocab, n_heads, n_kv, d, rep, bs, max_n, max_tok;
-    int chunk, max_chunks;
+    int att_ctas, max_chunks; /* attention CTAs resident at once; splits at 1 block each */
     float scale;
     select_params sp;
     cuda_kv kv;
@@ -547,20 +546,27 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
         kv->block_size = sc->block_size;
         kv->scratch_stride = select_scratch_floats(*kv, b->rep);
     }
-    b->chunk = ATT_CHUNK_TOKENS / b->bs > 1 ? ATT_CHUNK_TOKENS / b->bs : 1;
-    b->max_chunks = (b->kv.max_blocks + 1 + b->chunk - 1) / b->chunk;
+    b->max_chunks = b->kv.max_blocks + 1;
     {
         int smem_max = 0;
         CUDA_CHECK(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin,
                                           cfg->device));
-        size_t need = attention_smem_bytes(b->kv, b->rep, b->chunk);
+        if (!attention_supported(b->d, b->bs)) {
+            nosa_set_error(err, errlen, "cuda backend: head_dim %d / block_size %d is not a shape "
+                                        "the attention kernel is built for (head_dim 16, 32, 64, "
+                                        "128, 256; block_size a multiple of 8 up to 128)",
+                           b->d, b->bs);
+            rc = -ENOTSUP;
+            goto fail;
+        }
+        size_t need = attention_smem_bytes(b->kv);
         if (need > (size_t)smem_max) {
             nosa_set_error(err, errlen, "cuda backend: attention needs %zu bytes of shared "
                                         "memory per CTA, the device has %d", need, smem_max);
             rc = -ENOTSUP;
             goto fail;
         }
-        CUDA_CHECK(attention_init(b->kv, b->rep, b->chunk));
+        CUDA_CHECK(attention_init(b->kv, cfg->device, &b->att_ctas));
         if (!score_supported(b->d)) {
             nosa_set_error(err, errlen, "cuda backend: head_dim %d is not one the scoring "
                                         "kernel is built for (16, 32, 64, 128, 256)", b->d);
@@ -674,8 +680,9 @@ static struct step_shape step_shape_of(const struct nosa_backend *b, int n, cons
     struct step_shape sh;
     memset(&sh, 0, sizeof(sh)); /* compared with memcmp */
     sh.n = n;
-    sh.n_chunks = round_up((max_sel + 1 + b->chunk - 1) / b->chunk, ATT_CHUNKS_GRANULE,
-                           b->max_chunks);
+    int ent = round_up(max_sel + 1, ATT_ENTRIES_GRANULE, b->max_chunks);
+    sh.chunk = attention_chunk_for(n * b->n_kv, ent, b->att_ctas);
+    sh.n_chunks = (ent + sh.chunk - 1) / sh.chunk;
     sh.score_keys = max_nc ? round_up(max_nc, SCORE_KEYS_GRANULE, b->kv.max_c) : 0;
     sh.want_logits = want_logits;
     return sh;
@@ -773,7 +780,7 @@ static int forward(struct nosa_backend *b, int off, const struct step_shape *sh,
         span(b, PHASE_SELECT, m_sel, m_att);
         attention_launch(b->att, b->att_part, b->qkv, ld, b->pl.ptrs,
                          b->kv.offload ? b->pl.miss_src : NULL, b->pl.n_ent, b->kv, st, b->rep,
-                         b->scale, b->chunk, sh->n_chunks, s);
+                         b->scale, sh->chunk, sh->n_chunks, s);
         LAUNCHED();
         span(b, PHASE_ATTN, m_att, mark(b, s, err, errlen));
         if (b->kv.offload) {

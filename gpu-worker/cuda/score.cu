@@ -1,4 +1,5 @@
 /* score: query x compressed-key logits on the tensor cores (see score.cuh). */
+#include "mma.cuh"
 #include "score.cuh"
 
 #define SCORE_WARPS 4
@@ -10,21 +11,6 @@ bool score_supported(int head_dim)
 {
     return head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128 ||
            head_dim == 256;
-}
-
-static __device__ __forceinline__ uint32_t pack_bf16x2(uint16_t lo, uint16_t hi)
-{
-    return (uint32_t)lo | ((uint32_t)hi << 16);
-}
-
-/* D += A (16x16 bf16, row) x B (16x8 bf16, col), f32 accumulators. */
-static __device__ __forceinline__ void mma_bf16_16816(float *c, const uint32_t *a,
-                                                      uint32_t b0, uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 /* One warp scores 8-key tiles with m16n8k16 MMAs. The f32 query is split into bf16 hi + lo
@@ -75,17 +61,8 @@ static __global__ void __launch_bounds__(SCORE_WARPS * 32)
         for (int j = 0; j < NK; j++) {
             float4 q = head < p.rep ? *(const float4 *)(qh + (size_t)head * d + 16 * j + 4 * t)
                                     : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            float qv[4] = {q.x, q.y, q.z, q.w};
-            uint16_t hi[4], lo[4];
-#pragma unroll
-            for (int x = 0; x < 4; x++) {
-                hi[x] = cu_f32_to_bf16(qv[x]);
-                lo[x] = cu_f32_to_bf16(qv[x] - cu_bf16_to_f32(hi[x]));
-            }
-            a[j][0] = pack_bf16x2(hi[0], hi[1]);
-            a[j][1] = pack_bf16x2(lo[0], lo[1]);
-            a[j][2] = pack_bf16x2(hi[2], hi[3]);
-            a[j][3] = pack_bf16x2(lo[2], lo[3]);
+            bf16x2_split(q.x, q.y, &a[j][0], &a[j][1]);
+            bf16x2_split(q.z, q.w, &a[j][2], &a[j][3]);
         }
 #pragma unroll
         for (int tile = 0; tile < SCORE_TILES; tile++) {

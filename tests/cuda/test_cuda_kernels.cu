@@ -193,7 +193,9 @@ static void test_attention(int n_kv, int rep, int d, int bs, int n_sel, int open
     kv.max_blocks = mb - 1, kv.n_layers = 1, kv.n_kv = n_kv, kv.head_dim = d, kv.block_size = bs;
     cuda_step st = {dslot, dpos, 1};
     float scale = 1.0f / sqrtf((float)d);
-    CK(attention_init(kv, rep, chunk));
+    int resident = 0;
+    CK(attention_init(kv, 0, &resident));
+    CHECK(resident > 0, "attention d=%d bs=%d: no CTA fits on an SM", d, bs);
     attention_launch(dout, dpart, dq, qkv_ld, dptrs, NULL, dne, kv, st, rep, scale, chunk,
                      n_chunks, 0);
     CK(cudaGetLastError());
@@ -358,9 +360,14 @@ int main(void)
     static const int swiglu_cases[][2] = {{1, 128}, {7, 8192}, {2, 33}};
     for (auto &c : swiglu_cases) test_swiglu(c[0], c[1]);
     /* n_kv, rep, d, bs, n_sel, open tokens, chunk (blocks per split) */
-    static const int att_cases[][7] = {{2, 2, 16, 8, 9, 3, 32}, {2, 2, 16, 8, 9, 8, 2},
-                                       {2, 8, 128, 64, 63, 1, 4}, {1, 4, 64, 16, 0, 5, 1},
-                                       {3, 1, 32, 8, 20, 7, 3}, {2, 4, 128, 64, 10, 64, 1}};
+    /* The tiny model's shape, the 1B shape with 1-, 4- and 16-block chunks, an open block
+     * alone, two query-head groups (rep 12) with a half 16-token tile (bs 24), head_dim 256,
+     * 128-token blocks. */
+    static const int att_cases[][7] = {
+        {2, 2, 16, 8, 9, 3, 32}, {2, 2, 16, 8, 9, 8, 2},    {2, 8, 128, 64, 63, 1, 4},
+        {2, 8, 128, 64, 64, 37, 16}, {1, 4, 64, 16, 0, 5, 1}, {3, 1, 32, 8, 20, 7, 3},
+        {2, 4, 128, 64, 10, 64, 1}, {1, 12, 64, 24, 7, 13, 2}, {1, 3, 256, 16, 5, 9, 3},
+        {2, 8, 128, 128, 9, 100, 4}};
     for (auto &c : att_cases) test_attention(c[0], c[1], c[2], c[3], c[4], c[5], c[6]);
     /* The 1B group (rep 8, d 128), the tiny model's, two head groups, key counts off the
      * CTA's 128-key tiling, a token with only 5 compressed keys. */
