@@ -1,7 +1,9 @@
 /* backend_cuda.cu: the CUDA backend (nosa_backend_cuda_ops, backend.h).
  *
- * Same semantics as the CPU reference (gpu-worker/cpu/): prefill of n tokens is n
- * single-token steps; a decode step runs its sequences as one batch. Per step and layer, on
+ * Same semantics as the CPU reference (gpu-worker/cpu/): prefill of n tokens has the result
+ * of n single-token steps (computed layer by layer over spans of PREFILL_ROWS tokens: the
+ * GEMMs batched, the attention side token by token); a decode step runs its sequences as one
+ * batch. Per step and layer, on
  * one stream: RMSNorm -> q/k/v GEMM -> RoPE -> eviction scores -> append K/V to the open
  * block + compression -> selection -> delta against the pool -> attention (which reads the
  * misses from the mapped arena into their pool slots as it goes) -> (pool install of
@@ -55,6 +57,8 @@ extern "C" {
 #define GRAPH_AFTER 2           /* capture once a shape has repeated this many steps */
 #define BLAS_WORKSPACE (32u << 20) /* cuBLAS workspace: fixed, so graph capture allocates none */
 #define MARKS_PER_LAYER 11      /* timing events one layer records (forward()) */
+/* Prompt tokens per batched prefill pass (forward_prefill): its GEMMs' row count. */
+#define PREFILL_ROWS 64
 
 /* Phases of nosa_step_stats' time split. The delta copy runs inside attention (attention.cuh)
  * and is timed as attention: copy_s stays 0. */
@@ -403,9 +407,11 @@ static int alloc_step(struct nosa_backend *b, char *err, size_t errlen)
 {
     int rc = 0;
     size_t n = (size_t)b->max_n, mb = (size_t)b->kv.max_blocks, nkv = (size_t)b->n_kv;
-    size_t wide = (size_t)b->qkvdim;
+    /* Rows of the per-token buffers: a decode step's tokens or a prefill pass's. */
+    size_t rows = n > PREFILL_ROWS ? n : PREFILL_ROWS;
+    size_t wide = (size_t)b->qkvdim; /* gout per row: a layer's GEMMs; the LM head's, decode */
     if ((size_t)2 * b->inter > wide) wide = (size_t)2 * b->inter;
-    if ((size_t)b->vocab > wide) wide = (size_t)b->vocab;
+    size_t gout = rows * wide > n * (size_t)b->vocab ? rows * wide : n * (size_t)b->vocab;
     size_t xs_w = (size_t)b->hid;
     if ((size_t)b->qdim > xs_w) xs_w = (size_t)b->qdim;
     if ((size_t)b->inter > xs_w) xs_w = (size_t)b->inter;
@@ -415,12 +421,12 @@ static int alloc_step(struct nosa_backend *b, char *err, size_t errlen)
     CUDA_CHECK(dev_alloc(&b->d_pos, mt, sizeof(int32_t)));
     CUDA_CHECK(cudaMallocHost((void **)&b->h_info, 3 * mt * sizeof(int32_t)));
     CUDA_CHECK(dev_alloc(&b->d_groups, (size_t)b->cfg.max_seqs * mb, sizeof(uint32_t)));
-    CUDA_CHECK(dev_alloc(&b->x, n * (size_t)b->hid, sizeof(float)));
-    CUDA_CHECK(dev_alloc(&b->xs, 2 * n * xs_w, sizeof(uint16_t)));
-    CUDA_CHECK(dev_alloc(&b->gout, 2 * n * wide, sizeof(float)));
-    CUDA_CHECK(dev_alloc(&b->qkv, n * (size_t)b->qkvdim, sizeof(float)));
-    CUDA_CHECK(dev_alloc(&b->att, n * (size_t)b->qdim, sizeof(float)));
-    CUDA_CHECK(dev_alloc(&b->cis, n * nkv, sizeof(float)));
+    CUDA_CHECK(dev_alloc(&b->x, rows * (size_t)b->hid, sizeof(float)));
+    CUDA_CHECK(dev_alloc(&b->xs, 2 * rows * xs_w, sizeof(uint16_t)));
+    CUDA_CHECK(dev_alloc(&b->gout, 2 * gout, sizeof(float)));
+    CUDA_CHECK(dev_alloc(&b->qkv, rows * (size_t)b->qkvdim, sizeof(float)));
+    CUDA_CHECK(dev_alloc(&b->att, rows * (size_t)b->qdim, sizeof(float)));
+    CUDA_CHECK(dev_alloc(&b->cis, rows * nkv, sizeof(float)));
     CUDA_CHECK(dev_alloc(&b->logits, n * (size_t)b->vocab, sizeof(float)));
     CUDA_CHECK(cudaMallocHost((void **)&b->h_logits, n * (size_t)b->vocab * sizeof(float)));
     CUDA_CHECK(dev_alloc(&b->d_argmax, n, sizeof(int32_t)));
@@ -734,6 +740,134 @@ fail:
         span(b, PHASE_GEMM, m0_, mark(b, s, err, errlen));                                  \
     } while (0)
 
+/* A layer's work before the attention side, over `rows` rows of x (the GEMM's rows; more
+ * than st.n in a prefill, whose GEMMs keep one shape): RMSNorm, q/k/v GEMM, then RoPE and the
+ * eviction scores of st's tokens (rows r0 .. r0 + st.n - 1). */
+static int layer_qkv(struct nosa_backend *b, const struct layer_dev *L, int rows, cuda_step st,
+                     int r0, char *err, size_t errlen)
+{
+    int rc = 0;
+    cudaStream_t s = b->stream;
+    int qd = b->qdim, kvd = b->kvdim, ld = b->qkvdim;
+    float *qkv = b->qkv + (size_t)r0 * (size_t)ld;
+    rmsnorm_split_launch(b->xs, b->x, L->attn_norm, rows, b->hid, b->model->cfg.rms_eps, s);
+    LAUNCHED();
+    TIMED_GEMM({
+        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wqkv, b->xs, 2 * rows, ld, b->hid));
+        combine_launch(b->qkv, ld, b->gout, L->bqkv, rows, ld, 0, s);
+        LAUNCHED();
+    });
+    rope_launch(qkv, ld, b->n_heads + b->n_kv, b->d, b->rope_cos, b->rope_sin, st.pos, st.n, s);
+    LAUNCHED();
+    evict_cis_launch(b->cis + (size_t)r0 * (size_t)b->n_kv, qkv, ld, qd + kvd, L->ev_w, L->ev_b,
+                     L->ev_A, st.n, b->n_kv, kvd, s);
+    LAUNCHED();
+fail:
+    return rc;
+}
+
+/* Layer l's attention side for the tokens of st (distinct slots), whose rows start at row r0
+ * of qkv, cis and att: append K/V (+ compression), scoring, selection, delta, attention (the
+ * misses' copy inside it), then, unless `may_complete` says no token completes a block, the
+ * pool install of completed blocks and their write-back to the arena: on the side stream
+ * (`side_writeback`, overlapping the rest of the step, which joins it) or in order on the
+ * main stream, where a later token of the same slot reuses the open block the write-back
+ * reads. */
+static int layer_attend(struct nosa_backend *b, int l, cuda_step st, int r0,
+                        const struct step_shape *sh, int may_complete, int side_writeback,
+                        char *err, size_t errlen)
+{
+    int rc = 0;
+    cudaStream_t s = b->stream;
+    int qd = b->qdim, kvd = b->kvdim, ld = b->qkvdim;
+    const float *qkv = b->qkv + (size_t)r0 * (size_t)ld;
+    int m_sel, m_att;
+    kv_append_launch(b->kv, st, l, qkv, ld, qd, qd + kvd, b->cis + (size_t)r0 * (size_t)b->n_kv,
+                     s);
+    LAUNCHED();
+    m_sel = mark(b, s, err, errlen);
+    score_launch(b->kv, st, l, b->sp, qkv, ld, b->sel_scratch, sh->score_keys, s);
+    LAUNCHED();
+    select_launch(b->kv, st, l, b->sp, b->sel_scratch, s);
+    LAUNCHED();
+    pool_delta_launch(b->kv, st, l, b->pl, b->arena_dev, b->d_groups, b->kv.max_blocks,
+                      b->d_stats, s);
+    LAUNCHED();
+    m_att = mark(b, s, err, errlen);
+    span(b, PHASE_SELECT, m_sel, m_att);
+    attention_launch(b->att + (size_t)r0 * (size_t)qd, b->att_part, qkv, ld, b->pl.ptrs,
+                     b->kv.offload ? b->pl.miss_src : NULL, b->pl.n_ent, b->kv, st, b->rep,
+                     b->scale, sh->chunk, sh->n_chunks, s);
+    LAUNCHED();
+    span(b, PHASE_ATTN, m_att, mark(b, s, err, errlen));
+    if (!may_complete) return 0;
+    if (b->kv.offload) {
+        pool_complete_launch(b->kv, st, l, s);
+        LAUNCHED();
+    }
+    if (b->have_arena) {
+        /* A no-op for tokens whose block stays open. */
+        cudaStream_t ws = s;
+        if (side_writeback) {
+            CUDA_CHECK(cudaEventRecord(b->ev_main, s));
+            CUDA_CHECK(cudaStreamWaitEvent(b->side, b->ev_main, 0));
+            ws = b->side;
+        }
+        writeback_launch(b->kv, st, l, b->arena_dev, b->d_groups, b->kv.max_blocks, ws);
+        LAUNCHED();
+    }
+fail:
+    return rc;
+}
+
+/* A layer's work after the attention side, over `rows` rows: O GEMM (+ residual), RMSNorm,
+ * MLP (+ residual). */
+static int layer_mlp(struct nosa_backend *b, const struct layer_dev *L, int rows, char *err,
+                     size_t errlen)
+{
+    int rc = 0;
+    cudaStream_t s = b->stream;
+    split_launch(b->xs, b->att, rows, b->qdim, s);
+    LAUNCHED();
+    TIMED_GEMM({
+        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wo, b->xs, 2 * rows, b->hid, b->qdim));
+        combine_launch(b->x, b->hid, b->gout, NULL, rows, b->hid, 1, s);
+        LAUNCHED();
+    });
+    rmsnorm_split_launch(b->xs, b->x, L->mlp_norm, rows, b->hid, b->model->cfg.rms_eps, s);
+    LAUNCHED();
+    TIMED_GEMM(CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wgu, b->xs, 2 * rows,
+                                             2 * b->inter, b->hid)));
+    swiglu_split_launch(b->xs, b->gout, rows, b->inter, s);
+    LAUNCHED();
+    TIMED_GEMM({
+        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wdown, b->xs, 2 * rows, b->hid,
+                                      b->inter));
+        combine_launch(b->x, b->hid, b->gout, NULL, rows, b->hid, 1, s);
+        LAUNCHED();
+    });
+fail:
+    return rc;
+}
+
+/* Final norm and LM head of n rows of x from row r0, into b->logits rows 0 .. n - 1. */
+static int lm_head(struct nosa_backend *b, int r0, int n, char *err, size_t errlen)
+{
+    int rc = 0;
+    cudaStream_t s = b->stream;
+    rmsnorm_split_launch(b->xs, b->x + (size_t)r0 * (size_t)b->hid, b->final_norm, n, b->hid,
+                         b->model->cfg.rms_eps, s);
+    LAUNCHED();
+    TIMED_GEMM({
+        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, b->lm_head, b->xs, 2 * n, b->vocab,
+                                      b->hid));
+        combine_launch(b->logits, b->vocab, b->gout, NULL, n, b->vocab, 0, s);
+        LAUNCHED();
+    });
+fail:
+    return rc;
+}
+
 /* One forward pass of n tokens (token i of slot/position at offset `off` of d_slot/d_pos,
  * distinct slots) of launch shape sh. Logits of every token go to b->logits when
  * sh.want_logits. Enqueued on b->stream; nothing is waited for and nothing here depends on
@@ -742,95 +876,63 @@ static int forward(struct nosa_backend *b, int off, const struct step_shape *sh,
                    size_t errlen)
 {
     int rc = 0;
-    const struct nosa_model_config *mc = &b->model->cfg;
     cudaStream_t s = b->stream;
     int n = sh->n;
     cuda_step st = {b->d_slot + off, b->d_pos + off, n};
-    int qd = b->qdim, kvd = b->kvdim, ld = b->qkvdim;
     if (b->timing) b->n_marks = 0, b->n_spans = 0, b->mark_rc = 0;
 
     embed_launch(b->x, b->tok_embed, b->d_tok + off, n, b->hid, s);
     LAUNCHED();
-    for (int l = 0; l < mc->n_layers; l++) {
+    for (int l = 0; l < b->model->cfg.n_layers; l++) {
         const struct layer_dev *L = &b->layers[l];
-        rmsnorm_split_launch(b->xs, b->x, L->attn_norm, n, b->hid, mc->rms_eps, s);
-        LAUNCHED();
-        TIMED_GEMM({
-            CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wqkv, b->xs, 2 * n, ld, b->hid));
-            combine_launch(b->qkv, ld, b->gout, L->bqkv, n, ld, 0, s);
-            LAUNCHED();
-        });
-        rope_launch(b->qkv, ld, b->n_heads + b->n_kv, b->d, b->rope_cos, b->rope_sin, st.pos, n,
-                    s);
-        LAUNCHED();
-        evict_cis_launch(b->cis, b->qkv, ld, qd + kvd, L->ev_w, L->ev_b, L->ev_A, n, b->n_kv, kvd,
-                         s);
-        LAUNCHED();
-        kv_append_launch(b->kv, st, l, b->qkv, ld, qd, qd + kvd, b->cis, s);
-        LAUNCHED();
-        int m_sel = mark(b, s, err, errlen);
-        score_launch(b->kv, st, l, b->sp, b->qkv, ld, b->sel_scratch, sh->score_keys, s);
-        LAUNCHED();
-        select_launch(b->kv, st, l, b->sp, b->sel_scratch, s);
-        LAUNCHED();
-        pool_delta_launch(b->kv, st, l, b->pl, b->arena_dev, b->d_groups, b->kv.max_blocks,
-                          b->d_stats, s);
-        LAUNCHED();
-        int m_att = mark(b, s, err, errlen);
-        span(b, PHASE_SELECT, m_sel, m_att);
-        attention_launch(b->att, b->att_part, b->qkv, ld, b->pl.ptrs,
-                         b->kv.offload ? b->pl.miss_src : NULL, b->pl.n_ent, b->kv, st, b->rep,
-                         b->scale, sh->chunk, sh->n_chunks, s);
-        LAUNCHED();
-        span(b, PHASE_ATTN, m_att, mark(b, s, err, errlen));
-        if (b->kv.offload) {
-            pool_complete_launch(b->kv, st, l, s);
-            LAUNCHED();
-        }
-        if (b->have_arena) {
-            /* Completed blocks to the arena on the side stream, overlapping the rest of the
-             * step (later layers); a no-op for tokens whose block stays open. */
-            CUDA_CHECK(cudaEventRecord(b->ev_main, s));
-            CUDA_CHECK(cudaStreamWaitEvent(b->side, b->ev_main, 0));
-            writeback_launch(b->kv, st, l, b->arena_dev, b->d_groups, b->kv.max_blocks, b->side);
-            LAUNCHED();
-        }
-        split_launch(b->xs, b->att, n, qd, s);
-        LAUNCHED();
-        TIMED_GEMM({
-            CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wo, b->xs, 2 * n, b->hid, qd));
-            combine_launch(b->x, b->hid, b->gout, NULL, n, b->hid, 1, s);
-            LAUNCHED();
-        });
-        rmsnorm_split_launch(b->xs, b->x, L->mlp_norm, n, b->hid, mc->rms_eps, s);
-        LAUNCHED();
-        TIMED_GEMM(CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wgu, b->xs, 2 * n,
-                                                 2 * b->inter, b->hid)));
-        swiglu_split_launch(b->xs, b->gout, n, b->inter, s);
-        LAUNCHED();
-        TIMED_GEMM({
-            CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wdown, b->xs, 2 * n, b->hid,
-                                          b->inter));
-            combine_launch(b->x, b->hid, b->gout, NULL, n, b->hid, 1, s);
-            LAUNCHED();
-        });
+        if ((rc = layer_qkv(b, L, n, st, 0, err, errlen)) ||
+            (rc = layer_attend(b, l, st, 0, sh, 1, 1, err, errlen)) ||
+            (rc = layer_mlp(b, L, n, err, errlen)))
+            return rc;
     }
     if (b->have_arena) {
         /* The next step's append reuses the open blocks the write-back reads. */
         CUDA_CHECK(cudaEventRecord(b->ev_side, b->side));
         CUDA_CHECK(cudaStreamWaitEvent(s, b->ev_side, 0));
     }
-    if (sh->want_logits) {
-        rmsnorm_split_launch(b->xs, b->x, b->final_norm, n, b->hid, mc->rms_eps, s);
-        LAUNCHED();
-        TIMED_GEMM({
-            CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, b->lm_head, b->xs, 2 * n, b->vocab,
-                                          b->hid));
-            combine_launch(b->logits, b->vocab, b->gout, NULL, n, b->vocab, 0, s);
-            LAUNCHED();
-        });
-    }
+    if (sh->want_logits && (rc = lm_head(b, 0, n, err, errlen))) return rc;
     rc = b->mark_rc;
+fail:
+    return rc;
+}
+
+/* Prefill of m tokens of one slot at positions h_pos[0 .. m) within one PREFILL_ROWS-aligned
+ * span (device copies at offset `off` of d_tok/d_slot/d_pos), with the definition's result:
+ * that of m single-token steps. Layer by layer, the GEMMs, norms and MLP take the tokens at
+ * once, while the attention side runs token by token in position order, each token seeing
+ * the state the tokens before it left. The GEMMs always have PREFILL_ROWS rows and position
+ * p sits in row p % PREFILL_ROWS (the other rows held at zero), so a token's arithmetic does
+ * not depend on where its prompt was cut into calls. The last token's logits go to
+ * b->logits row 0 when want_logits. */
+static int forward_prefill(struct nosa_backend *b, int off, int m, const int32_t *h_pos,
+                           int want_logits, char *err, size_t errlen)
+{
+    int rc = 0;
+    cudaStream_t s = b->stream;
+    int r0 = h_pos[0] % PREFILL_ROWS;
+    CUDA_CHECK(cudaMemsetAsync(b->x, 0, (size_t)PREFILL_ROWS * b->hid * sizeof(float), s));
+    CUDA_CHECK(cudaMemsetAsync(b->att, 0, (size_t)PREFILL_ROWS * b->qdim * sizeof(float), s));
+    embed_launch(b->x + (size_t)r0 * b->hid, b->tok_embed, b->d_tok + off, m, b->hid, s);
+    LAUNCHED();
+    for (int l = 0; l < b->model->cfg.n_layers; l++) {
+        const struct layer_dev *L = &b->layers[l];
+        cuda_step all = {b->d_slot + off, b->d_pos + off, m};
+        if ((rc = layer_qkv(b, L, PREFILL_ROWS, all, r0, err, errlen))) return rc;
+        for (int i = 0; i < m; i++) {
+            cuda_step one = {b->d_slot + off + i, b->d_pos + off + i, 1};
+            struct step_shape sh = step_shape_of(b, 1, h_pos + i, 0);
+            int completes = (h_pos[i] + 1) % b->bs == 0;
+            if ((rc = layer_attend(b, l, one, r0 + i, &sh, completes, 0, err, errlen)))
+                return rc;
+        }
+        if ((rc = layer_mlp(b, L, PREFILL_ROWS, err, errlen))) return rc;
+    }
+    if (want_logits && (rc = lm_head(b, r0 + m - 1, 1, err, errlen))) return rc;
 fail:
     return rc;
 }
@@ -981,12 +1083,14 @@ static int cuda_prefill(struct nosa_backend *b, int slot, const int32_t *tokens,
         CUDA_CHECK(cudaMemcpyAsync(b->d_pos, hp, (size_t)n * sizeof(int32_t),
                                    cudaMemcpyHostToDevice, b->stream));
         if ((rc = stats_begin(b, err, errlen))) return rc;
-        /* n single-token steps: the definition of prefill (backend.h). Not timed by
-         * phase: the split describes decode steps. */
+        /* Spans of positions aligned to PREFILL_ROWS, each token as its single-token step
+         * would be (backend.h). Not timed by phase: the split describes decode steps. */
         b->timing = 0;
-        for (int i = 0; i < n; i++) {
-            struct step_shape sh = step_shape_of(b, 1, hp + i, logits && i == n - 1);
-            if ((rc = forward(b, i, &sh, err, errlen))) return rc;
+        for (int i = 0, m; i < n; i += m) {
+            m = PREFILL_ROWS - hp[i] % PREFILL_ROWS;
+            if (m > n - i) m = n - i;
+            if ((rc = forward_prefill(b, i, m, hp + i, logits && i + m == n, err, errlen)))
+                return rc;
         }
         b->stats.tokens = (uint64_t)n;
         struct nosa_decode_out last = {logits, NULL, NULL}; /* the last token's row */
