@@ -7,6 +7,8 @@
 
 #define ATT_G 8       /* query heads per CTA: the MMAs' 16 rows are their hi and lo halves */
 #define ATT_MAX_NT 16 /* 8-token tiles per block held in registers: block_size <= 128 */
+#define ATT_MISS_LOADS 8 /* 16-byte loads in flight per lane on a missed block */
+#define ATT_MIN_CHUNK 4  /* blocks per CTA at least (attention_chunk_for) */
 #define ATT_MAX_CHUNK 16 /* blocks per CTA at most */
 
 bool attention_supported(int head_dim, int block_size)
@@ -89,13 +91,13 @@ static __device__ __forceinline__ void att_stage_range(uint4 *stage, const uint4
             cp_async16(stage + att_staged_unit(u, k16, ROW16, bs), src + u);
         return;
     }
-    for (int ub = u0 + lane; ub < u1; ub += 4 * 32) {
-        uint4 w[4];
+    for (int ub = u0 + lane; ub < u1; ub += ATT_MISS_LOADS * 32) {
+        uint4 w[ATT_MISS_LOADS];
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < ATT_MISS_LOADS; j++)
             if (ub + 32 * j < u1) w[j] = src[ub + 32 * j];
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
+        for (int j = 0; j < ATT_MISS_LOADS; j++) {
             int u = ub + 32 * j;
             if (u >= u1) break;
             stage[att_staged_unit(u, k16, ROW16, bs)] = w[j];
@@ -325,12 +327,16 @@ cudaError_t attention_init(const cuda_kv &kv, int device, int *resident_ctas)
 
 int attention_chunk_for(int n_lists, int max_entries, int resident_ctas)
 {
-    /* About four waves of CTAs: enough that uneven chunks even out, few enough that each
-     * CTA's partial output (rep * (head_dim + 2) floats) stays small beside the blocks it
-     * reads. */
+    /* About four waves of CTAs (uneven chunks even out, each CTA's partial output of rep *
+     * (head_dim + 2) floats stays small beside the blocks it reads), but at least 4 blocks
+     * per warp: a warp's pipeline needs a next block to fetch. At batch 16 / 64 of the 1B
+     * shape 4-block splits read blocks on the GPU 1.2x / 1.06x faster than the 1-2-block
+     * splits four waves would give; offloaded steps with few misses lose up to 7% at batch
+     * 16 (a warp waits for its misses in turn), bench/RESULTS.md. The split must not depend
+     * on offload: offloaded and resident results are bit-identical. */
     long blocks = (long)n_lists * max_entries, waves = 4L * (resident_ctas > 0 ? resident_ctas : 1);
     long c = blocks / waves;
-    return c < 1 ? 1 : c > ATT_MAX_CHUNK ? ATT_MAX_CHUNK : (int)c;
+    return c < ATT_MIN_CHUNK ? ATT_MIN_CHUNK : c > ATT_MAX_CHUNK ? ATT_MAX_CHUNK : (int)c;
 }
 
 static __host__ __device__ int att_combine_pad(int n_chunks)

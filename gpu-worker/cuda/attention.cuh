@@ -25,7 +25,7 @@ size_t attention_smem_bytes(const cuda_kv &kv);
  * returns in *resident_ctas how many of its CTAs the device runs at once. */
 cudaError_t attention_init(const cuda_kv &kv, int device, int *resident_ctas);
 /* Blocks per chunk for n_lists block lists of up to max_entries entries: about four waves of
- * CTAs, at least 1 and at most 16 blocks. */
+ * CTAs, at least 4 and at most 16 blocks. */
 int attention_chunk_for(int n_lists, int max_entries, int resident_ctas);
 /* miss_src (offload; NULL when resident): [n * n_kv][max_blocks], entry e's arena block
  * (device address of the mapped arena) when e missed the pool, else NULL (pool.cuh). A CTA
