@@ -740,6 +740,23 @@ fail:
         span(b, PHASE_GEMM, m0_, mark(b, s, err, errlen));                                  \
     } while (0)
 
+/* y (row stride ldy) = or += (accumulate) the GEMM of W [out][in] with the split rows of
+ * b->xs ([2 * rows][in], hi then lo) + bias: the GEMM into b->gout, then the combine. */
+static int gemm_combine(struct nosa_backend *b, float *y, int ldy, const uint16_t *W,
+                        const float *bias, int rows, int out, int in, int accumulate, char *err,
+                        size_t errlen)
+{
+    int rc = 0;
+    cudaStream_t s = b->stream;
+    TIMED_GEMM({
+        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, W, b->xs, 2 * rows, out, in));
+        combine_launch(y, ldy, b->gout, bias, rows, out, accumulate, s);
+        LAUNCHED();
+    });
+fail:
+    return rc;
+}
+
 /* A layer's work before the attention side, over `rows` rows of x (the GEMM's rows; more
  * than st.n in a prefill, whose GEMMs keep one shape): RMSNorm, q/k/v GEMM, then RoPE and the
  * eviction scores of st's tokens (rows r0 .. r0 + st.n - 1). */
@@ -752,11 +769,8 @@ static int layer_qkv(struct nosa_backend *b, const struct layer_dev *L, int rows
     float *qkv = b->qkv + (size_t)r0 * (size_t)ld;
     rmsnorm_split_launch(b->xs, b->x, L->attn_norm, rows, b->hid, b->model->cfg.rms_eps, s);
     LAUNCHED();
-    TIMED_GEMM({
-        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wqkv, b->xs, 2 * rows, ld, b->hid));
-        combine_launch(b->qkv, ld, b->gout, L->bqkv, rows, ld, 0, s);
-        LAUNCHED();
-    });
+    if ((rc = gemm_combine(b, b->qkv, ld, L->wqkv, L->bqkv, rows, ld, b->hid, 0, err, errlen)))
+        return rc;
     rope_launch(qkv, ld, b->n_heads + b->n_kv, b->d, b->rope_cos, b->rope_sin, st.pos, st.n, s);
     LAUNCHED();
     evict_cis_launch(b->cis + (size_t)r0 * (size_t)b->n_kv, qkv, ld, qd + kvd, L->ev_w, L->ev_b,
@@ -829,23 +843,15 @@ static int layer_mlp(struct nosa_backend *b, const struct layer_dev *L, int rows
     cudaStream_t s = b->stream;
     split_launch(b->xs, b->att, rows, b->qdim, s);
     LAUNCHED();
-    TIMED_GEMM({
-        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wo, b->xs, 2 * rows, b->hid, b->qdim));
-        combine_launch(b->x, b->hid, b->gout, NULL, rows, b->hid, 1, s);
-        LAUNCHED();
-    });
+    if ((rc = gemm_combine(b, b->x, b->hid, L->wo, NULL, rows, b->hid, b->qdim, 1, err, errlen)))
+        return rc;
     rmsnorm_split_launch(b->xs, b->x, L->mlp_norm, rows, b->hid, b->model->cfg.rms_eps, s);
     LAUNCHED();
     TIMED_GEMM(CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wgu, b->xs, 2 * rows,
                                              2 * b->inter, b->hid)));
     swiglu_split_launch(b->xs, b->gout, rows, b->inter, s);
     LAUNCHED();
-    TIMED_GEMM({
-        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, L->wdown, b->xs, 2 * rows, b->hid,
-                                      b->inter));
-        combine_launch(b->x, b->hid, b->gout, NULL, rows, b->hid, 1, s);
-        LAUNCHED();
-    });
+    rc = gemm_combine(b, b->x, b->hid, L->wdown, NULL, rows, b->hid, b->inter, 1, err, errlen);
 fail:
     return rc;
 }
@@ -858,12 +864,8 @@ static int lm_head(struct nosa_backend *b, int r0, int n, char *err, size_t errl
     rmsnorm_split_launch(b->xs, b->x + (size_t)r0 * (size_t)b->hid, b->final_norm, n, b->hid,
                          b->model->cfg.rms_eps, s);
     LAUNCHED();
-    TIMED_GEMM({
-        CUBLAS_CHECK(gemm_bf16_launch(b->blas, b->gout, b->lm_head, b->xs, 2 * n, b->vocab,
-                                      b->hid));
-        combine_launch(b->logits, b->vocab, b->gout, NULL, n, b->vocab, 0, s);
-        LAUNCHED();
-    });
+    rc = gemm_combine(b, b->logits, b->vocab, b->lm_head, NULL, n, b->vocab, b->hid, 0, err,
+                      errlen);
 fail:
     return rc;
 }
