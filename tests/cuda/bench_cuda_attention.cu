@@ -22,6 +22,7 @@
 extern "C" {
 #include "kv_geometry.h"
 #include "model.h"
+#include "parse.h"
 }
 
 #define CK(call)                                                                            \
@@ -68,16 +69,29 @@ int main(int argc, char **argv)
 {
     const char *name = argc > 1 ? argv[1] : "1b";
     const char *batches = argc > 2 ? argv[2] : "16,64,128,256";
-    int miss_every = argc > 3 ? atoi(argv[3]) : 8;
+    long miss_every = 8;
     struct nosa_model_config mc;
-    char err[256];
+    char err[256], list[256];
+    std::vector<int> batch_list;
     if (nosa_model_config_builtin(name, &mc, err, sizeof(err)) != 0) {
-        fprintf(stderr, "bench_cuda_attention: %s\n", err);
+        fprintf(stderr, "bench_cuda_attention: model: %s\n", err);
         return 2;
     }
-    if (miss_every < 1) {
-        fprintf(stderr, "bench_cuda_attention: miss_every must be >= 1\n");
+    if (argc > 3 && nosa_parse_long(argv[3], 1, 1 << 20, &miss_every, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bench_cuda_attention: miss_every: %s\n", err);
         return 2;
+    }
+    if (snprintf(list, sizeof(list), "%s", batches) >= (int)sizeof(list)) {
+        fprintf(stderr, "bench_cuda_attention: batch list longer than %zu bytes\n", sizeof(list));
+        return 2;
+    }
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        long n = 0;
+        if (nosa_parse_long(tok, 1, 4096, &n, err, sizeof(err)) != 0) {
+            fprintf(stderr, "bench_cuda_attention: batch '%s': %s\n", tok, err);
+            return 2;
+        }
+        batch_list.push_back((int)n);
     }
     int n_kv = mc.n_kv_heads, rep = mc.n_heads / mc.n_kv_heads, d = mc.head_dim;
     int bs = mc.sparse.block_size, n_sel = mc.sparse.budget_blocks, n_ent = n_sel + 1;
@@ -134,11 +148,7 @@ int main(int argc, char **argv)
 
     printf("%-6s %-6s %-9s %9s %9s %7s %12s %9s\n", "batch", "split", "reads", "ms", "GB/s",
            "of copy", "miss MB", "miss GB/s");
-    char list[256];
-    snprintf(list, sizeof(list), "%s", batches);
-    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
-        int n = atoi(tok);
-        if (n < 1) continue;
+    for (int n : batch_list) {
         int lists = n * n_kv;
         std::vector<const uint8_t *> ptrs((size_t)lists * (n_sel + 1));
         std::vector<const uint8_t *> miss((size_t)lists * n_sel, NULL);
