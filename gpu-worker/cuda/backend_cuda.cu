@@ -917,6 +917,13 @@ static int forward_prefill(struct nosa_backend *b, int off, int m, const int32_t
     int rc = 0;
     cudaStream_t s = b->stream;
     int r0 = h_pos[0] % PREFILL_ROWS;
+    /* Each token's launch shape and whether it completes a block: the same in every layer. */
+    struct step_shape sh[PREFILL_ROWS];
+    int completes[PREFILL_ROWS];
+    for (int i = 0; i < m; i++) {
+        sh[i] = step_shape_of(b, 1, h_pos + i, 0);
+        completes[i] = (h_pos[i] + 1) % b->bs == 0;
+    }
     CUDA_CHECK(cudaMemsetAsync(b->x, 0, (size_t)PREFILL_ROWS * b->hid * sizeof(float), s));
     CUDA_CHECK(cudaMemsetAsync(b->att, 0, (size_t)PREFILL_ROWS * b->qdim * sizeof(float), s));
     embed_launch(b->x + (size_t)r0 * b->hid, b->tok_embed, b->d_tok + off, m, b->hid, s);
@@ -927,9 +934,7 @@ static int forward_prefill(struct nosa_backend *b, int off, int m, const int32_t
         if ((rc = layer_qkv(b, L, PREFILL_ROWS, all, r0, err, errlen))) return rc;
         for (int i = 0; i < m; i++) {
             cuda_step one = {b->d_slot + off + i, b->d_pos + off + i, 1};
-            struct step_shape sh = step_shape_of(b, 1, h_pos + i, 0);
-            int completes = (h_pos[i] + 1) % b->bs == 0;
-            if ((rc = layer_attend(b, l, one, r0 + i, &sh, completes, 0, err, errlen)))
+            if ((rc = layer_attend(b, l, one, r0 + i, &sh[i], completes[i], 0, err, errlen)))
                 return rc;
         }
         if ((rc = layer_mlp(b, L, PREFILL_ROWS, err, errlen))) return rc;
