@@ -1,5 +1,5 @@
-/* coord_main.c: nosa-coordinator's process life (docs/COORDINATOR.md; flags: coord_flags.h). Exit 0 after
- * SIGTERM/SIGINT, 1 when it cannot start (one line says why), 2 on a bad flag. */
+/* coord_main.c: nosa-coordinator's process life (docs/COORDINATOR.md; flags: coord_flags.h).
+ * Exit 0 after SIGTERM/SIGINT, 1 when it cannot start (one line says why), 2 on a bad flag. */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>

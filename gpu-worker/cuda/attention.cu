@@ -74,12 +74,12 @@ static __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t *r, const void
 }
 
 /* Unit range [u0, u1) of block src into its staged form. A block on the GPU goes by cp.async
- * (waited for with its copy group). A missed block (from_host) is read with plain loads, four
- * in flight per lane, and stored to the stage and, unpadded, to its pool slot `install`
- * (NULL: another CTA installs it): the one PCIe read feeds both. Plain loads because on the
- * H200 cp.async from mapped host memory reached 26 GB/s and plain loads 48-50 GB/s
- * (bench_cuda_attention, bench/RESULTS.md); the warp waits for them, the SM's other warps
- * run on. */
+ * (waited for with its copy group). A missed block (from_host) is read with plain loads,
+ * ATT_MISS_LOADS in flight per lane, and stored to the stage and, unpadded, to its pool slot
+ * `install` (NULL: another CTA installs it): the one PCIe read feeds both. Plain loads
+ * because on the H200 cp.async from mapped host memory reached 26 GB/s and plain loads
+ * 48-50 GB/s (bench_cuda_attention, bench/RESULTS.md); the warp waits for them, the SM's
+ * other warps run on. */
 template <int ROW16>
 static __device__ __forceinline__ void att_stage_range(uint4 *stage, const uint4 *src,
                                                        bool from_host, uint4 *install, int u0,
