@@ -339,6 +339,11 @@ int attention_chunk_for(int n_lists, int max_entries, int resident_ctas)
     return c < ATT_MIN_CHUNK ? ATT_MIN_CHUNK : c > ATT_MAX_CHUNK ? ATT_MAX_CHUNK : (int)c;
 }
 
+int attention_max_chunks(int max_entries)
+{
+    return (max_entries + ATT_MIN_CHUNK - 1) / ATT_MIN_CHUNK;
+}
+
 static __host__ __device__ int att_combine_pad(int n_chunks)
 {
     return (n_chunks + 7) & ~7;

@@ -27,6 +27,9 @@ cudaError_t attention_init(const cuda_kv &kv, int device, int *resident_ctas);
 /* Blocks per chunk for n_lists block lists of up to max_entries entries: about four waves of
  * CTAs, at least 4 and at most 16 blocks. */
 int attention_chunk_for(int n_lists, int max_entries, int resident_ctas);
+/* The most chunks a block list of max_entries entries splits into (chunks of >= 4 blocks):
+ * what the partial-output buffer is sized for. */
+int attention_max_chunks(int max_entries);
 /* miss_src (offload; NULL when resident): [n * n_kv][max_blocks], entry e's arena block
  * (device address of the mapped arena) when e missed the pool, else NULL (pool.cuh). A CTA
  * staging a missed block reads it over PCIe (plain loads) and writes it into its pool slot

@@ -95,7 +95,9 @@ struct nosa_backend {
     cudaEvent_t ev_main, ev_side;
     cublasHandle_t blas;
     int hid, qdim, kvdim, qkvdim, inter, vocab, n_heads, n_kv, d, rep, bs, max_n, max_tok;
-    int att_ctas, max_chunks; /* attention CTAs resident at once; splits at 1 block each */
+    int att_ctas;    /* attention CTAs resident at once */
+    int max_entries; /* block-list entries at most: every block plus the open one */
+    int max_chunks;  /* splits of a block list at most (att_part's rows per list) */
     float scale;
     select_params sp;
     cuda_kv kv;
@@ -552,7 +554,8 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
         kv->block_size = sc->block_size;
         kv->scratch_stride = select_scratch_floats(*kv, b->rep);
     }
-    b->max_chunks = b->kv.max_blocks + 1;
+    b->max_entries = b->kv.max_blocks + 1;
+    b->max_chunks = attention_max_chunks(b->max_entries);
     {
         int smem_max = 0;
         CUDA_CHECK(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin,
@@ -686,7 +689,7 @@ static struct step_shape step_shape_of(const struct nosa_backend *b, int n, cons
     struct step_shape sh;
     memset(&sh, 0, sizeof(sh)); /* compared with memcmp */
     sh.n = n;
-    int ent = round_up(max_sel + 1, ATT_ENTRIES_GRANULE, b->max_chunks);
+    int ent = round_up(max_sel + 1, ATT_ENTRIES_GRANULE, b->max_entries);
     sh.chunk = attention_chunk_for(n * b->n_kv, ent, b->att_ctas);
     sh.n_chunks = (ent + sh.chunk - 1) / sh.chunk;
     sh.score_keys = max_nc ? round_up(max_nc, SCORE_KEYS_GRANULE, b->kv.max_c) : 0;
