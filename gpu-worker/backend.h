@@ -79,6 +79,14 @@ struct nosa_step_stats {
     struct nosa_layer_stats layer[NOSA_MAX_LAYERS];
 };
 
+/* How row i of a step is drawn (docs/ENGINE.md "Sampling"): temperature >= 0 (0 = greedy),
+ * top_p in (0, 1] (the caller checks both), and the (seed, index) of the row's uniform
+ * number. */
+struct nosa_row_sampling {
+    float temperature, top_p;
+    uint64_t seed, index;
+};
+
 /* What a decode step hands back for row i (the token appended to slots[i]); every field
  * optional (NULL). logits[i * vocab ...] is written for the rows with want_logits[i] != 0,
  * for every row when want_logits is NULL; other rows are left as they were. argmax[i] is
@@ -88,11 +96,23 @@ struct nosa_decode_out {
     float *logits;
     const uint8_t *want_logits;
     int32_t *argmax;
+    /* Rows drawn where the logits are (NULL: none): for sampling[i].temperature > 0,
+     * sampled[i] = nosa_sample_row of row i's logits, -1 where a logit is NaN or none is
+     * finite; rows with temperature 0 leave sampled[i] as it was (see argmax). */
+    const struct nosa_row_sampling *sampling;
+    int32_t *sampled;
 };
+
 
 /* The greedy token of one row of logits: the id of the largest (ties: the lower id), or -1
  * when a logit is NaN or the largest is not finite (there is no token to take). */
 int32_t nosa_logits_argmax(const float *logits, int vocab);
+
+/* The token of one row of logits by the sampling rule (sample_rule.h; greedy when
+ * temperature is 0): its id, or -1 when a logit is NaN, none is finite or vocab exceeds
+ * NOSA_SAMPLE_MAX_VOCAB. keys: scratch of 2 * vocab entries. */
+int32_t nosa_sample_row(const float *logits, int vocab, const struct nosa_row_sampling *rs,
+                        uint64_t *keys);
 
 struct nosa_backend;
 

@@ -38,7 +38,9 @@ struct nosa_backend {
     /* Scratch of one token's forward pass (single-threaded). */
     float *x, *xb, *q, *k, *v, *vr, *cis, *att, *gate, *up, *sq, *bq, *be;
     float *logit;              /* [rep][max_context]: one row per query head of a group */
-    float *row_logits;         /* [vocab]: a decode row whose argmax is wanted, not its logits */
+    float *row_logits;         /* [vocab]: a decode row whose argmax or draw is wanted, not its
+                                * logits */
+    uint64_t *sample_keys;     /* [2 * vocab]: scratch of nosa_sample_row */
     float *head_mx, *head_sum; /* [rep] */
     nosa_bf16 *kb, *vb;
     int *sel;
@@ -70,6 +72,7 @@ static void cpu_destroy(struct nosa_backend *b)
     free(b->taken);
     free(b->slot_mark);
     free(b->row_logits);
+    free(b->sample_keys);
     free(b->ptrs);
     free(b);
 }
@@ -140,9 +143,11 @@ static int cpu_create(const struct nosa_model *model, const struct nosa_backend_
     b->taken = calloc(mb + 1, 1);
     b->slot_mark = calloc((size_t)cfg->max_seqs, 1);
     b->row_logits = calloc((size_t)mc->vocab_size, sizeof(float));
+    b->sample_keys = calloc(2 * (size_t)mc->vocab_size, sizeof(uint64_t));
     b->ptrs = calloc(mb, sizeof(*b->ptrs));
     if (!b->rope_cos || !b->rope_sin || !b->len || !b->stepped || !b->last_q || !b->x || !b->kb ||
-        !b->vb || !b->sel || !b->taken || !b->slot_mark || !b->row_logits || !b->ptrs)
+        !b->vb || !b->sel || !b->taken || !b->slot_mark || !b->row_logits || !b->sample_keys ||
+        !b->ptrs)
         goto oom;
     float *f = b->x;
     f += hid;
@@ -424,12 +429,15 @@ static int cpu_decode(struct nosa_backend *b, int n, const int *slots, const int
     stats_begin(b);
     for (int i = 0; i < n; i++) {
         float *row = NULL;
+        int draw = out && out->sampling && out->sampled && out->sampling[i].temperature > 0.0f;
         if (out && out->logits && (!out->want_logits || out->want_logits[i]))
             row = out->logits + (size_t)i * vocab;
-        else if (out && out->argmax)
+        else if (out && (out->argmax || draw))
             row = b->row_logits;
         forward_token(b, slots[i], tokens[i], blocks ? blocks[i].groups : NULL, row);
         if (out && out->argmax) out->argmax[i] = nosa_logits_argmax(row, (int)vocab);
+        if (draw)
+            out->sampled[i] = nosa_sample_row(row, (int)vocab, &out->sampling[i], b->sample_keys);
     }
     stats_end(b);
     return 0;

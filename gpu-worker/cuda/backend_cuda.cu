@@ -36,6 +36,7 @@
 #include "rmsnorm.cuh"
 #include "rope.cuh"
 #include "score.cuh"
+#include "sample.cuh"
 #include "select.cuh"
 #include "swiglu.cuh"
 #include "writeback.cuh"
@@ -107,6 +108,9 @@ struct nosa_backend {
     /* step buffers */
     int32_t *d_tok, *d_slot, *d_pos, *h_info; /* h_info pinned: [3][max_tok] */
     int32_t *d_argmax, *h_argmax;            /* [max_n] greedy tokens; h_argmax pinned */
+    int32_t *d_sampled, *h_sampled;          /* [max_n] sampled tokens; h_sampled pinned */
+    struct nosa_row_sampling *d_sampling, *h_sampling; /* [max_n]; h_sampling pinned */
+    uint64_t *d_sample_keys;                 /* [max_n][vocab]: the sampling kernel's scratch */
     uint32_t *d_groups, *h_groups;           /* [max_seqs][max_blocks] and its host mirror */
     int *n_known;                            /* [max_seqs] entries of h_groups uploaded */
     float *x, *gout, *qkv, *att, *cis, *logits, *sel_scratch, *att_part, *h_logits;
@@ -168,10 +172,13 @@ static void cuda_destroy(struct nosa_backend *b)
     CUDA_FREE(b->x), CUDA_FREE(b->gout), CUDA_FREE(b->qkv), CUDA_FREE(b->att);
     CUDA_FREE(b->cis), CUDA_FREE(b->logits), CUDA_FREE(b->sel_scratch);
     CUDA_FREE(b->att_part), CUDA_FREE(b->xs), CUDA_FREE(b->d_stats), CUDA_FREE(b->d_argmax);
+    CUDA_FREE(b->d_sampled), CUDA_FREE(b->d_sampling), CUDA_FREE(b->d_sample_keys);
     CUDA_FREE(b->pl.ptrs), CUDA_FREE(b->pl.n_ent), CUDA_FREE(b->pl.miss_src);
     if (b->h_info) (void)cudaFreeHost(b->h_info);
     if (b->h_logits) (void)cudaFreeHost(b->h_logits);
     if (b->h_argmax) (void)cudaFreeHost(b->h_argmax);
+    if (b->h_sampled) (void)cudaFreeHost(b->h_sampled);
+    if (b->h_sampling) (void)cudaFreeHost(b->h_sampling);
     if (b->h_stats) (void)cudaFreeHost(b->h_stats);
     for (int i = 0; i < b->n_reg; i++) (void)cudaHostUnregister(b->reg_ptr[i]);
     if (b->graph) (void)cudaGraphExecDestroy(b->graph);
@@ -433,6 +440,11 @@ static int alloc_step(struct nosa_backend *b, char *err, size_t errlen)
     CUDA_CHECK(cudaMallocHost((void **)&b->h_logits, n * (size_t)b->vocab * sizeof(float)));
     CUDA_CHECK(dev_alloc(&b->d_argmax, n, sizeof(int32_t)));
     CUDA_CHECK(cudaMallocHost((void **)&b->h_argmax, n * sizeof(int32_t)));
+    CUDA_CHECK(dev_alloc(&b->d_sampled, n, sizeof(int32_t)));
+    CUDA_CHECK(cudaMallocHost((void **)&b->h_sampled, n * sizeof(int32_t)));
+    CUDA_CHECK(dev_alloc(&b->d_sampling, n, sizeof(struct nosa_row_sampling)));
+    CUDA_CHECK(dev_alloc(&b->d_sample_keys, n * (size_t)b->vocab, sizeof(uint64_t)));
+    CUDA_CHECK(cudaMallocHost((void **)&b->h_sampling, n * sizeof(struct nosa_row_sampling)));
     CUDA_CHECK(dev_alloc(&b->sel_scratch, n * nkv * b->kv.scratch_stride, sizeof(float)));
     CUDA_CHECK(dev_alloc(&b->att_part,
                          n * nkv * (size_t)b->max_chunks * (size_t)b->rep * (size_t)(b->d + 2),
@@ -1048,6 +1060,9 @@ static int finish_call(struct nosa_backend *b, int n, const struct nosa_decode_o
     if (out && out->argmax)
         CUDA_CHECK(cudaMemcpyAsync(b->h_argmax, b->d_argmax, (size_t)n * sizeof(int32_t),
                                    cudaMemcpyDeviceToHost, b->stream));
+    if (out && out->sampling && out->sampled)
+        CUDA_CHECK(cudaMemcpyAsync(b->h_sampled, b->d_sampled, (size_t)n * sizeof(int32_t),
+                                   cudaMemcpyDeviceToHost, b->stream));
     CUDA_CHECK(cudaMemcpyAsync(b->h_stats, b->d_stats, 3 * (size_t)L * sizeof(unsigned long long),
                                cudaMemcpyDeviceToHost, b->stream));
     CUDA_CHECK(cudaStreamSynchronize(b->stream));
@@ -1056,6 +1071,9 @@ static int finish_call(struct nosa_backend *b, int n, const struct nosa_decode_o
             memcpy(out->logits + i * row, b->h_logits + i * row,
                    (size_t)(j - i) * row * sizeof(float));
     if (out && out->argmax) memcpy(out->argmax, b->h_argmax, (size_t)n * sizeof(int32_t));
+    if (out && out->sampling && out->sampled)
+        for (int i = 0; i < n; i++)
+            if (out->sampling[i].temperature > 0.0f) out->sampled[i] = b->h_sampled[i];
     for (int l = 0; l < L; l++) {
         struct nosa_layer_stats *ls = &b->stats.layer[l];
         ls->selected = b->h_stats[3 * l], ls->transferred = b->h_stats[3 * l + 1];
@@ -1103,7 +1121,7 @@ static int cuda_prefill(struct nosa_backend *b, int slot, const int32_t *tokens,
                 return rc;
         }
         b->stats.tokens = (uint64_t)n;
-        struct nosa_decode_out last = {logits, NULL, NULL}; /* the last token's row */
+        struct nosa_decode_out last = {logits, NULL, NULL, NULL, NULL}; /* the last token's row */
         if ((rc = finish_call(b, 1, &last, step_layer_d2h_bytes(b, n, hp), err, errlen)))
             return rc;
     }
@@ -1152,11 +1170,21 @@ static int cuda_decode(struct nosa_backend *b, int n, const int *slots, const in
     if ((rc = stats_begin(b, err, errlen))) return rc;
     b->timing = 1;
     {
-        struct step_shape sh = step_shape_of(b, n, hp, out && (out->logits || out->argmax));
+        struct step_shape sh = step_shape_of(b, n, hp,
+                                             out && (out->logits || out->argmax || out->sampling));
         if ((rc = forward_decode(b, &sh, err, errlen))) return rc;
     }
     if (out && out->argmax) {
         argmax_launch(b->d_argmax, b->logits, n, b->vocab, b->stream);
+        CUDA_CHECK_LAUNCH();
+    }
+    if (out && out->sampling && out->sampled) {
+        memcpy(b->h_sampling, out->sampling, (size_t)n * sizeof(*b->h_sampling));
+        CUDA_CHECK(cudaMemcpyAsync(b->d_sampling, b->h_sampling,
+                                   (size_t)n * sizeof(*b->h_sampling), cudaMemcpyHostToDevice,
+                                   b->stream));
+        sample_launch(b->d_sampled, b->d_sample_keys, b->logits, n, b->vocab, b->d_sampling,
+                      b->stream);
         CUDA_CHECK_LAUNCH();
     }
     b->stats.tokens = (uint64_t)n;

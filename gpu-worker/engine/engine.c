@@ -56,13 +56,14 @@ struct nosa_engine {
     int *dec_slots;                    /* [max_seqs] */
     int32_t *dec_tokens;               /* [max_seqs] */
     int32_t *dec_argmax;               /* [max_seqs] each row's greedy token (backend.h) */
-    uint8_t *dec_want_logits;          /* [max_seqs] 1: the row samples from its logits */
+    struct nosa_row_sampling *dec_sampling; /* [max_seqs] how each row is drawn */
+    int32_t *dec_sampled;              /* [max_seqs] each sampled row's token (backend.h) */
     struct nosa_seq_blocks *dec_blocks; /* [max_seqs] */
     struct nosa_block_alloc *alloc_reqs; /* [max_seqs] */
     int *alloc_seq;                    /* [max_seqs] */
     uint64_t *free_ids;                /* [max_seqs] */
     int n_free_ids;
-    float *logits; /* [max_seqs * vocab] */
+    float *logits; /* [vocab]: a prefill's last token (decode draws on the backend) */
     struct nosa_sampler sampler;
 
     struct nosa_engine_step_stats last;
@@ -107,14 +108,16 @@ static int engine_alloc_buffers(struct nosa_engine *e)
     e->dec_slots = calloc(n, sizeof(int));
     e->dec_tokens = calloc(n, sizeof(int32_t));
     e->dec_argmax = calloc(n, sizeof(int32_t));
-    e->dec_want_logits = calloc(n, 1);
+    e->dec_sampling = calloc(n, sizeof(*e->dec_sampling));
+    e->dec_sampled = calloc(n, sizeof(int32_t));
     e->dec_blocks = calloc(n, sizeof(*e->dec_blocks));
     e->alloc_reqs = calloc(n, sizeof(*e->alloc_reqs));
     e->alloc_seq = calloc(n, sizeof(int));
     e->free_ids = calloc(n, sizeof(uint64_t));
-    e->logits = calloc(n * (size_t)e->vocab, sizeof(float));
+    e->logits = calloc((size_t)e->vocab, sizeof(float));
     if (!e->seqs || !e->token_store || !e->group_store || !e->prefill_order || !e->dec_seq ||
-        !e->dec_slots || !e->dec_tokens || !e->dec_argmax || !e->dec_want_logits ||
+        !e->dec_slots || !e->dec_tokens || !e->dec_argmax || !e->dec_sampling ||
+        !e->dec_sampled ||
         !e->dec_blocks || !e->alloc_reqs || !e->alloc_seq || !e->free_ids || !e->logits)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
@@ -212,7 +215,8 @@ void nosa_engine_destroy(struct nosa_engine *e)
     free(e->dec_slots);
     free(e->dec_tokens);
     free(e->dec_argmax);
-    free(e->dec_want_logits);
+    free(e->dec_sampling);
+    free(e->dec_sampled);
     free(e->dec_blocks);
     free(e->alloc_reqs);
     free(e->alloc_seq);
@@ -625,13 +629,15 @@ static int run_decode(struct nosa_engine *e, int n_listed, char *err, size_t err
         e->dec_slots[n] = e->dec_seq[k];
         e->dec_tokens[n] = s->tokens[s->n_appended]; /* the pending generated token */
         e->dec_blocks[n] = (struct nosa_seq_blocks){.groups = s->groups, .n_groups = s->n_groups};
-        /* Greedy rows take the backend's argmax: no logits leave the device for them. */
-        e->dec_want_logits[n] = s->sampling.temperature != 0.0f;
+        /* Greedy rows take the backend's argmax, sampled rows its draw by the sampling rule:
+         * no logits leave the device. */
+        e->dec_sampling[n] = (struct nosa_row_sampling){s->sampling.temperature, s->sampling.top_p,
+                                                        s->sampling.seed, s->n_generated};
         n++;
     }
     if (n == 0) return 0;
-    struct nosa_decode_out out = {
-        .logits = e->logits, .want_logits = e->dec_want_logits, .argmax = e->dec_argmax};
+    struct nosa_decode_out out = {.argmax = e->dec_argmax, .sampling = e->dec_sampling,
+                                  .sampled = e->dec_sampled};
     int rc = e->ops->decode(e->backend, n, e->dec_slots, e->dec_tokens, e->dec_blocks, &out, err,
                             errlen);
     if (rc) return rc;
@@ -640,13 +646,14 @@ static int run_decode(struct nosa_engine *e, int n_listed, char *err, size_t err
     for (int k = 0; k < n; k++) {
         struct engine_seq *s = &e->seqs[e->dec_seq[k]];
         s->n_appended++;
-        if (e->dec_want_logits[k])
-            seq_take_token(e, s, e->logits + (size_t)k * (size_t)e->vocab);
-        else if (e->dec_argmax[k] < 0)
+        int sampled = e->dec_sampling[k].temperature > 0.0f;
+        int32_t tok = sampled ? e->dec_sampled[k] : e->dec_argmax[k];
+        if (tok < 0)
             seq_finish(e, s, NOSA_FINISH_ERROR,
-                       "greedy: the step's logits hold a NaN or no finite maximum");
+                       sampled ? "sampler: the step's logits hold a NaN or none is finite"
+                               : "greedy: the step's logits hold a NaN or no finite maximum");
         else
-            seq_emit_token(e, s, e->dec_argmax[k]);
+            seq_emit_token(e, s, tok);
     }
     return 0;
 }

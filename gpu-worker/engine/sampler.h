@@ -25,7 +25,7 @@ struct nosa_sampling {
  * finite, or top_p is outside (0, 1]. */
 int nosa_sampling_validate(const struct nosa_sampling *s, char *err, size_t errlen);
 
-/* splitmix64's finaliser: a bijective mix of 64 bits. */
+/* splitmix64's finaliser: a bijective mix of 64 bits (sample_rule.h). */
 uint64_t nosa_sampler_mix64(uint64_t x);
 /* The uniform number in [0, 1) used for generated token `index` of a sequence seeded `seed`:
  * the top 53 bits of mix64(seed ^ mix64(index + 1)), times 2^-53. */
@@ -33,15 +33,15 @@ double nosa_sampler_uniform(uint64_t seed, uint64_t index);
 
 struct nosa_sampler {
     int vocab;
-    uint32_t *order; /* [vocab] candidate ids */
-    double *weight;  /* [vocab] exp((logit - max) / temperature), by id */
+    uint64_t *keys; /* [2 * vocab] scratch of nosa_sample_row */
 };
 
 int nosa_sampler_init(struct nosa_sampler *s, int vocab, char *err, size_t errlen);
 void nosa_sampler_free(struct nosa_sampler *s); /* accepts a zeroed one */
 
-/* Chooses generated token `index` from logits[vocab]. Returns the id, or -EDOM (err set)
- * when a logit is NaN (or all are -inf). params must have passed nosa_sampling_validate. */
+/* Chooses generated token `index` from logits[vocab] by the sampling rule (sample_rule.h,
+ * the one the backends draw sampled decode rows by). Returns the id, or -EDOM (err set) when
+ * a logit is NaN (or all are -inf). params must have passed nosa_sampling_validate. */
 int32_t nosa_sampler_pick(struct nosa_sampler *s, const float *logits,
                           const struct nosa_sampling *params, uint64_t index, char *err,
                           size_t errlen);

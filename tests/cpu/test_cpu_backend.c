@@ -414,7 +414,9 @@ static void test_resume(enum nosa_attn_mode mode, int offload)
 /* What a decode step hands back (struct nosa_decode_out): two backends decode the same
  * tokens, one asking every row's logits and argmax, the other in turn the argmax alone, the
  * logits of row 1 alone (row 0's left as they were) and nothing; the argmax must be the
- * greedy token of the logits (harness_argmax, written apart) and the row's logits equal. */
+ * greedy token of the logits (harness_argmax, written apart) and the row's logits equal. The
+ * second also draws row 0 by top-p with temperature (sampled output) while row 1 stays greedy:
+ * the draw must be nosa_sample_row's on the first backend's logits, row 1's left as it was. */
 static void test_decode_out(void)
 {
     struct nosa_model *m = harness_model(0, 0, 21);
@@ -436,11 +438,14 @@ static void test_decode_out(void)
     static const uint8_t row1[2] = {0, 1};
     for (int step = 0; step < 9; step++) {
         int32_t tok[2] = {(int32_t)(step * 3 % 256), (int32_t)(step * 5 + 1) % 256};
-        int32_t ga[2], gb[2] = {-7, -7};
+        int32_t ga[2], gb[2] = {-7, -7}, db[2] = {-7, -7};
+        struct nosa_row_sampling rs[2] = {{0.6f + 0.2f * (float)step, 0.8f, 5u, (uint64_t)step},
+                                          {0.0f, 1.0f, 0u, 0u}};
         memset(lb, 0xff, 2 * (size_t)vocab * sizeof(float)); /* NaN: untouched stays NaN */
         struct nosa_decode_out oa = {.logits = la, .argmax = ga};
-        struct nosa_decode_out ob[2] = {{.argmax = gb},
-                                        {.logits = lb, .want_logits = row1, .argmax = gb}};
+        struct nosa_decode_out ob[2] = {
+            {.argmax = gb, .sampling = rs, .sampled = db},
+            {.logits = lb, .want_logits = row1, .argmax = gb}};
         harness_decode_out(&a, 2, slots, tok, &oa);
         harness_decode_out(&b, 2, slots, tok, step % 3 == 2 ? NULL : &ob[step % 3]);
         for (int s = 0; s < 2; s++) {
@@ -449,6 +454,15 @@ static void test_decode_out(void)
             if (step % 3 != 2)
                 CHECK(gb[s] == ga[s], "step %d row %d: argmax %d (no full logits) vs %d", step,
                       s, gb[s], ga[s]);
+        }
+        if (step % 3 == 0) {
+            uint64_t *keys = malloc(2 * (size_t)vocab * sizeof(uint64_t));
+            REQUIRE(keys, "out of memory");
+            int32_t want = nosa_sample_row(la, vocab, &rs[0], keys);
+            CHECK(db[0] == want && want >= 0, "step %d: sampled %d, the rule on the logits %d",
+                  step, db[0], want);
+            CHECK(db[1] == -7, "step %d: a greedy row's sampled output written", step);
+            free(keys);
         }
         if (step % 3 == 1) {
             uint32_t bits;

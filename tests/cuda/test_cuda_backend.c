@@ -27,6 +27,9 @@
  *   (NOSA_CUDA_GRAPHS=0), and graphs are in fact captured and replayed;
  * - a slot rebuilt by seq_resume from the arena (then prefilled to the same length) decodes
  *   bit-identically to the slot that was prefilled, resident and offloaded;
+ * - a row drawn by top-p with temperature (decode's sampled output) is, on both backends, the
+ *   token nosa_sample_row draws from that backend's own logits of the step; a greedy row's
+ *   sampled output is left as it was;
  * - a 150-token prompt prefilled in one call or cut into three gives bit-identical logits and
  *   decode steps (the batched prefill's arithmetic does not depend on the cut), within
  *   LOGIT_TOL of the CPU's;
@@ -54,6 +57,7 @@
 #define GAP_TOL (2 * LOGIT_TOL)
 #define SCORE_TOL 1e-4
 #define MAX_NB (MAX_CTX / 8 + 1)
+#define NOSA_SAMPLE_MAX_TEST_VOCAB 4096 /* the tiny model's vocabulary fits */
 
 static int g_steps = STEPS_DEFAULT;
 
@@ -178,6 +182,7 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
     int32_t prompt[32];
     double max_err = 0.0;
     int near_ties = 0, sel_checked = 0, sel_mismatch = 0, sel_tie = 0, diverged = 0;
+    int sampled_same = 0, sampled_rows = 0;
     uint64_t transferred = 0;
     for (int s = 0; s < N_SLOTS; s++) {
         for (int i = 0; i < len[s]; i++) prompt[i] = (int32_t)((i * 37 + s * 101 + 5) % 256);
@@ -201,8 +206,13 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
             bc[s] = cpu.tab[s].blocks;
             bg[s] = gpu.tab[s].blocks;
         }
-        int32_t ac[N_SLOTS], ag[N_SLOTS];
-        struct nosa_decode_out oc = {.logits = lc, .argmax = ac}, og = {.logits = lg, .argmax = ag};
+        int32_t ac[N_SLOTS], ag[N_SLOTS], dc[N_SLOTS] = {-7, -7}, dg[N_SLOTS] = {-7, -7};
+        /* Row 0 drawn (temperature and top_p vary with the step), row 1 greedy. */
+        struct nosa_row_sampling rs[N_SLOTS] = {
+            {0.5f + 0.25f * (float)(step % 4), step % 3 ? 0.9f : 1.0f, 77u, (uint64_t)step},
+            {0.0f, 1.0f, 0u, 0u}};
+        struct nosa_decode_out oc = {.logits = lc, .argmax = ac, .sampling = rs, .sampled = dc},
+                               og = {.logits = lg, .argmax = ag, .sampling = rs, .sampled = dg};
         int r = cpu.ops->decode(cpu.b, N_SLOTS, slots, toks, bc, &oc, err, sizeof(err));
         REQUIRE(r == 0, "cpu decode: %s", err);
         r = gpu.ops->decode(gpu.b, N_SLOTS, slots, toks, bg, &og, err, sizeof(err));
@@ -213,6 +223,19 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
                   "%s step %d slot %d: argmax output %d/%d (cpu/cuda) is not its logits' %d/%d",
                   rc->name, step, s, ac[s], ag[s], argmax(lc + (size_t)s * vocab, vocab),
                   argmax(lg + (size_t)s * vocab, vocab));
+        {
+            uint64_t keys[2 * NOSA_SAMPLE_MAX_TEST_VOCAB];
+            REQUIRE(vocab <= NOSA_SAMPLE_MAX_TEST_VOCAB, "vocab %d", vocab);
+            int32_t wc = nosa_sample_row(lc, vocab, &rs[0], keys);
+            int32_t wg = nosa_sample_row(lg, vocab, &rs[0], keys);
+            CHECK(dc[0] == wc && dg[0] == wg && wc >= 0,
+                  "%s step %d: sampled row %d/%d (cpu/cuda), the rule on their logits %d/%d",
+                  rc->name, step, dc[0], dg[0], wc, wg);
+            CHECK(dc[1] == -7 && dg[1] == -7, "%s step %d: a greedy row's sampled output written",
+                  rc->name, step);
+            sampled_same += dc[0] == dg[0];
+            sampled_rows++;
+        }
         if (trace) memcpy(trace + (size_t)step * N_SLOTS * vocab, lg,
                           sizeof(float) * (size_t)vocab * N_SLOTS);
         for (int s = 0; s < N_SLOTS; s++) {
@@ -278,9 +301,10 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
         transferred += sg.blocks_transferred;
     }
     printf("%-14s max logit err %.3g (tol %g), greedy near-ties %d, selections %d checked, "
-           "%d near-tie differences, %d mismatches, blocks transferred %llu\n",
+           "%d near-tie differences, %d mismatches, blocks transferred %llu, sampled rows "
+           "equal to the cpu's %d/%d\n",
            rc->name, max_err, LOGIT_TOL, near_ties, sel_checked, sel_tie, sel_mismatch,
-           (unsigned long long)transferred);
+           (unsigned long long)transferred, sampled_same, sampled_rows);
     CHECK(near_ties <= 2 + g_steps / 50, "%s: %d greedy near-ties", rc->name, near_ties);
     if (rc->offload && g_steps >= 100) CHECK(transferred > 0, "%s: offload never transferred a block", rc->name);
     free(lc);

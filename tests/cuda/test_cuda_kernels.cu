@@ -10,7 +10,10 @@
  *   over the pool, and those blocks installed in their pool slots byte for byte;
  * - query x compressed-key scores (tensor cores, f32 query as bf16 hi + lo): 1e-5 against
  *   double precision (the split keeps ~2^-17 of the query, then f32 accumulation);
- * - argmax: exact. */
+ * - argmax: exact;
+ * - sampling (temperature, top-p): exactly the host's nosa_sample_row token on every row (the
+ *   rule is integer arithmetic over keys computed by the same correctly rounded operations),
+ *   -1 for a NaN row and an all -inf row, temperature-0 rows not written. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +26,7 @@
 #include "gemm.cuh"
 #include "rmsnorm.cuh"
 #include "rope.cuh"
+#include "sample.cuh"
 #include "score.cuh"
 #include "swiglu.cuh"
 
@@ -319,6 +323,49 @@ static void test_score(int n_kv, int rep, int d, const std::vector<int> &pos)
 
 /* Rows of many exact ties; with n >= 3 row 1 holds a NaN and row 2 is all -inf: both have
  * no token (-1), as nosa_logits_argmax says. */
+/* n rows of `vocab` logits of several spreads, each with its own temperature, top_p, seed and
+ * index; row 1 holds a NaN, row 2 is all -inf, row 3 has temperature 0 (greedy: untouched). */
+static void test_sample(int n, int vocab)
+{
+    std::vector<float> x((size_t)n * vocab);
+    std::vector<nosa_row_sampling> rs(n);
+    const float spread[] = {0.05f, 2.0f, 8.0f, 40.0f};
+    const float temp[] = {0.25f, 0.7f, 1.0f, 2.0f};
+    const float top[] = {0.02f, 0.6f, 0.95f, 1.0f};
+    for (int r = 0; r < n; r++) {
+        for (int j = 0; j < vocab; j++) {
+            float v = spread[r % 4] * frand();
+            x[(size_t)r * vocab + j] = r % 5 == 4 ? (float)(int)(v * 3) : v; /* ties */
+        }
+        rs[r] = nosa_row_sampling{temp[(r / 4) % 4], top[(r / 2) % 4], 1000u + (uint64_t)r,
+                                  (uint64_t)(r * 7)};
+    }
+    if (n >= 4) {
+        x[(size_t)vocab + vocab / 2] = NAN;
+        for (int j = 0; j < vocab; j++) x[2 * (size_t)vocab + j] = -INFINITY;
+        rs[3].temperature = 0.0f;
+    }
+    float *dx = dev_copy(x);
+    nosa_row_sampling *drs = dev_copy(rs);
+    int32_t *dout;
+    uint64_t *dkeys;
+    CK(cudaMalloc((void **)&dout, n * sizeof(int32_t)));
+    CK(cudaMalloc((void **)&dkeys, (size_t)n * vocab * sizeof(uint64_t)));
+    CK(cudaMemset(dout, 0x7f, n * sizeof(int32_t)));
+    sample_launch(dout, dkeys, dx, n, vocab, drs, 0);
+    CK(cudaGetLastError());
+    std::vector<int32_t> got = host_copy(dout, n);
+    std::vector<uint64_t> keys(2 * (size_t)vocab);
+    for (int r = 0; r < n; r++) {
+        int32_t want = rs[r].temperature == 0.0f ? 0x7f7f7f7f
+                                                 : nosa_sample_row(&x[(size_t)r * vocab], vocab,
+                                                                   &rs[r], keys.data());
+        CHECK(got[r] == want, "sample vocab=%d row %d (T %g, top_p %g): %d, host %d", vocab, r,
+              (double)rs[r].temperature, (double)rs[r].top_p, got[r], want);
+    }
+    cudaFree(dx), cudaFree(drs), cudaFree(dout), cudaFree(dkeys);
+}
+
 static void test_argmax(int n, int vocab)
 {
     std::vector<float> x(n * vocab);
@@ -377,6 +424,9 @@ int main(void)
     test_score(3, 4, 32, {100, 600});
     test_argmax(5, 512);
     test_argmax(2, 73448);
+    test_sample(24, 512);
+    test_sample(40, 73448);
+    test_sample(6, 3);
     cublasDestroy(h);
     return test_report("test_cuda_kernels");
 }

@@ -4,11 +4,18 @@
  * - greedy is argmax with the lowest id on ties;
  * - top-p: the nucleus and the pick follow from probabilities computed by hand, for the
  *   uniform number the sequence uses at that index; temperature reshapes them as exp(l/T);
- * - bad parameters and NaN logits are refused. */
+ * - bad parameters and NaN logits are refused;
+ * - the radix select of nosa_sample_row finds the same nucleus and pick as the rule's
+ *   definition walked over fully sorted keys (sample_rule.h), over random rows of several
+ *   spreads, temperatures and top_p, with ties and -inf logits;
+ * - the rule's exp is within 4 ulps of libm's exp over (-30, 0]. */
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
+#include "sample_rule.h"
 #include "sampler.h"
 #include "test_util.h"
 
@@ -115,6 +122,82 @@ static void test_bad(struct nosa_sampler *s)
     CHECK(pick(s, inf_l, 1.0f, 1.0f, 0, 0) == -EDOM, "all -inf refused");
 }
 
+static int cmp_key_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The rule as sample_rule.h states it: keys sorted descending, prefixes walked. */
+static int32_t rule_by_sort(const float *l, int vocab, const struct nosa_row_sampling *rs,
+                            uint64_t *keys)
+{
+    float m = -INFINITY;
+    for (int i = 0; i < vocab; i++) m = l[i] > m ? l[i] : m;
+    uint64_t total = 0;
+    for (int i = 0; i < vocab; i++) {
+        keys[i] = nosa_sample_key(l[i], m, 1.0 / (double)rs->temperature, i);
+        total += nosa_sample_key_weight(keys[i]);
+    }
+    qsort(keys, (size_t)vocab, sizeof(*keys), cmp_key_desc);
+    uint64_t thr = nosa_sample_threshold(rs->top_p, total), kept = 0;
+    for (int i = 0; i < vocab && kept < thr; i++) kept += nosa_sample_key_weight(keys[i]);
+    uint64_t level = nosa_sample_level(nosa_sample_uniform(rs->seed, rs->index), kept), run = 0;
+    for (int i = 0; i < vocab; i++) {
+        run += nosa_sample_key_weight(keys[i]);
+        if (run > level) return nosa_sample_key_id(keys[i]);
+    }
+    return -2; /* unreachable: level < kept <= total */
+}
+
+static void test_rule_select(void)
+{
+    enum { V = 3000 };
+    static float l[V];
+    static uint64_t ka[2 * V], kb[V];
+    uint64_t rng = 12345;
+    const float spreads[] = {0.01f, 1.0f, 4.0f, 30.0f};
+    const float temps[] = {0.3f, 0.8f, 1.5f};
+    const float tops[] = {0.05f, 0.5f, 0.9f, 1.0f};
+    int cases = 0, same = 0;
+    for (int sp = 0; sp < 4; sp++)
+        for (int rep = 0; rep < 6; rep++) {
+            for (int i = 0; i < V; i++) {
+                rng = nosa_sample_mix64(rng);
+                l[i] = spreads[sp] * (float)((double)(rng >> 11) * 0x1.0p-53 - 0.5);
+                if (rep == 1 && i % 7 == 0) l[i] = -INFINITY;
+                if (rep == 2) l[i] = (float)(i % 5); /* many exact ties */
+            }
+            for (int t = 0; t < 3; t++)
+                for (int p = 0; p < 4; p++) {
+                    struct nosa_row_sampling rs = {temps[t], tops[p], 99u + (uint64_t)rep,
+                                                   (uint64_t)(sp * 100 + t * 10 + p)};
+                    int32_t a = nosa_sample_row(l, V, &rs, ka), b = rule_by_sort(l, V, &rs, kb);
+                    cases++;
+                    same += a == b;
+                    CHECK(a == b && a >= 0 && a < V && l[a] > -INFINITY,
+                          "radix select %d vs sorted %d (spread %g, T %g, top_p %g)", a, b,
+                          (double)spreads[sp], (double)temps[t], (double)tops[p]);
+                }
+        }
+    CHECK(same == cases, "%d of %d rows drawn as by the sorted definition", same, cases);
+}
+
+static void test_rule_exp(void)
+{
+    int worst = 0;
+    for (int k = 0; k <= 80000; k++) {
+        double x = -(double)k * 1e-3 - (k % 3) * 1.234567e-4;
+        if (x <= -30.0) break;
+        double a = nosa_sample_exp(x), b = exp(x);
+        double ulp = nextafter(b, INFINITY) - b;
+        int d = (int)fabs((a - b) / ulp);
+        if (d > worst) worst = d;
+    }
+    CHECK(worst <= 4, "the rule's exp is %d ulps from libm's", worst);
+    CHECK(nosa_sample_exp(0.0) == 1.0 && nosa_sample_exp(-INFINITY) == 0.0, "exp(0), exp(-inf)");
+}
+
 int main(void)
 {
     struct nosa_sampler s;
@@ -125,6 +208,8 @@ int main(void)
     test_greedy(&s);
     test_top_p(&s);
     test_bad(&s);
+    test_rule_select();
+    test_rule_exp();
     nosa_sampler_free(&s);
     return test_report("test_sampler");
 }
