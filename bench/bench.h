@@ -82,8 +82,11 @@ struct bench_opts {
     const char *out_dir;
     int budget_blocks;      /* > 0: overrides the model's sparse budget */
     int query_aware_blocks; /* > 0: overrides the model's query-aware share */
-    int logits_to_host;     /* --logits: every row's logits come to the host each step (as
-                               rows that sample need); 0: greedy, the argmax only */
+    int logits_to_host;     /* --logits: every row's logits come to the host each step; 0:
+                               greedy, the argmax only */
+    int sample_rows;        /* --sample: every row is also drawn (top_p 0.9, temperature 0.8)
+                               by the backend, as sampled rows are (the argmax still drives
+                               the next input, so the work is the same) */
 };
 
 /* What a decode step hands back, for the output's header and JSON. */

@@ -46,8 +46,11 @@ static void bench_usage(FILE *f)
             "                     (default: the one --device)\n"
             "  --link-test SIZE   first, copy SIZE bytes of pinned host memory to each device,\n"
             "                     alone and all at once, and print GB/s (cuda; default off)\n"
-            "  --logits           every row's logits to the host each step, as sampling rows\n"
-            "                     need (default: greedy, each row's argmax only)\n"
+            "  --logits           every row's logits to the host each step (default: greedy,\n"
+            "                     each row's argmax only)\n"
+            "  --sample           every row also drawn by top-p 0.9, temperature 0.8 on the\n"
+            "                     backend, as a sampled request's row is (the greedy token\n"
+            "                     still feeds the next step)\n"
             "  --seed N           (default 1)\n"
             "  --out DIR          write bench.csv, bench.json and PNG plots there\n");
 }
@@ -155,7 +158,8 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
         {"dense-max", 1, 0, 'D'}, {"pool-blocks", 1, 0, 'P'}, {"budget", 1, 0, 'u'},
         {"query-aware", 1, 0, 'q'}, {"device", 1, 0, 'd'}, {"seed", 1, 0, 'S'},
         {"out", 1, 0, 'o'},      {"fill-timeout", 1, 0, 'T'}, {"devices", 1, 0, 'v'},
-        {"link-test", 1, 0, 'L'}, {"logits", 0, 0, 'l'}, {"help", 0, 0, 'h'},
+        {"link-test", 1, 0, 'L'}, {"logits", 0, 0, 'l'}, {"sample", 0, 0, 'Y'},
+        {"help", 0, 0, 'h'},
         {0, 0, 0, 0},
     };
     static char backend_buf[64] = "auto", modes_buf[256] =
@@ -195,6 +199,7 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
         case 'g': rc = nosa_parse_size(optarg, &o->gpu_mem_limit, err, errlen); break;
         case 'o': o->out_dir = optarg; break;
         case 'l': o->logits_to_host = 1; break;
+        case 'Y': o->sample_rows = 1; break;
         case 'T': rc = nosa_parse_double(optarg, 0.0, 1e9, &o->fill_timeout, err, errlen); break;
         case 'f':
             if (!strcmp(optarg, "shared")) o->fill = BENCH_FILL_SHARED;

@@ -228,10 +228,18 @@ struct bench_inst {
     int32_t *tokens;
     int32_t *argmax; /* each slot's greedy token of the last step (the backend's argmax) */
     float *logits;   /* --logits: every slot's logits of the last step; else NULL */
+    struct nosa_row_sampling *sampling; /* --sample: how each slot is drawn; else NULL */
+    int32_t *sampled;                   /* --sample: each slot's drawn token */
 };
 
 const char *bench_decode_output_desc(const struct bench_opts *o)
 {
+    if (o->sample_rows)
+        return o->logits_to_host
+                   ? "each row's argmax, its draw (top-p 0.9, T 0.8) and its logits (--sample "
+                     "--logits)"
+                   : "each row's argmax and its draw by top-p 0.9, T 0.8 on the backend "
+                     "(--sample)";
     return o->logits_to_host ? "each row's argmax and its logits on the host (--logits)"
                              : "each row's argmax only (greedy; no logits to the host)";
 }
@@ -249,6 +257,8 @@ static void bench_inst_free(struct bench_inst *in)
     free(in->tokens);
     free(in->argmax);
     free(in->logits);
+    free(in->sampling);
+    free(in->sampled);
 }
 
 /* A slot's input generator at the start. The same on every device: every device decodes the
@@ -292,8 +302,13 @@ static int bench_inst_init(struct bench_inst *in, struct bench_ctx *c,
             return -ENOMEM;
         }
     }
+    if (c->opts->sample_rows) {
+        in->sampling = calloc(ms, sizeof(*in->sampling));
+        in->sampled = calloc(ms, sizeof(*in->sampled));
+    }
     if (!in->groups || !in->tbl || !in->filled || !in->pos || !in->prev || !in->rng ||
-        !in->slots || !in->tokens || !in->argmax) {
+        !in->slots || !in->tokens || !in->argmax ||
+        (c->opts->sample_rows && (!in->sampling || !in->sampled))) {
         nosa_set_error(err, errlen, "instance: out of memory (%d slots)", max_seqs);
         return -ENOMEM;
     }
@@ -398,9 +413,14 @@ static int bench_inst_step(struct bench_inst *in, int n, double rho, struct nosa
 {
     bench_inst_next_tokens(in, n, rho);
     double t0 = bench_now();
-    /* Greedy, as a worker's greedy rows: the backend returns each row's argmax, and with
-     * --logits every row's logits too, as rows that sample need (docs/BENCH.md). */
-    struct nosa_decode_out out = {.argmax = in->argmax, .logits = in->logits};
+    /* Greedy, as a worker's greedy rows: the backend returns each row's argmax; with
+     * --logits every row's logits too, with --sample every row's draw (docs/BENCH.md). */
+    if (in->sampling)
+        for (int s = 0; s < n; s++)
+            in->sampling[s] = (struct nosa_row_sampling){0.8f, 0.9f, (uint64_t)s,
+                                                         (uint64_t)in->pos[s]};
+    struct nosa_decode_out out = {.argmax = in->argmax, .logits = in->logits,
+                                  .sampling = in->sampling, .sampled = in->sampled};
     int rc = in->ops->decode(in->b, n, in->slots, in->tokens, in->tbl, &out, err, errlen);
     double dt = bench_now() - t0;
     if (rc) return rc;
