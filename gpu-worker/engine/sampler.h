@@ -5,8 +5,9 @@
  * (seed, token index): a sequence gives the same tokens whatever batch it is in and on
  * whichever worker each token is generated, including after a move mid-run.
  *
- * This module owns: the sampling parameters' checks, the counter-based random numbers, and a
- * scratch buffer (allocated once per engine, never on the decode path). */
+ * This module owns: the sampling parameters' checks, the host's pick (a prefill's token; the
+ * backends draw decode rows by the same rule, gpu-worker/sample_rule.h) and its scratch
+ * buffer (allocated once per engine, never on the decode path). */
 #ifndef NOSA_SAMPLER_H
 #define NOSA_SAMPLER_H
 
