@@ -27,16 +27,6 @@ int nosa_sampling_validate(const struct nosa_sampling *s, char *err, size_t errl
     return 0;
 }
 
-uint64_t nosa_sampler_mix64(uint64_t x)
-{
-    return nosa_sample_mix64(x);
-}
-
-double nosa_sampler_uniform(uint64_t seed, uint64_t index)
-{
-    return nosa_sample_uniform(seed, index);
-}
-
 int nosa_sampler_init(struct nosa_sampler *s, int vocab, char *err, size_t errlen)
 {
     s->vocab = vocab;

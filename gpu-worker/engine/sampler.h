@@ -26,12 +26,6 @@ struct nosa_sampling {
  * finite, or top_p is outside (0, 1]. */
 int nosa_sampling_validate(const struct nosa_sampling *s, char *err, size_t errlen);
 
-/* splitmix64's finaliser: a bijective mix of 64 bits (sample_rule.h). */
-uint64_t nosa_sampler_mix64(uint64_t x);
-/* The uniform number in [0, 1) used for generated token `index` of a sequence seeded `seed`:
- * the top 53 bits of mix64(seed ^ mix64(index + 1)), times 2^-53. */
-double nosa_sampler_uniform(uint64_t seed, uint64_t index);
-
 struct nosa_sampler {
     int vocab;
     uint64_t *keys; /* [2 * vocab] scratch of nosa_sample_row */

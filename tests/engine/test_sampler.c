@@ -1,4 +1,5 @@
-/* test_sampler: known answers of the sampler (gpu-worker/engine/sampler.h).
+/* test_sampler: known answers of the sampler (gpu-worker/engine/sampler.h) and its rule
+ * (gpu-worker/sample_rule.h).
  * - mix64 is splitmix64: the generator's first outputs from state 0 are published values;
  * - uniform(seed, index) is a pure function in [0, 1), different across indices and seeds;
  * - greedy is argmax with the lowest id on ties;
@@ -22,29 +23,29 @@
 static void test_mix64(void)
 {
     /* splitmix64 seeded with 0: first three outputs (Vigna's reference implementation). */
-    CHECK(nosa_sampler_mix64(0) == 0xE220A8397B1DCDAFull, "mix64(0)");
-    CHECK(nosa_sampler_mix64(0x9E3779B97F4A7C15ull) == 0x6E789E6AA1B965F4ull, "mix64(gamma)");
-    CHECK(nosa_sampler_mix64(0x3C6EF372FE94F82Aull) == 0x06C45D188009454Full, "mix64(2 gamma)");
+    CHECK(nosa_sample_mix64(0) == 0xE220A8397B1DCDAFull, "mix64(0)");
+    CHECK(nosa_sample_mix64(0x9E3779B97F4A7C15ull) == 0x6E789E6AA1B965F4ull, "mix64(gamma)");
+    CHECK(nosa_sample_mix64(0x3C6EF372FE94F82Aull) == 0x06C45D188009454Full, "mix64(2 gamma)");
 }
 
 static void test_uniform(void)
 {
     /* The definition, spelled out independently. */
-    uint64_t bits = nosa_sampler_mix64(42u ^ nosa_sampler_mix64(5u + 1u));
-    CHECK(nosa_sampler_uniform(42, 5) == (double)(bits >> 11) / 9007199254740992.0,
+    uint64_t bits = nosa_sample_mix64(42u ^ nosa_sample_mix64(5u + 1u));
+    CHECK(nosa_sample_uniform(42, 5) == (double)(bits >> 11) / 9007199254740992.0,
           "uniform(42, 5) follows the definition");
     int distinct = 1;
     double sum = 0.0;
     for (uint64_t t = 0; t < 4096; t++) {
-        double u = nosa_sampler_uniform(7, t);
+        double u = nosa_sample_uniform(7, t);
         CHECK(u >= 0.0 && u < 1.0, "uniform(7, %llu) = %g", (unsigned long long)t, u);
-        CHECK(u == nosa_sampler_uniform(7, t), "uniform is a pure function");
-        if (t && u == nosa_sampler_uniform(7, t - 1)) distinct = 0;
+        CHECK(u == nosa_sample_uniform(7, t), "uniform is a pure function");
+        if (t && u == nosa_sample_uniform(7, t - 1)) distinct = 0;
         sum += u;
     }
     CHECK(distinct, "consecutive indices give different numbers");
     CHECK_NEAR(sum / 4096.0, 0.5, 0.02, "mean of 4096 uniforms");
-    CHECK(nosa_sampler_uniform(7, 0) != nosa_sampler_uniform(8, 0), "seeds differ");
+    CHECK(nosa_sample_uniform(7, 0) != nosa_sample_uniform(8, 0), "seeds differ");
 }
 
 static int32_t pick(struct nosa_sampler *s, const float *logits, float temp, float top_p,
@@ -70,7 +71,7 @@ static void test_top_p(struct nosa_sampler *s)
 {
     float l[4] = {logf(1.0f), logf(2.0f), logf(3.0f), logf(4.0f)};
     for (uint64_t t = 0; t < 64; t++) {
-        double u = nosa_sampler_uniform(11, t);
+        double u = nosa_sample_uniform(11, t);
         /* top_p 0.6: nucleus {3, 2} (0.4 < 0.6 <= 0.7), mass 0.7. */
         int32_t want = u * 0.7 < 0.4 ? 3 : 2;
         CHECK(pick(s, l, 1.0f, 0.6f, 11, t) == want, "top_p 0.6, index %llu, u %.6f",
@@ -91,7 +92,7 @@ static void test_top_p(struct nosa_sampler *s)
     /* Ties in probability go to the lower id first: ids 1 and 2 equal. */
     float tie[4] = {-INFINITY, 0.0f, 0.0f, -INFINITY};
     for (uint64_t t = 0; t < 32; t++) {
-        double u = nosa_sampler_uniform(3, t);
+        double u = nosa_sample_uniform(3, t);
         CHECK(pick(s, tie, 1.0f, 1.0f, 3, t) == (u < 0.5 ? 1 : 2), "tie order, index %llu",
               (unsigned long long)t);
     }
