@@ -3,8 +3,7 @@
  * Same semantics as the CPU reference (gpu-worker/cpu/): prefill of n tokens has the result
  * of n single-token steps (computed layer by layer over spans of PREFILL_ROWS tokens: the
  * GEMMs batched, the attention side token by token); a decode step runs its sequences as one
- * batch. Per step and layer, on
- * one stream: RMSNorm -> q/k/v GEMM -> RoPE -> eviction scores -> append K/V to the open
+ * batch. Per step and layer, on one stream: RMSNorm -> q/k/v GEMM -> RoPE -> eviction scores -> append K/V to the open
  * block + compression -> selection -> delta against the pool -> attention (which reads the
  * misses from the mapped arena into their pool slots as it goes) -> (pool install of
  * completed blocks) -> output GEMM -> MLP.
@@ -1043,13 +1042,24 @@ static int wanted_logit_run(const struct nosa_decode_out *out, int n, int *from)
     return j;
 }
 
+/* Whether out asks for any of the n rows to be drawn (temperature > 0): only then are the
+ * rows' sampling parameters copied up, the sampling kernel launched and its tokens copied
+ * back (the engine passes sampling for greedy rows too). */
+static int rows_drawn(const struct nosa_decode_out *out, int n)
+{
+    if (!out || !out->sampling || !out->sampled) return 0;
+    for (int i = 0; i < n; i++)
+        if (out->sampling[i].temperature > 0.0f) return 1;
+    return 0;
+}
+
 /* Copies back what out asks for of the n rows (the argmax kernel, when wanted, was enqueued
  * after the forward pass) and the stats, waits for the step; layer_d2h: each layer's bytes
  * written to the arena (step_layer_d2h_bytes). */
 static int finish_call(struct nosa_backend *b, int n, const struct nosa_decode_out *out,
                        uint64_t layer_d2h, char *err, size_t errlen)
 {
-    int rc = 0;
+    int rc = 0, drawn = rows_drawn(out, n);
     int L = b->model->cfg.n_layers;
     size_t row = (size_t)b->vocab;
     if (out && out->logits)
@@ -1060,7 +1070,7 @@ static int finish_call(struct nosa_backend *b, int n, const struct nosa_decode_o
     if (out && out->argmax)
         CUDA_CHECK(cudaMemcpyAsync(b->h_argmax, b->d_argmax, (size_t)n * sizeof(int32_t),
                                    cudaMemcpyDeviceToHost, b->stream));
-    if (out && out->sampling && out->sampled)
+    if (drawn)
         CUDA_CHECK(cudaMemcpyAsync(b->h_sampled, b->d_sampled, (size_t)n * sizeof(int32_t),
                                    cudaMemcpyDeviceToHost, b->stream));
     CUDA_CHECK(cudaMemcpyAsync(b->h_stats, b->d_stats, 3 * (size_t)L * sizeof(unsigned long long),
@@ -1071,7 +1081,7 @@ static int finish_call(struct nosa_backend *b, int n, const struct nosa_decode_o
             memcpy(out->logits + i * row, b->h_logits + i * row,
                    (size_t)(j - i) * row * sizeof(float));
     if (out && out->argmax) memcpy(out->argmax, b->h_argmax, (size_t)n * sizeof(int32_t));
-    if (out && out->sampling && out->sampled)
+    if (drawn)
         for (int i = 0; i < n; i++)
             if (out->sampling[i].temperature > 0.0f) out->sampled[i] = b->h_sampled[i];
     for (int l = 0; l < L; l++) {
@@ -1135,7 +1145,7 @@ static int cuda_decode(struct nosa_backend *b, int n, const int *slots, const in
                        const struct nosa_seq_blocks *blocks, const struct nosa_decode_out *out,
                        char *err, size_t errlen)
 {
-    int rc = 0;
+    int rc = 0, drawn = 0;
     if (n < 1 || n > b->cfg.max_seqs || !slots || !tokens) {
         nosa_set_error(err, errlen, "cuda backend: decode of %d sequences (1 .. %d)", n,
                        b->cfg.max_seqs);
@@ -1169,16 +1179,17 @@ static int cuda_decode(struct nosa_backend *b, int n, const int *slots, const in
                                b->stream));
     if ((rc = stats_begin(b, err, errlen))) return rc;
     b->timing = 1;
+    drawn = rows_drawn(out, n);
     {
         struct step_shape sh = step_shape_of(b, n, hp,
-                                             out && (out->logits || out->argmax || out->sampling));
+                                             out && (out->logits || out->argmax || drawn));
         if ((rc = forward_decode(b, &sh, err, errlen))) return rc;
     }
     if (out && out->argmax) {
         argmax_launch(b->d_argmax, b->logits, n, b->vocab, b->stream);
         CUDA_CHECK_LAUNCH();
     }
-    if (out && out->sampling && out->sampled) {
+    if (drawn) {
         memcpy(b->h_sampling, out->sampling, (size_t)n * sizeof(*b->h_sampling));
         CUDA_CHECK(cudaMemcpyAsync(b->d_sampling, b->h_sampling,
                                    (size_t)n * sizeof(*b->h_sampling), cudaMemcpyHostToDevice,
