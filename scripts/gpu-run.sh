@@ -101,10 +101,18 @@ for t in ${RACECHECK_TESTS:-test_cuda_kernels test_cuda_backend}; do
   summary+=("$(printf '%-34s hazards in our kernels: %s, in cuBLAS nvjet kernels: %s' \
     "$t.racecheck" "$ours" "$theirs")")
 done
-# Per-kernel GPU time of one batch-1 decode step at 16K (Nsight Compute, one metric).
+# Per-kernel GPU time (Nsight Compute, one metric): one batch-1 decode step at 16K, or with
+# PROFILE_ARGS="..." the kernels of `nosa-bench PROFILE_ARGS` after the first PROFILE_SKIP
+# (default 400) launches that are not the fill's kv_resume kernels.
 if want profile && command -v ncu >/dev/null; then
-  run profile_b1 240 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
-    -k 'regex:^(?!kv_replay).*' --launch-count 320 .devrun/bin/"$bench" 1b 1 16384 1 nosa-resident
+  prof=(ncu --clock-control none --metrics gpu__time_duration.sum --csv -k 'regex:^(?!kv_res).*')
+  if [ -n "${PROFILE_ARGS:-}" ]; then
+    read -r -a pargs <<<"$PROFILE_ARGS"
+    run profile_b1 400 "${prof[@]}" --launch-skip "${PROFILE_SKIP:-400}" --launch-count 400 \
+      .devrun/bin/nosa-bench "${pargs[@]}"
+  else
+    run profile_b1 240 "${prof[@]}" --launch-count 320 .devrun/bin/"$bench" 1b 1 16384 1 nosa-resident
+  fi
   python3 - "/tmp/gpu-run.profile_b1.log" <<'PY' | tee -a "$out/profile_b1.log"
 import csv, sys, collections
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]

@@ -5,71 +5,34 @@
 
 #define SELECT_THREADS 512
 #define SELECT_WARPS (SELECT_THREADS / 32)
-#define SELECT_G 8 /* query heads whose softmax statistics one pass computes together */
-
-/* v[0 .. ng) reduced over the CTA (max when is_max, else sum), warps in order; every
- * thread gets the results. red: [SELECT_WARPS][SELECT_G]. */
-static __device__ void block_reduce(float *v, int ng, int is_max, float *red)
-{
-#pragma unroll
-    for (int g = 0; g < SELECT_G; g++) {
-        if (g >= ng) break;
-        for (int o = 16; o > 0; o >>= 1) {
-            float w = __shfl_xor_sync(0xffffffffu, v[g], o);
-            v[g] = is_max ? fmaxf(v[g], w) : v[g] + w;
-        }
-    }
-    __syncthreads();
-    if ((threadIdx.x & 31) == 0)
-        for (int g = 0; g < ng; g++) red[(threadIdx.x >> 5) * SELECT_G + g] = v[g];
-    __syncthreads();
-#pragma unroll
-    for (int g = 0; g < SELECT_G; g++) {
-        if (g >= ng) break;
-        float r = is_max ? red[g] : 0.0f;
-        for (int w = is_max ? 1 : 0; w < SELECT_WARPS; w++)
-            r = is_max ? fmaxf(r, red[w * SELECT_G + g]) : r + red[w * SELECT_G + g];
-        v[g] = r;
-    }
-}
 
 /* sq[c] = sum over the query heads g of softmax_c(lg[g][c]) (g ascending, f32), for
- * c < n_c; SELECT_G heads per pass: one max and one sum reduction per pass, not per head. */
-static __device__ void group_softmax_sum(float *sq, float *lgall, int max_c, int rep, int n_c,
-                                         float *red)
+ * c < n_c, reading the logits once: each head's max and sum over all keys come from the
+ * chunks' statistics (score.cu), combined by one warp per head in a fixed order.
+ * gstat: [2][rep] in shared memory (the max, then 1 / the sum). */
+static __device__ void group_softmax_sum(float *sq, const float *lgall, const float2 *stat,
+                                         int max_c, int rep, int n_c, float *gstat)
 {
-    for (int c = threadIdx.x; c < n_c; c += blockDim.x) sq[c] = 0.0f;
-    for (int g0 = 0; g0 < rep; g0 += SELECT_G) {
-        int ng = rep - g0 < SELECT_G ? rep - g0 : SELECT_G;
-        float mx[SELECT_G], part[SELECT_G];
-#pragma unroll
-        for (int g = 0; g < SELECT_G; g++) mx[g] = -INFINITY, part[g] = 0.0f;
-        for (int c = threadIdx.x; c < n_c; c += blockDim.x)
-#pragma unroll
-            for (int g = 0; g < SELECT_G; g++)
-                if (g < ng) mx[g] = fmaxf(mx[g], lgall[(size_t)(g0 + g) * max_c + c]);
-        block_reduce(mx, ng, 1, red);
-        for (int c = threadIdx.x; c < n_c; c += blockDim.x) {
-#pragma unroll
-            for (int g = 0; g < SELECT_G; g++) {
-                if (g >= ng) break;
-                float *pg = lgall + (size_t)(g0 + g) * max_c;
-                float e = expf(pg[c] - mx[g]);
-                pg[c] = e;
-                part[g] += e;
-            }
+    int n_chunks = (n_c + SELECT_STAT_KEYS - 1) / SELECT_STAT_KEYS;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int g = warp; g < rep; g += SELECT_WARPS) {
+        float m = -INFINITY, sum = 0.0f;
+        for (int j = lane; j < n_chunks; j += 32) m = fmaxf(m, stat[(size_t)j * rep + g].x);
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        for (int j = lane; j < n_chunks; j += 32) {
+            float2 cs = stat[(size_t)j * rep + g];
+            sum += cs.y * expf(cs.x - m);
         }
-        block_reduce(part, ng, 0, red);
-        for (int c = threadIdx.x; c < n_c; c += blockDim.x) {
-            float acc = sq[c];
-#pragma unroll
-            for (int g = 0; g < SELECT_G; g++) {
-                if (g >= ng) break;
-                acc = __fadd_rn(acc, __fmul_rn(lgall[(size_t)(g0 + g) * max_c + c],
-                                               1.0f / part[g]));
-            }
-            sq[c] = acc;
-        }
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (lane == 0) gstat[g] = m, gstat[rep + g] = 1.0f / sum;
+    }
+    __syncthreads();
+    for (int c = threadIdx.x; c < n_c; c += blockDim.x) {
+        float acc = 0.0f;
+        for (int g = 0; g < rep; g++)
+            acc = __fadd_rn(acc, __fmul_rn(expf(lgall[(size_t)g * max_c + c] - gstat[g]),
+                                           gstat[rep + g]));
+        sq[c] = acc;
     }
     __syncthreads();
 }
@@ -216,7 +179,7 @@ static __device__ void topk_flags(float *flag, const float *score, int nb, int k
 static __global__ void select_kernel(cuda_kv kv, cuda_step st, int layer, select_params p,
                                      float *scratch)
 {
-    __shared__ float red[SELECT_WARPS * SELECT_G];
+    extern __shared__ float gstat[]; /* [2][rep]: group_softmax_sum */
     __shared__ int red_i[SELECT_WARPS];
     __shared__ topk_shared ts;
     int i = blockIdx.x, h = blockIdx.y;
@@ -235,7 +198,9 @@ static __global__ void select_kernel(cuda_kv kv, cuda_step st, int layer, select
     float *bq = sq + kv.max_c, *be = bq + kv.max_blocks, *flag = be + kv.max_blocks;
     int n_c = pos + 1 < kv.kernel ? 0 : (pos + 1 - kv.kernel) / kv.stride + 1;
 
-    if (n_c > 0) group_softmax_sum(sq, lgall, kv.max_c, p.rep, n_c, red);
+    if (n_c > 0)
+        group_softmax_sum(sq, lgall, select_scratch_stats(kv, scratch, i * kv.n_kv + h, p.rep),
+                          kv.max_c, p.rep, n_c, gstat);
     max_pool(bq, nb, sq, n_c, p.units, p.span);
     if (p.mode == 2 /* nosa */)
         max_pool(be, nb, kv.ce + ih * (size_t)kv.max_c, n_c, p.units, p.span);
@@ -261,5 +226,6 @@ static __global__ void select_kernel(cuda_kv kv, cuda_step st, int layer, select
 void select_launch(cuda_kv kv, cuda_step st, int layer, select_params p, float *scratch,
                    cudaStream_t s)
 {
-    select_kernel<<<dim3(st.n, kv.n_kv), SELECT_THREADS, 0, s>>>(kv, st, layer, p, scratch);
+    size_t smem = 2u * (size_t)p.rep * sizeof(float);
+    select_kernel<<<dim3(st.n, kv.n_kv), SELECT_THREADS, smem, s>>>(kv, st, layer, p, scratch);
 }

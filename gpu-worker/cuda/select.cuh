@@ -10,7 +10,8 @@
  * it, where j ranks before m when s[j] > s[m], or s[j] == s[m] and j < m (the CPU's order:
  * higher score first, ties to the lower block). The result goes, ascending, to
  * kv.last_sel / kv.n_sel of the head; it never leaves the GPU on the decode path.
- * One CTA per (token, KV head), after score_launch (score.cuh) wrote the query logits. */
+ * One CTA per (token, KV head), after score_launch (score.cuh) wrote the query logits and
+ * their chunks' softmax statistics. */
 #ifndef NOSA_CUDA_SELECT_CUH
 #define NOSA_CUDA_SELECT_CUH
 #include "cuda_common.cuh"
@@ -21,17 +22,37 @@ struct select_params {
     float scale;
 };
 
+/* Compressed keys per softmax-statistics chunk: the scoring kernel's CTA (score.cu). */
+#define SELECT_STAT_KEYS 128
+
 /* Scratch of one (token, KV head) of the step, li = token * n_kv + head: the query logits
  * over the compressed keys lg[rep][max_c] (written by score.cuh), then the group score
- * sq[max_c], bq, be and flags [max_blocks] each. */
+ * sq[max_c], bq, be and flags [max_blocks] each, then (8-byte aligned) the softmax
+ * statistics of each chunk of SELECT_STAT_KEYS keys, stat[chunk][rep] = (max of the chunk's
+ * logits, sum of exp(logit - that max)), also written by score.cuh, so that select reads
+ * the logits once. The stride is a multiple of 4 floats. */
+__host__ __device__ __forceinline__ size_t select_scratch_stats_offset(const cuda_kv &kv,
+                                                                       int rep)
+{
+    size_t off = (size_t)(rep + 1) * (size_t)kv.max_c + 3u * (size_t)kv.max_blocks;
+    return (off + 1u) & ~(size_t)1u;
+}
 __host__ __device__ __forceinline__ size_t select_scratch_floats(const cuda_kv &kv, int rep)
 {
-    return (size_t)(rep + 1) * (size_t)kv.max_c + 3u * (size_t)kv.max_blocks;
+    size_t chunks = ((size_t)kv.max_c + SELECT_STAT_KEYS - 1) / SELECT_STAT_KEYS;
+    size_t n = select_scratch_stats_offset(kv, rep) + 2u * chunks * (size_t)rep;
+    return (n + 3u) & ~(size_t)3u;
 }
 __device__ __forceinline__ float *select_scratch_logits(const cuda_kv &kv, float *scratch,
                                                         int li)
 {
     return scratch + (size_t)li * (size_t)kv.scratch_stride;
+}
+__device__ __forceinline__ float2 *select_scratch_stats(const cuda_kv &kv, float *scratch,
+                                                        int li, int rep)
+{
+    return (float2 *)(select_scratch_logits(kv, scratch, li) +
+                      select_scratch_stats_offset(kv, rep));
 }
 
 void select_launch(cuda_kv kv, cuda_step st, int layer, select_params p, float *scratch,

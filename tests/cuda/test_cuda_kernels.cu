@@ -9,7 +9,9 @@
  *   the mapped host arena instead of the pool (offload misses): bit-identical to the run
  *   over the pool, and those blocks installed in their pool slots byte for byte;
  * - query x compressed-key scores (tensor cores, f32 query as bf16 hi + lo): 1e-5 against
- *   double precision (the split keeps ~2^-17 of the query, then f32 accumulation);
+ *   double precision (the split keeps ~2^-17 of the query, then f32 accumulation); each
+ *   128-key chunk's softmax statistics: the max exactly, the sum of exp within 1e-5 of
+ *   double precision over the kernel's own logits (f32 sums of <= 128 terms, expf ulps);
  * - argmax: exact;
  * - sampling (temperature, top-p): exactly the host's nosa_sample_row token on every row (the
  *   rule is integer arithmetic over keys computed by the same correctly rounded operations),
@@ -298,10 +300,15 @@ static void test_score(int n_kv, int rep, int d, const std::vector<int> &pos)
     score_launch(kv, st, 0, p, dq, qkv_ld, dscr, max_c, 0);
     CK(cudaGetLastError());
     std::vector<float> out = host_copy(dscr, scr), got, ref;
+    /* Each chunk's softmax statistics, from the kernel's own logits: the max exactly, the
+     * sum of exp(logit - max) against double precision. */
+    int max_wrong = 0;
+    double sum_err = 0.0;
     for (int i = 0; i < n; i++) {
         int n_c = (pos[i] + 1 - kernel) / stride + 1;
         for (int h = 0; h < n_kv; h++) {
             const float *lg = &out[(size_t)(i * n_kv + h) * kv.scratch_stride];
+            const float *stat = lg + select_scratch_stats_offset(kv, rep);
             const uint16_t *k = &kc[(size_t)(slot[i] * n_kv + h) * max_c * d];
             for (int g = 0; g < rep; g++) {
                 const float *q = &qkv[(size_t)i * qkv_ld + (size_t)(h * rep + g) * d];
@@ -312,12 +319,27 @@ static void test_score(int n_kv, int rep, int d, const std::vector<int> &pos)
                     ref.push_back((float)(acc * p.scale));
                     got.push_back(lg[(size_t)g * max_c + c]);
                 }
+                for (int c0 = 0; c0 < n_c; c0 += SELECT_STAT_KEYS) {
+                    int c1 = std::min(n_c, c0 + SELECT_STAT_KEYS);
+                    float mx = -INFINITY;
+                    for (int c = c0; c < c1; c++) mx = std::max(mx, lg[(size_t)g * max_c + c]);
+                    double sum = 0.0;
+                    for (int c = c0; c < c1; c++) sum += exp((double)lg[(size_t)g * max_c + c] - mx);
+                    const float *cs = stat + 2 * ((size_t)(c0 / SELECT_STAT_KEYS) * rep + g);
+                    max_wrong += cs[0] != mx;
+                    sum_err = std::max(sum_err, fabs(cs[1] - sum) / sum);
+                }
             }
         }
     }
     double e = rel_err(got, ref);
-    printf("score kv=%d rep=%d d=%d tokens=%d max_c=%d: rel err %.3g\n", n_kv, rep, d, n, max_c, e);
+    printf("score kv=%d rep=%d d=%d tokens=%d max_c=%d: rel err %.3g, chunk maxima wrong %d, "
+           "chunk sums rel err %.3g\n", n_kv, rep, d, n, max_c, e, max_wrong, sum_err);
     CHECK(e <= 1e-5, "score kv=%d rep=%d d=%d: rel err %g", n_kv, rep, d, e);
+    CHECK(max_wrong == 0, "score kv=%d rep=%d d=%d: %d chunk maxima differ", n_kv, rep, d,
+          max_wrong);
+    CHECK(sum_err <= 1e-5, "score kv=%d rep=%d d=%d: chunk sums rel err %g", n_kv, rep, d,
+          sum_err);
     cudaFree(dkc), cudaFree(dq), cudaFree(dscr), cudaFree(dslot), cudaFree(dpos);
 }
 
