@@ -593,6 +593,14 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
             rc = -ENOTSUP;
             goto fail;
         }
+        if (!evict_cis_supported(b->kvdim)) {
+            nosa_set_error(err, errlen, "cuda backend: %d KV heads x head_dim %d = %d values "
+                                        "per token exceed the eviction-score kernel's shared "
+                                        "memory (at most %d)",
+                           b->n_kv, b->d, b->kvdim, evict_cis_max_kvdim());
+            rc = -ENOTSUP;
+            goto fail;
+        }
     }
     b->len = (int *)calloc((size_t)cfg->max_seqs, sizeof(int));
     b->stepped = (int *)calloc((size_t)cfg->max_seqs, sizeof(int));

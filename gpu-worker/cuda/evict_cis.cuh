@@ -6,6 +6,9 @@
 #define NOSA_CUDA_EVICT_CIS_CUH
 #include "cuda_common.cuh"
 
+/* The kernel stages a token's kvdim products in shared memory: kvdim is bounded. */
+int evict_cis_max_kvdim(void);
+bool evict_cis_supported(int kvdim);
 void evict_cis_launch(float *cis, const float *qkv, int ld, int v_off, const float *w,
                       const float *b, const float *A, int n, int n_kv, int kvdim, cudaStream_t s);
 #endif
