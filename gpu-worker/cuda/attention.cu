@@ -117,6 +117,25 @@ static __device__ __forceinline__ void att_stage_half(uint4 *stage, const uint4 
     if (half == 0) att_stage_range<ROW16>(stage, src, from_host, install, 2 * k16, n16, k16, bs);
 }
 
+/* Where entry e of a (token, KV head)'s list is staged from: its pool slot, or for a miss
+ * the mapped arena block, with the pool slot to install it in (ins) when this CTA is the one
+ * that installs (z0: blockIdx.z == 0, so one CTA writes a slot and the cast drops no
+ * guarantee). The open block (last entry, ne - 1) is never a miss. */
+struct att_source {
+    const uint4 *src;
+    uint4 *ins;
+    bool miss;
+};
+static __device__ __forceinline__ att_source att_entry_source(const uint8_t *const *pl,
+                                                              const uint8_t *const *ml, int e,
+                                                              int ne, bool z0)
+{
+    const uint8_t *miss = ml && e < ne - 1 ? ml[e] : NULL;
+    att_source a = {(const uint4 *)(miss ? miss : pl[e]),
+                    miss && z0 ? (uint4 *)pl[e] : NULL, miss != NULL};
+    return a;
+}
+
 /* One warp per (chunk of `chunk` entries, token x KV head, group of up to 8 query heads).
  * It walks its entries with a two-stage pipeline over one staging buffer: while the QK
  * products of block e run, its V rows are in flight; while its PV products run, the K rows of
@@ -158,17 +177,12 @@ static __global__ void __launch_bounds__(32)
     }
     const uint8_t *const *pl = ptrs + (size_t)li * ((size_t)kv.max_blocks + 1u);
     const uint8_t *const *ml = miss_src ? miss_src + (size_t)li * (size_t)kv.max_blocks : NULL;
-    /* The open block (last entry) is never a miss. The pool slot of a miss is written by
-     * one CTA only (z = 0 of the CTAs of its entry and KV head), so the cast drops no
-     * guarantee. */
     bool z0 = blockIdx.z == 0;
-    const uint8_t *miss = ml && e0 < ne - 1 ? ml[e0] : NULL;
     {
-        const uint4 *src = (const uint4 *)(miss ? miss : pl[e0]);
-        uint4 *ins = miss && z0 ? (uint4 *)pl[e0] : NULL;
-        att_stage_half<ROW16>(stage, src, miss != NULL, ins, 0, k16, n16, bs);
+        att_source cur = att_entry_source(pl, ml, e0, ne, z0);
+        att_stage_half<ROW16>(stage, cur.src, cur.miss, cur.ins, 0, k16, n16, bs);
         cp_async_commit();
-        att_stage_half<ROW16>(stage, src, miss != NULL, ins, 1, k16, n16, bs);
+        att_stage_half<ROW16>(stage, cur.src, cur.miss, cur.ins, 1, k16, n16, bs);
         cp_async_commit();
     }
 
@@ -194,14 +208,8 @@ static __global__ void __launch_bounds__(32)
 
     for (int e = e0; e < e1; e++) {
         int ntok = e == ne - 1 ? open_tokens : bs;
-        const uint4 *next = NULL;
-        const uint8_t *next_miss = NULL;
-        uint4 *next_ins = NULL;
-        if (e + 1 < e1) {
-            next_miss = ml && e + 1 < ne - 1 ? ml[e + 1] : NULL;
-            next = (const uint4 *)(next_miss ? next_miss : pl[e + 1]);
-            next_ins = next_miss && z0 ? (uint4 *)pl[e + 1] : NULL;
-        }
+        att_source next = {NULL, NULL, false};
+        if (e + 1 < e1) next = att_entry_source(pl, ml, e + 1, ne, z0);
         cp_async_wait_all_but_one(); /* K rows and the tail of block e */
         __syncwarp();
 
@@ -251,7 +259,7 @@ static __global__ void __launch_bounds__(32)
             l_run += s[nt][0] + s[nt][1];
         }
         __syncwarp(); /* every lane is done with the K rows and the bias */
-        if (next) att_stage_half<ROW16>(stage, next, next_miss != NULL, next_ins, 0, k16, n16, bs);
+        if (next.src) att_stage_half<ROW16>(stage, next.src, next.miss, next.ins, 0, k16, n16, bs);
         cp_async_commit();
         cp_async_wait_all_but_one(); /* V rows of block e */
         __syncwarp();
@@ -277,7 +285,7 @@ static __global__ void __launch_bounds__(32)
             }
         }
         __syncwarp(); /* every lane is done with the V rows */
-        if (next) att_stage_half<ROW16>(stage, next, next_miss != NULL, next_ins, 1, k16, n16, bs);
+        if (next.src) att_stage_half<ROW16>(stage, next.src, next.miss, next.ins, 1, k16, n16, bs);
         cp_async_commit();
     }
     asm volatile("cp.async.wait_all;\n" ::: "memory");
