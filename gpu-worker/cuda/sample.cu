@@ -1,15 +1,16 @@
 /* sample: one CTA per row (sample.cuh). The two prefix boundaries of the rule (the nucleus,
  * then the drawn id) are each found by a radix select over the 64-bit keys, 4 bits per pass
- * from the top: every thread sums the weights of its ids per digit in registers, the CTA adds
- * the 16 sums and takes the heaviest digit whose mass reaches the threshold. The keys are
- * computed once (the exp in double) into the row's scratch, then read by the 32 passes (H200,
- * 1B vocabulary: drawing every row adds 0.76 ms to a batch-32 step and 1.74 ms at batch 256;
- * recomputing the keys in every pass added 2.7 / 4.2 ms, bench/RESULTS.md). */
+ * from the top: every thread sums the weights (and counts) of its ids per digit in
+ * registers, the CTA adds the 16 sums and takes the heaviest digit whose mass reaches the
+ * threshold. The keys are computed once (the exp in double) into the row's scratch; the
+ * passes read it until the keys under the prefix fit in shared memory, then only those
+ * (bench/RESULTS.md has the cost per step). */
 #include "sample.cuh"
 #include "sample_rule.h"
 
 #define SAMPLE_THREADS 512
 #define SAMPLE_WARPS (SAMPLE_THREADS / 32)
+#define SAMPLE_CAND 2048 /* keys the passes copy into shared memory once they fit */
 
 /* The sum of v over the CTA, on every thread. */
 static __device__ uint64_t block_sum(uint64_t v, uint64_t *sh)
@@ -29,45 +30,66 @@ struct sample_row {
 };
 
 /* The key at which the running mass (keys descending) first reaches thr, and in *through the
- * running mass including it; every thread gets both. */
+ * running mass including it; every thread gets both. Once the keys under the prefix number at
+ * most SAMPLE_CAND, the next pass also copies them into shared memory and the passes after
+ * it scan only those: the digits' masses are integer sums, the same in any order, so the
+ * result does not depend on the copy's order. */
 static __device__ uint64_t select_prefix(const sample_row &r, uint64_t thr, uint64_t *through)
 {
     __shared__ uint64_t part[SAMPLE_WARPS][16];
+    __shared__ unsigned part_n[SAMPLE_WARPS][16];
+    __shared__ uint64_t cand[SAMPLE_CAND];
     __shared__ uint64_t s_prefix, s_above;
+    __shared__ unsigned s_count;
+    __shared__ int n_cand;
     uint64_t prefix = 0, above = 0;
+    bool in_cand = false, copying = false;
     for (int shift = 60; shift >= 0; shift -= 4) {
         uint64_t acc[16];
+        unsigned cnt[16];
 #pragma unroll
-        for (int j = 0; j < 16; j++) acc[j] = 0;
+        for (int j = 0; j < 16; j++) acc[j] = 0, cnt[j] = 0;
         uint64_t hi_mask = shift == 60 ? 0 : ~0ull << (shift + 4);
-        for (int i = threadIdx.x; i < r.vocab; i += SAMPLE_THREADS) {
-            uint64_t k = r.key[i];
+        const uint64_t *src = in_cand ? cand : r.key;
+        int n = in_cand ? n_cand : r.vocab;
+        for (int i = threadIdx.x; i < n; i += SAMPLE_THREADS) {
+            uint64_t k = src[i];
             if ((k & hi_mask) != prefix) continue;
+            if (copying) cand[atomicAdd(&n_cand, 1)] = k;
             int d = (int)(k >> shift) & 15;
             uint64_t w = nosa_sample_key_weight(k);
 #pragma unroll
-            for (int j = 0; j < 16; j++) acc[j] += d == j ? w : 0;
+            for (int j = 0; j < 16; j++) acc[j] += d == j ? w : 0, cnt[j] += d == j;
         }
 #pragma unroll
         for (int j = 0; j < 16; j++)
-            for (int o = 16; o > 0; o >>= 1) acc[j] += __shfl_xor_sync(0xffffffffu, acc[j], o);
+            for (int o = 16; o > 0; o >>= 1) {
+                acc[j] += __shfl_xor_sync(0xffffffffu, acc[j], o);
+                cnt[j] += __shfl_xor_sync(0xffffffffu, cnt[j], o);
+            }
         if ((threadIdx.x & 31) == 0)
 #pragma unroll
-            for (int j = 0; j < 16; j++) part[threadIdx.x >> 5][j] = acc[j];
+            for (int j = 0; j < 16; j++)
+                part[threadIdx.x >> 5][j] = acc[j], part_n[threadIdx.x >> 5][j] = cnt[j];
         __syncthreads();
         if (threadIdx.x == 0) {
             /* The range's mass plus `above` reaches thr and above < thr: some digit does. */
             int d = 15;
+            unsigned c = 0;
             for (;; d--) {
                 uint64_t h = 0;
-                for (int w = 0; w < SAMPLE_WARPS; w++) h += part[w][d];
+                c = 0;
+                for (int w = 0; w < SAMPLE_WARPS; w++) h += part[w][d], c += part_n[w][d];
                 if (d == 0 || above + h >= thr) break;
                 above += h;
             }
-            s_prefix = prefix | (uint64_t)d << shift, s_above = above;
+            s_prefix = prefix | (uint64_t)d << shift, s_above = above, s_count = c;
+            if (!in_cand && !copying && c <= SAMPLE_CAND) n_cand = 0;
         }
         __syncthreads();
         prefix = s_prefix, above = s_above;
+        if (copying) in_cand = true, copying = false;
+        else if (!in_cand && s_count <= SAMPLE_CAND) copying = true;
     }
     *through = above + nosa_sample_key_weight(prefix);
     return prefix;
