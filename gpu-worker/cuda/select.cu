@@ -3,7 +3,7 @@
 
 #include "select.cuh"
 
-#define SELECT_THREADS 512
+#define SELECT_THREADS 1024
 #define SELECT_WARPS (SELECT_THREADS / 32)
 
 /* sq[c] = sum over the query heads g of softmax_c(lg[g][c]) (g ascending, f32), for
@@ -176,8 +176,8 @@ static __device__ void topk_flags(float *flag, const float *score, int nb, int k
     __syncthreads();
 }
 
-static __global__ void select_kernel(cuda_kv kv, cuda_step st, int layer, select_params p,
-                                     float *scratch)
+static __global__ void __launch_bounds__(SELECT_THREADS)
+    select_kernel(cuda_kv kv, cuda_step st, int layer, select_params p, float *scratch)
 {
     extern __shared__ float gstat[]; /* [2][rep]: group_softmax_sum */
     __shared__ int red_i[SELECT_WARPS];
