@@ -14,17 +14,6 @@ bool score_supported(int head_dim)
            head_dim == 256;
 }
 
-/* One warp scores 8-key tiles with m16n8k16 MMAs. The f32 query is split into bf16 hi + lo
- * (q = hi + lo to 2^-16 relative): rows 0-7 of A are the group's 8 heads' hi halves, rows
- * 8-15 their lo halves, and a key's logit is the sum of the two rows' results, so the
- * products are those of the f32 query to about f32 precision (exact bf16 x bf16 products,
- * f32 accumulation) while the keys are read once at memory speed.
- *
- * The dot product does not depend on the order of the dimensions, so the k index of the MMA
- * is permuted to suit the loads: in k-step j (dimensions 16j .. 16j + 15) lane t = lane % 4
- * holds dimensions 16j + 4t .. 16j + 4t + 3 of its key row (one 8-byte load) as the B
- * fragment's k = {2t, 2t + 1} and {2t + 8, 2t + 9}, and the A fragment holds the query's
- * same four dimensions in the same k positions. NK = head_dim / 16. */
 /* The chunk's softmax statistics of head `head` (select.cuh): v[] are this lane's logits
  * (-inf where the key is past n_c); lanes 4g .. 4g + 3 hold head g's. Reduced over the
  * lanes, then over the warps in order through red[2][SCORE_WARPS][SCORE_G]. */
@@ -60,6 +49,17 @@ static __device__ void chunk_stats(const float (&v)[SCORE_TILES][2], float *red,
     __syncthreads(); /* red is rewritten by the next head group */
 }
 
+/* One warp scores 8-key tiles with m16n8k16 MMAs. The f32 query is split into bf16 hi + lo
+ * (q = hi + lo to 2^-16 relative): rows 0-7 of A are the group's 8 heads' hi halves, rows
+ * 8-15 their lo halves, and a key's logit is the sum of the two rows' results, so the
+ * products are those of the f32 query to about f32 precision (exact bf16 x bf16 products,
+ * f32 accumulation) while the keys are read once at memory speed.
+ *
+ * The dot product does not depend on the order of the dimensions, so the k index of the MMA
+ * is permuted to suit the loads: in k-step j (dimensions 16j .. 16j + 15) lane t = lane % 4
+ * holds dimensions 16j + 4t .. 16j + 4t + 3 of its key row (one 8-byte load) as the B
+ * fragment's k = {2t, 2t + 1} and {2t + 8, 2t + 9}, and the A fragment holds the query's
+ * same four dimensions in the same k positions. NK = head_dim / 16. */
 template <int NK>
 static __global__ void __launch_bounds__(SCORE_WARPS * 32)
     score_kernel(cuda_kv kv, cuda_step st, int layer, select_params p, const float *qkv, int ld,

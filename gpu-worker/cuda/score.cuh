@@ -3,9 +3,11 @@
  * head's group and each compressed key c < n_c of the token's (slot, layer, KV head).
  * Grid: (key chunks, token x KV head), so a long context spreads over many SMs even at
  * batch 1; bf16 tensor-core MMAs with the f32 query split into hi + lo halves (score.cu says
- * why that keeps f32 precision), so the kernel runs at the speed of its key reads. The softmax,
- * group sum, pooling and top-k follow in select (select.cuh), which owns the scratch
- * layout: lg is at select_scratch_logits(). Only heads that select (sparse mode, at least
+ * why that keeps f32 precision), so the kernel runs at the speed of its key reads. Each CTA
+ * also writes its 128-key chunk's softmax statistics per head (max, sum of exp), so the
+ * softmax, group sum, pooling and top-k that follow in select (select.cuh) read the logits
+ * once; select owns the scratch layout: lg is at select_scratch_logits(), the statistics at
+ * select_scratch_stats(). Only heads that select (sparse mode, at least
  * one complete block) are scored. */
 #ifndef NOSA_CUDA_SCORE_CUH
 #define NOSA_CUDA_SCORE_CUH
