@@ -100,8 +100,13 @@ static int conn_open(struct conn *c, const struct nosa_cli_args *a, const char *
                                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) ||
         !(c->monitor = zmq_socket(c->ctx, ZMQ_PAIR)) || zmq_connect(c->monitor, monitor_ep))
         return fail(c, EXIT_FAILED, "local", "socket monitor: %s", zmq_strerror(zmq_errno()));
-    if (nosa_msg_socket_defaults(c->sock, -1, err, sizeof err) ||
-        nosa_msg_connect_secure(c->sec, c->sock, c->endpoint, err, sizeof err))
+    if (nosa_msg_socket_defaults(c->sock, -1, err, sizeof err))
+        return fail(c, EXIT_FAILED, "local", "%s", err);
+    /* A send waits at most the timeout: once a refused handshake has dropped the link's pipe
+     * (libzmq does when that happens before the first send), a send would wait for ever. */
+    if (zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &a->timeout_ms, sizeof a->timeout_ms) != 0)
+        return fail(c, EXIT_FAILED, "local", "ZMQ_SNDTIMEO: %s", zmq_strerror(zmq_errno()));
+    if (nosa_msg_connect_secure(c->sec, c->sock, c->endpoint, err, sizeof err))
         return fail(c, EXIT_FAILED, "local", "%s", err);
     c->request_id = ((uint64_t)getpid() << 20) ^ (uint64_t)time(NULL);
     return EXIT_OK;
@@ -116,13 +121,50 @@ static void conn_close(struct conn *c)
     nosa_msg_security_free(c->sec);
 }
 
+/* Drains the monitor: a completed handshake sets ever_connected, a refused one (a
+ * coordinator with CURVE and this client without authorized keys) handshake_failed. An
+ * event is two frames (event + value, then the endpoint). */
+static void conn_events(struct conn *c)
+{
+    zmq_msg_t ev;
+    zmq_msg_init(&ev);
+    while (zmq_msg_recv(&ev, c->monitor, ZMQ_DONTWAIT) >= 0) {
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= sizeof event) memcpy(&event, zmq_msg_data(&ev), sizeof event);
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) c->ever_connected = 1;
+        else c->handshake_failed = 1;
+        while (zmq_msg_more(&ev) && zmq_msg_recv(&ev, c->monitor, ZMQ_DONTWAIT) >= 0) {
+        }
+    }
+    zmq_msg_close(&ev);
+}
+
+/* Whether the coordinator refused our handshake and never accepted one (the monitor's
+ * events so far). */
+static int handshake_refused(struct conn *c)
+{
+    conn_events(c);
+    return c->handshake_failed && !c->ever_connected;
+}
+
+static int fail_handshake(const struct conn *c)
+{
+    return fail(c, EXIT_UNREACHABLE, "unreachable",
+                "coordinator %s refused this client's security handshake: its CURVE "
+                "keys (RUN_DIR/curve, `nosa keygen`) are missing or not authorized "
+                "there (or the endpoint closed mid-handshake: not a coordinator, or "
+                "one stopping; docs/SECURITY.md)", c->endpoint);
+}
+
 static int send_msg(struct conn *c, Nosa__Serve__ClientMsg *m)
 {
     char err[512];
     m->version = NOSA__PROTOCOL_VERSION__PROTOCOL_VERSION_CURRENT;
     m->request_id = c->request_id;
-    if (nosa_msg_send(c->sock, NULL, &m->base, err, sizeof err))
+    if (nosa_msg_send(c->sock, NULL, &m->base, err, sizeof err)) {
+        if (handshake_refused(c)) return fail_handshake(c);
         return fail(c, EXIT_UNREACHABLE, "unreachable", "send to %s: %s", c->endpoint, err);
+    }
     return EXIT_OK;
 }
 
@@ -165,24 +207,6 @@ static int recv_reply(struct conn *c, int timeout_ms, Nosa__Serve__ClientReply *
     }
 }
 
-/* Drains the monitor: a completed handshake sets ever_connected, a refused one (a
- * coordinator with CURVE and this client without authorized keys) handshake_failed. An
- * event is two frames (event + value, then the endpoint). */
-static void conn_events(struct conn *c)
-{
-    zmq_msg_t ev;
-    zmq_msg_init(&ev);
-    while (zmq_msg_recv(&ev, c->monitor, ZMQ_DONTWAIT) >= 0) {
-        uint16_t event = 0;
-        if (zmq_msg_size(&ev) >= sizeof event) memcpy(&event, zmq_msg_data(&ev), sizeof event);
-        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) c->ever_connected = 1;
-        else c->handshake_failed = 1;
-        while (zmq_msg_more(&ev) && zmq_msg_recv(&ev, c->monitor, ZMQ_DONTWAIT) >= 0) {
-        }
-    }
-    zmq_msg_close(&ev);
-}
-
 /* How long a link that answered before may stay silent. */
 static int lost_ms(int timeout_ms)
 {
@@ -201,13 +225,7 @@ static int request_resending(struct conn *c, Nosa__Serve__ClientMsg *m, int time
         if ((rc = send_msg(c, m))) return rc;
         rc = recv_reply(c, timeout_ms, out);
         if (rc != 1) break;
-        conn_events(c);
-        if (c->handshake_failed && !c->ever_connected)
-            return fail(c, EXIT_UNREACHABLE, "unreachable",
-                        "coordinator %s refused this client's security handshake: its CURVE "
-                        "keys (RUN_DIR/curve, `nosa keygen`) are missing or not authorized "
-                        "there (or the endpoint closed mid-handshake: not a coordinator, or "
-                        "one stopping; docs/SECURITY.md)", c->endpoint);
+        if (handshake_refused(c)) return fail_handshake(c);
         if (!resend || !c->ever_connected || now_s() >= give_up)
             return fail(c, EXIT_UNREACHABLE, "unreachable",
                         "coordinator %s did not answer within %d ms (is nosa-coordinator "
