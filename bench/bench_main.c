@@ -113,7 +113,10 @@ static int bench_parse_workload(const char *s, struct bench_workload *w, char *e
     if (strncmp(s, "correlated:", 11) == 0) {
         int rc = nosa_parse_double(s + 11, 0.0, 1.0, &w->rho, err, errlen);
         if (rc) return rc;
+        /* Two decimals as a rule (correlated-0.90); more where two would name another RHO. */
         snprintf(w->name, sizeof(w->name), "correlated-%.2f", w->rho);
+        if (strtod(w->name + 11, NULL) != w->rho)
+            snprintf(w->name, sizeof(w->name), "correlated-%.6g", w->rho);
         return 0;
     }
     nosa_set_error(err, errlen, "unknown workload '%s' (random, correlated:RHO)", s);

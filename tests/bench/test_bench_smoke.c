@@ -276,6 +276,20 @@ static void check_logits_run(const cJSON *plain, const cJSON *with_logits)
     }
 }
 
+/* A RHO that two decimals would round to another (0.995 to 0.99) keeps its digits in the
+ * workload's name, so the rows of two such workloads never share a label. */
+static void check_workload_name(const char *dir)
+{
+    cJSON *root = load_json(dir);
+    const cJSON *row;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(root, "rows")) {
+        CHECK(strcmp(str(row, "workload"), "correlated-0.995") == 0, "workload %s",
+              str(row, "workload"));
+        CHECK_NEAR(num(row, "rho"), 0.995, 1e-12, "rho");
+    }
+    cJSON_Delete(root);
+}
+
 /* Runs nosa-bench on the tiny model's two grid points into dir; extra arguments appended. */
 static void run_bench(const char *bench, const char *dir, const char *batch,
                       const char *const *extra, int n_extra)
@@ -306,20 +320,24 @@ int main(int argc, char **argv)
     REQUIRE(argc == 2, "usage: test_bench_smoke PATH/nosa-bench");
     char dir[] = "/tmp/nosa-bench-smoke-XXXXXX";
     REQUIRE(mkdtemp(dir), "mkdtemp failed");
-    char one2[4200], one3[4200], two[4200], lg2[4200], path[4300];
+    char one2[4200], one3[4200], two[4200], lg2[4200], r995[4200], path[4300];
     snprintf(one2, sizeof(one2), "%s/one-b2", dir);
     snprintf(one3, sizeof(one3), "%s/one-b3", dir);
     snprintf(two, sizeof(two), "%s/two", dir);
     snprintf(lg2, sizeof(lg2), "%s/logits-b2", dir);
+    snprintf(r995, sizeof(r995), "%s/rho-0.995", dir);
     static const char *const multi[] = {"--devices", "0,1", "--link-test", "1M"};
     static const char *const logits[] = {"--logits"};
+    static const char *const rho3[] = {"--workload", "correlated:0.995"}; /* the later wins */
     run_bench(argv[1], one2, "2", NULL, 0);
     run_bench(argv[1], one3, "3", NULL, 0);
     run_bench(argv[1], two, "2,3", multi, 4);
     run_bench(argv[1], lg2, "2", logits, 1);
+    run_bench(argv[1], r995, "2", rho3, 2);
     cJSON *r2 = load_json(one2), *r3 = load_json(one3), *rm = load_json(two);
     cJSON *rl = load_json(lg2);
     check_single(r2);
+    check_workload_name(r995);
     check_logits_run(r2, rl);
     check_multi(rm, cJSON_GetObjectItemCaseSensitive(r2, "rows"),
                 cJSON_GetObjectItemCaseSensitive(r3, "rows"));
