@@ -15,10 +15,7 @@
  * overlaps the rest of the step (later layers); the step joins it before returning, so a
  * block is in the arena when the call returns (ARCHITECTURE.md). The delta copy of layer l
  * depends on layer l's selection, which depends on layer l's query, so it cannot start
- * earlier; inside attention, the misses' PCIe reads overlap the hits' attention. At batches
- * of 2 * PIPE_TOKENS_DEFAULT tokens and more, a layer's tokens go in chunks through a
- * two-stage pipeline (layer_attend): the selection of one chunk runs while the attention of
- * the chunk before, with its misses, waits on the link.
+ * earlier; inside attention, the misses' PCIe reads overlap the hits' attention.
  *
  * Everything is allocated in create(): no cudaMalloc on the decode path. */
 #include <math.h>
@@ -49,7 +46,6 @@ extern "C" {
 #include "backend_cuda.h"
 #include "bf16.h"
 #include "ops.h"
-#include "parse.h"
 }
 
 #define REG_CHUNK (64ull << 30) /* cudaHostRegister at most 64 GiB per call */
@@ -63,9 +59,6 @@ extern "C" {
 #define MARKS_PER_LAYER 11      /* timing events one layer records (forward()) */
 /* Prompt tokens per batched prefill pass (forward_prefill): its GEMMs' row count. */
 #define PREFILL_ROWS 64
-#define PIPE_MAX 8             /* NOSA_CUDA_PIPELINE's ceiling */
-#define PIPE_DEFAULT 4         /* token chunks a decode layer's selection and attention pipeline */
-#define PIPE_TOKENS_DEFAULT 16 /* tokens per chunk at least (NOSA_CUDA_PIPELINE_TOKENS) */
 
 /* Phases of nosa_step_stats' time split. The delta copy runs inside attention (attention.cuh)
  * and is timed as attention: copy_s stays 0. */
@@ -81,7 +74,6 @@ struct phase_span {
  * identical work, so a graph captured for one replays any other. */
 struct step_shape {
     int n, chunk, n_chunks, score_keys, want_logits;
-    int pipe; /* token chunks of the selection/attention pipeline (1: none) */
 };
 
 struct layer_dev {
@@ -100,9 +92,7 @@ struct nosa_backend {
     void *reg_ptr[MAX_REG_CHUNKS];   /* registrations we own */
     int n_reg;
     cudaStream_t stream, side;
-    cudaStream_t att_stream; /* the pipeline's attention (lower priority than stream) */
-    cudaEvent_t ev_main, ev_side, ev_fork, ev_join;
-    int pipe_max, pipe_tokens; /* NOSA_CUDA_PIPELINE, NOSA_CUDA_PIPELINE_TOKENS */
+    cudaEvent_t ev_main, ev_side;
     cublasHandle_t blas;
     int hid, qdim, kvdim, qkvdim, inter, vocab, n_heads, n_kv, d, rep, bs, max_n, max_tok;
     int att_ctas;    /* attention CTAs resident at once */
@@ -141,7 +131,6 @@ struct nosa_backend {
     struct step_shape graph_shape, last_shape;
     int shape_repeats;
     unsigned long graph_launches, graph_captures;
-    unsigned long pipelined_steps; /* decode steps whose layers ran the pipeline */
 };
 
 static double now_seconds(void)
@@ -201,11 +190,8 @@ static void cuda_destroy(struct nosa_backend *b)
     if (b->blas) (void)cublasDestroy(b->blas);
     if (b->ev_main) (void)cudaEventDestroy(b->ev_main);
     if (b->ev_side) (void)cudaEventDestroy(b->ev_side);
-    if (b->ev_fork) (void)cudaEventDestroy(b->ev_fork);
-    if (b->ev_join) (void)cudaEventDestroy(b->ev_join);
     if (b->stream) (void)cudaStreamDestroy(b->stream);
     if (b->side) (void)cudaStreamDestroy(b->side);
-    if (b->att_stream) (void)cudaStreamDestroy(b->att_stream);
     free(b->h_groups);
     free(b->n_known);
     free(b->len);
@@ -506,30 +492,6 @@ static int check_config(const struct nosa_model *model, const struct nosa_backen
     return 0;
 }
 
-/* The decode pipeline's settings from the environment: NOSA_CUDA_PIPELINE = token chunks at
- * most (1 to PIPE_MAX; 1 turns it off), NOSA_CUDA_PIPELINE_TOKENS = tokens per chunk at
- * least (the tests set 1 to reach it with two sequences). */
-static int pipeline_config(struct nosa_backend *b, char *err, size_t errlen)
-{
-    static const struct {
-        const char *name;
-        long lo, hi, def;
-    } knobs[2] = {{"NOSA_CUDA_PIPELINE", 1, PIPE_MAX, PIPE_DEFAULT},
-                  {"NOSA_CUDA_PIPELINE_TOKENS", 1, 1 << 20, PIPE_TOKENS_DEFAULT}};
-    long v[2];
-    for (int k = 0; k < 2; k++) {
-        const char *e = getenv(knobs[k].name);
-        char why[128];
-        v[k] = knobs[k].def;
-        if (e && nosa_parse_long(e, knobs[k].lo, knobs[k].hi, &v[k], why, sizeof(why))) {
-            nosa_set_error(err, errlen, "cuda backend: %s: %s", knobs[k].name, why);
-            return -EINVAL;
-        }
-    }
-    b->pipe_max = (int)v[0], b->pipe_tokens = (int)v[1];
-    return 0;
-}
-
 static int cuda_create(const struct nosa_model *model, const struct nosa_backend_config *cfg,
                        struct nosa_backend **out, char *err, size_t errlen)
 {
@@ -650,20 +612,10 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
         nosa_set_error(err, errlen, "cuda backend: out of host memory");
         goto fail;
     }
-    if ((rc = pipeline_config(b, err, errlen))) goto fail;
-    {
-        /* The pipeline's selection (main stream) goes before queued attention CTAs, so that
-         * it runs while the attention of the chunk before waits on the link. */
-        int least = 0, greatest = 0;
-        CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
-        CUDA_CHECK(cudaStreamCreateWithPriority(&b->stream, cudaStreamNonBlocking, greatest));
-        CUDA_CHECK(cudaStreamCreateWithPriority(&b->att_stream, cudaStreamNonBlocking, least));
-    }
+    CUDA_CHECK(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
     CUDA_CHECK(cudaStreamCreateWithFlags(&b->side, cudaStreamNonBlocking));
     CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_main, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_side, cudaEventDisableTiming));
-    CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_fork, cudaEventDisableTiming));
-    CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_join, cudaEventDisableTiming));
     CUBLAS_CHECK(cublasCreate(&b->blas));
     CUBLAS_CHECK(cublasSetStream(b->blas, b->stream));
     CUDA_CHECK(cudaMalloc(&b->blas_ws, BLAS_WORKSPACE));
@@ -761,9 +713,6 @@ static struct step_shape step_shape_of(const struct nosa_backend *b, int n, cons
     sh.n_chunks = (ent + sh.chunk - 1) / sh.chunk;
     sh.score_keys = max_nc ? round_up(max_nc, SCORE_KEYS_GRANULE, b->kv.max_c) : 0;
     sh.want_logits = want_logits;
-    sh.pipe = b->sp.mode == NOSA_ATTN_DENSE ? 1 : n / b->pipe_tokens;
-    if (sh.pipe > b->pipe_max) sh.pipe = b->pipe_max;
-    if (sh.pipe < 1) sh.pipe = 1;
     return sh;
 }
 
@@ -853,71 +802,39 @@ fail:
     return rc;
 }
 
-/* The pool lists of the tokens from token t0 of a step on (their rows), so that the
- * pipeline's chunks do not share rows. */
-static pool_lists pool_lists_from(const struct nosa_backend *b, int t0)
-{
-    size_t row = (size_t)t0 * (size_t)b->n_kv, mb = (size_t)b->kv.max_blocks;
-    pool_lists pl = b->pl;
-    pl.ptrs += row * (mb + 1), pl.n_ent += row, pl.miss_src += row * mb;
-    return pl;
-}
-
 /* Layer l's attention side for the tokens of st (distinct slots), whose rows start at row r0
  * of qkv, cis and att: append K/V (+ compression), scoring, selection, delta, attention (the
  * misses' copy inside it), then, unless `may_complete` says no token completes a block, the
  * pool install of completed blocks and their write-back to the arena: on the side stream
  * (`side_writeback`, overlapping the rest of the step, which joins it) or in order on the
  * main stream, where a later token of the same slot reuses the open block the write-back
- * reads.
- * With sh->pipe > 1 the tokens go in that many chunks: chunk c's selection (main stream)
- * runs while chunk c - 1's attention (att_stream, its misses on the link) does, and the
- * main stream joins the last attention. Each token's arithmetic is the same as unpipelined
- * (same kernels, same attention split), so the result is bit for bit the same. Timed: the
- * first chunk's selection as selection, from there to the join as attention (the later
- * chunks' selection hides under it). */
+ * reads. */
 static int layer_attend(struct nosa_backend *b, int l, cuda_step st, int r0,
                         const struct step_shape *sh, int may_complete, int side_writeback,
                         char *err, size_t errlen)
 {
     int rc = 0;
-    cudaStream_t s = b->stream, as = sh->pipe > 1 ? b->att_stream : s;
+    cudaStream_t s = b->stream;
     int qd = b->qdim, kvd = b->kvdim, ld = b->qkvdim;
     const float *qkv = b->qkv + (size_t)r0 * (size_t)ld;
-    int m_sel, m_att = -1;
+    int m_sel, m_att;
     kv_append_launch(b->kv, st, l, qkv, ld, qd, qd + kvd, b->cis + (size_t)r0 * (size_t)b->n_kv,
                      s);
     LAUNCHED();
     m_sel = mark(b, s, err, errlen);
-    for (int c = 0; c < sh->pipe; c++) {
-        int t0 = (int)((long)st.n * c / sh->pipe), t1 = (int)((long)st.n * (c + 1) / sh->pipe);
-        cuda_step sc = {st.slot + t0, st.pos + t0, t1 - t0};
-        const float *qc = qkv + (size_t)t0 * (size_t)ld;
-        pool_lists pl = pool_lists_from(b, t0);
-        score_launch(b->kv, sc, l, b->sp, qc, ld, b->sel_scratch, sh->score_keys, s);
-        LAUNCHED();
-        select_launch(b->kv, sc, l, b->sp, b->sel_scratch, s);
-        LAUNCHED();
-        pool_delta_launch(b->kv, sc, l, pl, b->arena_dev, b->d_groups, b->kv.max_blocks,
-                          b->d_stats, s);
-        LAUNCHED();
-        if (c == 0) {
-            m_att = mark(b, s, err, errlen);
-            span(b, PHASE_SELECT, m_sel, m_att);
-        }
-        if (as != s) {
-            CUDA_CHECK(cudaEventRecord(b->ev_fork, s));
-            CUDA_CHECK(cudaStreamWaitEvent(as, b->ev_fork, 0));
-        }
-        attention_launch(b->att + (size_t)(r0 + t0) * (size_t)qd, b->att_part, qc, ld, pl.ptrs,
-                         b->kv.offload ? pl.miss_src : NULL, pl.n_ent, b->kv, sc, b->rep,
-                         b->scale, sh->chunk, sh->n_chunks, as);
-        LAUNCHED();
-    }
-    if (as != s) {
-        CUDA_CHECK(cudaEventRecord(b->ev_join, as));
-        CUDA_CHECK(cudaStreamWaitEvent(s, b->ev_join, 0));
-    }
+    score_launch(b->kv, st, l, b->sp, qkv, ld, b->sel_scratch, sh->score_keys, s);
+    LAUNCHED();
+    select_launch(b->kv, st, l, b->sp, b->sel_scratch, s);
+    LAUNCHED();
+    pool_delta_launch(b->kv, st, l, b->pl, b->arena_dev, b->d_groups, b->kv.max_blocks,
+                      b->d_stats, s);
+    LAUNCHED();
+    m_att = mark(b, s, err, errlen);
+    span(b, PHASE_SELECT, m_sel, m_att);
+    attention_launch(b->att + (size_t)r0 * (size_t)qd, b->att_part, qkv, ld, b->pl.ptrs,
+                     b->kv.offload ? b->pl.miss_src : NULL, b->pl.n_ent, b->kv, st, b->rep,
+                     b->scale, sh->chunk, sh->n_chunks, s);
+    LAUNCHED();
     span(b, PHASE_ATTN, m_att, mark(b, s, err, errlen));
     if (!may_complete) return 0;
     if (b->kv.offload) {
@@ -1275,7 +1192,6 @@ static int cuda_decode(struct nosa_backend *b, int n, const int *slots, const in
         struct step_shape sh = step_shape_of(b, n, hp,
                                              out && (out->logits || out->argmax || drawn));
         if ((rc = forward_decode(b, &sh, err, errlen))) return rc;
-        if (sh.pipe > 1) b->pipelined_steps++;
     }
     if (out && out->argmax) {
         argmax_launch(b->d_argmax, b->logits, n, b->vocab, b->stream);
@@ -1392,11 +1308,6 @@ extern "C" void nosa_backend_cuda_graph_counts(const struct nosa_backend *b,
 {
     *captures = b->graph_captures;
     *launches = b->graph_launches;
-}
-
-extern "C" unsigned long nosa_backend_cuda_pipelined_steps(const struct nosa_backend *b)
-{
-    return b->pipelined_steps;
 }
 
 extern "C" const struct nosa_backend_ops nosa_backend_cuda_ops = {

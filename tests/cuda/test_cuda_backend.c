@@ -316,7 +316,7 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
 /* GPU only: logits of the whole run for one configuration, next tokens fixed. The graph
  * counts of the backend go to graphs[2] (captures, launches) when not NULL. */
 static void gpu_trace(const struct nosa_model *m, const struct run_cfg *rc, float *trace,
-                      unsigned long *graphs, unsigned long *pipelined)
+                      unsigned long *graphs)
 {
     char err[256];
     struct side gpu;
@@ -343,7 +343,6 @@ static void gpu_trace(const struct nosa_model *m, const struct run_cfg *rc, floa
         REQUIRE(r == 0, "decode: %s", err);
     }
     if (graphs) nosa_backend_cuda_graph_counts(gpu.b, &graphs[0], &graphs[1]);
-    if (pipelined) *pipelined = nosa_backend_cuda_pipelined_steps(gpu.b);
     side_close(&gpu);
 }
 
@@ -557,9 +556,6 @@ int main(void)
     REQUIRE(nosa_model_load(dir, &m, err, sizeof(err)) == 0, "%s", err);
     nosa_model_free(m0);
 
-    /* Chunks of one token, so that two sequences reach the decode pipeline: every check
-     * below runs through it; "pipelined == not" checks the path without it. */
-    REQUIRE(setenv("NOSA_CUDA_PIPELINE_TOKENS", "1", 1) == 0, "setenv");
     static const struct run_cfg runs[] = {
         {"dense", NOSA_ATTN_DENSE, 0},
         {"infllmv2-res", NOSA_ATTN_INFLLMV2, 0},
@@ -585,49 +581,16 @@ int main(void)
     REQUIRE(ta && tb, "out of memory");
     /* Offloaded == resident, bit for bit. */
     for (int k = 1; k < 5; k += 2) {
-        gpu_trace(m, &runs[k], ta, NULL, NULL);
-        gpu_trace(m, &runs[k + 1], tb, NULL, NULL);
+        gpu_trace(m, &runs[k], ta, NULL);
+        gpu_trace(m, &runs[k + 1], tb, NULL);
         CHECK(same_trace(ta, tb, tn), "%s and %s logits differ", runs[k].name, runs[k + 1].name);
-    }
-    /* The pipeline's chunks == one pass over the batch, bit for bit (the sparse modes; dense
-     * does not pipeline). */
-    for (int k = 1; k < 5; k++) {
-        unsigned long piped = 0, unpiped = 0;
-        gpu_trace(m, &runs[k], ta, NULL, &piped);
-        REQUIRE(setenv("NOSA_CUDA_PIPELINE", "1", 1) == 0, "setenv");
-        gpu_trace(m, &runs[k], tb, NULL, &unpiped);
-        REQUIRE(unsetenv("NOSA_CUDA_PIPELINE") == 0, "unsetenv");
-        CHECK(same_trace(ta, tb, tn), "%s: pipelined and unpipelined logits differ",
-              runs[k].name);
-        CHECK(piped == (unsigned long)g_steps && unpiped == 0,
-              "%s: %lu of %d steps pipelined (want all), %lu with NOSA_CUDA_PIPELINE=1",
-              runs[k].name, piped, g_steps, unpiped);
-        printf("%-14s pipeline: %lu of %d steps in 2 chunks, logits identical to 1 chunk\n",
-               runs[k].name, piped, g_steps);
-    }
-    {
-        /* A pipeline setting out of range fails the create, with its name. */
-        static const char *bad[] = {"0", "9", "4x"};
-        for (int i = 0; i < 3; i++) {
-            struct test_arena pa;
-            test_arena_init(&pa, &m->cfg, 4);
-            struct nosa_backend_config pc = side_config(m, &runs[4], &pa.arena);
-            struct nosa_backend *pb = NULL;
-            REQUIRE(setenv("NOSA_CUDA_PIPELINE", bad[i], 1) == 0, "setenv");
-            int r = nosa_backend_cuda_ops.create(m, &pc, &pb, err, sizeof(err));
-            REQUIRE(unsetenv("NOSA_CUDA_PIPELINE") == 0, "unsetenv");
-            CHECK(r == -EINVAL && !pb && strstr(err, "NOSA_CUDA_PIPELINE"),
-                  "NOSA_CUDA_PIPELINE=%s: create gave %d (%s)", bad[i], r, err);
-            if (pb) nosa_backend_cuda_ops.destroy(pb);
-            test_arena_free(&pa);
-        }
     }
     /* Graph replays == direct launches, bit for bit. */
     for (int k = 0; k < 5; k += 2) {
         unsigned long graphs[2];
-        gpu_trace(m, &runs[k], ta, graphs, NULL);
+        gpu_trace(m, &runs[k], ta, graphs);
         REQUIRE(setenv("NOSA_CUDA_GRAPHS", "0", 1) == 0, "setenv");
-        gpu_trace(m, &runs[k], tb, NULL, NULL);
+        gpu_trace(m, &runs[k], tb, NULL);
         REQUIRE(unsetenv("NOSA_CUDA_GRAPHS") == 0, "unsetenv");
         CHECK(same_trace(ta, tb, tn), "%s: graph and direct logits differ", runs[k].name);
         CHECK(graphs[0] > 0 && graphs[1] > (unsigned long)g_steps / 2,
@@ -654,9 +617,9 @@ int main(void)
     /* A budget covering every block: the sparse modes are dense, bit for bit. */
     m->cfg.sparse.budget_blocks = MAX_CTX / m->cfg.sparse.block_size + 1;
     m->cfg.sparse.query_aware_blocks = m->cfg.sparse.budget_blocks;
-    gpu_trace(m, &runs[0], ta, NULL, NULL);
+    gpu_trace(m, &runs[0], ta, NULL);
     for (int k = 1; k < 5; k++) {
-        gpu_trace(m, &runs[k], tb, NULL, NULL);
+        gpu_trace(m, &runs[k], tb, NULL);
         CHECK(same_trace(ta, tb, tn), "full budget %s differs from dense", runs[k].name);
     }
     free(ta);
