@@ -22,6 +22,9 @@
 #include "model.h"
 
 #define BENCH_MAX_LIST 16
+/* Steps after which the correlated workload's hit rate has about levelled off at 64K-128K
+ * (bench/RESULTS.md, fifth session): what the note on --settle advises. */
+#define BENCH_SETTLE_ADVISED 200
 #define BENCH_MAX_DEVICES 16
 
 /* A grid mode: an attention mode and a placement ("nosa-offload", "dense-resident", ...). */
@@ -66,6 +69,7 @@ struct bench_opts {
     int n_workloads;
     int steps;         /* timed decode steps per point */
     int warmup;        /* untimed decode steps before them (the pool fills after a resume) */
+    int settle;        /* untimed steps a slot decodes alone once put in place (docs/BENCH.md) */
     const char *model_dir;
     const char *config_name;
     uint64_t seed;

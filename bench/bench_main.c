@@ -30,6 +30,8 @@ static void bench_usage(FILE *f)
             "  --workload LIST    random | correlated:RHO (default random,correlated:0.9)\n"
             "  --steps N          timed decode steps per point (default 16)\n"
             "  --warmup N         untimed steps before them (default 4)\n"
+            "  --settle N         untimed steps each slot decodes once put in place, before\n"
+            "                     the warm-up of its first point (default 0; docs/BENCH.md)\n"
             "  --fill KIND        shared | synthetic | prefill (default shared)\n"
             "  --prefill-chunk N  tokens per prefill call (default 8192)\n"
             "  --fill-timeout S   shared: synthesize the template when its prefill would take\n"
@@ -157,6 +159,7 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
         {"backend", 1, 0, 'b'},  {"config", 1, 0, 'c'},   {"model", 1, 0, 'm'},
         {"modes", 1, 0, 'M'},    {"batch", 1, 0, 'B'},    {"context", 1, 0, 'C'},
         {"workload", 1, 0, 'w'}, {"steps", 1, 0, 's'},    {"warmup", 1, 0, 'W'},
+        {"settle", 1, 0, 'e'},
         {"fill", 1, 0, 'f'},     {"prefill-chunk", 1, 0, 'p'}, {"gpu-mem", 1, 0, 'g'},
         {"dense-max", 1, 0, 'D'}, {"pool-blocks", 1, 0, 'P'}, {"budget", 1, 0, 'u'},
         {"query-aware", 1, 0, 'q'}, {"device", 1, 0, 'd'}, {"seed", 1, 0, 'S'},
@@ -190,6 +193,7 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
         case 'w': snprintf(wl_buf, sizeof(wl_buf), "%s", optarg); break;
         case 's': rc = bench_parse_int(optarg, 1, 1000000, &o->steps, err, errlen); break;
         case 'W': rc = bench_parse_int(optarg, 0, 1000000, &o->warmup, err, errlen); break;
+        case 'e': rc = bench_parse_int(optarg, 0, 1000000, &o->settle, err, errlen); break;
         case 'p': rc = bench_parse_int(optarg, 1, 1 << 24, &o->prefill_chunk, err, errlen); break;
         case 'D': rc = bench_parse_int(optarg, 1, 1 << 20, &o->dense_max_cap, err, errlen); break;
         case 'P': rc = bench_parse_int(optarg, 0, 1 << 20, &o->pool_blocks, err, errlen); break;
@@ -292,26 +296,6 @@ static int bench_build_model(const struct bench_opts *o, struct nosa_model **out
     return nosa_model_config_validate(cfg, err, errlen);
 }
 
-/* The backend called name: through the registry (nosa_backend_find) when it is built; until
- * then the backends linked into nosa-bench, "auto" meaning cuda when a device answers. */
-static const struct nosa_backend_ops *bench_backend_find(const char *name, int device, char *err,
-                                                         size_t errlen)
-{
-#ifdef BENCH_HAVE_REGISTRY
-    (void)device;
-    return nosa_backend_find(name, err, errlen);
-#else
-    uint64_t f, t;
-    int gpu = bench_mem_device_info(device, &f, &t, NULL, 0) == 0;
-    if (!strcmp(name, "cpu") || (!strcmp(name, "auto") && !gpu)) return &nosa_backend_cpu_ops;
-#ifdef NOSA_HAVE_CUDA
-    if (!strcmp(name, "cuda") || !strcmp(name, "auto")) return &nosa_backend_cuda_ops;
-#endif
-    nosa_set_error(err, errlen, "backend '%s' is unknown or not built into nosa-bench", name);
-    return NULL;
-#endif
-}
-
 /* Writes bench.csv and bench.json (and, at the end, the plots) into --out. Called after every
  * instance too, so that a run stopped by a time limit keeps what it measured. */
 static int bench_write_files(const struct bench_results *res, const struct bench_opts *o,
@@ -388,6 +372,14 @@ int main(int argc, char **argv)
     printf("nosa-bench: driver: in-process (the backend is called directly; no engine, "
            "coordinator or kv-host process in the loop); decode returns %s\n",
            bench_decode_output_desc(&o));
+    for (int i = 0; i < o.n_workloads; i++)
+        if (o.workloads[i].rho > 0.0 && o.settle + o.warmup < BENCH_SETTLE_ADVISED) {
+            printf("nosa-bench: note: with %s the hit rate keeps rising after a slot is put "
+                   "in place (for about %d steps with the 1B model at 64K-128K; docs/BENCH.md): "
+                   "--settle N has each new slot decode N steps first\n",
+                   o.workloads[i].name, BENCH_SETTLE_ADVISED);
+            break;
+        }
     if (o.out_dir && mkdir(o.out_dir, 0755) != 0 && errno != EEXIST) {
         rc = -errno;
         nosa_set_error(err, sizeof(err), "mkdir %s: %s", o.out_dir, strerror(errno));
@@ -416,8 +408,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < o.n_contexts; i++) lmax = o.contexts[i] > lmax ? o.contexts[i] : lmax;
     for (int bi = 0; bi < o.n_backends; bi++) {
-        const struct nosa_backend_ops *ops = bench_backend_find(o.backends[bi], o.devices[0],
-                                                                err, sizeof(err));
+        const struct nosa_backend_ops *ops = nosa_backend_find(o.backends[bi], err, sizeof(err));
         if (!ops) {
             rc = -ENODEV;
             goto fail;

@@ -234,6 +234,7 @@ int bench_output_json(const struct bench_results *r, const struct bench_opts *o,
     cJSON_AddStringToObject(root, "decode_output", bench_decode_output_desc(o));
     cJSON_AddNumberToObject(root, "steps", o->steps);
     cJSON_AddNumberToObject(root, "warmup", o->warmup);
+    cJSON_AddNumberToObject(root, "settle", o->settle);
     cJSON_AddNumberToObject(root, "seed", (double)o->seed);
     cJSON *devs = cJSON_CreateIntArray(o->devices, o->n_devices);
     if (!devs || !cJSON_AddItemToObject(root, "devices", devs)) {

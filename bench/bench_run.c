@@ -50,8 +50,9 @@ static int32_t bench_rng_token(uint64_t *s, int vocab)
 int bench_run_max_context(const struct bench_opts *o, const struct nosa_model_config *cfg,
                           int ctx)
 {
-    /* Every point of an instance decodes warmup + steps tokens on its slots. */
-    long decode = (long)o->n_workloads * (o->n_batches + 1) * (o->warmup + o->steps);
+    /* Every point of an instance decodes warmup + steps tokens on its slots, and each slot
+     * settles once. */
+    long decode = (long)o->n_workloads * (o->n_batches + 1) * (o->warmup + o->steps) + o->settle;
     long bs = cfg->sparse.block_size;
     long max_ctx = ctx + decode + bs;
     return (int)((max_ctx + bs - 1) / bs * bs);
@@ -397,34 +398,40 @@ static int bench_inst_fill(struct bench_inst *in, int n, char *err, size_t errle
     return rc;
 }
 
-static void bench_inst_next_tokens(struct bench_inst *in, int n, double rho)
+static void bench_inst_next_tokens(struct bench_inst *in, int a, int n, double rho)
 {
     int vocab = in->c->model->cfg.vocab_size;
-    for (int s = 0; s < n; s++) {
+    for (int s = a; s < n; s++) {
         int repeat = rho > 0.0 && bench_rng_unit(&in->rng[s]) < rho;
         in->tokens[s] = repeat ? in->prev[s] : bench_rng_token(&in->rng[s], vocab);
         in->prev[s] = in->tokens[s];
     }
 }
 
-/* One decode step over slots [0, n); adds its statistics to acc and its wall time to *wall. */
-static int bench_inst_step(struct bench_inst *in, int n, double rho, struct nosa_step_stats *acc,
-                           struct nosa_step_stats *st, double *wall, char *err, size_t errlen)
+/* One decode step over slots [a, n); adds its statistics to acc and its wall time to *wall. */
+static int bench_inst_step(struct bench_inst *in, int a, int n, double rho,
+                           struct nosa_step_stats *acc, struct nosa_step_stats *st, double *wall,
+                           char *err, size_t errlen)
 {
-    bench_inst_next_tokens(in, n, rho);
+    bench_inst_next_tokens(in, a, n, rho);
     double t0 = bench_now();
     /* Greedy, as a worker's greedy rows: the backend returns each row's argmax; with
      * --logits every row's logits too, with --sample every row's draw (docs/BENCH.md). */
     if (in->sampling)
-        for (int s = 0; s < n; s++)
+        for (int s = a; s < n; s++)
             in->sampling[s] = (struct nosa_row_sampling){0.8f, 0.9f, (uint64_t)s,
                                                          (uint64_t)in->pos[s]};
-    struct nosa_decode_out out = {.argmax = in->argmax, .logits = in->logits,
-                                  .sampling = in->sampling, .sampled = in->sampled};
-    int rc = in->ops->decode(in->b, n, in->slots, in->tokens, in->tbl, &out, err, errlen);
+    struct nosa_decode_out out = {
+        .argmax = in->argmax + a,
+        .logits = in->logits ? in->logits + (size_t)a * (size_t)in->c->model->cfg.vocab_size
+                             : NULL,
+        .sampling = in->sampling ? in->sampling + a : NULL,
+        .sampled = in->sampled ? in->sampled + a : NULL};
+    int rc = in->ops->decode(in->b, n - a, in->slots + a, in->tokens + a, in->tbl + a, &out, err,
+                             errlen);
     double dt = bench_now() - t0;
     if (rc) return rc;
-    for (int s = 0; s < n; s++) in->pos[s]++;
+    for (int s = a; s < n; s++) in->pos[s]++;
     if (!acc) return 0;
     in->ops->stats(in->b, st);
     *wall += dt;
@@ -472,11 +479,18 @@ static void bench_phase_run(struct bench_phase *ph)
     memset(&ph->acc, 0, sizeof(ph->acc));
     ph->wall = ph->ctx_sum = 0.0;
     if (ph->fresh) bench_inst_restart(in, ph->n);
+    /* Slots are put in place in order, so those this point adds are [first_new, n). */
+    int first_new = 0;
+    while (first_new < ph->n && in->filled[first_new]) first_new++;
     double t0 = bench_now();
     ph->rc = bench_inst_fill(in, ph->n, ph->err, sizeof(ph->err));
     ph->fill_s = bench_now() - t0;
+    /* The new slots alone first: their hit rate rises for a while after a fill. */
+    for (int i = 0; i < o->settle && first_new < ph->n && !ph->rc; i++)
+        ph->rc = bench_inst_step(in, first_new, ph->n, ph->rho, NULL, &st, &ph->wall,
+                                 ph->err, sizeof(ph->err));
     for (int i = 0; i < o->warmup && !ph->rc; i++)
-        ph->rc = bench_inst_step(in, ph->n, ph->rho, NULL, &st, &ph->wall, ph->err,
+        ph->rc = bench_inst_step(in, 0, ph->n, ph->rho, NULL, &st, &ph->wall, ph->err,
                                  sizeof(ph->err));
     if (ph->gate) {
         struct bench_gate *g = ph->gate;
@@ -498,7 +512,7 @@ static void bench_phase_run(struct bench_phase *ph)
     ph->t_begin = bench_now();
     for (int i = 0; i < o->steps && !ph->rc; i++) {
         for (int s = 0; s < ph->n; s++) ph->ctx_sum += (double)in->pos[s];
-        ph->rc = bench_inst_step(in, ph->n, ph->rho, &ph->acc, &st, &ph->wall, ph->err,
+        ph->rc = bench_inst_step(in, 0, ph->n, ph->rho, &ph->acc, &st, &ph->wall, ph->err,
                                  sizeof(ph->err));
     }
     ph->t_end = bench_now();

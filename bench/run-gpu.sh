@@ -5,7 +5,8 @@
 #      dense-resident / infllmv2-offload / nosa-offload / nosa-resident, batch 8..128 (dense
 #      also at its largest fitting batch), context 16K..128K where memory allows, workloads
 #      random and correlated:0.9;
-#   2. a locality sweep: hit rate of infllmv2 and nosa offload against the workload's rho.
+#   2. a locality sweep: hit rate of infllmv2 and nosa offload against the workload's rho
+#      (each slot settles 200 steps first: docs/BENCH.md, "Workloads").
 # Results land under $OUT (bench.csv, bench.json, PNG plots, the terminal logs). Each run is
 # cut off by `timeout` so that the next still happens; nosa-bench rewrites its CSV/JSON after
 # every instance, so a cut-off run keeps what it measured.
@@ -64,7 +65,8 @@ echo "== locality sweep (timeout ${sweep_s}s)"
 timeout --signal=INT --kill-after=10 "$sweep_s" "$bin" --backend cuda --config 1b \
   --modes infllmv2-offload,nosa-offload --batch 32 --context 32K \
   --workload random,correlated:0.5,correlated:0.8,correlated:0.9,correlated:0.95,correlated:0.99 \
-  --steps 32 --warmup 4 --fill synthetic --out "$OUT/locality" 2>&1 | tee "$OUT/locality.log"
+  --steps 32 --warmup 4 --settle 200 --fill synthetic --out "$OUT/locality" 2>&1 |
+  tee "$OUT/locality.log"
 sweep_rc=${PIPESTATUS[0]}
 set -e
 echo "locality: exit $sweep_rc; total $(( $(date +%s) - start )) s"

@@ -276,17 +276,27 @@ static void check_logits_run(const cJSON *plain, const cJSON *with_logits)
     }
 }
 
-/* A RHO that two decimals would round to another (0.995 to 0.99) keeps its digits in the
- * workload's name, so the rows of two such workloads never share a label. */
-static void check_workload_name(const char *dir)
+/* The run with --workload correlated:0.995 --settle 5: a RHO that two decimals would round
+ * to another (0.995 to 0.99) keeps its digits in the workload's name, so the rows of two such
+ * workloads never share a label; and each slot decoded 5 untimed steps once in place, before
+ * the 2 warm-up steps, so the timed steps' mean context is 128 + 5 + 2 + (6 - 1) / 2 (the
+ * run without --settle: 5 less). */
+static void check_rho_settle_run(const char *dir, const cJSON *plain_rows)
 {
     cJSON *root = load_json(dir);
-    const cJSON *row;
+    const cJSON *row, *settle = cJSON_GetObjectItemCaseSensitive(root, "settle");
+    CHECK(cJSON_IsNumber(settle) && settle->valuedouble == 5.0, "json settle");
     cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(root, "rows")) {
         CHECK(strcmp(str(row, "workload"), "correlated-0.995") == 0, "workload %s",
               str(row, "workload"));
         CHECK_NEAR(num(row, "rho"), 0.995, 1e-12, "rho");
+        CHECK(fabs(num(row, "context_mean") - 137.5) < 1e-9, "%s: context_mean %.9g, want 137.5",
+              str(row, "mode"), num(row, "context_mean"));
     }
+    cJSON_ArrayForEach(row, plain_rows)
+        CHECK(fabs(num(row, "context_mean") - 132.5) < 1e-9,
+              "%s without --settle: context_mean %.9g, want 132.5", str(row, "mode"),
+              num(row, "context_mean"));
     cJSON_Delete(root);
 }
 
@@ -328,16 +338,17 @@ int main(int argc, char **argv)
     snprintf(r995, sizeof(r995), "%s/rho-0.995", dir);
     static const char *const multi[] = {"--devices", "0,1", "--link-test", "1M"};
     static const char *const logits[] = {"--logits"};
-    static const char *const rho3[] = {"--workload", "correlated:0.995"}; /* the later wins */
+    static const char *const rho3[] = {"--workload", "correlated:0.995", /* the later wins */
+                                       "--settle", "5"};
     run_bench(argv[1], one2, "2", NULL, 0);
     run_bench(argv[1], one3, "3", NULL, 0);
     run_bench(argv[1], two, "2,3", multi, 4);
     run_bench(argv[1], lg2, "2", logits, 1);
-    run_bench(argv[1], r995, "2", rho3, 2);
+    run_bench(argv[1], r995, "2", rho3, 4);
     cJSON *r2 = load_json(one2), *r3 = load_json(one3), *rm = load_json(two);
     cJSON *rl = load_json(lg2);
     check_single(r2);
-    check_workload_name(r995);
+    check_rho_settle_run(r995, cJSON_GetObjectItemCaseSensitive(r2, "rows"));
     check_logits_run(r2, rl);
     check_multi(rm, cJSON_GetObjectItemCaseSensitive(r2, "rows"),
                 cJSON_GetObjectItemCaseSensitive(r3, "rows"));
