@@ -57,7 +57,7 @@ enum bench_fill {
 };
 
 struct bench_opts {
-    const char *backends[4];
+    const struct nosa_backend_ops *backends[4]; /* --backend, looked up as parsed */
     int n_backends;
     struct bench_mode modes[8];
     int n_modes;

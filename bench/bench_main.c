@@ -235,7 +235,11 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
     char *items[BENCH_MAX_LIST];
     int n;
     if ((n = bench_split(backend_buf, items, 4, "--backend", err, errlen)) < 0) return n;
-    for (int i = 0; i < n; i++) o->backends[o->n_backends++] = items[i];
+    /* Looked up now, so that a backend this binary cannot run fails before the model is
+     * built. */
+    for (int i = 0; i < n; i++)
+        if (!(o->backends[o->n_backends++] = nosa_backend_find(items[i], err, errlen)))
+            return -EINVAL;
     if ((n = bench_split(modes_buf, items, 8, "--modes", err, errlen)) < 0) return n;
     for (int i = 0; i < n; i++)
         if ((rc = bench_parse_mode(items[i], &o->modes[o->n_modes++], err, errlen))) return rc;
@@ -408,11 +412,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < o.n_contexts; i++) lmax = o.contexts[i] > lmax ? o.contexts[i] : lmax;
     for (int bi = 0; bi < o.n_backends; bi++) {
-        const struct nosa_backend_ops *ops = nosa_backend_find(o.backends[bi], err, sizeof(err));
-        if (!ops) {
-            rc = -ENODEV;
-            goto fail;
-        }
+        const struct nosa_backend_ops *ops = o.backends[bi];
         double fill_s = 0.0;
         if ((rc = bench_template_fill(&ctx, ops, lmax, &fill_s, err, sizeof(err)))) goto fail;
         printf("fill: %s\n", ctx.fill_note);
