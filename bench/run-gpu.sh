@@ -13,7 +13,9 @@
 #   OUT=/path bench/run-gpu.sh             (on the device machine, from the repository root)
 # Environment: BUILD_DIR (default build-gpu), GRID_SECONDS (default 300), SWEEP_SECONDS
 # (default 60), FILL (shared | synthetic, default shared: the template is prefilled by the
-# cuda backend, or synthesized when that would take over a minute).
+# cuda backend, or synthesized when that would take over a minute), SETTLE (the grid's
+# --settle, default 0: its hit rates are those of the first ~30 steps after a slot's fill;
+# 200 gives settled figures and needs a longer GRID_SECONDS: docs/BENCH.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to the folder that receives the results}"
@@ -56,8 +58,8 @@ set +e
 timeout --signal=INT --kill-after=10 "$grid_s" "$bin" --backend cuda --config 1b \
   --modes dense-resident,infllmv2-offload,nosa-offload,nosa-resident \
   --batch 8,16,32,64,128 --context 16K,32K,64K,128K --workload random,correlated:0.9 \
-  --steps 16 --warmup 4 --fill "$fill" --prefill-chunk 16384 --fill-timeout 60 \
-  --dense-max 512 --out "$OUT/grid" 2>&1 | tee "$OUT/grid.log"
+  --steps 16 --warmup 4 --settle "${SETTLE:-0}" --fill "$fill" --prefill-chunk 16384 \
+  --fill-timeout 60 --dense-max 512 --out "$OUT/grid" 2>&1 | tee "$OUT/grid.log"
 grid_rc=${PIPESTATUS[0]}
 echo "grid: exit $grid_rc after $(( $(date +%s) - start )) s"
 
