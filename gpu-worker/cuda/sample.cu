@@ -40,8 +40,8 @@ static __device__ uint64_t select_prefix(const sample_row &r, uint64_t thr, uint
     __shared__ unsigned part_n[SAMPLE_WARPS][16];
     __shared__ uint64_t cand[SAMPLE_CAND];
     __shared__ uint64_t s_prefix, s_above;
-    __shared__ unsigned s_count;
     __shared__ int n_cand;
+    __shared__ bool s_start_copy; /* the next pass copies the keys under the prefix */
     uint64_t prefix = 0, above = 0;
     bool in_cand = false, copying = false;
     for (int shift = 60; shift >= 0; shift -= 4) {
@@ -83,13 +83,14 @@ static __device__ uint64_t select_prefix(const sample_row &r, uint64_t thr, uint
                 if (d == 0 || above + h >= thr) break;
                 above += h;
             }
-            s_prefix = prefix | (uint64_t)d << shift, s_above = above, s_count = c;
-            if (!in_cand && !copying && c <= SAMPLE_CAND) n_cand = 0;
+            s_prefix = prefix | (uint64_t)d << shift, s_above = above;
+            s_start_copy = !in_cand && !copying && c <= SAMPLE_CAND;
+            if (s_start_copy) n_cand = 0;
         }
         __syncthreads();
         prefix = s_prefix, above = s_above;
         if (copying) in_cand = true, copying = false;
-        else if (!in_cand && s_count <= SAMPLE_CAND) copying = true;
+        else copying = s_start_copy;
     }
     *through = above + nosa_sample_key_weight(prefix);
     return prefix;
