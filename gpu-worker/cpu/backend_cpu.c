@@ -213,13 +213,20 @@ static void block_values(const struct nosa_backend *b, const float *logit, float
     }
 }
 
+/* The pool's eviction scores of this step's (slot, layer, head) (kv.h): the query-aware
+ * block scores as the selection left them; dense has none (NULL: LRU). */
+static const float *pool_scores(const struct nosa_backend *b)
+{
+    return b->sp.mode == NOSA_ATTN_DENSE ? NULL : b->bq;
+}
+
 /* Makes the selected blocks sel[first .. first + n) local in ptrs[0 .. n) and counts them. */
 static void stage_blocks(struct nosa_backend *b, struct nosa_cpu_kv_head *kh, int first, int n,
                          const uint32_t *groups, int layer, int head, struct nosa_layer_stats *ls)
 {
     ls->selected += (uint64_t)n;
     nosa_cpu_kv_gather(&b->kv, kh, b->sel + first, n, b->have_arena ? &b->arena : NULL, groups,
-                       layer, head, b->ptrs, &ls->hits, &ls->transferred);
+                       layer, head, pool_scores(b), b->ptrs, &ls->hits, &ls->transferred);
 }
 
 /* Attention of KV head `head`'s rep query heads q[rep][head_dim] over the tokens of its
@@ -318,7 +325,7 @@ static void layer_attention(struct nosa_backend *b, int slot, int layer, int pos
         /* Read only when the block completes: the table need not cover the open block. */
         uint32_t group = b->have_arena && (pos + 1) % bs == 0 ? groups[pos / bs] : 0;
         if (nosa_cpu_kv_finish_token(&b->kv, kh, pos, b->have_arena ? &b->arena : NULL, group,
-                                     layer, h))
+                                     layer, h, pool_scores(b)))
             ls->bytes_d2h += b->kv.block_bytes;
     }
 }
@@ -522,6 +529,20 @@ int nosa_backend_cpu_block_scores(struct nosa_backend *b, int slot, int layer, i
     if (bq) nosa_cpu_sel_score_query(&b->sp, &kh->sel, q, n_blocks, bq, b->sq);
     if (be) nosa_cpu_sel_score_evict(&b->sp, &kh->sel, n_blocks, be);
     return n_blocks;
+}
+
+int nosa_backend_cpu_pool_blocks(const struct nosa_backend *b, int slot, int layer, int kv_head,
+                                 int32_t *out, int cap)
+{
+    if (check_head(b, slot, layer, kv_head) || !b->kv.offload) return -EINVAL;
+    const struct nosa_cpu_kv_head *kh = nosa_cpu_kv_head_at(&b->kv, slot, layer, kv_head);
+    int n = 0;
+    for (int p = 0; p < b->kv.pool_blocks; p++) {
+        if (kh->block_of[p] < 0) continue;
+        if (n < cap) out[n] = kh->block_of[p];
+        n++;
+    }
+    return n;
 }
 
 const struct nosa_backend_ops nosa_backend_cpu_ops = {

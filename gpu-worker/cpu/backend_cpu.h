@@ -1,6 +1,6 @@
 /* backend_cpu.h: what the CPU reference backend offers beyond backend.h, for tests and for
  * checking the CUDA backend's intermediate results: the block scores behind the last
- * selection. The backend itself is nosa_backend_cpu_ops (backend.h). */
+ * selection, the offload pool's contents. The backend itself is nosa_backend_cpu_ops (backend.h). */
 #ifndef NOSA_BACKEND_CPU_H
 #define NOSA_BACKEND_CPU_H
 
@@ -14,5 +14,11 @@
  * (scores written when <= cap), or -EINVAL for a bad slot/layer/head or an empty slot. */
 int nosa_backend_cpu_block_scores(struct nosa_backend *b, int slot, int layer, int kv_head,
                                   float *bq, float *be, int cap);
+
+/* The logical blocks in the offload pool of (slot, layer, KV head), in pool-slot order,
+ * free slots left out. Returns how many (written when <= cap), or -EINVAL for a bad
+ * slot/layer/head or a backend without offload. */
+int nosa_backend_cpu_pool_blocks(const struct nosa_backend *b, int slot, int layer, int kv_head,
+                                 int32_t *out, int cap);
 
 #endif

@@ -129,15 +129,29 @@ void nosa_cpu_kv_append(const struct nosa_cpu_kv *kv, struct nosa_cpu_kv_head *h
     memcpy(blk + nosa_kv_block_bias_offset(g) + (size_t)t * sizeof(float), &cis, sizeof(float));
 }
 
-/* A pool slot to (re)use: a free one, else the least recently selected whose stamp is below
- * `below` (ties: the lower slot). -1 when none qualifies. */
+/* A pool slot to (re)use (kv.h, "eviction order"): a free one, else the block not in the
+ * current gather (stamp below now) whose score is lowest, ties to the least recently
+ * selected, then the lower slot; with take_current, the current gather's blocks after those,
+ * by slot. score is indexed by logical block (NULL: every block scores the same, i.e. LRU).
+ * -1 when none qualifies. */
 static int pool_victim(const struct nosa_cpu_kv *kv, const struct nosa_cpu_kv_head *h,
-                       uint64_t below)
+                       uint64_t now, int take_current, const float *score)
 {
-    int best = -1;
+    int best = -1, best_cur = 0;
+    float best_s = 0.0f;
     for (int p = 0; p < kv->pool_blocks; p++) {
-        if (h->block_of[p] < 0) return p;
-        if (h->stamp[p] < below && (best < 0 || h->stamp[p] < h->stamp[best])) best = p;
+        int m = h->block_of[p];
+        if (m < 0) return p;
+        int cur = h->stamp[p] >= now;
+        if (cur && !take_current) continue;
+        float sc = score && !cur ? score[m] : 0.0f;
+        if (best < 0 || cur < best_cur ||
+            (cur == best_cur &&
+             (sc < best_s || (sc == best_s && h->stamp[p] < h->stamp[best])))) {
+            best = p;
+            best_cur = cur;
+            best_s = sc;
+        }
     }
     return best;
 }
@@ -152,7 +166,8 @@ static void pool_install(struct nosa_cpu_kv_head *h, int p, int m, uint64_t stam
 
 void nosa_cpu_kv_gather(struct nosa_cpu_kv *kv, struct nosa_cpu_kv_head *h, const int *sel, int n,
                         const struct nosa_kv_arena *arena, const uint32_t *groups, int layer,
-                        int head, const uint8_t **ptrs, uint64_t *hits, uint64_t *transferred)
+                        int head, const float *score, const uint8_t **ptrs, uint64_t *hits,
+                        uint64_t *transferred)
 {
     size_t bb = kv->block_bytes;
     if (!kv->offload) {
@@ -172,7 +187,7 @@ void nosa_cpu_kv_gather(struct nosa_cpu_kv *kv, struct nosa_cpu_kv_head *h, cons
     }
     for (int i = 0; i < n; i++) {
         if (ptrs[i]) continue;
-        int p = pool_victim(kv, h, now);
+        int p = pool_victim(kv, h, now, 0, score);
         /* n <= pool_blocks (kv.h) and hits hold their slots, so a victim exists. */
         if (p < 0) abort();
         pool_install(h, p, sel[i], now);
@@ -185,15 +200,16 @@ void nosa_cpu_kv_gather(struct nosa_cpu_kv *kv, struct nosa_cpu_kv_head *h, cons
 
 int nosa_cpu_kv_finish_token(struct nosa_cpu_kv *kv, struct nosa_cpu_kv_head *h, int pos,
                              const struct nosa_kv_arena *arena, uint32_t group, int layer,
-                             int head)
+                             int head, const float *score)
 {
     int bs = (int)kv->geom.block_size;
     if ((pos + 1) % bs != 0) return 0;
     uint8_t *blk = nosa_cpu_kv_open_block(kv, h, pos);
     if (arena) memcpy(nosa_cpu_kv_arena_block(arena, group, layer, head), blk, kv->block_bytes);
     if (kv->offload) {
-        /* The step is done with every pool block, so any slot may be reused here. */
-        int p = pool_victim(kv, h, UINT64_MAX);
+        /* The step is done with every pool block, so any slot may be reused here (the
+         * current gather's last). */
+        int p = pool_victim(kv, h, kv->clock, 1, score);
         pool_install(h, p, pos / bs, kv->clock);
         memcpy(h->blocks + (size_t)p * kv->block_bytes, blk, kv->block_bytes);
     }

@@ -7,10 +7,17 @@
  *   the local block of the current position.
  * - offload: a separate open block plus a bounded pool of pool_blocks local blocks with a
  *   logical block -> pool slot map. A gather's blocks (a step's selection, or a chunk of it
- *   when it exceeds the pool) that the pool lacks are read from the arena (the delta); a
- *   slot is freed by evicting the least recently selected block not in the current gather
- *   (ties: the lower pool slot). A block that completes is written to the arena and moved
- *   into the pool (the next steps select it as local window).
+ *   when it exceeds the pool) that the pool lacks are read from the arena (the delta). A
+ *   block that completes is written to the arena and moved into the pool (the next steps
+ *   select it as local window).
+ * Eviction order (the same on the GPU, gpu-worker/cuda/pool.cu): a free slot first; else
+ * among the blocks not in the current gather the one with the lowest score, ties to the
+ * least recently selected, then to the lower pool slot (a completing block, which may take
+ * a slot of the current gather when nothing else is left, takes the lowest). The sparse modes score a block by
+ * its query-aware block score of this step (Bq as selection leaves it: forced blocks
+ * +inf), so the pool keeps the blocks the query ranks closest to the selection, which are
+ * the likeliest to enter it again; dense has no scores, so its pool is LRU (bench/RESULTS.md,
+ * sixth session, has the hit rates of both orders).
  * Everything is allocated once at init; nothing here allocates afterwards. */
 #ifndef NOSA_CPU_KV_H
 #define NOSA_CPU_KV_H
@@ -40,7 +47,7 @@ struct nosa_cpu_kv {
     int max_blocks;  /* blocks of a max_context sequence */
     int pool_blocks; /* offload only */
     int max_compressed;
-    uint64_t clock;  /* advanced once per gather, for LRU */
+    uint64_t clock;  /* advanced once per gather: the stamps' order */
     struct nosa_cpu_kv_head *heads; /* [max_seqs][n_layers][n_kv_heads] */
     /* One allocation per array kind; the heads point into them. */
     uint8_t *block_mem, *open_mem;
@@ -85,17 +92,20 @@ static inline uint8_t *nosa_cpu_kv_arena_block(const struct nosa_kv_arena *a, ui
 
 /* Makes the selected complete blocks sel[0 .. n) local and writes their addresses to ptrs.
  * Offload: n <= pool_blocks; misses are read from the arena (groups[m] is logical block m's
- * group). Adds to *hits and *transferred. */
+ * group) into the slots the eviction order gives, score[m] being block m's score (NULL:
+ * dense, LRU). Adds to *hits and *transferred. */
 void nosa_cpu_kv_gather(struct nosa_cpu_kv *kv, struct nosa_cpu_kv_head *h, const int *sel, int n,
                         const struct nosa_kv_arena *arena, const uint32_t *groups, int layer,
-                        int head, const uint8_t **ptrs, uint64_t *hits, uint64_t *transferred);
+                        int head, const float *score, const uint8_t **ptrs, uint64_t *hits,
+                        uint64_t *transferred);
 
 /* Called after token pos was fully processed for this head: when it completed its block,
  * writes the block to the arena (when arena is set; group is its group) and, with offload,
- * moves it into the pool. Returns 1 when a block was written to the arena, else 0. */
+ * moves it into the pool (the slot by the eviction order; score as for the step's gather).
+ * Returns 1 when a block was written to the arena, else 0. */
 int nosa_cpu_kv_finish_token(struct nosa_cpu_kv *kv, struct nosa_cpu_kv_head *h, int pos,
                              const struct nosa_kv_arena *arena, uint32_t group, int layer,
-                             int head);
+                             int head, const float *score);
 
 /* Resume: installs a complete block read from the arena as logical block m (resident: copied
  * into its local block; offload: nothing is kept, the pool starts empty) and replays its

@@ -164,7 +164,8 @@ static void cuda_destroy(struct nosa_backend *b)
     CUDA_FREE(b->tok_embed), CUDA_FREE(b->final_norm), CUDA_FREE(b->lm_head);
     CUDA_FREE(b->rope_cos), CUDA_FREE(b->rope_sin);
     CUDA_FREE(b->kv.blocks), CUDA_FREE(b->kv.open), CUDA_FREE(b->kv.pool_of);
-    CUDA_FREE(b->kv.block_of), CUDA_FREE(b->kv.stamp), CUDA_FREE(b->kv.key_ring);
+    CUDA_FREE(b->kv.block_of), CUDA_FREE(b->kv.stamp), CUDA_FREE(b->kv.slot_score);
+    CUDA_FREE(b->kv.key_ring);
     CUDA_FREE(b->kv.cis_ring), CUDA_FREE(b->kv.kc), CUDA_FREE(b->kv.ce);
     CUDA_FREE(b->kv.last_sel), CUDA_FREE(b->kv.n_sel);
     CUDA_FREE(b->d_tok), CUDA_FREE(b->d_slot), CUDA_FREE(b->d_pos), CUDA_FREE(b->d_groups);
@@ -403,6 +404,7 @@ static int alloc_kv(struct nosa_backend *b, char *err, size_t errlen)
         CUDA_CHECK(dev_alloc(&kv->pool_of, nh * (size_t)kv->max_blocks, sizeof(int32_t)));
         CUDA_CHECK(dev_alloc(&kv->block_of, nh * local, sizeof(int32_t)));
         CUDA_CHECK(dev_alloc(&kv->stamp, nh * local, sizeof(uint32_t)));
+        CUDA_CHECK(dev_alloc(&kv->slot_score, nh * local, sizeof(float)));
         CUDA_CHECK(cudaMemset(kv->pool_of, 0xff, nh * (size_t)kv->max_blocks * sizeof(int32_t)));
         CUDA_CHECK(cudaMemset(kv->block_of, 0xff, nh * local * sizeof(int32_t)));
         CUDA_CHECK(cudaMemset(kv->stamp, 0, nh * local * sizeof(uint32_t)));
@@ -827,7 +829,7 @@ static int layer_attend(struct nosa_backend *b, int l, cuda_step st, int r0,
     select_launch(b->kv, st, l, b->sp, b->sel_scratch, s);
     LAUNCHED();
     pool_delta_launch(b->kv, st, l, b->pl, b->arena_dev, b->d_groups, b->kv.max_blocks,
-                      b->d_stats, s);
+                      b->sel_scratch, b->sp.rep, b->d_stats, s);
     LAUNCHED();
     m_att = mark(b, s, err, errlen);
     span(b, PHASE_SELECT, m_sel, m_att);

@@ -77,6 +77,8 @@ struct cuda_kv {
     int32_t *pool_of;   /* offload: [ih][max_blocks] pool slot of a logical block or -1 */
     int32_t *block_of;  /* offload: [ih][pool] logical block in a pool slot or -1 */
     uint32_t *stamp;    /* offload: [ih][pool] position + 1 of the last step selecting it */
+    float *slot_score;  /* offload: [ih][pool] the eviction score of the block in a slot, as
+                         * of the step's pool_delta (pool.cuh) */
     uint16_t *key_ring; /* [ih][kernel][head_dim] bf16 */
     float *cis_ring;    /* [ih][kernel] */
     uint16_t *kc;       /* [ih][max_c][head_dim] compressed keys, bf16 */

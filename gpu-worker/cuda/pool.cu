@@ -1,36 +1,57 @@
 /* pool: block delta, slot replacement and completion install (see pool.cuh). One warp per
  * (token, KV head): lanes scan the pool, a warp minimum picks the victim. */
 #include "pool.cuh"
+#include "select.cuh"
 
-/* Victim key of pool slot p: free slots first (lowest slot), then the oldest stamp below
- * `below` (ties: lowest slot); UINT64_MAX when the slot may not be taken. */
-static __device__ __forceinline__ uint64_t victim_key(const int32_t *block_of,
-                                                      const uint32_t *stamp, int p,
-                                                      uint64_t below)
+/* Eviction order (gpu-worker/cpu/kv.h): free slots first (lowest slot), then the blocks
+ * not selected by this step (stamp below now) by ascending score, ties to the oldest stamp,
+ * then the lowest slot; with take_current, this step's blocks after all of those, by slot.
+ * Compared as (hi, lo); {UINT64_MAX, UINT64_MAX} when the slot may not be taken. */
+struct victim_key {
+    uint64_t hi, lo;
+};
+
+static __device__ __forceinline__ bool victim_before(victim_key a, victim_key b)
 {
-    if (block_of[p] < 0) return (uint64_t)p;
-    if ((uint64_t)stamp[p] >= below) return UINT64_MAX;
-    return (((uint64_t)stamp[p] + 1u) << 32) | (uint64_t)p;
+    return a.hi < b.hi || (a.hi == b.hi && a.lo < b.lo);
 }
 
-static __device__ int warp_victim(const cuda_kv &kv, const int32_t *block_of,
-                                  const uint32_t *stamp, uint64_t below)
+static __device__ __forceinline__ victim_key victim_key_of(const int32_t *block_of,
+                                                           const uint32_t *stamp,
+                                                           const float *slot_score, int p,
+                                                           uint32_t now, bool take_current)
 {
-    uint64_t best = UINT64_MAX;
-    for (int p = threadIdx.x; p < kv.pool_blocks; p += 32) {
-        uint64_t k = victim_key(block_of, stamp, p, below);
-        best = k < best ? k : best;
+    if (block_of[p] < 0) return {0u, (uint64_t)p};
+    if (stamp[p] >= now) {
+        if (!take_current) return {UINT64_MAX, UINT64_MAX};
+        return {(uint64_t)2u << 32, ((uint64_t)stamp[p] << 32) | (uint64_t)p};
+    }
+    return {((uint64_t)1u << 32) | order_key(slot_score[p]),
+            ((uint64_t)stamp[p] << 32) | (uint64_t)p};
+}
+
+/* The slot to take (every lane gets it), -1 when none may be taken. */
+static __device__ int warp_victim(const cuda_kv &kv, const int32_t *block_of,
+                                  const uint32_t *stamp, const float *slot_score, uint32_t now,
+                                  bool take_current)
+{
+    victim_key best = {UINT64_MAX, UINT64_MAX};
+    for (int p = threadIdx.x % 32; p < kv.pool_blocks; p += 32) {
+        victim_key k = victim_key_of(block_of, stamp, slot_score, p, now, take_current);
+        if (victim_before(k, best)) best = k;
     }
     for (int o = 16; o > 0; o >>= 1) {
-        uint64_t other = __shfl_xor_sync(0xffffffffu, best, o);
-        best = other < best ? other : best;
+        victim_key other = {__shfl_xor_sync(0xffffffffu, best.hi, o),
+                            __shfl_xor_sync(0xffffffffu, best.lo, o)};
+        if (victim_before(other, best)) best = other;
     }
-    return best == UINT64_MAX ? -1 : (int)(best & 0xffffffffu);
+    return best.hi == UINT64_MAX ? -1 : (int)(best.lo & 0xffffffffu);
 }
 
 static __global__ void pool_delta_kernel(cuda_kv kv, cuda_step st, int layer, pool_lists pl,
                                          const uint8_t *arena, const uint32_t *groups,
-                                         int groups_ld, unsigned long long *stats)
+                                         int groups_ld, float *scratch, int rep,
+                                         unsigned long long *stats)
 {
     int i = blockIdx.x, h = blockIdx.y, lane = threadIdx.x;
     int pos = st.pos[i], slot = st.slot[i];
@@ -55,7 +76,14 @@ static __global__ void pool_delta_kernel(cuda_kv kv, cuda_step st, int layer, po
     int32_t *block_of = kv.block_of + ih * (size_t)kv.pool_blocks;
     uint32_t *stamp = kv.stamp + ih * (size_t)kv.pool_blocks;
     uint8_t *pool = kv.blocks + ih * (size_t)kv.pool_blocks * bb;
+    float *slot_score = kv.slot_score + ih * (size_t)kv.pool_blocks;
     uint32_t now = (uint32_t)pos + 1u;
+    /* Each slot's score, read once here (independent loads) rather than through block_of
+     * in every victim search; a slot refilled below is this step's and needs none. */
+    const float *score = select_scratch_bq(kv, scratch, (int)li, rep);
+#pragma unroll 4
+    for (int p = lane; p < kv.pool_blocks; p += 32)
+        if (block_of[p] >= 0) slot_score[p] = __ldg(score + block_of[p]);
     const uint8_t **src = pl.miss_src + li * (size_t)kv.max_blocks;
     /* Hits first, so that no block this step selects can become a victim. */
     int hits = 0;
@@ -74,7 +102,7 @@ static __global__ void pool_delta_kernel(cuda_kv kv, cuda_step st, int layer, po
     int misses = 0;
     for (int e = 0; e < n; e++) {
         if (ptrs[e]) continue; /* uniform across the warp: written before the sync */
-        int p = warp_victim(kv, block_of, stamp, now);
+        int p = warp_victim(kv, block_of, stamp, slot_score, now, false);
         int m = sel[e];
         if (lane == 0) {
             /* create() sizes the pool for the largest selection, so p >= 0. */
@@ -110,7 +138,10 @@ static __global__ void pool_complete_kernel(cuda_kv kv, cuda_step st, int layer)
     int32_t *block_of = kv.block_of + ih * (size_t)kv.pool_blocks;
     uint32_t *stamp = kv.stamp + ih * (size_t)kv.pool_blocks;
     if (threadIdx.x < 32) {
-        int p = warp_victim(kv, block_of, stamp, UINT64_MAX);
+        /* The step is done with every pool block: its own go last. The other slots' scores
+         * are those pool_delta read this step. */
+        int p = warp_victim(kv, block_of, stamp, kv.slot_score + ih * (size_t)kv.pool_blocks,
+                            (uint32_t)pos + 1u, true);
         if (threadIdx.x == 0) {
             int m = pos / kv.block_size;
             if (block_of[p] >= 0) pool_of[block_of[p]] = -1;
@@ -129,10 +160,10 @@ static __global__ void pool_complete_kernel(cuda_kv kv, cuda_step st, int layer)
 
 void pool_delta_launch(cuda_kv kv, cuda_step st, int layer, pool_lists pl,
                        const uint8_t *arena_dev, const uint32_t *groups, int groups_ld,
-                       unsigned long long *stats, cudaStream_t s)
+                       float *scratch, int rep, unsigned long long *stats, cudaStream_t s)
 {
     pool_delta_kernel<<<dim3(st.n, kv.n_kv), 32, 0, s>>>(kv, st, layer, pl, arena_dev, groups,
-                                                          groups_ld, stats);
+                                                          groups_ld, scratch, rep, stats);
 }
 
 void pool_complete_launch(cuda_kv kv, cuda_step st, int layer, cudaStream_t s)

@@ -6,14 +6,17 @@
  * block, so n_ent = n_sel + 1). Resident: every block is local. Offload (the CPU
  * reference's policy in gpu-worker/cpu/kv.c, so hits and transfers match it exactly):
  * still-selected blocks stay in their slots (stamp = pos + 1); each miss takes a free slot
- * (lowest first), else the least recently selected slot not selected by this step (ties:
- * the lower slot); its arena address goes to miss_src[ih'][e] (NULL for a hit) and attention
- * copies the block into the slot as it reads it (attention.cuh). Counts go to
- * stats[layer] = {selected, transferred, hits}.
+ * (lowest first), else, of the slots not selected by this step, the block with the lowest
+ * query-aware score of the step (the selection's bq, select_scratch_bq; ties: the least
+ * recently selected, then the lower slot); its arena address goes to miss_src[ih'][e] (NULL
+ * for a hit) and attention copies the block into the slot as it reads it (attention.cuh).
+ * Counts go to stats[layer] = {selected, transferred, hits}. Offload is sparse only (create
+ * refuses dense offloaded), so there are always scores.
  *
  * pool_complete_launch, after attention, for tokens whose block completes (offload): the
- * open block is copied into the pool at the least recently selected slot (any slot may go:
- * the step is done with them) with stamp pos + 1. */
+ * open block is copied into the pool at the slot the same order gives (with the scores
+ * pool_delta read, kv.slot_score), the step's own blocks last (the step is done with them),
+ * with stamp pos + 1. */
 #ifndef NOSA_CUDA_POOL_CUH
 #define NOSA_CUDA_POOL_CUH
 #include "cuda_common.cuh"
@@ -25,8 +28,9 @@ struct pool_lists {
                                * address) when it missed, else NULL; offload only */
 };
 
+/* scratch, rep: the selection's scratch of the step (select.cuh), whose bq are the scores. */
 void pool_delta_launch(cuda_kv kv, cuda_step st, int layer, pool_lists pl,
                        const uint8_t *arena_dev, const uint32_t *groups, int groups_ld,
-                       unsigned long long *stats, cudaStream_t s);
+                       float *scratch, int rep, unsigned long long *stats, cudaStream_t s);
 void pool_complete_launch(cuda_kv kv, cuda_step st, int layer, cudaStream_t s);
 #endif

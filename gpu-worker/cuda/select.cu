@@ -98,13 +98,6 @@ static __device__ void mark_forced(const select_params &p, float *score, int nb)
         if (m < p.sink || m >= nb - p.window) score[m] = INFINITY;
 }
 
-/* A float's bits as an unsigned key with the same order (-0 taken as +0, as == does). */
-static __device__ __forceinline__ uint32_t order_key(float f)
-{
-    uint32_t u = __float_as_uint(f == 0.0f ? 0.0f : f);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
 /* Radix-select state shared by the CTA. */
 struct topk_shared {
     unsigned hist[256];
@@ -176,7 +169,10 @@ static __device__ void topk_flags(float *flag, const float *score, int nb, int k
     __syncthreads();
 }
 
-static __global__ void __launch_bounds__(SELECT_THREADS)
+/* Two CTAs per SM, which at 1024 threads caps the registers at 32: left to itself the
+ * compiler once took 58, one CTA per SM, and batch 256 ran in twice the waves (+0.65-0.9 ms
+ * per step, bench/RESULTS.md, sixth session). */
+static __global__ void __launch_bounds__(SELECT_THREADS, 2)
     select_kernel(cuda_kv kv, cuda_step st, int layer, select_params p, float *scratch)
 {
     extern __shared__ float gstat[]; /* [2][rep]: group_softmax_sum */
@@ -195,7 +191,8 @@ static __global__ void __launch_bounds__(SELECT_THREADS)
     }
     float *lgall = select_scratch_logits(kv, scratch, i * kv.n_kv + h);
     float *sq = lgall + (size_t)p.rep * (size_t)kv.max_c;
-    float *bq = sq + kv.max_c, *be = bq + kv.max_blocks, *flag = be + kv.max_blocks;
+    float *bq = select_scratch_bq(kv, scratch, i * kv.n_kv + h, p.rep);
+    float *be = bq + kv.max_blocks, *flag = be + kv.max_blocks;
     int n_c = pos + 1 < kv.kernel ? 0 : (pos + 1 - kv.kernel) / kv.stride + 1;
 
     if (n_c > 0)

@@ -48,6 +48,19 @@ __device__ __forceinline__ float *select_scratch_logits(const cuda_kv &kv, float
 {
     return scratch + (size_t)li * (size_t)kv.scratch_stride;
 }
+/* bq of (token, KV head) li as the selection leaves it (forced blocks +inf): the pool's
+ * eviction scores (pool.cuh). */
+__device__ __forceinline__ float *select_scratch_bq(const cuda_kv &kv, float *scratch, int li,
+                                                    int rep)
+{
+    return select_scratch_logits(kv, scratch, li) + (size_t)(rep + 1) * (size_t)kv.max_c;
+}
+/* A float's bits as an unsigned key with the same order (-0 taken as +0, as == does). */
+__device__ __forceinline__ uint32_t order_key(float f)
+{
+    uint32_t u = __float_as_uint(f == 0.0f ? 0.0f : f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
 __device__ __forceinline__ float2 *select_scratch_stats(const cuda_kv &kv, float *scratch,
                                                         int li, int rep)
 {

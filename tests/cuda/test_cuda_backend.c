@@ -19,7 +19,9 @@
  *   scores have a near tie at a top-k boundary (score gap under SCORE_TOL, relative): scores
  *   within the numeric differences above may legitimately rank differently;
  * - while all selections agree, blocks transferred / hits and every layer's statistics
- *   equal the CPU's exactly (same pool policy);
+ *   equal the CPU's exactly (same pool policy), up to the first step whose evictions rest on
+ *   a near tie of the CPU's block scores (the eviction order compares scores; counted and
+ *   reported with the number of steps compared);
  * - offloaded logits are bit-identical to resident logits (offload only moves bytes);
  * - with a budget covering the whole context, infllmv2 and nosa logits are bit-identical to
  *   dense;
@@ -123,6 +125,68 @@ static int near_tie(struct nosa_backend *cpu, const struct nosa_model_config *mc
     return mode == NOSA_ATTN_NOSA && boundary_gap(be, nb, sc->budget_blocks - 1) < SCORE_TOL;
 }
 
+/* The CPU's offload pool of each (slot, layer * n_kv + head) before a step. */
+#define MAX_LH 64
+struct pool_snapshot {
+    int n[N_SLOTS][MAX_LH];
+    int32_t blk[N_SLOTS][MAX_LH][MAX_NB];
+};
+
+static void pool_snapshot_take(struct pool_snapshot *ps, struct nosa_backend *cpu,
+                               const struct nosa_model_config *mc)
+{
+    REQUIRE(mc->n_layers * mc->n_kv_heads <= MAX_LH, "too many heads for the pool snapshot");
+    for (int s = 0; s < N_SLOTS; s++)
+        for (int l = 0; l < mc->n_layers; l++)
+            for (int h = 0; h < mc->n_kv_heads; h++) {
+                int lh = l * mc->n_kv_heads + h;
+                ps->n[s][lh] = nosa_backend_cpu_pool_blocks(cpu, s, l, h, ps->blk[s][lh], MAX_NB);
+                REQUIRE(ps->n[s][lh] >= 0 && ps->n[s][lh] <= MAX_NB, "pool_blocks %d",
+                        ps->n[s][lh]);
+            }
+}
+
+/* 1 when the CPU's evictions of this step for (slot, layer, head) rest on a near tie of its
+ * block scores, so the GPU may legitimately evict another block (kv.h, eviction order):
+ * the pool's blocks outside the step's selection go lowest score first, as many as the
+ * misses and a completing block need beyond the free slots; a near tie is a score gap under
+ * SCORE_TOL between the last evicted and the first kept (exactly equal scores are the same
+ * on both, from one compressed key, and are ordered by stamp alike). */
+static int victim_near_tie(struct nosa_backend *cpu, const struct nosa_model_config *mc,
+                           int pool_blocks, const int32_t *before, int n_before,
+                           const int32_t *sel, int n_sel, int completes, int slot, int layer,
+                           int head)
+{
+    float bq[MAX_NB], v[MAX_NB];
+    int nb = nosa_backend_cpu_block_scores(cpu, slot, layer, head, bq, NULL, MAX_NB);
+    if (nb < 0 || nb > MAX_NB) return 0;
+    const struct nosa_sparse_config *sc = &mc->sparse;
+    for (int m = 0; m < nb; m++)
+        if (m < sc->sink_blocks || m >= nb - sc->window_blocks) bq[m] = INFINITY;
+    unsigned char in_sel[MAX_NB] = {0}, in_pool[MAX_NB] = {0};
+    for (int i = 0; i < n_sel; i++) in_sel[sel[i]] = 1;
+    int nv = 0, misses = 0;
+    for (int i = 0; i < n_before; i++) {
+        in_pool[before[i]] = 1;
+        if (!in_sel[before[i]]) v[nv++] = bq[before[i]];
+    }
+    for (int i = 0; i < n_sel; i++) misses += !in_pool[sel[i]];
+    int evict = misses + completes - (pool_blocks - n_before);
+    if (evict <= 0 || evict >= nv) return 0; /* nothing to choose */
+    for (int i = 1; i < nv; i++) /* insertion sort, ascending */
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            float t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    float lo = v[evict - 1], hi = v[evict], tol = SCORE_TOL * fmaxf(1.0f, fabsf(hi));
+    if (!(hi - lo < tol)) return 0;
+    if (hi != lo) return 1;
+    for (int i = 0; i < nv; i++)
+        if (v[i] != lo && fabsf(v[i] - lo) < tol) return 1;
+    return 0;
+}
+
 struct side {
     const struct nosa_backend_ops *ops;
     struct nosa_backend *b;
@@ -182,6 +246,9 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
     int32_t prompt[32];
     double max_err = 0.0;
     int near_ties = 0, sel_checked = 0, sel_mismatch = 0, sel_tie = 0, diverged = 0;
+    int victim_ties = 0, stats_steps = 0;
+    int pooled = rc->offload && rc->mode != NOSA_ATTN_DENSE;
+    static struct pool_snapshot before;
     int sampled_same = 0, sampled_rows = 0;
     uint64_t transferred = 0;
     for (int s = 0; s < N_SLOTS; s++) {
@@ -213,6 +280,7 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
             {0.0f, 1.0f, 0u, 0u}};
         struct nosa_decode_out oc = {.logits = lc, .argmax = ac, .sampling = rs, .sampled = dc},
                                og = {.logits = lg, .argmax = ag, .sampling = rs, .sampled = dg};
+        if (pooled) pool_snapshot_take(&before, cpu.b, mc);
         int r = cpu.ops->decode(cpu.b, N_SLOTS, slots, toks, bc, &oc, err, sizeof(err));
         REQUIRE(r == 0, "cpu decode: %s", err);
         r = gpu.ops->decode(gpu.b, N_SLOTS, slots, toks, bg, &og, err, sizeof(err));
@@ -249,6 +317,14 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
                     int ng = gpu.ops->last_selection(gpu.b, s, l, h, sg, MAX_NB);
                     REQUIRE(nc >= 0 && ng >= 0, "last_selection failed (%d, %d)", nc, ng);
                     sel_checked++;
+                    int lh = l * mc->n_kv_heads + h;
+                    if (pooled && !diverged &&
+                        victim_near_tie(cpu.b, mc, side_config(m, rc, NULL).pool_blocks,
+                                        before.blk[s][lh], before.n[s][lh], sc_, nc,
+                                        len[s] % mc->sparse.block_size == 0, s, l, h)) {
+                        victim_ties++;
+                        diverged = 1; /* the pools may differ from here on */
+                    }
                     if (nc == ng && memcmp(sc_, sg, sizeof(int32_t) * (size_t)nc) == 0) continue;
                     diverged = 1;
                     if (near_tie(cpu.b, mc, rc->mode, s, l, h)) {
@@ -286,6 +362,7 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
         CHECK(sg.blocks_selected == sg.blocks_transferred + sg.block_hits,
               "%s: selected != transferred + hits", rc->name);
         if (!diverged) {
+            stats_steps++;
             CHECK(sc.blocks_selected == sg.blocks_selected &&
                       sc.blocks_transferred == sg.blocks_transferred &&
                       sc.block_hits == sg.block_hits && sc.bytes_h2d == sg.bytes_h2d &&
@@ -301,10 +378,12 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
         transferred += sg.blocks_transferred;
     }
     printf("%-14s max logit err %.3g (tol %g), greedy near-ties %d, selections %d checked, "
-           "%d near-tie differences, %d mismatches, blocks transferred %llu, sampled rows "
-           "equal to the cpu's %d/%d\n",
+           "%d near-tie differences, %d mismatches, blocks transferred %llu, stats equal to "
+           "the cpu's for %d/%d steps (%d eviction near-ties), sampled rows equal to the "
+           "cpu's %d/%d\n",
            rc->name, max_err, LOGIT_TOL, near_ties, sel_checked, sel_tie, sel_mismatch,
-           (unsigned long long)transferred, sampled_same, sampled_rows);
+           (unsigned long long)transferred, stats_steps, g_steps, victim_ties, sampled_same,
+           sampled_rows);
     CHECK(near_ties <= 2 + g_steps / 50, "%s: %d greedy near-ties", rc->name, near_ties);
     if (rc->offload && g_steps >= 100) CHECK(transferred > 0, "%s: offload never transferred a block", rc->name);
     free(lc);
