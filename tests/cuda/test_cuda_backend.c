@@ -107,18 +107,30 @@ static float boundary_gap(const float *s, int nb, int k)
     return fabsf(v[k - 1] - v[k]) / fmaxf(1.0f, fabsf(v[k - 1]));
 }
 
+/* The CPU's block scores of the head's last step (bq, and be when not NULL), forced blocks
+ * +inf as the selection sees them; the number of blocks, or -1 when they do not fit. */
+static int cpu_scores(struct nosa_backend *cpu, const struct nosa_model_config *mc, int slot,
+                      int layer, int head, float *bq, float *be)
+{
+    int nb = nosa_backend_cpu_block_scores(cpu, slot, layer, head, bq, be, MAX_NB);
+    if (nb < 0 || nb > MAX_NB) return -1;
+    const struct nosa_sparse_config *sc = &mc->sparse;
+    for (int m = 0; m < nb; m++)
+        if (m < sc->sink_blocks || m >= nb - sc->window_blocks) {
+            bq[m] = INFINITY;
+            if (be) be[m] = INFINITY;
+        }
+    return nb;
+}
+
 /* 1 when the CPU's selection for this head sits on a near tie of its scores. */
 static int near_tie(struct nosa_backend *cpu, const struct nosa_model_config *mc,
                     enum nosa_attn_mode mode, int slot, int layer, int head)
 {
     float bq[MAX_NB], be[MAX_NB];
-    int nb = nosa_backend_cpu_block_scores(cpu, slot, layer, head, bq, be, MAX_NB);
-    if (nb < 0 || nb > MAX_NB) return 0;
+    int nb = cpu_scores(cpu, mc, slot, layer, head, bq, be);
+    if (nb < 0) return 0;
     const struct nosa_sparse_config *sc = &mc->sparse;
-    for (int m = 0; m < nb; m++) {
-        int forced = m < sc->sink_blocks || m >= nb - sc->window_blocks;
-        if (forced) bq[m] = be[m] = INFINITY;
-    }
     if (boundary_gap(bq, nb, mode == NOSA_ATTN_NOSA ? sc->query_aware_blocks - 1
                                                      : sc->budget_blocks - 1) < SCORE_TOL)
         return 1;
@@ -158,11 +170,7 @@ static int victim_near_tie(struct nosa_backend *cpu, const struct nosa_model_con
                            int head)
 {
     float bq[MAX_NB], v[MAX_NB];
-    int nb = nosa_backend_cpu_block_scores(cpu, slot, layer, head, bq, NULL, MAX_NB);
-    if (nb < 0 || nb > MAX_NB) return 0;
-    const struct nosa_sparse_config *sc = &mc->sparse;
-    for (int m = 0; m < nb; m++)
-        if (m < sc->sink_blocks || m >= nb - sc->window_blocks) bq[m] = INFINITY;
+    if (cpu_scores(cpu, mc, slot, layer, head, bq, NULL) < 0) return 0;
     unsigned char in_sel[MAX_NB] = {0}, in_pool[MAX_NB] = {0};
     for (int i = 0; i < n_sel; i++) in_sel[sel[i]] = 1;
     int nv = 0, misses = 0;
@@ -248,6 +256,7 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
     int near_ties = 0, sel_checked = 0, sel_mismatch = 0, sel_tie = 0, diverged = 0;
     int victim_ties = 0, stats_steps = 0;
     int pooled = rc->offload && rc->mode != NOSA_ATTN_DENSE;
+    int pool_blocks = side_config(m, rc, NULL).pool_blocks;
     static struct pool_snapshot before;
     int sampled_same = 0, sampled_rows = 0;
     uint64_t transferred = 0;
@@ -319,7 +328,7 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
                     sel_checked++;
                     int lh = l * mc->n_kv_heads + h;
                     if (pooled && !diverged &&
-                        victim_near_tie(cpu.b, mc, side_config(m, rc, NULL).pool_blocks,
+                        victim_near_tie(cpu.b, mc, pool_blocks,
                                         before.blk[s][lh], before.n[s][lh], sc_, nc,
                                         len[s] % mc->sparse.block_size == 0, s, l, h)) {
                         victim_ties++;
