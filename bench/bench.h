@@ -80,6 +80,7 @@ struct bench_opts {
     double fill_timeout;    /* SHARED: > 0: synthesize instead when the template prefill would
                                take longer than this many seconds (projected after one chunk) */
     int pool_blocks;        /* 0: backend default (2 x budget) */
+    int prefetch_blocks;    /* offloaded sparse modes: backend.h prefetch_blocks; 0: none */
     int devices[BENCH_MAX_DEVICES]; /* --devices, else the one --device */
     int n_devices;
     uint64_t link_test_bytes; /* --link-test: bytes each device copies per repetition; 0: off */
@@ -118,13 +119,17 @@ struct bench_point {
     /* Step time split; the backend stats (backend.h) carry no per-phase times, so NAN. */
     double gemm_ms, attn_ms, select_ms, copy_ms, other_ms;
     double blocks_per_step; /* blocks transferred (the delta) per step, all layers and heads */
+    double prefetch_per_step; /* blocks read ahead per step (--prefetch), all layers and heads */
     double bytes_h2d_per_step;
     double bytes_d2h_per_step;
     double hit_rate;        /* hits / selected over the timed steps */
     double copy_gbps;       /* bytes_h2d / copy time; derived (see bench_main.c), NAN if none */
-    double link_gbps;       /* bytes_h2d / the timed phase that holds the copy (copy_s, else
-                               attn_s where the copy runs inside attention); NAN untimed */
-    uint64_t blocks_selected, blocks_transferred, block_hits, bytes_h2d, bytes_d2h;
+    double link_gbps;       /* the delta's bytes (blocks_transferred, not the read-ahead, which
+                               runs on its own stream) / the timed phase that holds the copy
+                               (copy_s, else attn_s where the copy runs inside attention);
+                               NAN untimed */
+    uint64_t blocks_selected, blocks_transferred, block_hits, blocks_prefetched;
+    uint64_t bytes_h2d, bytes_d2h; /* h2d: the delta and the read-ahead */
     uint64_t block_bytes;
     double gpu_mem_bytes;    /* device memory this backend instance holds (NAN on cpu) */
     double gpu_mem_per_seq;  /* per slot: measured slope on cuda, estimate on cpu */

@@ -40,6 +40,8 @@ static void bench_usage(FILE *f)
             "                     (default: free memory measured at start; cpu: none)\n"
             "  --dense-max N      never run dense above this batch (default 512)\n"
             "  --pool-blocks N    offload pool blocks per (slot, layer, head) (default 2x budget)\n"
+            "  --prefetch N       offloaded sparse modes: blocks read ahead per (slot, layer,\n"
+            "                     head) and step by the query's block score (default 0)\n"
             "  --budget N         override the model's block budget\n"
             "  --query-aware N    override the model's query-aware blocks\n"
             "  --device N         CUDA device (default 0)\n"
@@ -161,7 +163,8 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
         {"workload", 1, 0, 'w'}, {"steps", 1, 0, 's'},    {"warmup", 1, 0, 'W'},
         {"settle", 1, 0, 'e'},
         {"fill", 1, 0, 'f'},     {"prefill-chunk", 1, 0, 'p'}, {"gpu-mem", 1, 0, 'g'},
-        {"dense-max", 1, 0, 'D'}, {"pool-blocks", 1, 0, 'P'}, {"budget", 1, 0, 'u'},
+        {"dense-max", 1, 0, 'D'}, {"pool-blocks", 1, 0, 'P'}, {"prefetch", 1, 0, 'R'},
+        {"budget", 1, 0, 'u'},
         {"query-aware", 1, 0, 'q'}, {"device", 1, 0, 'd'}, {"seed", 1, 0, 'S'},
         {"out", 1, 0, 'o'},      {"fill-timeout", 1, 0, 'T'}, {"devices", 1, 0, 'v'},
         {"link-test", 1, 0, 'L'}, {"logits", 0, 0, 'l'}, {"sample", 0, 0, 'Y'},
@@ -197,6 +200,10 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
         case 'p': rc = bench_parse_int(optarg, 1, 1 << 24, &o->prefill_chunk, err, errlen); break;
         case 'D': rc = bench_parse_int(optarg, 1, 1 << 20, &o->dense_max_cap, err, errlen); break;
         case 'P': rc = bench_parse_int(optarg, 0, 1 << 20, &o->pool_blocks, err, errlen); break;
+        case 'R':
+            rc = bench_parse_int(optarg, 0, NOSA_MAX_PREFETCH_BLOCKS, &o->prefetch_blocks, err,
+                                 errlen);
+            break;
         case 'u': rc = bench_parse_int(optarg, 1, 1 << 20, &o->budget_blocks, err, errlen); break;
         case 'q': rc = bench_parse_int(optarg, 1, 1 << 20, &o->query_aware_blocks, err, errlen); break;
         case 'd': rc = bench_parse_int(optarg, 0, 1024, &device, err, errlen); break;

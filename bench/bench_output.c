@@ -46,24 +46,27 @@ static void bench_fmt(char *buf, size_t len, int prec, double v)
 
 void bench_output_table(const struct bench_results *r)
 {
-    printf("%-5s %-17s %-16s %4s %-7s %7s %5s %10s %9s %9s %9s %6s %8s %8s %9s %9s\n", "bknd",
-           "mode", "workload", "dev", "devices", "context", "batch", "tok/s", "step_ms",
-           "blk/step", "MB/step", "hit", "copyGB/s", "linkGB/s", "gpuMB/seq", "hostMB");
+    printf("%-5s %-17s %-16s %4s %-7s %7s %5s %10s %9s %9s %8s %9s %6s %8s %8s %9s %9s\n",
+           "bknd", "mode", "workload", "dev", "devices", "context", "batch", "tok/s", "step_ms",
+           "blk/step", "pf/step", "MB/step", "hit", "copyGB/s", "linkGB/s", "gpuMB/seq",
+           "hostMB");
     for (int i = 0; i < r->n; i++) {
         const struct bench_point *p = &r->rows[i];
-        char tps[32], ms[32], blk[32], mb[32], hit[32], bw[32], link[32], gpu[32], host[32];
+        char tps[32], ms[32], blk[32], pf[32], mb[32], hit[32], bw[32], link[32], gpu[32],
+            host[32];
         bench_fmt(tps, sizeof(tps), 1, p->tokens_per_s);
         bench_fmt(ms, sizeof(ms), 3, p->step_ms);
         bench_fmt(blk, sizeof(blk), 1, p->blocks_per_step);
+        bench_fmt(pf, sizeof(pf), 1, p->prefetch_per_step);
         bench_fmt(mb, sizeof(mb), 2, p->bytes_h2d_per_step / 1e6);
         bench_fmt(hit, sizeof(hit), 4, p->hit_rate);
         bench_fmt(bw, sizeof(bw), 2, p->copy_gbps);
         bench_fmt(link, sizeof(link), 2, p->link_gbps);
         bench_fmt(gpu, sizeof(gpu), 1, p->gpu_mem_per_seq / 1e6);
         bench_fmt(host, sizeof(host), 1, p->host_arena_bytes / 1e6);
-        printf("%-5s %-17s %-16s %4s %-7s %7d %5d %10s %9s %9s %9s %6s %8s %8s %9s %9s%s\n",
+        printf("%-5s %-17s %-16s %4s %-7s %7d %5d %10s %9s %9s %8s %9s %6s %8s %8s %9s %9s%s\n",
                p->backend, p->mode, p->workload, p->device, p->devices, p->context, p->batch,
-               tps, ms, blk, mb, hit, bw, link, gpu, host,
+               tps, ms, blk, pf, mb, hit, bw, link, gpu, host,
                p->dense_max_batch == p->batch ? " (largest fitting batch)" : "");
     }
     /* The backend's phase timers (nosa_step_stats); "-" where it reports none (cpu). */
@@ -102,11 +105,13 @@ static const struct bench_col bench_cols[] = {
     COL(gemm_ms, NUM),         COL(attn_ms, NUM),
     COL(select_ms, NUM),       COL(copy_ms, NUM),
     COL(other_ms, NUM),        COL(blocks_per_step, NUM),
+    COL(prefetch_per_step, NUM),
     COL(bytes_h2d_per_step, NUM), COL(bytes_d2h_per_step, NUM),
     COL(copy_gbps, NUM),       COL(link_gbps, NUM),
     COL(hit_rate, NUM),
     COL(blocks_selected, U64), COL(blocks_transferred, U64),
-    COL(block_hits, U64),      COL(bytes_h2d, U64),
+    COL(block_hits, U64),      COL(blocks_prefetched, U64),
+    COL(bytes_h2d, U64),
     COL(bytes_d2h, U64),       COL(block_bytes, U64),
     COL(gpu_mem_bytes, NUM),   COL(gpu_mem_per_seq, NUM),
     COL(gpu_mem_source, STRP),  COL(host_arena_bytes, NUM),
@@ -235,6 +240,7 @@ int bench_output_json(const struct bench_results *r, const struct bench_opts *o,
     cJSON_AddNumberToObject(root, "steps", o->steps);
     cJSON_AddNumberToObject(root, "warmup", o->warmup);
     cJSON_AddNumberToObject(root, "settle", o->settle);
+    cJSON_AddNumberToObject(root, "prefetch_blocks", o->prefetch_blocks);
     cJSON_AddNumberToObject(root, "seed", (double)o->seed);
     cJSON *devs = cJSON_CreateIntArray(o->devices, o->n_devices);
     if (!devs || !cJSON_AddItemToObject(root, "devices", devs)) {

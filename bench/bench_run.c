@@ -265,6 +265,25 @@ static void bench_inst_free(struct bench_inst *in)
 /* A slot's input generator at the start. The same on every device: every device decodes the
  * same inputs, so devices do the same work and a device's figures compare with a one-device
  * run of the same seed. */
+/* The backend configuration of a bench instance of mode: the read-ahead where the mode can
+ * have it (offloaded, sparse), so one --prefetch applies to every offloaded mode alike. */
+static struct nosa_backend_config bench_backend_config(const struct bench_ctx *c,
+                                                       const struct bench_mode *mode,
+                                                       int max_seqs, int max_context, int device)
+{
+    int reads_ahead = mode->offload && mode->attn != NOSA_ATTN_DENSE;
+    return (struct nosa_backend_config){
+        .mode = mode->attn,
+        .offload = mode->offload,
+        .max_seqs = max_seqs,
+        .max_context = max_context,
+        .pool_blocks = c->opts->pool_blocks,
+        .prefetch_blocks = reads_ahead ? c->opts->prefetch_blocks : 0,
+        .arena = bench_arena_view(c->arena),
+        .device = device,
+    };
+}
+
 static uint64_t bench_inst_seed(const struct bench_inst *in, int slot)
 {
     return in->c->opts->seed * 1000003u + (uint64_t)slot;
@@ -338,15 +357,8 @@ static int bench_inst_init(struct bench_inst *in, struct bench_ctx *c,
         in->slots[s] = s;
         in->rng[s] = bench_inst_seed(in, s);
     }
-    struct nosa_backend_config bc = {
-        .mode = mode->attn,
-        .offload = mode->offload,
-        .max_seqs = max_seqs,
-        .max_context = in->max_context,
-        .pool_blocks = c->opts->pool_blocks,
-        .arena = bench_arena_view(c->arena),
-        .device = in->device,
-    };
+    struct nosa_backend_config bc = bench_backend_config(c, mode, max_seqs, in->max_context,
+                                                         in->device);
     return ops->create(c->model, &bc, &in->b, err, errlen);
 }
 
@@ -438,6 +450,7 @@ static int bench_inst_step(struct bench_inst *in, int a, int n, double rho,
     acc->blocks_selected += st->blocks_selected;
     acc->blocks_transferred += st->blocks_transferred;
     acc->block_hits += st->block_hits;
+    acc->blocks_prefetched += st->blocks_prefetched;
     acc->bytes_h2d += st->bytes_h2d;
     acc->bytes_d2h += st->bytes_d2h;
     acc->seconds += st->seconds;
@@ -622,10 +635,12 @@ static void bench_phase_row(const struct bench_phase *ph, const struct bench_ins
     p->blocks_selected = acc->blocks_selected;
     p->blocks_transferred = acc->blocks_transferred;
     p->block_hits = acc->block_hits;
+    p->blocks_prefetched = acc->blocks_prefetched;
     p->bytes_h2d = acc->bytes_h2d;
     p->bytes_d2h = acc->bytes_d2h;
     p->block_bytes = nosa_kv_block_bytes(&g);
     p->blocks_per_step = (double)acc->blocks_transferred / steps;
+    p->prefetch_per_step = (double)acc->blocks_prefetched / steps;
     p->bytes_h2d_per_step = (double)acc->bytes_h2d / steps;
     p->bytes_d2h_per_step = (double)acc->bytes_d2h / steps;
     p->hit_rate = acc->blocks_selected ? (double)acc->block_hits / acc->blocks_selected : NAN;
@@ -640,8 +655,8 @@ static void bench_phase_row(const struct bench_phase *ph, const struct bench_ins
         /* cuda reads the missed blocks inside attention (copy_s 0): the attention time then
          * holds the copy, and the rate is a lower bound of the link's. */
         double carrier = acc->copy_s > 0.0 ? acc->copy_s : acc->attn_s;
-        if (acc->bytes_h2d > 0 && carrier > 0.0)
-            p->link_gbps = (double)acc->bytes_h2d / carrier / 1e9;
+        double delta = (double)acc->blocks_transferred * (double)p->block_bytes;
+        if (delta > 0.0 && carrier > 0.0) p->link_gbps = delta / carrier / 1e9;
     }
     p->gpu_mem_bytes = gpu_used;
     p->gpu_mem_per_seq = sp->gpu_per_seq;
@@ -674,7 +689,7 @@ static void bench_aggregate_row(const struct bench_point *rows, const struct ben
     *p = rows[0];
     snprintf(p->device, sizeof(p->device), "all");
     p->dev_index = -1;
-    p->blocks_selected = p->blocks_transferred = p->block_hits = 0;
+    p->blocks_selected = p->blocks_transferred = p->block_hits = p->blocks_prefetched = 0;
     p->bytes_h2d = p->bytes_d2h = 0;
     p->gpu_mem_bytes = p->host_arena_bytes = p->host_kv_bytes = p->fill_s = 0.0;
     for (int d = 0; d < k; d++) {
@@ -685,6 +700,7 @@ static void bench_aggregate_row(const struct bench_point *rows, const struct ben
         p->blocks_selected += q->blocks_selected;
         p->blocks_transferred += q->blocks_transferred;
         p->block_hits += q->block_hits;
+        p->blocks_prefetched += q->blocks_prefetched;
         p->bytes_h2d += q->bytes_h2d;
         p->bytes_d2h += q->bytes_d2h;
         p->gpu_mem_bytes += q->gpu_mem_bytes;
@@ -701,6 +717,7 @@ static void bench_aggregate_row(const struct bench_point *rows, const struct ben
     p->gemm_ms = p->attn_ms = p->select_ms = p->copy_ms = p->other_ms = NAN;
     p->copy_gbps = p->link_gbps = NAN;
     p->blocks_per_step = (double)p->blocks_transferred / p->steps;
+    p->prefetch_per_step = (double)p->blocks_prefetched / p->steps;
     p->bytes_h2d_per_step = (double)p->bytes_h2d / p->steps;
     p->bytes_d2h_per_step = (double)p->bytes_d2h / p->steps;
     p->hit_rate = p->blocks_selected ? (double)p->block_hits / p->blocks_selected : NAN;
@@ -807,15 +824,7 @@ int bench_run_probe_memory(struct bench_ctx *c, const struct nosa_backend_ops *o
         uint64_t f0, f1, t;
         int rc = bench_mem_device_info(device, &f0, &t, err, errlen);
         if (rc) return rc;
-        struct nosa_backend_config bc = {
-            .mode = mode->attn,
-            .offload = mode->offload,
-            .max_seqs = k + 1,
-            .max_context = max_context,
-            .pool_blocks = c->opts->pool_blocks,
-            .arena = bench_arena_view(c->arena),
-            .device = device,
-        };
+        struct nosa_backend_config bc = bench_backend_config(c, mode, k + 1, max_context, device);
         struct nosa_backend *b = NULL;
         rc = ops->create(c->model, &bc, &b, err, errlen);
         if (rc) return rc;

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "backend.h"
 #include "coord_flags.h"
 #include "fuzz_argv.h"
 #include "fuzz_target.h"
@@ -69,7 +70,8 @@ static void worker(char **argv, int argc)
         nosa_fuzz_fail(k_target, "worker: accepted without a model, run directory or endpoint");
     if (cfg.max_seqs < 1 || cfg.heartbeat_ms < 1 || cfg.register_timeout_ms < 1 ||
         cfg.max_stall_ms < 100 || cfg.max_context < 0 || cfg.budget_blocks < 0 ||
-        cfg.query_aware_blocks < 0 || cfg.pool_blocks < 0)
+        cfg.query_aware_blocks < 0 || cfg.pool_blocks < 0 || cfg.prefetch_blocks < 0 ||
+        cfg.prefetch_blocks > NOSA_MAX_PREFETCH_BLOCKS)
         nosa_fuzz_fail(k_target, "worker: a value out of range accepted");
 }
 

@@ -107,7 +107,8 @@ args kvhost_recover --model /models/tiny --recover --insecure
 args kvhost_destroy --destroy kvh0
 args worker --model /models/tiny --backend cpu --name cpu1 --coordinator \
   ipc:///tmp/nosa/w.sock --kvhost ipc:///tmp/nosa/kvh0.sock --max-seqs 4 --max-context 2048 \
-  --budget-blocks 64 --query-aware-blocks 16 --pool-blocks 128 --heartbeat-ms 200 \
+  --budget-blocks 64 --query-aware-blocks 16 --pool-blocks 128 --prefetch-blocks 2 \
+  --heartbeat-ms 200 \
   --register-timeout-ms 5000 --max-stall-ms 1000 --numa-node 1
 args worker_cuda --model=/models/1b --backend cuda --gpu 1 --mode dense --resident
 args help -h

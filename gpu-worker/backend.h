@@ -30,12 +30,20 @@ struct nosa_kv_arena {
     struct nosa_kv_geometry geom;
 };
 
+#define NOSA_MAX_PREFETCH_BLOCKS 16
+
 struct nosa_backend_config {
     enum nosa_attn_mode mode;
     int offload;     /* 1: complete blocks live in the arena, a bounded pool holds selections */
     int max_seqs;    /* slots */
     int max_context; /* tokens per sequence, <= model max_position */
     int pool_blocks; /* offload: pool blocks per (slot, layer, KV head); 0: 2 * budget */
+    /* Offload, sparse modes: blocks read ahead per (slot, layer, KV head) and step, 0: none.
+     * After a step's attention, the complete blocks the pool lacks with the highest
+     * query-aware score of the step are read into the pool, each only while it outranks the
+     * block it would evict, so the next step is likelier to find them (docs/ARCHITECTURE.md,
+     * "Prefetch"). Results never depend on it; the hit rate and the bytes read do. */
+    int prefetch_blocks; /* [0, NOSA_MAX_PREFETCH_BLOCKS] */
     const struct nosa_kv_arena *arena; /* required with offload; optional otherwise */
     int device;      /* CUDA device ordinal (cuda only) */
 };
@@ -52,7 +60,9 @@ struct nosa_layer_stats {
     uint64_t selected;    /* complete blocks selected, summed over tokens and KV heads */
     uint64_t transferred; /* of those, pulled from the arena (the delta) */
     uint64_t hits;        /* of those, already in the local pool (or resident) */
-    uint64_t bytes_h2d;   /* this layer's bytes read from the arena: transferred * block bytes */
+    uint64_t prefetched;  /* blocks read ahead for the next step (cfg.prefetch_blocks) */
+    uint64_t bytes_h2d;   /* this layer's bytes read from the arena: (transferred +
+                           * prefetched) * block bytes */
     uint64_t bytes_d2h;   /* this layer's bytes written to the arena (completed blocks) */
 };
 
@@ -69,7 +79,8 @@ struct nosa_step_stats {
     uint64_t blocks_selected;
     uint64_t blocks_transferred;
     uint64_t block_hits;
-    uint64_t bytes_h2d;          /* bytes read from the arena */
+    uint64_t blocks_prefetched;  /* read ahead, not counted as selected */
+    uint64_t bytes_h2d;          /* bytes read from the arena (the delta and the read-ahead) */
     uint64_t bytes_d2h;          /* bytes written to the arena (completed blocks) */
     double seconds;              /* wall time of the call */
     /* Where the time went, in seconds (a split of `seconds`; what a backend cannot time it
@@ -157,9 +168,9 @@ extern const struct nosa_backend_ops nosa_backend_cuda_ops;
 const struct nosa_backend_ops *nosa_backend_find(const char *name, char *err, size_t errlen);
 
 /* The checks every backend's create makes (backend_checks.c): the model configuration is
- * valid, the mode known, 1 <= max_seqs and 1 <= max_context <= max_position, an arena with
- * offload, and an arena's geometry equal to the model's with a mapped base aligned to
- * arena_align bytes. 0, or -EINVAL (or the model validation's code) with err naming backend. */
+ * valid, the mode known, 1 <= max_seqs and 1 <= max_context <= max_position, prefetch_blocks
+ * in range and only with offload in a sparse mode, an arena with offload, and an arena's
+ * geometry equal to the model's with a mapped base aligned to arena_align bytes. 0, or -EINVAL (or the model validation's code) with err naming backend. */
 int nosa_backend_config_check(const struct nosa_model *model,
                               const struct nosa_backend_config *cfg, const char *backend,
                               size_t arena_align, char *err, size_t errlen);

@@ -26,6 +26,18 @@ int nosa_backend_config_check(const struct nosa_model *model,
                        backend, cfg->max_seqs, cfg->max_context, mc->max_position);
         return -EINVAL;
     }
+    if (cfg->prefetch_blocks < 0 || cfg->prefetch_blocks > NOSA_MAX_PREFETCH_BLOCKS) {
+        nosa_set_error(err, errlen, "%s backend: prefetch_blocks = %d not in [0, %d]", backend,
+                       cfg->prefetch_blocks, NOSA_MAX_PREFETCH_BLOCKS);
+        return -EINVAL;
+    }
+    if (cfg->prefetch_blocks > 0 && (!cfg->offload || cfg->mode == NOSA_ATTN_DENSE)) {
+        nosa_set_error(err, errlen,
+                       "%s backend: prefetch_blocks = %d needs offload and a sparse mode (it "
+                       "reads ahead by the query-aware block scores)",
+                       backend, cfg->prefetch_blocks);
+        return -EINVAL;
+    }
     if (cfg->offload && !cfg->arena) {
         nosa_set_error(err, errlen, "%s backend: offload needs a host arena", backend);
         return -EINVAL;

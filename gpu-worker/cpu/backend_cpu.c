@@ -7,9 +7,9 @@
  * open block, eviction scores cis from the stored values, then per KV head: compression
  * update, selection (select.c), the delta pulled from the arena when offloading (kv.c),
  * attention over the selected blocks (ascending) and the current block with cis as an
- * additive logit bias, write-back of a completed block; then the output projection, the
- * SwiGLU MLP and, for the last token, the final norm and LM head. docs/CPU_BACKEND.md has
- * the exact definitions. All memory is allocated in create(). */
+ * additive logit bias, write-back of a completed block, the read-ahead (kv.h); then the
+ * output projection, the SwiGLU MLP and, for the last token, the final norm and LM head.
+ * docs/CPU_BACKEND.md has the exact definitions. All memory is allocated in create(). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -327,6 +327,10 @@ static void layer_attention(struct nosa_backend *b, int slot, int layer, int pos
         if (nosa_cpu_kv_finish_token(&b->kv, kh, pos, b->have_arena ? &b->arena : NULL, group,
                                      layer, h, pool_scores(b)))
             ls->bytes_d2h += b->kv.block_bytes;
+        if (b->cfg.prefetch_blocks > 0)
+            ls->prefetched += (uint64_t)nosa_cpu_kv_prefetch(&b->kv, kh, n_blocks,
+                                                             b->cfg.prefetch_blocks, &b->arena,
+                                                             groups, layer, h, b->bq);
     }
 }
 
@@ -385,9 +389,10 @@ static void stats_end(struct nosa_backend *b)
     struct nosa_step_stats *s = &b->stats;
     for (uint32_t l = 0; l < s->n_layers; l++) {
         struct nosa_layer_stats *ls = &s->layer[l];
-        ls->bytes_h2d = ls->transferred * b->kv.block_bytes;
+        ls->bytes_h2d = (ls->transferred + ls->prefetched) * b->kv.block_bytes;
         s->blocks_selected += ls->selected;
         s->blocks_transferred += ls->transferred;
+        s->blocks_prefetched += ls->prefetched;
         s->block_hits += ls->hits;
         s->bytes_h2d += ls->bytes_h2d;
         s->bytes_d2h += ls->bytes_d2h;

@@ -1,5 +1,5 @@
-/* kv.c: resident blocks, the offload pool with its LRU, arena reads and write-back for the
- * CPU reference backend (see kv.h). */
+/* kv.c: resident blocks, the offload pool with its eviction order and read-ahead, arena reads
+ * and write-back for the CPU reference backend (see kv.h). */
 #include "kv.h"
 
 #include <errno.h>
@@ -214,6 +214,25 @@ int nosa_cpu_kv_finish_token(struct nosa_cpu_kv *kv, struct nosa_cpu_kv_head *h,
         memcpy(h->blocks + (size_t)p * kv->block_bytes, blk, kv->block_bytes);
     }
     return arena ? 1 : 0;
+}
+
+int nosa_cpu_kv_prefetch(struct nosa_cpu_kv *kv, struct nosa_cpu_kv_head *h, int n_blocks, int x,
+                         const struct nosa_kv_arena *arena, const uint32_t *groups, int layer,
+                         int head, const float *score)
+{
+    int n = 0;
+    for (; n < x; n++) {
+        int m = -1;
+        for (int j = 0; j < n_blocks; j++)
+            if (h->pool_of[j] < 0 && (m < 0 || score[j] > score[m])) m = j;
+        if (m < 0) break;
+        int p = pool_victim(kv, h, kv->clock, 0, score);
+        if (p < 0 || (h->block_of[p] >= 0 && !(score[m] > score[h->block_of[p]]))) break;
+        pool_install(h, p, m, kv->clock);
+        memcpy(h->blocks + (size_t)p * kv->block_bytes,
+               nosa_cpu_kv_arena_block(arena, groups[m], layer, head), kv->block_bytes);
+    }
+    return n;
 }
 
 void nosa_cpu_kv_restore_block(const struct nosa_cpu_kv *kv, const struct nosa_cpu_sel_params *sp,

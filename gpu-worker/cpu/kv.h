@@ -18,6 +18,12 @@
  * +inf), so the pool keeps the blocks the query ranks closest to the selection, which are
  * the likeliest to enter it again; dense has no scores, so its pool is LRU (bench/RESULTS.md,
  * sixth session, has the hit rates of both orders).
+ * Prefetch (offload, sparse modes, cfg.prefetch_blocks = X): after a head's step (its gather
+ * and any completion), the complete blocks the pool lacks are taken by descending score (ties:
+ * the lower block), at most X, each read into the slot the eviction order gives outside the
+ * step's gather (a free slot, else the lowest score...) only while it scores strictly higher
+ * than the block there; the first that does not stops the read. A block read ahead takes the
+ * step's stamp, so a later read of the same step cannot evict it.
  * Everything is allocated once at init; nothing here allocates afterwards. */
 #ifndef NOSA_CPU_KV_H
 #define NOSA_CPU_KV_H
@@ -106,6 +112,13 @@ void nosa_cpu_kv_gather(struct nosa_cpu_kv *kv, struct nosa_cpu_kv_head *h, cons
 int nosa_cpu_kv_finish_token(struct nosa_cpu_kv *kv, struct nosa_cpu_kv_head *h, int pos,
                              const struct nosa_kv_arena *arena, uint32_t group, int layer,
                              int head, const float *score);
+
+/* Prefetch of up to x blocks among the complete blocks [0, n_blocks) after the head's step
+ * (see above; score indexed by logical block, as for the step's gather). Call after
+ * nosa_cpu_kv_finish_token. Returns the number of blocks read from the arena. */
+int nosa_cpu_kv_prefetch(struct nosa_cpu_kv *kv, struct nosa_cpu_kv_head *h, int n_blocks, int x,
+                         const struct nosa_kv_arena *arena, const uint32_t *groups, int layer,
+                         int head, const float *score);
 
 /* Resume: installs a complete block read from the arena as logical block m (resident: copied
  * into its local block; offload: nothing is kept, the pool starts empty) and replays its

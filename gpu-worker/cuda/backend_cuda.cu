@@ -91,8 +91,10 @@ struct nosa_backend {
     uint8_t *arena_dev;              /* the arena as the GPU addresses it */
     void *reg_ptr[MAX_REG_CHUNKS];   /* registrations we own */
     int n_reg;
-    cudaStream_t stream, side;
-    cudaEvent_t ev_main, ev_side;
+    /* stream: the step (highest priority); side: write-backs (copy engine); ahead: the
+     * read-ahead's copies (lowest priority: they have a whole step to finish). */
+    cudaStream_t stream, side, ahead;
+    cudaEvent_t ev_main, ev_side, ev_ahead;
     cublasHandle_t blas;
     int hid, qdim, kvdim, qkvdim, inter, vocab, n_heads, n_kv, d, rep, bs, max_n, max_tok;
     int att_ctas;    /* attention CTAs resident at once */
@@ -152,6 +154,7 @@ static void cuda_destroy(struct nosa_backend *b)
     (void)cudaSetDevice(b->cfg.device);
     if (b->stream) (void)cudaStreamSynchronize(b->stream);
     if (b->side) (void)cudaStreamSynchronize(b->side);
+    if (b->ahead) (void)cudaStreamSynchronize(b->ahead);
     if (b->layers) {
         for (int l = 0; l < b->model->cfg.n_layers; l++) {
             struct layer_dev *L = &b->layers[l];
@@ -165,6 +168,7 @@ static void cuda_destroy(struct nosa_backend *b)
     CUDA_FREE(b->rope_cos), CUDA_FREE(b->rope_sin);
     CUDA_FREE(b->kv.blocks), CUDA_FREE(b->kv.open), CUDA_FREE(b->kv.pool_of);
     CUDA_FREE(b->kv.block_of), CUDA_FREE(b->kv.stamp), CUDA_FREE(b->kv.slot_score);
+    CUDA_FREE(b->kv.ahead);
     CUDA_FREE(b->kv.key_ring);
     CUDA_FREE(b->kv.cis_ring), CUDA_FREE(b->kv.kc), CUDA_FREE(b->kv.ce);
     CUDA_FREE(b->kv.last_sel), CUDA_FREE(b->kv.n_sel);
@@ -191,8 +195,10 @@ static void cuda_destroy(struct nosa_backend *b)
     if (b->blas) (void)cublasDestroy(b->blas);
     if (b->ev_main) (void)cudaEventDestroy(b->ev_main);
     if (b->ev_side) (void)cudaEventDestroy(b->ev_side);
+    if (b->ev_ahead) (void)cudaEventDestroy(b->ev_ahead);
     if (b->stream) (void)cudaStreamDestroy(b->stream);
     if (b->side) (void)cudaStreamDestroy(b->side);
+    if (b->ahead) (void)cudaStreamDestroy(b->ahead);
     free(b->h_groups);
     free(b->n_known);
     free(b->len);
@@ -408,6 +414,8 @@ static int alloc_kv(struct nosa_backend *b, char *err, size_t errlen)
         CUDA_CHECK(cudaMemset(kv->pool_of, 0xff, nh * (size_t)kv->max_blocks * sizeof(int32_t)));
         CUDA_CHECK(cudaMemset(kv->block_of, 0xff, nh * local * sizeof(int32_t)));
         CUDA_CHECK(cudaMemset(kv->stamp, 0, nh * local * sizeof(uint32_t)));
+        if (kv->prefetch > 0)
+            CUDA_CHECK(dev_alloc(&kv->ahead, nh * (size_t)kv->prefetch, sizeof(int32_t)));
     }
 fail:
     return rc;
@@ -453,10 +461,10 @@ static int alloc_step(struct nosa_backend *b, char *err, size_t errlen)
     CUDA_CHECK(dev_alloc(&b->pl.ptrs, n * nkv * (mb + 1), sizeof(uint8_t *)));
     CUDA_CHECK(dev_alloc(&b->pl.n_ent, n * nkv, sizeof(int32_t)));
     CUDA_CHECK(dev_alloc(&b->pl.miss_src, n * nkv * mb, sizeof(uint8_t *)));
-    CUDA_CHECK(dev_alloc(&b->d_stats, 3 * (size_t)b->model->cfg.n_layers,
+    CUDA_CHECK(dev_alloc(&b->d_stats, POOL_STATS * (size_t)b->model->cfg.n_layers,
                          sizeof(unsigned long long)));
-    CUDA_CHECK(cudaMallocHost((void **)&b->h_stats,
-                              3 * (size_t)b->model->cfg.n_layers * sizeof(unsigned long long)));
+    CUDA_CHECK(cudaMallocHost((void **)&b->h_stats, POOL_STATS * (size_t)b->model->cfg.n_layers *
+                                                        sizeof(unsigned long long)));
 fail:
     return rc;
 }
@@ -559,6 +567,7 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
         kv->offload = cfg->offload ? 1 : 0;
         kv->max_blocks = (cfg->max_context + sc->block_size - 1) / sc->block_size;
         kv->pool_blocks = cfg->offload ? pool : 0;
+        kv->prefetch = cfg->offload ? cfg->prefetch_blocks : 0;
         kv->kernel = sc->compress_kernel, kv->stride = sc->compress_stride;
         kv->max_c = cfg->max_context < kv->kernel
                         ? 0
@@ -614,10 +623,16 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
         nosa_set_error(err, errlen, "cuda backend: out of host memory");
         goto fail;
     }
-    CUDA_CHECK(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
+    {
+        int least = 0, greatest = 0;
+        CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+        CUDA_CHECK(cudaStreamCreateWithPriority(&b->stream, cudaStreamNonBlocking, greatest));
+        CUDA_CHECK(cudaStreamCreateWithPriority(&b->ahead, cudaStreamNonBlocking, least));
+    }
     CUDA_CHECK(cudaStreamCreateWithFlags(&b->side, cudaStreamNonBlocking));
     CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_main, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_side, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_ahead, cudaEventDisableTiming));
     CUBLAS_CHECK(cublasCreate(&b->blas));
     CUBLAS_CHECK(cublasSetStream(b->blas, b->stream));
     CUDA_CHECK(cudaMalloc(&b->blas_ws, BLAS_WORKSPACE));
@@ -804,15 +819,31 @@ fail:
     return rc;
 }
 
+/* The stream for work that may leave the main stream: `to`, forked at the main stream's
+ * current point, with side_streams; else the main stream itself. */
+static int fork_stream(struct nosa_backend *b, int side_streams, cudaStream_t to,
+                       cudaStream_t *out, char *err, size_t errlen)
+{
+    int rc = 0;
+    *out = b->stream;
+    if (!side_streams) return 0;
+    CUDA_CHECK(cudaEventRecord(b->ev_main, b->stream));
+    CUDA_CHECK(cudaStreamWaitEvent(to, b->ev_main, 0));
+    *out = to;
+fail:
+    return rc;
+}
+
 /* Layer l's attention side for the tokens of st (distinct slots), whose rows start at row r0
  * of qkv, cis and att: append K/V (+ compression), scoring, selection, delta, attention (the
  * misses' copy inside it), then, unless `may_complete` says no token completes a block, the
- * pool install of completed blocks and their write-back to the arena: on the side stream
- * (`side_writeback`, overlapping the rest of the step, which joins it) or in order on the
- * main stream, where a later token of the same slot reuses the open block the write-back
- * reads. */
+ * pool install of completed blocks and their write-back to the arena, then the read-ahead's
+ * plan and copies (kv.prefetch). The write-back and the read-ahead's copies go on side
+ * streams (`side_streams`, overlapping the rest of the step, which joins them) or in order
+ * on the main stream, where a later token of the same slot reuses the open block the
+ * write-back reads and the pool the read-ahead fills. */
 static int layer_attend(struct nosa_backend *b, int l, cuda_step st, int r0,
-                        const struct step_shape *sh, int may_complete, int side_writeback,
+                        const struct step_shape *sh, int may_complete, int side_streams,
                         char *err, size_t errlen)
 {
     int rc = 0;
@@ -838,20 +869,26 @@ static int layer_attend(struct nosa_backend *b, int l, cuda_step st, int r0,
                      b->scale, sh->chunk, sh->n_chunks, s);
     LAUNCHED();
     span(b, PHASE_ATTN, m_att, mark(b, s, err, errlen));
-    if (!may_complete) return 0;
-    if (b->kv.offload) {
+    if (may_complete && b->kv.offload) {
         pool_complete_launch(b->kv, st, l, s);
         LAUNCHED();
     }
-    if (b->have_arena) {
+    if (may_complete && b->have_arena) {
         /* A no-op for tokens whose block stays open. */
-        cudaStream_t ws = s;
-        if (side_writeback) {
-            CUDA_CHECK(cudaEventRecord(b->ev_main, s));
-            CUDA_CHECK(cudaStreamWaitEvent(b->side, b->ev_main, 0));
-            ws = b->side;
-        }
+        cudaStream_t ws;
+        if ((rc = fork_stream(b, side_streams, b->side, &ws, err, errlen))) return rc;
         writeback_launch(b->kv, st, l, b->arena_dev, b->d_groups, b->kv.max_blocks, ws);
+        LAUNCHED();
+    }
+    if (b->kv.prefetch > 0) {
+        /* The plan reads this layer's scores from the scratch the next layer's scoring
+         * overwrites, so it stays on the main stream; the copies only fill the slots it
+         * chose, which nothing touches before this layer's next pool_delta. */
+        pool_prefetch_plan_launch(b->kv, st, l, b->sel_scratch, b->sp.rep, b->d_stats, s);
+        LAUNCHED();
+        cudaStream_t ps;
+        if ((rc = fork_stream(b, side_streams, b->ahead, &ps, err, errlen))) return rc;
+        pool_prefetch_copy_launch(b->kv, st, l, b->arena_dev, b->d_groups, b->kv.max_blocks, ps);
         LAUNCHED();
     }
 fail:
@@ -922,6 +959,12 @@ static int forward(struct nosa_backend *b, int off, const struct step_shape *sh,
         CUDA_CHECK(cudaStreamWaitEvent(s, b->ev_side, 0));
     }
     if (sh->want_logits && (rc = lm_head(b, 0, n, err, errlen))) return rc;
+    if (b->kv.prefetch > 0) {
+        /* The next step's pool_delta of each layer needs its read-ahead in the pool; joined
+         * last, so the last layers' copies overlap the LM head. */
+        CUDA_CHECK(cudaEventRecord(b->ev_ahead, b->ahead));
+        CUDA_CHECK(cudaStreamWaitEvent(s, b->ev_ahead, 0));
+    }
     rc = b->mark_rc;
 fail:
     return rc;
@@ -1034,7 +1077,8 @@ static int stats_begin(struct nosa_backend *b, char *err, size_t errlen)
     b->stats.n_layers = (uint32_t)b->model->cfg.n_layers;
     b->stats.seconds = now_seconds();
     CUDA_CHECK(cudaMemsetAsync(b->d_stats, 0,
-                               3 * (size_t)b->model->cfg.n_layers * sizeof(unsigned long long),
+                               POOL_STATS * (size_t)b->model->cfg.n_layers *
+                                   sizeof(unsigned long long),
                                b->stream));
 fail:
     return rc;
@@ -1083,7 +1127,8 @@ static int finish_call(struct nosa_backend *b, int n, const struct nosa_decode_o
     if (drawn)
         CUDA_CHECK(cudaMemcpyAsync(b->h_sampled, b->d_sampled, (size_t)n * sizeof(int32_t),
                                    cudaMemcpyDeviceToHost, b->stream));
-    CUDA_CHECK(cudaMemcpyAsync(b->h_stats, b->d_stats, 3 * (size_t)L * sizeof(unsigned long long),
+    CUDA_CHECK(cudaMemcpyAsync(b->h_stats, b->d_stats,
+                               POOL_STATS * (size_t)L * sizeof(unsigned long long),
                                cudaMemcpyDeviceToHost, b->stream));
     CUDA_CHECK(cudaStreamSynchronize(b->stream));
     if (out && out->logits)
@@ -1096,13 +1141,14 @@ static int finish_call(struct nosa_backend *b, int n, const struct nosa_decode_o
             if (out->sampling[i].temperature > 0.0f) out->sampled[i] = b->h_sampled[i];
     for (int l = 0; l < L; l++) {
         struct nosa_layer_stats *ls = &b->stats.layer[l];
-        ls->selected = b->h_stats[3 * l], ls->transferred = b->h_stats[3 * l + 1];
-        ls->hits = b->h_stats[3 * l + 2];
-        ls->bytes_h2d = ls->transferred * b->kv.block_bytes;
+        const unsigned long long *c = b->h_stats + POOL_STATS * l;
+        ls->selected = c[0], ls->transferred = c[1], ls->hits = c[2], ls->prefetched = c[3];
+        ls->bytes_h2d = (ls->transferred + ls->prefetched) * b->kv.block_bytes;
         ls->bytes_d2h = layer_d2h;
         b->stats.blocks_selected += ls->selected;
         b->stats.blocks_transferred += ls->transferred;
         b->stats.block_hits += ls->hits;
+        b->stats.blocks_prefetched += ls->prefetched;
         b->stats.bytes_h2d += ls->bytes_h2d;
         b->stats.bytes_d2h += ls->bytes_d2h;
     }

@@ -79,6 +79,8 @@ struct cuda_kv {
     uint32_t *stamp;    /* offload: [ih][pool] position + 1 of the last step selecting it */
     float *slot_score;  /* offload: [ih][pool] the eviction score of the block in a slot, as
                          * of the step's pool_delta (pool.cuh) */
+    int32_t *ahead;     /* offload with prefetch: [ih][prefetch] the slots the step's
+                         * read-ahead fills, -1 past the last (pool.cuh) */
     uint16_t *key_ring; /* [ih][kernel][head_dim] bf16 */
     float *cis_ring;    /* [ih][kernel] */
     uint16_t *kc;       /* [ih][max_c][head_dim] compressed keys, bf16 */
@@ -88,6 +90,7 @@ struct cuda_kv {
     size_t block_bytes, v_off, bias_off;
     size_t scratch_stride; /* floats of select scratch per (token, KV head) */
     int offload, max_blocks, pool_blocks, max_c;
+    int prefetch; /* blocks read ahead per (slot, layer, KV head) and step; 0: none */
     int n_layers, n_kv, head_dim, block_size, kernel, stride;
 };
 

@@ -548,6 +548,7 @@ static void add_backend_stats(struct nosa_step_stats *dst, const struct nosa_ste
     dst->blocks_selected += src->blocks_selected;
     dst->blocks_transferred += src->blocks_transferred;
     dst->block_hits += src->block_hits;
+    dst->blocks_prefetched += src->blocks_prefetched;
     dst->bytes_h2d += src->bytes_h2d;
     dst->bytes_d2h += src->bytes_d2h;
     dst->seconds += src->seconds;
@@ -559,6 +560,7 @@ static void add_backend_stats(struct nosa_step_stats *dst, const struct nosa_ste
         dst->layer[l].selected += src->layer[l].selected;
         dst->layer[l].transferred += src->layer[l].transferred;
         dst->layer[l].hits += src->layer[l].hits;
+        dst->layer[l].prefetched += src->layer[l].prefetched;
         dst->layer[l].bytes_h2d += src->layer[l].bytes_h2d;
         dst->layer[l].bytes_d2h += src->layer[l].bytes_d2h;
     }
@@ -668,6 +670,7 @@ static void update_totals(struct nosa_engine *e)
     t->blocks_selected += l->decode.blocks_selected + l->prefill.blocks_selected;
     t->blocks_transferred += l->decode.blocks_transferred + l->prefill.blocks_transferred;
     t->block_hits += l->decode.block_hits + l->prefill.block_hits;
+    t->blocks_prefetched += l->decode.blocks_prefetched + l->prefill.blocks_prefetched;
     t->bytes_h2d += l->decode.bytes_h2d + l->prefill.bytes_h2d;
     t->bytes_d2h += l->decode.bytes_d2h + l->prefill.bytes_d2h;
     t->seconds += l->seconds;

@@ -122,6 +122,7 @@ struct nosa_engine_totals {
     uint64_t prefill_tokens;
     uint64_t recomputed_tokens;
     uint64_t blocks_selected, blocks_transferred, block_hits; /* decode and prefill */
+    uint64_t blocks_prefetched;                              /* read ahead (not selected) */
     uint64_t bytes_h2d, bytes_d2h;
     double seconds;          /* in step() */
     double decode_seconds;   /* in the backend's decode calls */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "log.h"
 #include "parse.h"
 #include "rundir.h"
@@ -26,6 +27,7 @@ enum {
     OPT_BUDGET,
     OPT_QUERY_AWARE,
     OPT_POOL,
+    OPT_PREFETCH,
     OPT_HEARTBEAT,
     OPT_REGISTER_TIMEOUT,
     OPT_MAX_STALL,
@@ -48,6 +50,7 @@ static const struct option g_options[] = {
     {"budget-blocks", required_argument, NULL, OPT_BUDGET},
     {"query-aware-blocks", required_argument, NULL, OPT_QUERY_AWARE},
     {"pool-blocks", required_argument, NULL, OPT_POOL},
+    {"prefetch-blocks", required_argument, NULL, OPT_PREFETCH},
     {"heartbeat-ms", required_argument, NULL, OPT_HEARTBEAT},
     {"register-timeout-ms", required_argument, NULL, OPT_REGISTER_TIMEOUT},
     {"max-stall-ms", required_argument, NULL, OPT_MAX_STALL},
@@ -74,6 +77,8 @@ void worker_config_usage(FILE *out)
           "  --budget-blocks N        selected blocks per (seq, layer, KV head) (default: model)\n"
           "  --query-aware-blocks N   NOSA's query-aware share (default: model)\n"
           "  --pool-blocks N          offload pool per (slot, layer, KV head) (default 2*budget)\n"
+          "  --prefetch-blocks N      offload, sparse: blocks read ahead per (slot, layer, KV\n"
+          "                           head) and step, by the query's block score (default 0)\n"
           "  --heartbeat-ms N         heartbeat interval until the coordinator sets one (1000)\n"
           "  --register-timeout-ms N  wait this long for the first RegisterAck (10000)\n"
           "  --max-stall-ms N         a step may run this long with heartbeats going on;\n"
@@ -145,6 +150,9 @@ static int apply_option(int opt, const char *val, struct worker_config *cfg, cha
                               err, errlen);
     case OPT_POOL:
         return parse_int_flag("pool-blocks", val, 1, 1 << 20, &cfg->pool_blocks, err, errlen);
+    case OPT_PREFETCH:
+        return parse_int_flag("prefetch-blocks", val, 0, NOSA_MAX_PREFETCH_BLOCKS,
+                              &cfg->prefetch_blocks, err, errlen);
     case OPT_HEARTBEAT:
         return parse_int_flag("heartbeat-ms", val, 10, 600000, &cfg->heartbeat_ms, err, errlen);
     case OPT_REGISTER_TIMEOUT:

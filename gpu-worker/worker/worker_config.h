@@ -30,6 +30,7 @@ struct worker_config {
     int budget_blocks;                 /* 0: the model's sparse.budget_blocks */
     int query_aware_blocks;            /* 0: the model's sparse.query_aware_blocks */
     int pool_blocks;                   /* 0: the backend's default (2 * budget) */
+    int prefetch_blocks;               /* backend.h; 0: none */
     int heartbeat_ms;                  /* until the coordinator's RegisterAck says otherwise */
     int register_timeout_ms;           /* first registration; then the worker keeps trying */
     int max_stall_ms;                  /* a step longer than this stops the heartbeats */

@@ -95,6 +95,7 @@ static int create_engine(struct worker *w, char *err, size_t errlen)
     ec.backend.max_seqs = w->cfg.max_seqs;
     ec.backend.max_context = w->cfg.max_context;
     ec.backend.pool_blocks = w->cfg.pool_blocks;
+    ec.backend.prefetch_blocks = w->cfg.prefetch_blocks;
     ec.backend.device = w->cfg.gpu < 0 ? 0 : w->cfg.gpu;
     struct nosa_block_source src = worker_kvh_source_get(w->kvh);
     return nosa_engine_create(w->model, w->backend, &ec, &src, worker_serve_on_event, w,

@@ -36,23 +36,31 @@ static inline struct nosa_model *harness_model(int budget, int query_aware, uint
     return m;
 }
 
-/* Opens a cpu backend on model; ta (shared by several harnesses if wanted) is attached as
- * the arena in every mode, so resident runs write their blocks too. */
+/* Opens a cpu backend on model with cfg, whose arena is ta's (ta may be shared by several
+ * harnesses). */
+static inline void harness_create(struct harness *h, const struct nosa_model *m,
+                                  struct nosa_backend_config cfg, struct test_arena *ta)
+{
+    char err[256];
+    memset(h, 0, sizeof(*h));
+    REQUIRE(cfg.max_seqs <= HARNESS_MAX_SEQS, "too many slots");
+    h->ops = &nosa_backend_cpu_ops;
+    h->model = m;
+    h->ta = ta;
+    cfg.arena = &ta->arena;
+    REQUIRE(h->ops->create(m, &cfg, &h->b, err, sizeof(err)) == 0, "create: %s", err);
+    for (int s = 0; s < HARNESS_MAX_SEQS; s++) test_seq_table_init(&h->tables[s]);
+}
+
+/* harness_create with ta attached as the arena in every mode, so resident runs write their
+ * blocks too. */
 static inline void harness_open(struct harness *h, const struct nosa_model *m,
                                 enum nosa_attn_mode mode, int offload, int max_seqs,
                                 int max_context, int pool_blocks, struct test_arena *ta)
 {
-    char err[256];
-    memset(h, 0, sizeof(*h));
-    REQUIRE(max_seqs <= HARNESS_MAX_SEQS, "too many slots");
-    h->ops = &nosa_backend_cpu_ops;
-    h->model = m;
-    h->ta = ta;
     struct nosa_backend_config cfg = {.mode = mode, .offload = offload, .max_seqs = max_seqs,
-                                      .max_context = max_context, .pool_blocks = pool_blocks,
-                                      .arena = &ta->arena, .device = 0};
-    REQUIRE(h->ops->create(m, &cfg, &h->b, err, sizeof(err)) == 0, "create: %s", err);
-    for (int s = 0; s < HARNESS_MAX_SEQS; s++) test_seq_table_init(&h->tables[s]);
+                                      .max_context = max_context, .pool_blocks = pool_blocks};
+    harness_create(h, m, cfg, ta);
 }
 
 static inline void harness_close(struct harness *h)

@@ -56,7 +56,8 @@ static void check_layer_stats(const struct nosa_step_stats *st, int n_layers, ui
     for (int l = 0; l < n_layers; l++) {
         const struct nosa_layer_stats *ls = &st->layer[l];
         CHECK(ls->selected == layer_selected && ls->selected == ls->transferred + ls->hits &&
-                  ls->bytes_h2d == ls->transferred * bb && ls->bytes_d2h == layer_d2h_blocks * bb,
+                  ls->bytes_h2d == (ls->transferred + ls->prefetched) * bb &&
+                  ls->bytes_d2h == layer_d2h_blocks * bb,
               "%s layer %d: selected %llu transferred %llu hits %llu h2d %llu d2h %llu", what, l,
               (unsigned long long)ls->selected, (unsigned long long)ls->transferred,
               (unsigned long long)ls->hits, (unsigned long long)ls->bytes_h2d,
@@ -64,11 +65,13 @@ static void check_layer_stats(const struct nosa_step_stats *st, int n_layers, ui
         sum.selected += ls->selected;
         sum.transferred += ls->transferred;
         sum.hits += ls->hits;
+        sum.prefetched += ls->prefetched;
         sum.bytes_h2d += ls->bytes_h2d;
         sum.bytes_d2h += ls->bytes_d2h;
     }
     CHECK(st->blocks_selected == sum.selected && st->blocks_transferred == sum.transferred &&
-              st->block_hits == sum.hits && st->bytes_h2d == sum.bytes_h2d &&
+              st->block_hits == sum.hits && st->blocks_prefetched == sum.prefetched &&
+              st->bytes_h2d == sum.bytes_h2d &&
               st->bytes_d2h == sum.bytes_d2h,
           "%s: totals are not the per-layer sums", what);
 }
@@ -145,8 +148,10 @@ static void test_full_budget(void)
 /* Offloaded vs resident, same mode, same token stream, 2 sequences batched. Every call's
  * statistics are checked exactly (check_layer_stats); dense selects the whole context, which
  * is larger than the pool, so each step streams it through the pool and moves what the
- * pool cannot hold in each of its two passes. */
-static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_blocks)
+ * pool cannot hold in each of its two passes. With prefetch (sparse modes), the read-ahead
+ * changes what is moved, never a logit. */
+static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_blocks,
+                                         int prefetch)
 {
     struct nosa_model *m = harness_model(0, 0, 7);
     int vocab = m->cfg.vocab_size, budget = m->cfg.sparse.budget_blocks;
@@ -157,7 +162,10 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
     uint64_t bb = nosa_kv_block_bytes(&ta.arena.geom);
     struct harness res, off;
     harness_open(&res, m, mode, 0, 2, CTX, 0, &ta);
-    harness_open(&off, m, mode, 1, 2, CTX, pool_blocks, &ta);
+    struct nosa_backend_config oc = {.mode = mode, .offload = 1, .max_seqs = 2,
+                                     .max_context = CTX, .pool_blocks = pool_blocks,
+                                     .prefetch_blocks = prefetch};
+    harness_create(&off, m, oc, &ta);
     const int plen[2] = {300, 277};
     int slots[2] = {0, 1};
     int32_t tok[2], prompt[300];
@@ -178,7 +186,7 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
         CHECK(st.tokens == (uint64_t)plen[s], "prefill of %d tokens: %llu", plen[s],
               (unsigned long long)st.tokens);
     }
-    uint64_t transferred = 0, selected = 0, hits = 0, mismatches = 0;
+    uint64_t transferred = 0, selected = 0, hits = 0, prefetched = 0, mismatches = 0;
     const int steps = 210;
     for (int step = 0; step < steps; step++) {
         /* Per layer: blocks this step completes (one per KV head of each sequence whose token
@@ -199,6 +207,7 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
         transferred += st.blocks_transferred;
         selected += st.blocks_selected;
         hits += st.block_hits;
+        prefetched += st.blocks_prefetched;
         check_layer_stats(&st, m->cfg.n_layers, bb, reads_off, completes, "offloaded decode");
         /* Dense moves exactly that minimum: pass 2 starts on the chunks pass 1 left in the
          * pool, and the next step's pass 1 on those pass 2 left. */
@@ -216,8 +225,10 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
             tok[s] = a;
         }
     }
-    CHECK(mismatches == 0, "%s pool %d: %llu of %d steps differ", nosa_attn_mode_name(mode),
-          pool, (unsigned long long)mismatches, steps);
+    CHECK(mismatches == 0, "%s pool %d prefetch %d: %llu of %d steps differ",
+          nosa_attn_mode_name(mode), pool, prefetch, (unsigned long long)mismatches, steps);
+    CHECK((prefetched > 0) == (prefetch > 0), "prefetch %d read %llu blocks ahead", prefetch,
+          (unsigned long long)prefetched);
     /* The selection is sparse (dense: the whole context), identical in both placements. */
     int32_t sa[CTX / 8], sb[CTX / 8];
     int want = selected_at(mode, res.len[1] - 1, budget);
@@ -240,10 +251,11 @@ static void test_offload_equals_resident(enum nosa_attn_mode mode, int pool_bloc
         CHECK(differ == 0 && res.tables[s].blocks.n_groups == (uint32_t)(res.len[s] / 8),
               "seq %d: %d arena groups differ", s, differ);
     }
-    printf("offload %-8s pool %2d: %d steps x 2 seqs, selected %llu, transferred %llu, hit "
-           "rate %.3f\n",
-           nosa_attn_mode_name(mode), pool, steps, (unsigned long long)selected,
-           (unsigned long long)transferred, selected ? (double)hits / (double)selected : 0.0);
+    printf("offload %-8s pool %2d prefetch %d: %d steps x 2 seqs, selected %llu, transferred "
+           "%llu, prefetched %llu, hit rate %.3f\n",
+           nosa_attn_mode_name(mode), pool, prefetch, steps, (unsigned long long)selected,
+           (unsigned long long)transferred, (unsigned long long)prefetched,
+           selected ? (double)hits / (double)selected : 0.0);
     harness_close(&res);
     harness_close(&off);
     test_arena_free(&ta);
@@ -501,6 +513,22 @@ static void test_errors(void)
     CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL && !b, "pool too small: %s",
           err);
     cfg.pool_blocks = 0;
+    cfg.prefetch_blocks = NOSA_MAX_PREFETCH_BLOCKS + 1;
+    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL && !b &&
+              strstr(err, "prefetch_blocks = 17 not in [0, 16]"),
+          "prefetch too large: %s", err);
+    cfg.prefetch_blocks = 2;
+    cfg.offload = 0;
+    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL && !b &&
+              strstr(err, "needs offload and a sparse mode"),
+          "prefetch resident: %s", err);
+    cfg.offload = 1;
+    cfg.mode = NOSA_ATTN_DENSE;
+    CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL && !b &&
+              strstr(err, "needs offload and a sparse mode"),
+          "prefetch dense: %s", err);
+    cfg.mode = NOSA_ATTN_NOSA;
+    cfg.prefetch_blocks = 0;
     cfg.arena = NULL;
     CHECK(ops->create(m, &cfg, &b, err, sizeof(err)) == -EINVAL &&
               strstr(err, "cpu backend: offload needs a host arena"),
@@ -634,12 +662,14 @@ static void test_bf16_weights(void)
 int main(void)
 {
     test_full_budget();
-    test_offload_equals_resident(NOSA_ATTN_INFLLMV2, 0);
-    test_offload_equals_resident(NOSA_ATTN_NOSA, 0);
-    test_offload_equals_resident(NOSA_ATTN_INFLLMV2, 12);
-    test_offload_equals_resident(NOSA_ATTN_NOSA, 12);
-    test_offload_equals_resident(NOSA_ATTN_DENSE, 0);
-    test_offload_equals_resident(NOSA_ATTN_DENSE, 1);
+    test_offload_equals_resident(NOSA_ATTN_INFLLMV2, 0, 0);
+    test_offload_equals_resident(NOSA_ATTN_NOSA, 0, 0);
+    test_offload_equals_resident(NOSA_ATTN_INFLLMV2, 12, 0);
+    test_offload_equals_resident(NOSA_ATTN_NOSA, 12, 0);
+    test_offload_equals_resident(NOSA_ATTN_INFLLMV2, 12, 2);
+    test_offload_equals_resident(NOSA_ATTN_NOSA, 0, 3);
+    test_offload_equals_resident(NOSA_ATTN_DENSE, 0, 0);
+    test_offload_equals_resident(NOSA_ATTN_DENSE, 1, 0);
     test_batched_equals_alone();
     test_prefill_chunking();
     test_resume(NOSA_ATTN_NOSA, 1);

@@ -5,7 +5,11 @@
  *   recently selected; equal stamps too: the lower slot;
  * - no scores (dense): least recently selected;
  * - a completing block takes a slot not in the step's gather when there is one, even from a
- *   block scoring higher than a gathered one, else the gathered one in the lowest slot. */
+ *   block scoring higher than a gathered one, else the gathered one in the lowest slot;
+ * - the read-ahead (nosa_cpu_kv_prefetch): the blocks the pool lacks by descending score
+ *   (ties: the lower block) into free slots, then each into the eviction order's slot only
+ *   while it scores strictly higher than the block there; never a slot of the step's own
+ *   blocks (its gather, or what it read ahead); the bytes are the arena block's. */
 #include <string.h>
 
 #include "kv.h"
@@ -126,8 +130,63 @@ static void test_eviction_order(void)
     fixture_free(&f);
 }
 
+/* Reads up to x of blocks [0, n_blocks) ahead with the given scores; checks the count. */
+static void prefetch(struct pool_fixture *f, int n_blocks, int x, const float *score, int want,
+                     const char *what)
+{
+    int n = nosa_cpu_kv_prefetch(&f->kv, f->h, n_blocks, x, &f->ta.arena, f->groups, 0, 0,
+                                 score);
+    CHECK(n == want, "%s: read %d blocks ahead, want %d", what, n, want);
+}
+
+static void test_prefetch_order(void)
+{
+    struct pool_fixture f;
+    fixture_init(&f);
+    const float inf = __builtin_inff();
+    size_t bb = f.kv.block_bytes;
+    for (int m = 0; m < 8; m++)
+        memset(nosa_cpu_kv_arena_block(&f.ta.arena, f.groups[m], 0, 0), 0x40 + m, bb);
+
+    /* Two slots free after the gather: 5 (0.7), then 3 and 4 tie at 0.5 and the lower, 3,
+     * goes first; 4 finds only the step's own blocks and stops the read. */
+    static const int g1[] = {0, 1};
+    gather(&f, g1, 2, NULL, 0, "fill two");
+    static const float s1[N_BLOCKS] = {0.9f, 0.8f, 0.1f, 0.5f, 0.5f, 0.7f, 0.2f, 0.3f};
+    prefetch(&f, 8, 3, s1, 2, "free slots");
+    expect_slot(&f, 5, 2, "read ahead into a free slot");
+    expect_slot(&f, 3, 3, "score tie: the lower block");
+    CHECK(f.h->pool_of[4] == -1, "block 4 read though no slot is free");
+    CHECK(memcmp(f.h->blocks + 2 * bb, nosa_cpu_kv_arena_block(&f.ta.arena, f.groups[5], 0, 0),
+                 bb) == 0,
+          "slot 2 does not hold block 5's bytes");
+
+    /* Outside the gather {0, 5}: 1 (0.1) and 3 (0.15). 4 (0.6) takes 1's slot, then 2 (0.2)
+     * outranks 3 and takes its slot. */
+    static const int g2[] = {0, 5};
+    gather(&f, g2, 2, NULL, 2, "two hits");
+    static const float s2[N_BLOCKS] = {inf, 0.1f, 0.2f, 0.15f, 0.6f, 0.7f, 0.05f, 0.0f};
+    prefetch(&f, 8, 2, s2, 2, "evicting");
+    expect_slot(&f, 4, 1, "the best absent block replaces the lowest");
+    expect_slot(&f, 2, 3, "the next replaces the next lowest");
+    CHECK(f.h->pool_of[1] == -1 && f.h->pool_of[3] == -1, "evicted blocks still mapped");
+
+    /* The best absent block, 3 (0.4), only ties the lowest outside the gather {0, 4} (block
+     * 2, 0.4): nothing is read. */
+    static const int g3[] = {0, 4};
+    gather(&f, g3, 2, NULL, 2, "two hits again");
+    static const float s3[N_BLOCKS] = {inf, 0.1f, 0.4f, 0.4f, 0.9f, 0.5f, 0.0f, 0.0f};
+    prefetch(&f, 8, 2, s3, 0, "a tie does not evict");
+    expect_slot(&f, 2, 3, "a tie does not evict");
+
+    /* Only complete blocks count: with n_blocks 2 every one is pooled. */
+    prefetch(&f, 2, 2, s3, 0, "nothing absent");
+    fixture_free(&f);
+}
+
 int main(void)
 {
     test_eviction_order();
+    test_prefetch_order();
     return test_report("test_cpu_pool");
 }

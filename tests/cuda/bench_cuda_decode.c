@@ -120,8 +120,9 @@ int main(int argc, char **argv)
            "attn", "select", "copy", "other", "copy_GBs", "attn_GBs");
     for (size_t r = 0; r < sizeof(runs) / sizeof(runs[0]); r++) {
         if (only && strcmp(only, runs[r].name) != 0) continue;
-        struct nosa_backend_config bc = {runs[r].mode, runs[r].offload, batch, max_ctx, 0,
-                                         &arena, 0};
+        struct nosa_backend_config bc = {.mode = runs[r].mode, .offload = runs[r].offload,
+                                         .max_seqs = batch, .max_context = max_ctx,
+                                         .arena = &arena};
         struct nosa_backend *b = NULL;
         if (nosa_backend_cuda_ops.create(m, &bc, &b, err, sizeof(err))) {
             fprintf(stderr, "bench_cuda_decode: %s: %s\n", runs[r].name, err);

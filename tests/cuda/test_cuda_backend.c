@@ -22,7 +22,11 @@
  *   equal the CPU's exactly (same pool policy), up to the first step whose evictions rest on
  *   a near tie of the CPU's block scores (the eviction order compares scores; counted and
  *   reported with the number of steps compared);
- * - offloaded logits are bit-identical to resident logits (offload only moves bytes);
+ * - with the read-ahead (prefetch_blocks 2 and 3), the blocks read ahead are counted the same
+ *   as the CPU's while the stats are compared (up to a near tie of the scores the read-ahead
+ *   compares: prefetch_near_tie), and the logits are those without it;
+ * - offloaded logits are bit-identical to resident logits (offload only moves bytes), with
+ *   or without the read-ahead;
  * - with a budget covering the whole context, infllmv2 and nosa logits are bit-identical to
  *   dense;
  * - decode steps replayed from CUDA graphs give logits bit-identical to steps without graphs
@@ -67,6 +71,7 @@ struct run_cfg {
     const char *name;
     enum nosa_attn_mode mode;
     int offload;
+    int prefetch; /* prefetch_blocks */
 };
 
 static int argmax(const float *x, int n)
@@ -195,6 +200,87 @@ static int victim_near_tie(struct nosa_backend *cpu, const struct nosa_model_con
     return 0;
 }
 
+/* 1 when a and b differ by less than SCORE_TOL (relative) without being equal: scores the two
+ * backends may order either way (equal scores come from one compressed key on both). */
+static int near_pair(float a, float b)
+{
+    return a != b && fabsf(a - b) < SCORE_TOL * fmaxf(1.0f, fmaxf(fabsf(a), fabsf(b)));
+}
+
+static void sort_floats(float *v, int n, int descending)
+{
+    for (int i = 1; i < n; i++) /* insertion sort */
+        for (int j = i; j > 0 && (descending ? v[j] > v[j - 1] : v[j] < v[j - 1]); j--) {
+            float t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+}
+
+/* 1 when the CPU's read-ahead of this step for (slot, layer, head) rests on a near tie of its
+ * block scores (kv.h, "Prefetch"). With before/after the pool's blocks before and after the
+ * step and the evictions of the step's misses and completion already free of near ties
+ * (victim_near_tie), the read-ahead put the top F + k of the absent blocks C (descending)
+ * into F free slots and over the k lowest of the eligible pool blocks E (ascending), and
+ * stopped at x blocks, at no candidate, at no victim, or at a candidate that did not
+ * outrank its victim. Near ties that can change that: C's boundary at F + k, E's at k, the
+ * last accepted swap (c > e) and the refused one. */
+static int prefetch_near_tie(struct nosa_backend *cpu, const struct nosa_model_config *mc,
+                             int pool_blocks, int x, const int32_t *before, int n_before,
+                             const int32_t *after, int n_after, const int32_t *sel, int n_sel,
+                             int completes, int n_blocks, int slot, int layer, int head)
+{
+    float bq[MAX_NB], e[MAX_NB], c[MAX_NB];
+    if (cpu_scores(cpu, mc, slot, layer, head, bq, NULL) < 0) return 0;
+    unsigned char in_sel[MAX_NB] = {0}, in_before[MAX_NB] = {0}, in_pool[MAX_NB] = {0};
+    for (int i = 0; i < n_sel; i++) in_sel[sel[i]] = 1;
+    for (int i = 0; i < n_before; i++) in_before[before[i]] = 1;
+    int nu = 0, misses = 0, n_read = 0;
+    for (int i = 0; i < n_before; i++)
+        if (!in_sel[before[i]]) e[nu++] = bq[before[i]];
+    for (int i = 0; i < n_sel; i++) misses += !in_before[sel[i]];
+    for (int i = 0; i < n_after; i++) {
+        int m = after[i];
+        /* In the pool after the step, neither before it, selected, nor completing. */
+        if (m < n_blocks && !in_before[m] && !in_sel[m]) n_read++;
+    }
+    sort_floats(e, nu, 0);
+    int free_before = pool_blocks - n_before;
+    int evict = misses + completes - free_before, free_left = -evict;
+    if (evict < 0) evict = 0;
+    if (free_left < 0) free_left = 0;
+    /* The pool before the read-ahead: before minus the evicted (the lowest of e), plus the
+     * selection; the absent complete blocks are the candidates. */
+    const float *el = e + (evict < nu ? evict : nu);
+    int ne = nu - evict > 0 ? nu - evict : 0;
+    for (int i = 0; i < n_before; i++)
+        if (in_sel[before[i]]) in_pool[before[i]] = 1;
+    for (int i = 0; i < n_sel; i++) in_pool[sel[i]] = 1;
+    for (int i = 0; i < n_before; i++)
+        if (!in_sel[before[i]]) {
+            int rank = 0; /* among before's unselected, by score: evicted if below evict */
+            for (int j = 0; j < n_before; j++)
+                if (!in_sel[before[j]] && (bq[before[j]] < bq[before[i]] ||
+                                           (bq[before[j]] == bq[before[i]] && j < i)))
+                    rank++;
+            in_pool[before[i]] = rank >= evict;
+        }
+    int nc = 0;
+    for (int m = 0; m < n_blocks; m++)
+        if (!in_pool[m]) c[nc++] = bq[m];
+    sort_floats(c, nc, 1);
+    int f = n_read < free_left ? n_read : free_left, k = n_read - f;
+    if (n_read > 0 && n_read < nc && near_pair(c[n_read - 1], c[n_read])) return 1;
+    if (k > 0 && k < ne && near_pair(el[k - 1], el[k])) return 1;
+    if (k > 0 && near_pair(c[n_read - 1], el[k - 1])) return 1;
+    /* Refused: the next candidate against the next victim, unless x, the candidates or the
+     * victims ran out first. */
+    if (n_read < x && n_read < nc && k < ne && n_read >= free_left &&
+        near_pair(c[n_read], el[k]))
+        return 1;
+    return 0;
+}
+
 struct side {
     const struct nosa_backend_ops *ops;
     struct nosa_backend *b;
@@ -212,6 +298,7 @@ static struct nosa_backend_config side_config(const struct nosa_model *m,
         .max_seqs = N_SLOTS,
         .max_context = MAX_CTX,
         .pool_blocks = m->cfg.sparse.budget_blocks + 2, /* tight: the pool must evict */
+        .prefetch_blocks = rc->prefetch,
         .arena = arena,
         .device = 0,
     };
@@ -257,9 +344,9 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
     int victim_ties = 0, stats_steps = 0;
     int pooled = rc->offload && rc->mode != NOSA_ATTN_DENSE;
     int pool_blocks = side_config(m, rc, NULL).pool_blocks;
-    static struct pool_snapshot before;
+    static struct pool_snapshot before, after;
     int sampled_same = 0, sampled_rows = 0;
-    uint64_t transferred = 0;
+    uint64_t transferred = 0, prefetched = 0, stats_prefetched = 0;
     for (int s = 0; s < N_SLOTS; s++) {
         for (int i = 0; i < len[s]; i++) prompt[i] = (int32_t)((i * 37 + s * 101 + 5) % 256);
         struct side *sides[2] = {&cpu, &gpu};
@@ -292,6 +379,7 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
         if (pooled) pool_snapshot_take(&before, cpu.b, mc);
         int r = cpu.ops->decode(cpu.b, N_SLOTS, slots, toks, bc, &oc, err, sizeof(err));
         REQUIRE(r == 0, "cpu decode: %s", err);
+        if (pooled && rc->prefetch) pool_snapshot_take(&after, cpu.b, mc);
         r = gpu.ops->decode(gpu.b, N_SLOTS, slots, toks, bg, &og, err, sizeof(err));
         REQUIRE(r == 0, "cuda decode step %d: %s", step, err);
         for (int s = 0; s < N_SLOTS; s++)
@@ -327,10 +415,16 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
                     REQUIRE(nc >= 0 && ng >= 0, "last_selection failed (%d, %d)", nc, ng);
                     sel_checked++;
                     int lh = l * mc->n_kv_heads + h;
+                    int completes = len[s] % mc->sparse.block_size == 0;
                     if (pooled && !diverged &&
-                        victim_near_tie(cpu.b, mc, pool_blocks,
-                                        before.blk[s][lh], before.n[s][lh], sc_, nc,
-                                        len[s] % mc->sparse.block_size == 0, s, l, h)) {
+                        (victim_near_tie(cpu.b, mc, pool_blocks, before.blk[s][lh],
+                                         before.n[s][lh], sc_, nc, completes, s, l, h) ||
+                         (rc->prefetch &&
+                          prefetch_near_tie(cpu.b, mc, pool_blocks, rc->prefetch,
+                                            before.blk[s][lh], before.n[s][lh],
+                                            after.blk[s][lh], after.n[s][lh], sc_, nc,
+                                            completes, (len[s] - 1) / mc->sparse.block_size,
+                                            s, l, h)))) {
                         victim_ties++;
                         diverged = 1; /* the pools may differ from here on */
                     }
@@ -370,29 +464,41 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
         gpu.ops->stats(gpu.b, &sg);
         CHECK(sg.blocks_selected == sg.blocks_transferred + sg.block_hits,
               "%s: selected != transferred + hits", rc->name);
+        CHECK(rc->prefetch || sg.blocks_prefetched == 0, "%s: read ahead without prefetch",
+              rc->name);
+        prefetched += sg.blocks_prefetched;
         if (!diverged) {
             stats_steps++;
             CHECK(sc.blocks_selected == sg.blocks_selected &&
                       sc.blocks_transferred == sg.blocks_transferred &&
-                      sc.block_hits == sg.block_hits && sc.bytes_h2d == sg.bytes_h2d &&
+                      sc.block_hits == sg.block_hits &&
+                      sc.blocks_prefetched == sg.blocks_prefetched &&
+                      sc.bytes_h2d == sg.bytes_h2d &&
                       sc.bytes_d2h == sg.bytes_d2h && sc.n_layers == sg.n_layers &&
                       memcmp(sc.layer, sg.layer, sc.n_layers * sizeof(sc.layer[0])) == 0,
                   "%s step %d: stats (totals or per layer) differ: selected %llu/%llu "
-                  "transferred %llu/%llu d2h %llu/%llu", rc->name, step,
+                  "transferred %llu/%llu prefetched %llu/%llu d2h %llu/%llu", rc->name, step,
                   (unsigned long long)sc.blocks_selected, (unsigned long long)sg.blocks_selected,
                   (unsigned long long)sc.blocks_transferred,
-                  (unsigned long long)sg.blocks_transferred, (unsigned long long)sc.bytes_d2h,
+                  (unsigned long long)sg.blocks_transferred,
+                  (unsigned long long)sc.blocks_prefetched,
+                  (unsigned long long)sg.blocks_prefetched, (unsigned long long)sc.bytes_d2h,
                   (unsigned long long)sg.bytes_d2h);
+            stats_prefetched += sg.blocks_prefetched;
         }
         transferred += sg.blocks_transferred;
     }
     printf("%-14s max logit err %.3g (tol %g), greedy near-ties %d, selections %d checked, "
-           "%d near-tie differences, %d mismatches, blocks transferred %llu, stats equal to "
-           "the cpu's for %d/%d steps (%d eviction near-ties), sampled rows equal to the "
-           "cpu's %d/%d\n",
+           "%d near-tie differences, %d mismatches, blocks transferred %llu, read ahead %llu, "
+           "stats equal to the cpu's for %d/%d steps (%d eviction near-ties; %llu blocks read "
+           "ahead in them), sampled rows equal to the cpu's %d/%d\n",
            rc->name, max_err, LOGIT_TOL, near_ties, sel_checked, sel_tie, sel_mismatch,
-           (unsigned long long)transferred, stats_steps, g_steps, victim_ties, sampled_same,
+           (unsigned long long)transferred, (unsigned long long)prefetched, stats_steps,
+           g_steps, victim_ties, (unsigned long long)stats_prefetched, sampled_same,
            sampled_rows);
+    if (rc->prefetch && g_steps >= 100)
+        CHECK(stats_prefetched > 0, "%s: no block read ahead while the stats were compared",
+              rc->name);
     CHECK(near_ties <= 2 + g_steps / 50, "%s: %d greedy near-ties", rc->name, near_ties);
     if (rc->offload && g_steps >= 100) CHECK(transferred > 0, "%s: offload never transferred a block", rc->name);
     free(lc);
@@ -644,17 +750,22 @@ int main(void)
     REQUIRE(nosa_model_load(dir, &m, err, sizeof(err)) == 0, "%s", err);
     nosa_model_free(m0);
 
+    /* Indices below: 0 dense, 1-2 infllmv2, 3-4 nosa (resident, offloaded), 5-6 the two
+     * offloaded with the read-ahead. */
     static const struct run_cfg runs[] = {
-        {"dense", NOSA_ATTN_DENSE, 0},
-        {"infllmv2-res", NOSA_ATTN_INFLLMV2, 0},
-        {"infllmv2-off", NOSA_ATTN_INFLLMV2, 1},
-        {"nosa-res", NOSA_ATTN_NOSA, 0},
-        {"nosa-off", NOSA_ATTN_NOSA, 1},
+        {"dense", NOSA_ATTN_DENSE, 0, 0},
+        {"infllmv2-res", NOSA_ATTN_INFLLMV2, 0, 0},
+        {"infllmv2-off", NOSA_ATTN_INFLLMV2, 1, 0},
+        {"nosa-res", NOSA_ATTN_NOSA, 0, 0},
+        {"nosa-off", NOSA_ATTN_NOSA, 1, 0},
+        {"infllmv2-pf2", NOSA_ATTN_INFLLMV2, 1, 2},
+        {"nosa-pf3", NOSA_ATTN_NOSA, 1, 3},
     };
+    const int n_runs = (int)(sizeof(runs) / sizeof(runs[0]));
     /* NOSA_TEST_ONLY=<run name>: that configuration against the CPU, nothing else (for slow
      * tools such as racecheck). */
     const char *only = getenv("NOSA_TEST_ONLY");
-    for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+    for (int i = 0; i < n_runs; i++) {
         if (only && strcmp(only, runs[i].name) != 0) continue;
         run_mode(m, &runs[i], NULL);
         if (only) decode_out_check(m, &runs[i]);
@@ -667,14 +778,19 @@ int main(void)
     size_t tn = (size_t)g_steps * N_SLOTS * (size_t)m->cfg.vocab_size;
     float *ta = malloc(tn * sizeof(float)), *tb = malloc(tn * sizeof(float));
     REQUIRE(ta && tb, "out of memory");
-    /* Offloaded == resident, bit for bit. */
+    /* Offloaded == resident, bit for bit, with and without the read-ahead. */
     for (int k = 1; k < 5; k += 2) {
         gpu_trace(m, &runs[k], ta, NULL);
-        gpu_trace(m, &runs[k + 1], tb, NULL);
-        CHECK(same_trace(ta, tb, tn), "%s and %s logits differ", runs[k].name, runs[k + 1].name);
+        for (int o = 0; o < 2; o++) {
+            const struct run_cfg *off = &runs[o ? 5 + k / 2 : k + 1];
+            gpu_trace(m, off, tb, NULL);
+            CHECK(same_trace(ta, tb, tn), "%s and %s logits differ", runs[k].name, off->name);
+        }
     }
     /* Graph replays == direct launches, bit for bit. */
-    for (int k = 0; k < 5; k += 2) {
+    static const int graph_runs[] = {0, 2, 4, 6};
+    for (size_t g = 0; g < sizeof(graph_runs) / sizeof(graph_runs[0]); g++) {
+        int k = graph_runs[g];
         unsigned long graphs[2];
         gpu_trace(m, &runs[k], ta, graphs);
         REQUIRE(setenv("NOSA_CUDA_GRAPHS", "0", 1) == 0, "setenv");
@@ -687,12 +803,12 @@ int main(void)
         printf("%-14s graphs: %lu captured, %lu of %d steps replayed, logits identical\n",
                runs[k].name, graphs[0], graphs[1], g_steps);
     }
-    for (int k = 0; k < 5; k++) resume_check(m, &runs[k]);
-    for (int k = 0; k < 5; k++) prefill_cut_check(m, &runs[k]);
+    for (int k = 0; k < n_runs; k++) resume_check(m, &runs[k]);
+    for (int k = 0; k < n_runs; k++) prefill_cut_check(m, &runs[k]);
     decode_out_check(m, &runs[4]);
     decode_out_check(m, &runs[0]);
     {
-        static const struct run_cfg dense_off = {"dense-off", NOSA_ATTN_DENSE, 1};
+        static const struct run_cfg dense_off = {"dense-off", NOSA_ATTN_DENSE, 1, 0};
         struct test_arena da;
         test_arena_init(&da, &m->cfg, 4);
         struct nosa_backend_config dc = side_config(m, &dense_off, &da.arena);
@@ -706,7 +822,7 @@ int main(void)
     m->cfg.sparse.budget_blocks = MAX_CTX / m->cfg.sparse.block_size + 1;
     m->cfg.sparse.query_aware_blocks = m->cfg.sparse.budget_blocks;
     gpu_trace(m, &runs[0], ta, NULL);
-    for (int k = 1; k < 5; k++) {
+    for (int k = 1; k < n_runs; k++) {
         gpu_trace(m, &runs[k], tb, NULL);
         CHECK(same_trace(ta, tb, tn), "full budget %s differs from dense", runs[k].name);
     }
