@@ -7,7 +7,9 @@
 
 #define ATT_G 8       /* query heads per CTA: the MMAs' 16 rows are their hi and lo halves */
 #define ATT_MAX_NT 16 /* 8-token tiles per block held in registers: block_size <= 128 */
-#define ATT_MISS_LOADS 8 /* 16-byte loads in flight per lane on a missed block */
+/* 16-byte loads in flight per lane on a missed block: 16 (8 KB per warp) read the link
+ * 0.9-3.5% faster than 8 at 128K (bench/RESULTS.md, seventh session); 32 spills. */
+#define ATT_MISS_LOADS 16
 #define ATT_MIN_CHUNK 4  /* blocks per CTA at least (attention_chunk_for) */
 #define ATT_MAX_CHUNK 16 /* blocks per CTA at most */
 
