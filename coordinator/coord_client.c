@@ -203,6 +203,7 @@ static void on_status(struct coord *c, const struct nosa_msg_peer *peer, uint64_
         ss[i].cache_hit_rate = w->stats.cache_hit_rate;
         ss[i].steps = w->stats.steps;
         ss[i].tokens = w->stats.tokens;
+        ss[i].prefill_tokens = w->stats.prefill_tokens;
         ws[i].stats = &ss[i];
         wsp[i] = &ws[i];
         if (w->alive) st.tokens_per_s += w->stats.tokens_per_s;

@@ -178,6 +178,7 @@ static void on_heartbeat(struct coord_worker *w, const Nosa__Serve__Heartbeat *h
         w->stats.cache_hit_rate = h->stats->cache_hit_rate;
         w->stats.steps = h->stats->steps;
         w->stats.tokens = h->stats->tokens;
+        w->stats.prefill_tokens = h->stats->prefill_tokens;
     }
 }
 

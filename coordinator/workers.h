@@ -21,7 +21,7 @@
 struct coord_step_stats {
     double tokens_per_s, step_seconds, blocks_moved_per_step, bytes_moved_per_step;
     double cache_hit_rate;
-    uint64_t steps, tokens;
+    uint64_t steps, tokens, prefill_tokens;
 };
 
 struct coord_worker {

@@ -15,6 +15,7 @@ void worker_stats_add_step(struct worker_stats *s, const struct nosa_engine_step
     s->total_steps++;
     s->tokens += st->generated;
     s->total_tokens += st->generated;
+    s->total_prefill_tokens += st->prefill_tokens;
     s->selected += st->decode.blocks_selected + st->prefill.blocks_selected;
     s->transferred += st->decode.blocks_transferred + st->prefill.blocks_transferred;
     s->hits += st->decode.block_hits + st->prefill.block_hits;
@@ -33,8 +34,11 @@ void worker_stats_take(struct worker_stats *s, double now_s, Nosa__Serve__StepSt
     out->cache_hit_rate = s->selected ? (double)s->hits / (double)s->selected : 0.0;
     out->steps = s->total_steps;
     out->tokens = s->total_tokens;
+    out->prefill_tokens = s->total_prefill_tokens;
     uint64_t total_steps = s->total_steps, total_tokens = s->total_tokens;
+    uint64_t total_prefill = s->total_prefill_tokens;
     worker_stats_init(s, now_s);
     s->total_steps = total_steps;
     s->total_tokens = total_tokens;
+    s->total_prefill_tokens = total_prefill;
 }

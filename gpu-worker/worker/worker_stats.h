@@ -16,7 +16,7 @@ struct worker_stats {
     uint64_t steps, tokens, selected, transferred, hits, bytes_h2d;
     double step_seconds;
     /* since start */
-    uint64_t total_steps, total_tokens;
+    uint64_t total_steps, total_tokens, total_prefill_tokens;
 };
 
 void worker_stats_init(struct worker_stats *s, double now_s);
