@@ -162,6 +162,7 @@ int fc_pump(struct fake_coord *fc, int timeout_ms)
         if (m->heartbeat->stats) {
             fc->last_steps = m->heartbeat->stats->steps;
             fc->last_tokens_total = m->heartbeat->stats->tokens;
+            fc->last_prefill_total = m->heartbeat->stats->prefill_tokens;
         }
         break;
     case NOSA__SERVE__WORKER_MSG__BODY_TOKENS: on_tokens(fc, m->tokens); break;

@@ -48,7 +48,7 @@ struct fake_coord {
     uint64_t last_heartbeat_ms;   /* when the last one came (monotonic) */
     uint64_t max_heartbeat_gap_ms; /* the longest wait between two; a test may reset it */
     uint32_t last_running, last_free_slots;
-    uint64_t last_steps, last_tokens_total;
+    uint64_t last_steps, last_tokens_total, last_prefill_total;
     int errors;
     int last_error_code;
     char last_error[256];

@@ -231,10 +231,11 @@ static void test_jobs(void)
         {104, 70, 25, 1.0, 0.95, 99, "", NULL},
     };
     for (size_t i = 0; i < 4; i++) start_job(&jobs[i], 0);
-    uint64_t total = 0;
+    uint64_t total = 0, prefilled = 0;
     for (size_t i = 0; i < 4; i++) {
         struct fc_job *j = finish_job(&jobs[i], "in a full batch");
         total += j->n_tokens;
+        prefilled += (uint64_t)jobs[i].prompt_len + 1;
         CHECK(j->out_of_order == 0, "job %llu: %u tokens out of order",
               (unsigned long long)j->job_id, j->out_of_order);
         CHECK(j->recomputed_tokens == 0, "new job recomputed %u", j->recomputed_tokens);
@@ -244,10 +245,13 @@ static void test_jobs(void)
     /* The next heartbeat counts every token since start. */
     int before = g_fc.heartbeats;
     for (int i = 0; i < 40 && g_fc.heartbeats < before + 2; i++) fc_pump(&g_fc, 50);
-    CHECK(g_fc.last_tokens_total == total && g_fc.last_steps > 0,
-          "heartbeat stats: %llu tokens in %llu steps, want %llu tokens",
+    CHECK(g_fc.last_tokens_total == total && g_fc.last_steps > 0 &&
+              g_fc.last_prefill_total == prefilled,
+          "heartbeat stats: %llu tokens in %llu steps, %llu prefilled, want %llu tokens and "
+          "%llu prefilled",
           (unsigned long long)g_fc.last_tokens_total, (unsigned long long)g_fc.last_steps,
-          (unsigned long long)total);
+          (unsigned long long)g_fc.last_prefill_total, (unsigned long long)total,
+          (unsigned long long)prefilled);
 }
 
 static int send_error_case(const void *bytes, size_t len, int frames, int want_code,
