@@ -224,7 +224,7 @@ static void check_status_running(struct nh_node *node)
  * of the steps since a worker's last heartbeat (0 once idle), so they are read while two long
  * jobs run, one on each worker (the coordinator places a job on the worker with the most free
  * slots), with the step time, the arena's gauges and the node's tokens/s, and `nosa status`
- * (check_status_running); then the jobs are cancelled. */
+ * (check_status_running); then the jobs are cancelled (or found finished). */
 static void check_offload_metrics(struct nh_node *node)
 {
     char prompt[512];
@@ -292,7 +292,10 @@ static void check_offload_metrics(struct nh_node *node)
                               node->run_dir, "cancel", ids[i], NULL};
         char *out = NULL;
         int rc = nh_run(node, argv, 5000, &out);
-        CHECK(rc == 0, "nosa cancel %s (a long job still running): exit %d: %s", ids[i], rc,
+        /* Clean-up, not the cancel test (tests/cli, tests/coordinator): on a fast or idle
+         * machine a job may have decoded its 3800 tokens during the checks above. */
+        int finished = rc == 4 && out && strstr(out, "has already finished");
+        CHECK(rc == 0 || finished, "nosa cancel %s (a long job): exit %d: %s", ids[i], rc,
               out ? out : "");
         free(out);
     }
