@@ -262,9 +262,6 @@ static void bench_inst_free(struct bench_inst *in)
     free(in->sampled);
 }
 
-/* A slot's input generator at the start. The same on every device: every device decodes the
- * same inputs, so devices do the same work and a device's figures compare with a one-device
- * run of the same seed. */
 /* The backend configuration of a bench instance of mode: the read-ahead where the mode can
  * have it (offloaded, sparse), so one --prefetch applies to every offloaded mode alike. */
 static struct nosa_backend_config bench_backend_config(const struct bench_ctx *c,
@@ -284,6 +281,9 @@ static struct nosa_backend_config bench_backend_config(const struct bench_ctx *c
     };
 }
 
+/* A slot's input generator at the start. The same on every device: every device decodes the
+ * same inputs, so devices do the same work and a device's figures compare with a one-device
+ * run of the same seed. */
 static uint64_t bench_inst_seed(const struct bench_inst *in, int slot)
 {
     return in->c->opts->seed * 1000003u + (uint64_t)slot;

@@ -119,23 +119,21 @@ if [ -z "$model" ]; then
 fi
 [ -f "$model/config.json" ] || { echo "processes.sh: --model $model has no config.json" >&2; exit 2; }
 model=$(cd "$model" && pwd)
-# Bytes of one arena group (every layer and KV head of one block), over-estimated by the
-# block's padding: the arena is sized from it.
-group_bytes=$(python3 - "$model/config.json" <<'PY'
+# The block size, and the bytes of one arena group (every layer and KV head of one block)
+# over-estimated by the block's padding: the arena is sized from it.
+read -r block group_bytes <<<"$(python3 - "$model/config.json" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
-sc = c.get("sparse_config", {})
-bs = sc["block_size"]
+bs = c["sparse_config"]["block_size"]
 layers, kv = c["num_hidden_layers"], c.get("num_key_value_heads", c["num_attention_heads"])
 d = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
-print(layers * kv * (2 * bs * d * 2 + 4 * bs + 4096))
+print(bs, layers * kv * (2 * bs * d * 2 + 4 * bs + 4096))
 PY
-) || { echo "processes.sh: cannot read the geometry of $model/config.json" >&2; exit 2; }
-block=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sparse_config"]["block_size"])' "$model/config.json")
+)"
+[ -n "$group_bytes" ] || { echo "processes.sh: cannot read the geometry of $model/config.json" >&2; exit 2; }
 
 rows=$run/rows.csv
 echo "driver,backend,mode,context,batch,context_mean,tokens_per_s,hit_rate,blocks_per_step,step_ms,heartbeats,note" >"$rows"
-failures=0
 
 # One point through the processes: measures, appends a row to $rows.
 point_processes() { # mode context batch
