@@ -834,6 +834,17 @@ fail:
     return rc;
 }
 
+/* The main stream waits for what was enqueued on `from` so far (ev: an event of its own). */
+static int join_stream(struct nosa_backend *b, cudaStream_t from, cudaEvent_t ev, char *err,
+                       size_t errlen)
+{
+    int rc = 0;
+    CUDA_CHECK(cudaEventRecord(ev, from));
+    CUDA_CHECK(cudaStreamWaitEvent(b->stream, ev, 0));
+fail:
+    return rc;
+}
+
 /* Layer l's attention side for the tokens of st (distinct slots), whose rows start at row r0
  * of qkv, cis and att: append K/V (+ compression), scoring, selection, delta, attention (the
  * misses' copy inside it), then, unless `may_complete` says no token completes a block, the
@@ -953,18 +964,13 @@ static int forward(struct nosa_backend *b, int off, const struct step_shape *sh,
             (rc = layer_mlp(b, L, n, err, errlen)))
             return rc;
     }
-    if (b->have_arena) {
-        /* The next step's append reuses the open blocks the write-back reads. */
-        CUDA_CHECK(cudaEventRecord(b->ev_side, b->side));
-        CUDA_CHECK(cudaStreamWaitEvent(s, b->ev_side, 0));
-    }
+    /* The next step's append reuses the open blocks the write-back reads. */
+    if (b->have_arena && (rc = join_stream(b, b->side, b->ev_side, err, errlen))) return rc;
     if (sh->want_logits && (rc = lm_head(b, 0, n, err, errlen))) return rc;
-    if (b->kv.prefetch > 0) {
-        /* The next step's pool_delta of each layer needs its read-ahead in the pool; joined
-         * last, so the last layers' copies overlap the LM head. */
-        CUDA_CHECK(cudaEventRecord(b->ev_ahead, b->ahead));
-        CUDA_CHECK(cudaStreamWaitEvent(s, b->ev_ahead, 0));
-    }
+    /* The next step's pool_delta of each layer needs its read-ahead in the pool; joined
+     * last, so the last layers' copies overlap the LM head. */
+    if (b->kv.prefetch > 0 && (rc = join_stream(b, b->ahead, b->ev_ahead, err, errlen)))
+        return rc;
     rc = b->mark_rc;
 fail:
     return rc;

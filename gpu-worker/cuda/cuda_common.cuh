@@ -100,6 +100,16 @@ __device__ __forceinline__ size_t cu_kv_head_index(const cuda_kv &kv, int slot, 
     return ((size_t)slot * kv.n_layers + (size_t)layer) * kv.n_kv + (size_t)head;
 }
 
+/* Byte offset in the arena of the block of (group, layer, KV head): the host's
+ * nosa_kv_block_index (kv_geometry.h) times the block's bytes. */
+__device__ __forceinline__ uint64_t cu_arena_block_offset(const cuda_kv &kv, uint32_t group,
+                                                          int layer, int head)
+{
+    return (((uint64_t)group * (uint64_t)kv.n_layers + (uint64_t)layer) * (uint64_t)kv.n_kv +
+            (uint64_t)head) *
+           (uint64_t)kv.block_bytes;
+}
+
 /* The block that holds position pos while it is open. */
 __device__ __forceinline__ uint8_t *cu_kv_open_block(const cuda_kv &kv, size_t ih, int pos)
 {

@@ -14,18 +14,14 @@ static __device__ const uint8_t *resume_block(const cuda_kv &kv, int slot, int l
         return kv.blocks +
                (cu_kv_head_index(kv, slot, layer, head) * (size_t)kv.max_blocks + (size_t)m) *
                    kv.block_bytes;
-    uint64_t idx = ((uint64_t)groups[m] * (uint64_t)kv.n_layers + (uint64_t)layer) *
-                       (uint64_t)kv.n_kv + (uint64_t)head;
-    return arena + idx * kv.block_bytes;
+    return arena + cu_arena_block_offset(kv, groups[m], layer, head);
 }
 
 static __global__ void kv_resume_copy_kernel(cuda_kv kv, int slot, const uint8_t *arena,
                                              const uint32_t *groups)
 {
     int m = blockIdx.x, layer = blockIdx.y / kv.n_kv, h = blockIdx.y % kv.n_kv;
-    uint64_t idx = ((uint64_t)groups[m] * (uint64_t)kv.n_layers + (uint64_t)layer) *
-                       (uint64_t)kv.n_kv + (uint64_t)h;
-    const uint4 *src = (const uint4 *)(arena + idx * kv.block_bytes);
+    const uint4 *src = (const uint4 *)(arena + cu_arena_block_offset(kv, groups[m], layer, h));
     uint4 *dst = (uint4 *)(kv.blocks +
                            (cu_kv_head_index(kv, slot, layer, h) * (size_t)kv.max_blocks +
                             (size_t)m) * kv.block_bytes);

@@ -110,9 +110,7 @@ static __global__ void pool_delta_kernel(cuda_kv kv, cuda_step st, int layer, po
             block_of[p] = m;
             pool_of[m] = p;
             stamp[p] = now;
-            uint64_t bi = ((uint64_t)grp[m] * (uint64_t)kv.n_layers + (uint64_t)layer) *
-                              (uint64_t)kv.n_kv + (uint64_t)h;
-            src[e] = arena + bi * bb;
+            src[e] = arena + cu_arena_block_offset(kv, grp[m], layer, h);
             ptrs[e] = pool + (size_t)p * bb;
         }
         misses++;
@@ -233,10 +231,9 @@ static __global__ void __launch_bounds__(PREFETCH_THREADS)
         int p = kv.ahead[ih * (size_t)kv.prefetch + (size_t)k];
         if (p < 0) continue;
         int m = kv.block_of[ih * (size_t)kv.pool_blocks + (size_t)p];
-        uint64_t bi = ((uint64_t)groups[(size_t)slot * (size_t)groups_ld + (size_t)m] *
-                           (uint64_t)kv.n_layers + (uint64_t)layer) * (uint64_t)kv.n_kv +
-                      (uint64_t)h;
-        const uint4 *__restrict__ src = (const uint4 *)(arena + bi * kv.block_bytes);
+        uint32_t group = groups[(size_t)slot * (size_t)groups_ld + (size_t)m];
+        const uint4 *__restrict__ src =
+            (const uint4 *)(arena + cu_arena_block_offset(kv, group, layer, h));
         uint4 *__restrict__ dst = (uint4 *)(kv.blocks + (ih * (size_t)kv.pool_blocks +
                                                          (size_t)p) * kv.block_bytes);
         for (int u = threadIdx.x; u < n16; u += PREFETCH_LOADS * PREFETCH_THREADS) {

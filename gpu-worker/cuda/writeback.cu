@@ -8,10 +8,8 @@ static __global__ void writeback_kernel(cuda_kv kv, cuda_step st, int layer, uin
     if ((pos + 1) % kv.block_size != 0) return;
     size_t ih = cu_kv_head_index(kv, slot, layer, h);
     uint32_t group = groups[(size_t)slot * (size_t)groups_ld + (size_t)(pos / kv.block_size)];
-    uint64_t idx = ((uint64_t)group * (uint64_t)kv.n_layers + (uint64_t)layer) *
-                       (uint64_t)kv.n_kv + (uint64_t)h;
     const uint4 *src = (const uint4 *)cu_kv_open_block(kv, ih, pos);
-    uint4 *dst = (uint4 *)(arena + idx * kv.block_bytes);
+    uint4 *dst = (uint4 *)(arena + cu_arena_block_offset(kv, group, layer, h));
     for (size_t o = threadIdx.x; o < kv.block_bytes / 16; o += blockDim.x) dst[o] = src[o];
 }
 
