@@ -163,6 +163,23 @@ static void pool_snapshot_take(struct pool_snapshot *ps, struct nosa_backend *cp
             }
 }
 
+/* 1 when a and b differ by less than SCORE_TOL (relative) without being equal: scores the two
+ * backends may order either way (equal scores come from one compressed key on both). */
+static int near_pair(float a, float b)
+{
+    return a != b && fabsf(a - b) < SCORE_TOL * fmaxf(1.0f, fmaxf(fabsf(a), fabsf(b)));
+}
+
+static void sort_floats(float *v, int n, int descending)
+{
+    for (int i = 1; i < n; i++) /* insertion sort */
+        for (int j = i; j > 0 && (descending ? v[j] > v[j - 1] : v[j] < v[j - 1]); j--) {
+            float t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+}
+
 /* 1 when the CPU's evictions of this step for (slot, layer, head) rest on a near tie of its
  * block scores, so the GPU may legitimately evict another block (kv.h, eviction order):
  * the pool's blocks outside the step's selection go lowest score first, as many as the
@@ -186,35 +203,13 @@ static int victim_near_tie(struct nosa_backend *cpu, const struct nosa_model_con
     for (int i = 0; i < n_sel; i++) misses += !in_pool[sel[i]];
     int evict = misses + completes - (pool_blocks - n_before);
     if (evict <= 0 || evict >= nv) return 0; /* nothing to choose */
-    for (int i = 1; i < nv; i++) /* insertion sort, ascending */
-        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
-            float t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
+    sort_floats(v, nv, 0);
     float lo = v[evict - 1], hi = v[evict], tol = SCORE_TOL * fmaxf(1.0f, fabsf(hi));
     if (!(hi - lo < tol)) return 0;
     if (hi != lo) return 1;
     for (int i = 0; i < nv; i++)
         if (v[i] != lo && fabsf(v[i] - lo) < tol) return 1;
     return 0;
-}
-
-/* 1 when a and b differ by less than SCORE_TOL (relative) without being equal: scores the two
- * backends may order either way (equal scores come from one compressed key on both). */
-static int near_pair(float a, float b)
-{
-    return a != b && fabsf(a - b) < SCORE_TOL * fmaxf(1.0f, fmaxf(fabsf(a), fabsf(b)));
-}
-
-static void sort_floats(float *v, int n, int descending)
-{
-    for (int i = 1; i < n; i++) /* insertion sort */
-        for (int j = i; j > 0 && (descending ? v[j] > v[j - 1] : v[j] < v[j - 1]); j--) {
-            float t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
 }
 
 /* 1 when the CPU's read-ahead of this step for (slot, layer, head) rests on a near tie of its
