@@ -182,7 +182,7 @@ int bench_template_fill(struct bench_ctx *c, const struct nosa_backend_ops *ops,
     for (int pos = 0; pos < max_ctx; pos += o->prefill_chunk) {
         int n = max_ctx - pos < o->prefill_chunk ? max_ctx - pos : o->prefill_chunk;
         for (int i = 0; i < n; i++) tokens[i] = bench_rng_token(&rng, cfg->vocab_size);
-        rc = ops->prefill(b, 0, tokens, n, &tbl, NULL, err, errlen);
+        rc = nosa_backend_prefill_one(ops, b, 0, tokens, n, &tbl, NULL, err, errlen);
         if (rc) goto out;
         c->last_template_token = tokens[n - 1];
         double el = bench_now() - t0, projected = el * max_ctx / (pos + n);
@@ -372,41 +372,68 @@ static void bench_inst_restart(struct bench_inst *in, int n)
 }
 
 /* Puts slots [0, n) that do not hold their context yet in place. */
+/* Prefills the slots[0 .. n_slots) of random tokens to the context, ops->prefill_lanes slots per
+ * call (each slot's tokens from its own generator, so the lanes do not change them). */
+static int bench_inst_prefill(struct bench_inst *in, const int *slots, int n_slots, char *err,
+                              size_t errlen)
+{
+    const struct bench_opts *o = in->c->opts;
+    int vocab = in->c->model->cfg.vocab_size, chunk = o->prefill_chunk;
+    int lanes = in->ops->prefill_lanes < 1 ? 1 : in->ops->prefill_lanes;
+    int32_t *toks = malloc((size_t)lanes * (size_t)chunk * sizeof(*toks));
+    struct nosa_prefill_req *reqs = malloc((size_t)lanes * sizeof(*reqs));
+    int rc = 0;
+    if (!toks || !reqs) {
+        nosa_set_error(err, errlen, "fill: out of memory");
+        rc = -ENOMEM;
+    }
+    for (int g = 0; g < n_slots && !rc; g += lanes) {
+        int n_g = n_slots - g < lanes ? n_slots - g : lanes;
+        for (int pos = 0; pos < in->context && !rc; pos += chunk) {
+            int k = in->context - pos < chunk ? in->context - pos : chunk;
+            for (int j = 0; j < n_g; j++) {
+                int s = slots[g + j];
+                int32_t *t = toks + (size_t)j * (size_t)chunk;
+                for (int i = 0; i < k; i++) t[i] = bench_rng_token(&in->rng[s], vocab);
+                reqs[j] = (struct nosa_prefill_req){s, t, k, &in->tbl[s], NULL};
+                in->prev[s] = t[k - 1];
+            }
+            rc = in->ops->prefill(in->b, reqs, n_g, err, errlen);
+        }
+    }
+    free(reqs);
+    free(toks);
+    return rc;
+}
+
 static int bench_inst_fill(struct bench_inst *in, int n, char *err, size_t errlen)
 {
     const struct bench_opts *o = in->c->opts;
-    const struct nosa_model_config *cfg = &in->c->model->cfg;
-    int bs = cfg->sparse.block_size;
-    int32_t *toks = NULL;
+    int bs = in->c->model->cfg.sparse.block_size;
+    int *slots = malloc((size_t)n * sizeof(*slots)), n_slots = 0;
     int rc = 0;
-    for (int s = 0; s < n; s++) {
+    if (!slots) {
+        nosa_set_error(err, errlen, "fill: out of memory");
+        return -ENOMEM;
+    }
+    for (int s = 0; s < n && !rc; s++) {
         if (in->filled[s]) continue;
         rc = in->ops->seq_reset(in->b, s, err, errlen);
         if (rc) break;
-        if (o->fill != BENCH_FILL_PREFILL) {
-            rc = in->ops->seq_resume(in->b, s, &in->tbl[s], (uint32_t)(in->context / bs), err,
-                                     errlen);
-            if (rc) break;
-            in->prev[s] = in->c->last_template_token;
-        } else {
-            if (!toks && !(toks = malloc((size_t)o->prefill_chunk * sizeof(*toks)))) {
-                nosa_set_error(err, errlen, "fill: out of memory");
-                rc = -ENOMEM;
-                break;
-            }
-            for (int pos = 0; pos < in->context && !rc; pos += o->prefill_chunk) {
-                int k = in->context - pos < o->prefill_chunk ? in->context - pos
-                                                              : o->prefill_chunk;
-                for (int i = 0; i < k; i++) toks[i] = bench_rng_token(&in->rng[s], cfg->vocab_size);
-                rc = in->ops->prefill(in->b, s, toks, k, &in->tbl[s], NULL, err, errlen);
-                in->prev[s] = toks[k - 1];
-            }
-            if (rc) break;
+        if (o->fill == BENCH_FILL_PREFILL) {
+            slots[n_slots++] = s;
+            continue;
         }
+        rc = in->ops->seq_resume(in->b, s, &in->tbl[s], (uint32_t)(in->context / bs), err,
+                                 errlen);
+        in->prev[s] = in->c->last_template_token;
+    }
+    if (!rc && n_slots) rc = bench_inst_prefill(in, slots, n_slots, err, errlen);
+    for (int s = 0; s < n && !rc; s++) {
         in->pos[s] = in->context;
         in->filled[s] = 1;
     }
-    free(toks);
+    free(slots);
     return rc;
 }
 

@@ -197,7 +197,9 @@ full = sorted((t, v) for t, v in beats.items() if v[0] == b and v[5] >= b * (ctx
 note = ""
 if errors:
     note = f"{errors} of {b} jobs failed or unfinished (job and worker logs)"
-elif len(full) < 3:
+elif len(full) < 3 or full[-1][1][1] <= full[0][1][1]:
+    # Too few heartbeats, or none that counted a token since the first: a decode faster
+    # than the heartbeat (the pulse thread repeats the last step's totals meanwhile).
     note = f"{len(full)} heartbeats in the decode window: raise --tokens"
 if note:
     print(f"processes,{backend},{mode},{ctx},{b},,,,,,{len(full)},{note}")

@@ -127,6 +127,17 @@ int32_t nosa_sample_row(const float *logits, int vocab, const struct nosa_row_sa
 
 struct nosa_backend;
 
+/* One sequence's part of a prefill call: tokens[0 .. n) appended to slot; the last token's
+ * logits [vocab] written to logits unless NULL. blocks: the slot's block table (NULL without
+ * an arena), as for decode. */
+struct nosa_prefill_req {
+    int slot;
+    const int32_t *tokens;
+    int n;
+    const struct nosa_seq_blocks *blocks;
+    float *logits;
+};
+
 struct nosa_backend_ops {
     const char *name;
     int (*create)(const struct nosa_model *model, const struct nosa_backend_config *cfg,
@@ -134,11 +145,11 @@ struct nosa_backend_ops {
     void (*destroy)(struct nosa_backend *b); /* accepts NULL */
     /* Empties the slot: the next token appended is position 0. */
     int (*seq_reset)(struct nosa_backend *b, int slot, char *err, size_t errlen);
-    /* Appends n >= 1 tokens to slot; writes the last token's logits [vocab] when logits is
-     * not NULL. */
-    int (*prefill)(struct nosa_backend *b, int slot, const int32_t *tokens, int n,
-                   const struct nosa_seq_blocks *blocks, float *logits, char *err,
-                   size_t errlen);
+    /* Prefills n_reqs sequences (1 .. max_seqs requests, distinct slots): the same result,
+     * stats summed, as prefilling each alone. Nothing is appended when a request fails the
+     * checks (nosa_backend_check_prefill). */
+    int (*prefill)(struct nosa_backend *b, const struct nosa_prefill_req *reqs, int n_reqs,
+                   char *err, size_t errlen);
     /* One decode step: tokens[i] is appended to slots[i] (distinct); out (NULL: nothing
      * back) gets what struct nosa_decode_out says. */
     int (*decode)(struct nosa_backend *b, int n, const int *slots, const int32_t *tokens,
@@ -156,6 +167,10 @@ struct nosa_backend_ops {
     int (*last_selection)(const struct nosa_backend *b, int slot, int layer, int kv_head,
                           int32_t *out, int cap);
     void (*stats)(const struct nosa_backend *b, struct nosa_step_stats *out);
+    /* Requests one prefill call advances for about the time of one (the cuda backend runs
+     * their tokens side by side; the cpu one after another: 1). The engine gives a step up
+     * to this many prompts. */
+    int prefill_lanes;
 };
 
 extern const struct nosa_backend_ops nosa_backend_cpu_ops;
@@ -199,5 +214,20 @@ int nosa_backend_check_blocks(const struct nosa_backend_limits *l, int slot, int
 int nosa_backend_check_append(const struct nosa_backend_limits *l, int slot, const int *lens,
                               const int32_t *tokens, int n, const struct nosa_seq_blocks *blocks,
                               char *err, size_t errlen);
+/* A prefill call: 1 <= n_reqs <= max_seqs, every request's append (check_append) and no
+ * slot twice. */
+int nosa_backend_check_prefill(const struct nosa_backend_limits *l, const int *lens,
+                               const struct nosa_prefill_req *reqs, int n_reqs, char *err,
+                               size_t errlen);
+/* Prefill of one sequence through ops->prefill. */
+static inline int nosa_backend_prefill_one(const struct nosa_backend_ops *ops,
+                                           struct nosa_backend *b, int slot,
+                                           const int32_t *tokens, int n,
+                                           const struct nosa_seq_blocks *blocks, float *logits,
+                                           char *err, size_t errlen)
+{
+    struct nosa_prefill_req req = {slot, tokens, n, blocks, logits};
+    return ops->prefill(b, &req, 1, err, errlen);
+}
 
 #endif

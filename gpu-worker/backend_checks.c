@@ -133,3 +133,27 @@ int nosa_backend_check_append(const struct nosa_backend_limits *l, int slot, con
     }
     return nosa_backend_check_blocks(l, slot, len + n, blocks, err, errlen);
 }
+
+int nosa_backend_check_prefill(const struct nosa_backend_limits *l, const int *lens,
+                               const struct nosa_prefill_req *reqs, int n_reqs, char *err,
+                               size_t errlen)
+{
+    if (n_reqs < 1 || n_reqs > l->max_seqs || !reqs) {
+        nosa_set_error(err, errlen, "%s backend: prefill of %d sequences (1 .. %d)", l->name,
+                       n_reqs, l->max_seqs);
+        return -EINVAL;
+    }
+    for (int i = 0; i < n_reqs; i++) {
+        int rc = nosa_backend_check_append(l, reqs[i].slot, lens, reqs[i].tokens, reqs[i].n,
+                                           reqs[i].blocks, err, errlen);
+        if (rc) return rc;
+        for (int j = 0; j < i; j++) {
+            if (reqs[j].slot == reqs[i].slot) {
+                nosa_set_error(err, errlen, "%s backend: slot %d appears twice in one prefill",
+                               l->name, reqs[i].slot);
+                return -EINVAL;
+            }
+        }
+    }
+    return 0;
+}

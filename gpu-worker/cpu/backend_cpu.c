@@ -400,17 +400,19 @@ static void stats_end(struct nosa_backend *b)
     s->seconds = now_seconds() - s->seconds;
 }
 
-static int cpu_prefill(struct nosa_backend *b, int slot, const int32_t *tokens, int n,
-                       const struct nosa_seq_blocks *blocks, float *logits, char *err,
-                       size_t errlen)
+/* One sequence after another: a lane. */
+static int cpu_prefill(struct nosa_backend *b, const struct nosa_prefill_req *reqs, int n_reqs,
+                       char *err, size_t errlen)
 {
-    int rc = nosa_backend_check_append(&b->limits, slot, b->len, tokens, n, blocks, err,
-                                       errlen);
+    int rc = nosa_backend_check_prefill(&b->limits, b->len, reqs, n_reqs, err, errlen);
     if (rc) return rc;
-    const uint32_t *groups = blocks ? blocks->groups : NULL;
     stats_begin(b);
-    for (int i = 0; i < n; i++)
-        forward_token(b, slot, tokens[i], groups, i == n - 1 ? logits : NULL);
+    for (int k = 0; k < n_reqs; k++) {
+        const struct nosa_prefill_req *r = &reqs[k];
+        const uint32_t *groups = r->blocks ? r->blocks->groups : NULL;
+        for (int i = 0; i < r->n; i++)
+            forward_token(b, r->slot, r->tokens[i], groups, i == r->n - 1 ? r->logits : NULL);
+    }
     stats_end(b);
     return 0;
 }
@@ -556,6 +558,7 @@ const struct nosa_backend_ops nosa_backend_cpu_ops = {
     .destroy = cpu_destroy,
     .seq_reset = cpu_seq_reset,
     .prefill = cpu_prefill,
+    .prefill_lanes = 1,
     .decode = cpu_decode,
     .seq_resume = cpu_seq_resume,
     .last_selection = cpu_last_selection,

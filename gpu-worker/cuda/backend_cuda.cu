@@ -1,9 +1,10 @@
 /* backend_cuda.cu: the CUDA backend (nosa_backend_cuda_ops, backend.h).
  *
  * Same semantics as the CPU reference (gpu-worker/cpu/): prefill of n tokens has the result
- * of n single-token steps (computed layer by layer over spans of PREFILL_ROWS tokens: the
- * GEMMs batched, the attention side token by token); a decode step runs its sequences as one
- * batch. Per step and layer, on one stream: RMSNorm -> q/k/v GEMM -> RoPE -> eviction scores -> append K/V to the open
+ * of n single-token steps (computed layer by layer over spans of PREFILL_ROWS tokens of up to
+ * PREFILL_LANES prompts: the GEMMs batched, the attention side position by position, the
+ * prompts side by side); a decode step runs its sequences as one batch. Per step and layer,
+ * on one stream: RMSNorm -> q/k/v GEMM -> RoPE -> eviction scores -> append K/V to the open
  * block + compression -> selection -> delta against the pool -> attention (which reads the
  * misses from the mapped arena into their pool slots as it goes) -> (pool install of
  * completed blocks) -> output GEMM -> MLP.
@@ -59,6 +60,9 @@ extern "C" {
 #define MARKS_PER_LAYER 11      /* timing events one layer records (forward()) */
 /* Prompt tokens per batched prefill pass (forward_prefill): its GEMMs' row count. */
 #define PREFILL_ROWS 64
+/* Prompts a prefill round runs side by side (at most; fewer with fewer slots): the rounds'
+ * attention side is a chain of small launches whose time barely grows with their width. */
+#define PREFILL_LANES 16
 
 /* Phases of nosa_step_stats' time split. The delta copy runs inside attention (attention.cuh)
  * and is timed as attention: copy_s stays 0. */
@@ -97,6 +101,7 @@ struct nosa_backend {
     cudaEvent_t ev_main, ev_side, ev_ahead;
     cublasHandle_t blas;
     int hid, qdim, kvdim, qkvdim, inter, vocab, n_heads, n_kv, d, rep, bs, max_n, max_tok;
+    int prefill_lanes, prefill_rows; /* forward_prefill's lanes and GEMM rows */
     int att_ctas;    /* attention CTAs resident at once */
     int max_entries; /* block-list entries at most: every block plus the open one */
     int max_chunks;  /* splits of a block list at most (att_part's rows per list) */
@@ -107,7 +112,10 @@ struct nosa_backend {
     float *tok_embed, *final_norm, *rope_cos, *rope_sin;
     uint16_t *lm_head;
     /* step buffers */
-    int32_t *d_tok, *d_slot, *d_pos, *h_info; /* h_info pinned: [3][max_tok] */
+    /* [max_tok] each, one allocation (d_tok, then d_slot, then d_pos); h_info pinned: its
+     * upload, [3][max_tok]; ev_info: a prefill round's upload of it */
+    int32_t *d_tok, *d_slot, *d_pos, *h_info;
+    cudaEvent_t ev_info;
     int32_t *d_argmax, *h_argmax;            /* [max_n] greedy tokens; h_argmax pinned */
     int32_t *d_sampled, *h_sampled;          /* [max_n] sampled tokens; h_sampled pinned */
     struct nosa_row_sampling *d_sampling, *h_sampling; /* [max_n]; h_sampling pinned */
@@ -172,7 +180,7 @@ static void cuda_destroy(struct nosa_backend *b)
     CUDA_FREE(b->kv.key_ring);
     CUDA_FREE(b->kv.cis_ring), CUDA_FREE(b->kv.kc), CUDA_FREE(b->kv.ce);
     CUDA_FREE(b->kv.last_sel), CUDA_FREE(b->kv.n_sel);
-    CUDA_FREE(b->d_tok), CUDA_FREE(b->d_slot), CUDA_FREE(b->d_pos), CUDA_FREE(b->d_groups);
+    CUDA_FREE(b->d_tok), CUDA_FREE(b->d_groups);
     CUDA_FREE(b->x), CUDA_FREE(b->gout), CUDA_FREE(b->qkv), CUDA_FREE(b->att);
     CUDA_FREE(b->cis), CUDA_FREE(b->logits), CUDA_FREE(b->sel_scratch);
     CUDA_FREE(b->att_part), CUDA_FREE(b->xs), CUDA_FREE(b->d_stats), CUDA_FREE(b->d_argmax);
@@ -196,6 +204,7 @@ static void cuda_destroy(struct nosa_backend *b)
     if (b->ev_main) (void)cudaEventDestroy(b->ev_main);
     if (b->ev_side) (void)cudaEventDestroy(b->ev_side);
     if (b->ev_ahead) (void)cudaEventDestroy(b->ev_ahead);
+    if (b->ev_info) (void)cudaEventDestroy(b->ev_info);
     if (b->stream) (void)cudaStreamDestroy(b->stream);
     if (b->side) (void)cudaStreamDestroy(b->side);
     if (b->ahead) (void)cudaStreamDestroy(b->ahead);
@@ -426,7 +435,7 @@ static int alloc_step(struct nosa_backend *b, char *err, size_t errlen)
     int rc = 0;
     size_t n = (size_t)b->max_n, mb = (size_t)b->kv.max_blocks, nkv = (size_t)b->n_kv;
     /* Rows of the per-token buffers: a decode step's tokens or a prefill pass's. */
-    size_t rows = n > PREFILL_ROWS ? n : PREFILL_ROWS;
+    size_t rows = (size_t)b->max_tok;
     size_t wide = (size_t)b->qkvdim; /* gout per row: a layer's GEMMs; the LM head's, decode */
     if ((size_t)2 * b->inter > wide) wide = (size_t)2 * b->inter;
     size_t gout = rows * wide > n * (size_t)b->vocab ? rows * wide : n * (size_t)b->vocab;
@@ -434,9 +443,8 @@ static int alloc_step(struct nosa_backend *b, char *err, size_t errlen)
     if ((size_t)b->qdim > xs_w) xs_w = (size_t)b->qdim;
     if ((size_t)b->inter > xs_w) xs_w = (size_t)b->inter;
     size_t mt = (size_t)b->max_tok;
-    CUDA_CHECK(dev_alloc(&b->d_tok, mt, sizeof(int32_t)));
-    CUDA_CHECK(dev_alloc(&b->d_slot, mt, sizeof(int32_t)));
-    CUDA_CHECK(dev_alloc(&b->d_pos, mt, sizeof(int32_t)));
+    CUDA_CHECK(dev_alloc(&b->d_tok, 3 * mt, sizeof(int32_t)));
+    b->d_slot = b->d_tok + mt, b->d_pos = b->d_slot + mt;
     CUDA_CHECK(cudaMallocHost((void **)&b->h_info, 3 * mt * sizeof(int32_t)));
     CUDA_CHECK(dev_alloc(&b->d_groups, (size_t)b->cfg.max_seqs * mb, sizeof(uint32_t)));
     CUDA_CHECK(dev_alloc(&b->x, rows * (size_t)b->hid, sizeof(float)));
@@ -548,7 +556,9 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
     b->qkvdim = b->qdim + 2 * b->kvdim, b->inter = mc->intermediate_size;
     b->vocab = mc->vocab_size, b->bs = sc->block_size;
     b->max_n = cfg->max_seqs;
-    b->max_tok = cfg->max_seqs > cfg->max_context ? cfg->max_seqs : cfg->max_context;
+    b->prefill_lanes = cfg->max_seqs < PREFILL_LANES ? cfg->max_seqs : PREFILL_LANES;
+    b->prefill_rows = PREFILL_ROWS * b->prefill_lanes;
+    b->max_tok = b->max_n > b->prefill_rows ? b->max_n : b->prefill_rows;
     b->scale = 1.0f / sqrtf((float)mc->head_dim);
     b->sp.mode = (int)cfg->mode, b->sp.rep = b->rep;
     b->sp.k_total = sc->budget_blocks - 1, b->sp.k_query = sc->query_aware_blocks - 1;
@@ -633,6 +643,7 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
     CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_main, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_side, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_ahead, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_info, cudaEventDisableTiming));
     CUBLAS_CHECK(cublasCreate(&b->blas));
     CUBLAS_CHECK(cublasSetStream(b->blas, b->stream));
     CUDA_CHECK(cudaMalloc(&b->blas_ws, BLAS_WORKSPACE));
@@ -928,34 +939,34 @@ fail:
     return rc;
 }
 
-/* Final norm and LM head of n rows of x from row r0, into b->logits rows 0 .. n - 1. */
-static int lm_head(struct nosa_backend *b, int r0, int n, char *err, size_t errlen)
+/* Final norm and LM head of n rows of x from row r0, into b->logits rows out_row ..
+ * out_row + n - 1. */
+static int lm_head(struct nosa_backend *b, int r0, int n, int out_row, char *err, size_t errlen)
 {
     int rc = 0;
     cudaStream_t s = b->stream;
     rmsnorm_split_launch(b->xs, b->x + (size_t)r0 * (size_t)b->hid, b->final_norm, n, b->hid,
                          b->model->cfg.rms_eps, s);
     LAUNCHED();
-    rc = gemm_combine(b, b->logits, b->vocab, b->lm_head, NULL, n, b->vocab, b->hid, 0, err,
-                      errlen);
+    rc = gemm_combine(b, b->logits + (size_t)out_row * (size_t)b->vocab, b->vocab, b->lm_head,
+                      NULL, n, b->vocab, b->hid, 0, err, errlen);
 fail:
     return rc;
 }
 
-/* One forward pass of n tokens (token i of slot/position at offset `off` of d_slot/d_pos,
- * distinct slots) of launch shape sh. Logits of every token go to b->logits when
+/* One forward pass of n tokens (token i of slot d_slot[i] at position d_pos[i], distinct
+ * slots) of launch shape sh. Logits of every token go to b->logits when
  * sh.want_logits. Enqueued on b->stream; nothing is waited for and nothing here depends on
  * host-side per-token data, so the whole call can be captured as a graph. */
-static int forward(struct nosa_backend *b, int off, const struct step_shape *sh, char *err,
-                   size_t errlen)
+static int forward(struct nosa_backend *b, const struct step_shape *sh, char *err, size_t errlen)
 {
     int rc = 0;
     cudaStream_t s = b->stream;
     int n = sh->n;
-    cuda_step st = {b->d_slot + off, b->d_pos + off, n};
+    cuda_step st = {b->d_slot, b->d_pos, n};
     if (b->timing) b->n_marks = 0, b->n_spans = 0, b->mark_rc = 0;
 
-    embed_launch(b->x, b->tok_embed, b->d_tok + off, n, b->hid, s);
+    embed_launch(b->x, b->tok_embed, b->d_tok, n, b->hid, s);
     LAUNCHED();
     for (int l = 0; l < b->model->cfg.n_layers; l++) {
         const struct layer_dev *L = &b->layers[l];
@@ -966,7 +977,7 @@ static int forward(struct nosa_backend *b, int off, const struct step_shape *sh,
     }
     /* The next step's append reuses the open blocks the write-back reads. */
     if (b->have_arena && (rc = join_stream(b, b->side, b->ev_side, err, errlen))) return rc;
-    if (sh->want_logits && (rc = lm_head(b, 0, n, err, errlen))) return rc;
+    if (sh->want_logits && (rc = lm_head(b, 0, n, 0, err, errlen))) return rc;
     /* The next step's pool_delta of each layer needs its read-ahead in the pool; joined
      * last, so the last layers' copies overlap the LM head. */
     if (b->kv.prefetch > 0 && (rc = join_stream(b, b->ahead, b->ev_ahead, err, errlen)))
@@ -976,43 +987,69 @@ fail:
     return rc;
 }
 
-/* Prefill of m tokens of one slot at positions h_pos[0 .. m) within one PREFILL_ROWS-aligned
- * span (device copies at offset `off` of d_tok/d_slot/d_pos), with the definition's result:
- * that of m single-token steps. Layer by layer, the GEMMs, norms and MLP take the tokens at
- * once, while the attention side runs token by token in position order, each token seeing
- * the state the tokens before it left. The GEMMs always have PREFILL_ROWS rows and position
- * p sits in row p % PREFILL_ROWS (the other rows held at zero), so a token's arithmetic does
- * not depend on where its prompt was cut into calls. The last token's logits go to
- * b->logits row 0 when want_logits. */
-static int forward_prefill(struct nosa_backend *b, int off, int m, const int32_t *h_pos,
-                           int want_logits, char *err, size_t errlen)
+/* One sequence's part of a prefill round: positions [from, to) of its slot, inside one
+ * PREFILL_ROWS-aligned span; tokens[0] is position from's. logits_row: the row of b->logits
+ * that gets the last position's logits, -1 for none. */
+struct prefill_piece {
+    int slot, from, to, logits_row;
+    const int32_t *tokens;
+};
+
+/* One prefill round of up to prefill_lanes pieces (distinct slots), with the definition's
+ * result: that of single-token steps, each token seeing the state the tokens before it left.
+ * Layer by layer, the GEMMs, norms and MLP take every piece's tokens at once, while the
+ * attention side runs span position by span position, the pieces' tokens at that position
+ * side by side (distinct slots, as in a decode step). The GEMMs always have prefill_rows
+ * rows (PREFILL_ROWS positions x prefill_lanes): span position r holds rows [r * lanes,
+ * r * lanes + count[r]), the other rows are filler that no kept row depends on, so a token's
+ * arithmetic depends neither on where its prompt was cut nor on which prompts share the
+ * round. */
+static int forward_prefill(struct nosa_backend *b, const struct prefill_piece *pc, int n_pc,
+                           char *err, size_t errlen)
 {
     int rc = 0;
     cudaStream_t s = b->stream;
-    int r0 = h_pos[0] % PREFILL_ROWS;
-    /* Each token's launch shape and whether it completes a block: the same in every layer. */
+    int lanes = b->prefill_lanes, rows = b->prefill_rows;
+    int count[PREFILL_ROWS] = {0}, completes[PREFILL_ROWS] = {0};
     struct step_shape sh[PREFILL_ROWS];
-    int completes[PREFILL_ROWS];
-    for (int i = 0; i < m; i++) {
-        sh[i] = step_shape_of(b, 1, h_pos + i, 0);
-        completes[i] = (h_pos[i] + 1) % b->bs == 0;
+    size_t mt = (size_t)b->max_tok;
+    int32_t *ht = b->h_info, *hs = ht + mt, *hp = hs + mt;
+    /* The previous round's upload of h_info must have happened before it is refilled. */
+    CUDA_CHECK(cudaEventSynchronize(b->ev_info));
+    memset(b->h_info, 0, 3 * mt * sizeof(int32_t));
+    for (int k = 0; k < n_pc; k++) {
+        for (int p = pc[k].from; p < pc[k].to; p++) {
+            int r = p % PREFILL_ROWS, row = r * lanes + count[r]++;
+            ht[row] = pc[k].tokens[p - pc[k].from], hs[row] = pc[k].slot, hp[row] = p;
+            completes[r] |= (p + 1) % b->bs == 0;
+        }
     }
-    CUDA_CHECK(cudaMemsetAsync(b->x, 0, (size_t)PREFILL_ROWS * b->hid * sizeof(float), s));
-    CUDA_CHECK(cudaMemsetAsync(b->att, 0, (size_t)PREFILL_ROWS * b->qdim * sizeof(float), s));
-    embed_launch(b->x + (size_t)r0 * b->hid, b->tok_embed, b->d_tok + off, m, b->hid, s);
+    for (int r = 0; r < PREFILL_ROWS; r++)
+        if (count[r]) sh[r] = step_shape_of(b, count[r], hp + r * lanes, 0);
+    CUDA_CHECK(cudaMemcpyAsync(b->d_tok, b->h_info, 3 * mt * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaEventRecord(b->ev_info, s));
+    CUDA_CHECK(cudaMemsetAsync(b->att, 0, (size_t)rows * b->qdim * sizeof(float), s));
+    embed_launch(b->x, b->tok_embed, b->d_tok, rows, b->hid, s);
     LAUNCHED();
     for (int l = 0; l < b->model->cfg.n_layers; l++) {
         const struct layer_dev *L = &b->layers[l];
-        cuda_step all = {b->d_slot + off, b->d_pos + off, m};
-        if ((rc = layer_qkv(b, L, PREFILL_ROWS, all, r0, err, errlen))) return rc;
-        for (int i = 0; i < m; i++) {
-            cuda_step one = {b->d_slot + off + i, b->d_pos + off + i, 1};
-            if ((rc = layer_attend(b, l, one, r0 + i, &sh[i], completes[i], 0, err, errlen)))
+        cuda_step all = {b->d_slot, b->d_pos, rows};
+        if ((rc = layer_qkv(b, L, rows, all, 0, err, errlen))) return rc;
+        for (int r = 0; r < PREFILL_ROWS; r++) {
+            if (!count[r]) continue;
+            cuda_step at = {b->d_slot + r * lanes, b->d_pos + r * lanes, count[r]};
+            if ((rc = layer_attend(b, l, at, r * lanes, &sh[r], completes[r], 0, err, errlen)))
                 return rc;
         }
-        if ((rc = layer_mlp(b, L, PREFILL_ROWS, err, errlen))) return rc;
+        if ((rc = layer_mlp(b, L, rows, err, errlen))) return rc;
     }
-    if (want_logits && (rc = lm_head(b, r0 + m - 1, 1, err, errlen))) return rc;
+    for (int k = 0; k < n_pc; k++) {
+        if (pc[k].logits_row < 0) continue;
+        int last = pc[k].to - 1, r = last % PREFILL_ROWS, row = r * lanes;
+        while (hs[row] != pc[k].slot || hp[row] != last) row++;
+        if ((rc = lm_head(b, row, 1, pc[k].logits_row, err, errlen))) return rc;
+    }
 fail:
     return rc;
 }
@@ -1025,7 +1062,7 @@ static int forward_decode(struct nosa_backend *b, const struct step_shape *sh, c
     int rc = 0;
     cudaGraph_t g = NULL;
     int capturing = 0;
-    if (!b->use_graphs) return forward(b, 0, sh, err, errlen);
+    if (!b->use_graphs) return forward(b, sh, err, errlen);
     if (b->graph && memcmp(&b->graph_shape, sh, sizeof(*sh)) == 0) {
         /* The marks the graph records are those of its capture. */
         memcpy(b->spans, b->graph_spans, (size_t)b->n_graph_spans * sizeof(*b->spans));
@@ -1036,14 +1073,14 @@ static int forward_decode(struct nosa_backend *b, const struct step_shape *sh, c
     }
     b->shape_repeats = memcmp(&b->last_shape, sh, sizeof(*sh)) == 0 ? b->shape_repeats + 1 : 0;
     b->last_shape = *sh;
-    if (b->shape_repeats < GRAPH_AFTER) return forward(b, 0, sh, err, errlen);
+    if (b->shape_repeats < GRAPH_AFTER) return forward(b, sh, err, errlen);
     if (b->graph) {
         CUDA_CHECK(cudaGraphExecDestroy(b->graph));
         b->graph = NULL;
     }
     CUDA_CHECK(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal));
     capturing = b->capturing = 1;
-    if ((rc = forward(b, 0, sh, err, errlen))) goto fail;
+    if ((rc = forward(b, sh, err, errlen))) goto fail;
     capturing = b->capturing = 0;
     CUDA_CHECK(cudaStreamEndCapture(b->stream, &g));
     CUDA_CHECK(cudaGraphInstantiate(&b->graph, g, 0));
@@ -1066,12 +1103,10 @@ fail:
     return rc;
 }
 
-/* Bytes the step writes to the arena per layer: one block per KV head for each token whose
- * block completes (every layer writes the same). */
-static uint64_t step_layer_d2h_bytes(const struct nosa_backend *b, int n, const int *h_pos)
+/* Bytes a call writes to the arena per layer when `completes` blocks complete: one block per
+ * KV head each (every layer writes the same). */
+static uint64_t layer_d2h_bytes(const struct nosa_backend *b, uint64_t completes)
 {
-    uint64_t completes = 0;
-    for (int i = 0; i < n; i++) completes += (h_pos[i] + 1) % b->bs == 0;
     if (!b->have_arena) return 0;
     return completes * (uint64_t)b->n_kv * (uint64_t)b->kv.block_bytes;
 }
@@ -1115,7 +1150,7 @@ static int rows_drawn(const struct nosa_decode_out *out, int n)
 
 /* Copies back what out asks for of the n rows (the argmax kernel, when wanted, was enqueued
  * after the forward pass) and the stats, waits for the step; layer_d2h: each layer's bytes
- * written to the arena (step_layer_d2h_bytes). */
+ * written to the arena (layer_d2h_bytes). */
 static int finish_call(struct nosa_backend *b, int n, const struct nosa_decode_out *out,
                        uint64_t layer_d2h, char *err, size_t errlen)
 {
@@ -1164,41 +1199,59 @@ fail:
     return rc;
 }
 
-static int cuda_prefill(struct nosa_backend *b, int slot, const int32_t *tokens, int n,
-                        const struct nosa_seq_blocks *blocks, float *logits, char *err,
-                        size_t errlen)
+/* The requests in groups of prefill_lanes, each group in rounds of one aligned span per
+ * request (forward_prefill). Not timed by phase: the split describes decode steps. */
+static int cuda_prefill(struct nosa_backend *b, const struct nosa_prefill_req *reqs, int n_reqs,
+                        char *err, size_t errlen)
 {
-    int rc = nosa_backend_check_append(&b->limits, slot, b->len, tokens, n, blocks, err,
-                                       errlen);
+    int rc = nosa_backend_check_prefill(&b->limits, b->len, reqs, n_reqs, err, errlen);
     if (rc) return rc;
+    size_t row = (size_t)b->vocab;
+    uint64_t tokens = 0, completes = 0;
     CUDA_CHECK(cudaSetDevice(b->cfg.device));
-    if ((rc = sync_groups(b, slot, blocks, b->len[slot] + n, err, errlen))) return rc;
-    {
-        int32_t *ht = b->h_info, *hs = ht + b->max_tok, *hp = hs + b->max_tok;
-        for (int i = 0; i < n; i++) ht[i] = tokens[i], hs[i] = slot, hp[i] = b->len[slot] + i;
-        CUDA_CHECK(cudaMemcpyAsync(b->d_tok, ht, (size_t)n * sizeof(int32_t),
-                                   cudaMemcpyHostToDevice, b->stream));
-        CUDA_CHECK(cudaMemcpyAsync(b->d_slot, hs, (size_t)n * sizeof(int32_t),
-                                   cudaMemcpyHostToDevice, b->stream));
-        CUDA_CHECK(cudaMemcpyAsync(b->d_pos, hp, (size_t)n * sizeof(int32_t),
-                                   cudaMemcpyHostToDevice, b->stream));
-        if ((rc = stats_begin(b, err, errlen))) return rc;
-        /* Spans of positions aligned to PREFILL_ROWS, each token as its single-token step
-         * would be (backend.h). Not timed by phase: the split describes decode steps. */
-        b->timing = 0;
-        for (int i = 0, m; i < n; i += m) {
-            m = PREFILL_ROWS - hp[i] % PREFILL_ROWS;
-            if (m > n - i) m = n - i;
-            if ((rc = forward_prefill(b, i, m, hp + i, logits && i + m == n, err, errlen)))
-                return rc;
-        }
-        b->stats.tokens = (uint64_t)n;
-        struct nosa_decode_out last = {logits, NULL, NULL, NULL, NULL}; /* the last token's row */
-        if ((rc = finish_call(b, 1, &last, step_layer_d2h_bytes(b, n, hp), err, errlen)))
+    for (int k = 0; k < n_reqs; k++) {
+        const struct nosa_prefill_req *r = &reqs[k];
+        if ((rc = sync_groups(b, r->slot, r->blocks, b->len[r->slot] + r->n, err, errlen)))
             return rc;
+        tokens += (uint64_t)r->n;
+        completes += (uint64_t)((b->len[r->slot] + r->n) / b->bs - b->len[r->slot] / b->bs);
     }
-    b->len[slot] += n;
-    b->stepped[slot] = 1;
+    if ((rc = stats_begin(b, err, errlen))) return rc;
+    b->timing = 0;
+    for (int g = 0; g < n_reqs; g += b->prefill_lanes) {
+        int n_g = n_reqs - g < b->prefill_lanes ? n_reqs - g : b->prefill_lanes;
+        int done[PREFILL_LANES] = {0};
+        for (;;) {
+            struct prefill_piece pc[PREFILL_LANES];
+            int n_pc = 0;
+            for (int k = 0; k < n_g; k++) {
+                const struct nosa_prefill_req *r = &reqs[g + k];
+                if (done[k] == r->n) continue;
+                int from = b->len[r->slot] + done[k];
+                int m = PREFILL_ROWS - from % PREFILL_ROWS;
+                if (m > r->n - done[k]) m = r->n - done[k];
+                done[k] += m;
+                pc[n_pc++] = (struct prefill_piece){r->slot, from, from + m,
+                                                    done[k] == r->n && r->logits ? g + k : -1,
+                                                    r->tokens + done[k] - m};
+            }
+            if (n_pc == 0) break;
+            if ((rc = forward_prefill(b, pc, n_pc, err, errlen))) return rc;
+        }
+    }
+    for (int k = 0; k < n_reqs; k++)
+        if (reqs[k].logits)
+            CUDA_CHECK(cudaMemcpyAsync(b->h_logits + k * row, b->logits + k * row,
+                                       row * sizeof(float), cudaMemcpyDeviceToHost, b->stream));
+    b->stats.tokens = tokens;
+    if ((rc = finish_call(b, n_reqs, NULL, layer_d2h_bytes(b, completes), err, errlen)))
+        return rc;
+    for (int k = 0; k < n_reqs; k++) {
+        const struct nosa_prefill_req *r = &reqs[k];
+        if (r->logits) memcpy(r->logits, b->h_logits + k * row, row * sizeof(float));
+        b->len[r->slot] += r->n;
+        b->stepped[r->slot] = 1;
+    }
 fail:
     return rc;
 }
@@ -1261,7 +1314,11 @@ static int cuda_decode(struct nosa_backend *b, int n, const int *slots, const in
         CUDA_CHECK_LAUNCH();
     }
     b->stats.tokens = (uint64_t)n;
-    if ((rc = finish_call(b, n, out, step_layer_d2h_bytes(b, n, hp), err, errlen))) return rc;
+    {
+        uint64_t completes = 0;
+        for (int i = 0; i < n; i++) completes += (hp[i] + 1) % b->bs == 0;
+        if ((rc = finish_call(b, n, out, layer_d2h_bytes(b, completes), err, errlen))) return rc;
+    }
     for (int i = 0; i < n; i++) {
         b->len[slots[i]]++;
         b->stepped[slots[i]] = 1;
@@ -1374,4 +1431,5 @@ extern "C" const struct nosa_backend_ops nosa_backend_cuda_ops = {
     cuda_seq_resume,
     cuda_last_selection,
     cuda_stats,
+    PREFILL_LANES,
 };

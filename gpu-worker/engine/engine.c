@@ -41,6 +41,7 @@ struct nosa_engine {
     nosa_engine_event_fn on_event;
     void *user;
     int max_seqs, max_context, vocab, prefill_chunk;
+    int lanes; /* prompts one prefill call advances together (ops->prefill_lanes) */
     uint32_t block_size, max_blocks;
     uint64_t next_added;
     int failed;
@@ -63,7 +64,11 @@ struct nosa_engine {
     int *alloc_seq;                    /* [max_seqs] */
     uint64_t *free_ids;                /* [max_seqs] */
     int n_free_ids;
-    float *logits; /* [vocab]: a prefill's last token (decode draws on the backend) */
+    struct nosa_prefill_req *pre_reqs; /* [lanes] one prefill call's requests */
+    struct nosa_seq_blocks *pre_blocks; /* [lanes] */
+    int *pre_seq;                       /* [lanes] their sequences */
+    /* [lanes * vocab]: the last prompt token of each request (decode draws on the backend) */
+    float *logits;
     struct nosa_sampler sampler;
 
     struct nosa_engine_step_stats last;
@@ -114,11 +119,14 @@ static int engine_alloc_buffers(struct nosa_engine *e)
     e->alloc_reqs = calloc(n, sizeof(*e->alloc_reqs));
     e->alloc_seq = calloc(n, sizeof(int));
     e->free_ids = calloc(n, sizeof(uint64_t));
-    e->logits = calloc((size_t)e->vocab, sizeof(float));
-    if (!e->seqs || !e->token_store || !e->group_store || !e->prefill_order || !e->dec_seq ||
-        !e->dec_slots || !e->dec_tokens || !e->dec_argmax || !e->dec_sampling ||
-        !e->dec_sampled ||
-        !e->dec_blocks || !e->alloc_reqs || !e->alloc_seq || !e->free_ids || !e->logits)
+    e->pre_reqs = calloc((size_t)e->lanes, sizeof(*e->pre_reqs));
+    e->pre_blocks = calloc((size_t)e->lanes, sizeof(*e->pre_blocks));
+    e->pre_seq = calloc((size_t)e->lanes, sizeof(int));
+    e->logits = calloc((size_t)e->lanes * (size_t)e->vocab, sizeof(float));
+    if (!e->pre_reqs || !e->pre_blocks || !e->pre_seq || !e->seqs || !e->token_store ||
+        !e->group_store || !e->prefill_order || !e->dec_seq || !e->dec_slots || !e->dec_tokens ||
+        !e->dec_argmax || !e->dec_sampling || !e->dec_sampled || !e->dec_blocks || !e->alloc_reqs ||
+        !e->alloc_seq || !e->free_ids || !e->logits)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         e->seqs[i].tokens = e->token_store + i * (size_t)e->max_context;
@@ -181,6 +189,8 @@ int nosa_engine_create(const struct nosa_model *model, const struct nosa_backend
     e->max_context = cfg->backend.max_context;
     e->vocab = model->cfg.vocab_size;
     e->prefill_chunk = cfg->prefill_chunk ? cfg->prefill_chunk : NOSA_ENGINE_PREFILL_CHUNK_DEFAULT;
+    e->lanes = ops->prefill_lanes < 1 ? 1
+               : ops->prefill_lanes < e->max_seqs ? ops->prefill_lanes : e->max_seqs;
     e->block_size = (uint32_t)model->cfg.sparse.block_size;
     e->max_blocks = ((uint32_t)e->max_context + e->block_size - 1u) / e->block_size;
     if ((rc = engine_alloc_buffers(e)) != 0) {
@@ -222,6 +232,9 @@ void nosa_engine_destroy(struct nosa_engine *e)
     free(e->alloc_seq);
     free(e->free_ids);
     free(e->logits);
+    free(e->pre_reqs);
+    free(e->pre_blocks);
+    free(e->pre_seq);
     free(e);
 }
 
@@ -473,10 +486,14 @@ static int schedule(struct nosa_engine *e)
             e->prefill_order[j] = i;
         }
     }
-    uint32_t budget = (uint32_t)e->prefill_chunk;
+    /* Each lane's worth of the budget costs about one lane's time, so a step's prefill takes
+     * about as long with many prompts waiting as with one; no prompt takes more than one
+     * chunk, so lanes > 1 spread it over that many. */
+    uint32_t budget = (uint32_t)e->prefill_chunk * (uint32_t)e->lanes;
     for (int k = 0; k < n_pre && budget > 0; k++) {
         struct engine_seq *s = &e->seqs[e->prefill_order[k]];
         uint32_t left = s->n_prompt + s->n_generated - s->n_appended;
+        if (left > (uint32_t)e->prefill_chunk) left = (uint32_t)e->prefill_chunk;
         s->step_tokens = left < budget ? left : budget;
         budget -= s->step_tokens;
     }
@@ -583,40 +600,61 @@ static int seq_setup(struct nosa_engine *e, int slot, char *err, size_t errlen)
     return e->ops->seq_resume(e->backend, slot, &blocks, s->resume_blocks, err, errlen);
 }
 
+/* After a prefill call: the sequence's tokens are appended; the last prompt token's logits
+ * (when it was the last) give its first generated token. */
+static void prefill_done(struct nosa_engine *e, struct engine_seq *s, const float *logits)
+{
+    if (s->n_appended < s->recompute_until) {
+        uint32_t again = s->recompute_until - s->n_appended;
+        if (again > s->step_tokens) again = s->step_tokens;
+        s->recomputed += again;
+        e->totals.recomputed_tokens += again;
+    }
+    s->n_appended += s->step_tokens;
+    e->last.prefill_tokens += s->step_tokens;
+    if (logits) {
+        seq_take_token(e, s, logits);
+    } else if (s->n_generated == 0) {
+        struct nosa_engine_event ev = {.type = NOSA_ENGINE_EVENT_PREFILLED,
+                                       .seq_id = s->id,
+                                       .prompt_done = s->n_appended};
+        emit(e, &ev);
+    }
+}
+
+/* The scheduled prefills, oldest first, `lanes` sequences per backend call. */
 static int run_prefills(struct nosa_engine *e, char *err, size_t errlen)
 {
-    for (int k = 0; k < e->max_seqs && e->prefill_order[k] >= 0; k++) {
-        int slot = e->prefill_order[k];
-        struct engine_seq *s = &e->seqs[slot];
-        if (s->step_tokens == 0 || s->state == SEQ_FREE) continue;
-        int rc = 0;
-        if (s->state == SEQ_NEW) {
-            if ((rc = seq_setup(e, slot, err, errlen)) != 0) return rc;
-            s->state = SEQ_PREFILL;
+    size_t vocab = (size_t)e->vocab;
+    for (int k = 0; k < e->max_seqs && e->prefill_order[k] >= 0;) {
+        int n = 0;
+        for (; k < e->max_seqs && e->prefill_order[k] >= 0 && n < e->lanes; k++) {
+            int slot = e->prefill_order[k];
+            struct engine_seq *s = &e->seqs[slot];
+            if (s->step_tokens == 0 || s->state == SEQ_FREE) continue;
+            if (s->state == SEQ_NEW) {
+                int rc = seq_setup(e, slot, err, errlen);
+                if (rc) return rc;
+                s->state = SEQ_PREFILL;
+            }
+            int last = s->n_appended + s->step_tokens == s->n_prompt + s->n_generated;
+            e->pre_blocks[n] = (struct nosa_seq_blocks){.groups = s->groups,
+                                                        .n_groups = s->n_groups};
+            e->pre_reqs[n] = (struct nosa_prefill_req){
+                .slot = slot,
+                .tokens = s->tokens + s->n_appended,
+                .n = (int)s->step_tokens,
+                .blocks = &e->pre_blocks[n],
+                .logits = last ? e->logits + (size_t)n * vocab : NULL,
+            };
+            e->pre_seq[n++] = slot;
         }
-        uint32_t known = s->n_prompt + s->n_generated;
-        int last = s->n_appended + s->step_tokens == known;
-        struct nosa_seq_blocks blocks = {.groups = s->groups, .n_groups = s->n_groups};
-        rc = e->ops->prefill(e->backend, slot, s->tokens + s->n_appended, (int)s->step_tokens,
-                             &blocks, last ? e->logits : NULL, err, errlen);
+        if (n == 0) continue;
+        int rc = e->ops->prefill(e->backend, e->pre_reqs, n, err, errlen);
         if (rc) return rc;
         collect_backend_stats(e, &e->last.prefill);
-        if (s->n_appended < s->recompute_until) {
-            uint32_t again = s->recompute_until - s->n_appended;
-            if (again > s->step_tokens) again = s->step_tokens;
-            s->recomputed += again;
-            e->totals.recomputed_tokens += again;
-        }
-        s->n_appended += s->step_tokens;
-        e->last.prefill_tokens += s->step_tokens;
-        if (last) {
-            seq_take_token(e, s, e->logits);
-        } else if (s->n_generated == 0) {
-            struct nosa_engine_event ev = {.type = NOSA_ENGINE_EVENT_PREFILLED,
-                                           .seq_id = s->id,
-                                           .prompt_done = s->n_appended};
-            emit(e, &ev);
-        }
+        for (int i = 0; i < n; i++)
+            prefill_done(e, &e->seqs[e->pre_seq[i]], e->pre_reqs[i].logits);
     }
     return 0;
 }

@@ -74,8 +74,8 @@ static inline void harness_prefill(struct harness *h, int slot, const int32_t *t
 {
     char err[256];
     test_seq_table_cover(h->ta, &h->tables[slot], h->len[slot] + n);
-    int rc = h->ops->prefill(h->b, slot, tok, n, &h->tables[slot].blocks, logits, err,
-                             sizeof(err));
+    int rc = nosa_backend_prefill_one(h->ops, h->b, slot, tok, n, &h->tables[slot].blocks, logits,
+                                      err, sizeof(err));
     REQUIRE(rc == 0, "prefill: %s", err);
     h->len[slot] += n;
 }

@@ -565,23 +565,31 @@ static void test_errors(void)
     REQUIRE(ops->create(m, &cfg, &b, err, sizeof(err)) == 0, "%s", err);
     int32_t tok[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     int32_t bad = m->cfg.vocab_size;
-    CHECK(ops->prefill(b, 0, &bad, 1, NULL, NULL, err, sizeof(err)) == -EINVAL, "bad token");
-    CHECK(ops->prefill(b, 2, tok, 1, NULL, NULL, err, sizeof(err)) == -EINVAL, "bad slot");
-    CHECK(ops->prefill(b, 0, tok, 8, NULL, NULL, err, sizeof(err)) == -EINVAL,
+    CHECK(nosa_backend_prefill_one(ops, b, 0, &bad, 1, NULL, NULL, err, sizeof(err)) == -EINVAL,
+          "bad token");
+    CHECK(nosa_backend_prefill_one(ops, b, 2, tok, 1, NULL, NULL, err, sizeof(err)) == -EINVAL,
+          "bad slot");
+    CHECK(nosa_backend_prefill_one(ops, b, 0, tok, 8, NULL, NULL, err, sizeof(err)) == -EINVAL,
           "a completed block with no block table: %s", err);
     uint32_t groups[4] = {0, 1, 2, 99};
     struct nosa_seq_blocks tbl = {groups, 4};
-    CHECK(ops->prefill(b, 0, tok, 7, &tbl, NULL, err, sizeof(err)) == 0, "%s", err);
+    CHECK(nosa_backend_prefill_one(ops, b, 0, tok, 7, &tbl, NULL, err, sizeof(err)) == 0, "%s",
+          err);
     int slots[2] = {0, 0};
     CHECK(ops->decode(b, 2, slots, tok, NULL, NULL, err, sizeof(err)) == -EINVAL,
           "duplicate slots");
     for (int i = 0; i < 3; i++) /* up to 31 tokens: blocks 0-2 complete */
-        REQUIRE(ops->prefill(b, 0, tok, 8, &tbl, NULL, err, sizeof(err)) == 0, "%s", err);
-    CHECK(ops->prefill(b, 0, tok, 8, &tbl, NULL, err, sizeof(err)) == -EINVAL,
+        REQUIRE(nosa_backend_prefill_one(ops, b, 0, tok, 8, &tbl, NULL, err, sizeof(err)) == 0,
+                "%s", err);
+    CHECK(nosa_backend_prefill_one(ops, b, 0, tok, 8, &tbl, NULL, err, sizeof(err)) == -EINVAL,
           "block 3 maps to group 99, beyond the arena: %s", err);
     int32_t many[65] = {0};
-    CHECK(ops->prefill(b, 1, many, 65, NULL, NULL, err, sizeof(err)) == -ENOSPC,
+    CHECK(nosa_backend_prefill_one(ops, b, 1, many, 65, NULL, NULL, err, sizeof(err)) == -ENOSPC,
           "beyond max_context");
+    struct nosa_prefill_req twice[2] = {{1, tok, 2, NULL, NULL}, {1, tok + 2, 2, NULL, NULL}};
+    CHECK(ops->prefill(b, twice, 2, err, sizeof(err)) == -EINVAL && strstr(err, "twice"),
+          "a slot twice in one prefill: %s", err);
+    CHECK(ops->prefill(b, twice, 0, err, sizeof(err)) == -EINVAL, "a prefill of no sequence");
     CHECK(ops->last_selection(b, 0, m->cfg.n_layers, 0, (int32_t *)groups, 8) == -EINVAL,
           "bad layer");
     ops->destroy(b);

@@ -39,6 +39,8 @@
  * - a 150-token prompt prefilled in one call or cut into three gives bit-identical logits and
  *   decode steps (the batched prefill's arithmetic does not depend on the cut), within
  *   LOGIT_TOL of the CPU's;
+ * - prompts prefilled side by side in one call (the prefill's lanes) give bit-identical
+ *   logits, block counts and decode steps to each prompt prefilled alone;
  * - dense with offloaded KV (cpu backend only) is refused at create, saying so. */
 #include <cuda_runtime_api.h>
 #include <errno.h>
@@ -348,7 +350,7 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
         float *outs[2] = {lc + (size_t)s * vocab, lg + (size_t)s * vocab};
         for (int k = 0; k < 2; k++) {
             test_seq_table_cover(&sides[k]->ta, &sides[k]->tab[s], len[s]);
-            int r = sides[k]->ops->prefill(sides[k]->b, s, prompt, len[s],
+            int r = nosa_backend_prefill_one(sides[k]->ops, sides[k]->b, s, prompt, len[s],
                                           &sides[k]->tab[s].blocks, outs[k], err, sizeof(err));
             REQUIRE(r == 0, "%s prefill: %s", sides[k]->ops->name, err);
         }
@@ -516,8 +518,8 @@ static void gpu_trace(const struct nosa_model *m, const struct run_cfg *rc, floa
     for (int s = 0; s < N_SLOTS; s++) {
         for (int i = 0; i < len[s]; i++) prompt[i] = (int32_t)((i * 37 + s * 101 + 5) % 256);
         test_seq_table_cover(&gpu.ta, &gpu.tab[s], len[s]);
-        int r = gpu.ops->prefill(gpu.b, s, prompt, len[s], &gpu.tab[s].blocks, NULL, err,
-                                 sizeof(err));
+        int r = nosa_backend_prefill_one(gpu.ops, gpu.b, s, prompt, len[s], &gpu.tab[s].blocks,
+                                         NULL, err, sizeof(err));
         REQUIRE(r == 0, "prefill: %s", err);
     }
     for (int step = 0; step < g_steps; step++) {
@@ -557,8 +559,8 @@ static void decode_out_check(const struct nosa_model *m, const struct run_cfg *r
             len[k][s] = 90 + 9 * s; /* past the full budget: the sparse path runs */
             for (int i = 0; i < len[k][s]; i++) prompt[i] = (int32_t)((i * 29 + s) % 256);
             test_seq_table_cover(&sd[k].ta, &sd[k].tab[s], len[k][s]);
-            REQUIRE(sd[k].ops->prefill(sd[k].b, s, prompt, len[k][s], &sd[k].tab[s].blocks,
-                                       NULL, err, sizeof(err)) == 0,
+            REQUIRE(nosa_backend_prefill_one(sd[k].ops, sd[k].b, s, prompt, len[k][s],
+                                             &sd[k].tab[s].blocks, NULL, err, sizeof(err)) == 0,
                     "prefill: %s", err);
         }
     }
@@ -637,8 +639,8 @@ static void resume_check(const struct nosa_model *m, const struct run_cfg *rc)
                     "%s seq_resume: %s", rc->name, err);
             start = (int)nb * bs;
         }
-        REQUIRE(a.ops->prefill(bk[k], slot, prompt + start, RESUME_PROMPT - start, &tab->blocks,
-                               NULL, err, sizeof(err)) == 0,
+        REQUIRE(nosa_backend_prefill_one(a.ops, bk[k], slot, prompt + start, RESUME_PROMPT - start,
+                                         &tab->blocks, NULL, err, sizeof(err)) == 0,
                 "prefill: %s", err);
         for (int i = 0; i < RESUME_STEPS; i++) {
             struct nosa_decode_out o = {.logits = out + (size_t)i * vocab};
@@ -679,15 +681,18 @@ static void prefill_cut_check(const struct nosa_model *m, const struct run_cfg *
     int32_t prompt[CUT_PROMPT], toks[N_SLOTS];
     for (int i = 0; i < CUT_PROMPT; i++) prompt[i] = (int32_t)((i * 53 + 11) % 256);
     test_seq_table_cover(&cpu.ta, &cpu.tab[0], CUT_PROMPT);
-    REQUIRE(cpu.ops->prefill(cpu.b, 0, prompt, CUT_PROMPT, &cpu.tab[0].blocks, lc, err,
-                             sizeof(err)) == 0, "cpu prefill: %s", err);
+    REQUIRE(nosa_backend_prefill_one(cpu.ops, cpu.b, 0, prompt, CUT_PROMPT, &cpu.tab[0].blocks, lc,
+                                     err, sizeof(err)) == 0,
+            "cpu prefill: %s", err);
     test_seq_table_cover(&gpu.ta, &gpu.tab[0], CUT_PROMPT);
-    REQUIRE(gpu.ops->prefill(gpu.b, 0, prompt, CUT_PROMPT, &gpu.tab[0].blocks, lg, err,
-                             sizeof(err)) == 0, "cuda prefill: %s", err);
+    REQUIRE(nosa_backend_prefill_one(gpu.ops, gpu.b, 0, prompt, CUT_PROMPT, &gpu.tab[0].blocks, lg,
+                                     err, sizeof(err)) == 0,
+            "cuda prefill: %s", err);
     for (int k = 0, at = 0; k < 3; at += cuts[k++]) {
         test_seq_table_cover(&gpu.ta, &gpu.tab[1], at + cuts[k]);
-        REQUIRE(gpu.ops->prefill(gpu.b, 1, prompt + at, cuts[k], &gpu.tab[1].blocks,
-                                 lg + vocab, err, sizeof(err)) == 0, "cuda prefill: %s", err);
+        REQUIRE(nosa_backend_prefill_one(gpu.ops, gpu.b, 1, prompt + at, cuts[k],
+                                         &gpu.tab[1].blocks, lg + vocab, err, sizeof(err)) == 0,
+                "cuda prefill: %s", err);
     }
     double mx = 0.0, de = 0.0;
     for (int v = 0; v < vocab; v++) {
@@ -720,6 +725,121 @@ static void prefill_cut_check(const struct nosa_model *m, const struct run_cfg *
     free(lg);
     side_close(&cpu);
     side_close(&gpu);
+}
+
+#define BATCH_SLOTS 4 /* the backend's slots, so its prefill has 4 lanes */
+#define BATCH_SEQS 3
+
+/* Block counts of a backend's last call, added to *into. */
+static void add_counts(const struct nosa_backend_ops *ops, struct nosa_backend *b,
+                       struct nosa_step_stats *into)
+{
+    struct nosa_step_stats st;
+    ops->stats(b, &st);
+    into->blocks_selected += st.blocks_selected;
+    into->blocks_transferred += st.blocks_transferred;
+    into->block_hits += st.block_hits;
+    into->blocks_prefetched += st.blocks_prefetched;
+    into->bytes_d2h += st.bytes_d2h;
+}
+
+/* Three prompts prefilled side by side in one call, the third cut after 37 tokens and
+ * finished by a second call (so one round holds pieces that start at different span
+ * positions, and a call's pieces end in different rounds), on a backend whose prefill has
+ * four lanes, against each prompt prefilled alone by a second backend: bit-identical
+ * logits and block counts, then bit-identical decode steps of the three. */
+static void prefill_batch_check(const struct nosa_model *m, const struct run_cfg *rc)
+{
+    char err[256];
+    static const int len[BATCH_SEQS] = {150, 97, 211};
+    const int first = 37;
+    int vocab = m->cfg.vocab_size, slots[BATCH_SEQS] = {0, 1, 2};
+    size_t row = (size_t)vocab;
+    struct test_arena ta[2];
+    struct test_seq_table tab[2][BATCH_SEQS];
+    struct nosa_backend *b[2];
+    struct nosa_step_stats counts[2];
+    const struct nosa_backend_ops *ops = &nosa_backend_cuda_ops;
+    float *lg = malloc(sizeof(float) * 2 * BATCH_SEQS * row);
+    int32_t prompt[BATCH_SEQS][MAX_CTX], toks[BATCH_SEQS];
+    REQUIRE(lg, "out of memory");
+    memset(counts, 0, sizeof(counts));
+    for (int s = 0; s < BATCH_SEQS; s++)
+        for (int i = 0; i < len[s]; i++) prompt[s][i] = (int32_t)((i * 53 + 11 + 29 * s) % 256);
+    for (int k = 0; k < 2; k++) {
+        test_arena_init(&ta[k], &m->cfg,
+                        BATCH_SEQS * MAX_CTX / (uint64_t)m->cfg.sparse.block_size + 4);
+        for (int s = 0; s < BATCH_SEQS; s++) {
+            test_seq_table_init(&tab[k][s]);
+            test_seq_table_cover(&ta[k], &tab[k][s], len[s]);
+        }
+        struct nosa_backend_config cfg = side_config(m, rc, &ta[k].arena);
+        cfg.max_seqs = BATCH_SLOTS;
+        REQUIRE(ops->create(m, &cfg, &b[k], err, sizeof(err)) == 0, "cuda create (%s): %s",
+                rc->name, err);
+    }
+    float *la = lg, *lb = lg + BATCH_SEQS * row;
+    struct nosa_prefill_req reqs[BATCH_SEQS];
+    for (int s = 0; s < BATCH_SEQS; s++)
+        reqs[s] = (struct nosa_prefill_req){s, prompt[s], s == 2 ? first : len[s],
+                                            &tab[0][s].blocks, s == 2 ? NULL : la + s * row};
+    REQUIRE(ops->prefill(b[0], reqs, BATCH_SEQS, err, sizeof(err)) == 0, "batched prefill: %s",
+            err);
+    add_counts(ops, b[0], &counts[0]);
+    REQUIRE(nosa_backend_prefill_one(ops, b[0], 2, prompt[2] + first, len[2] - first,
+                                     &tab[0][2].blocks, la + 2 * row, err, sizeof(err)) == 0,
+            "prefill: %s", err);
+    add_counts(ops, b[0], &counts[0]);
+    for (int s = 0; s < BATCH_SEQS; s++) {
+        REQUIRE(nosa_backend_prefill_one(ops, b[1], s, prompt[s], len[s], &tab[1][s].blocks,
+                                         lb + s * row, err, sizeof(err)) == 0,
+                "prefill: %s", err);
+        add_counts(ops, b[1], &counts[1]);
+    }
+    CHECK(same_trace(la, lb, BATCH_SEQS * row), "%s: prompts prefilled side by side give other "
+          "logits than each alone", rc->name);
+    CHECK(counts[0].blocks_selected == counts[1].blocks_selected &&
+              counts[0].blocks_transferred == counts[1].blocks_transferred &&
+              counts[0].block_hits == counts[1].block_hits &&
+              counts[0].blocks_prefetched == counts[1].blocks_prefetched &&
+              counts[0].bytes_d2h == counts[1].bytes_d2h,
+          "%s: side by side selected/transferred/hits/read ahead/written %llu/%llu/%llu/%llu/"
+          "%llu, alone %llu/%llu/%llu/%llu/%llu", rc->name,
+          (unsigned long long)counts[0].blocks_selected,
+          (unsigned long long)counts[0].blocks_transferred,
+          (unsigned long long)counts[0].block_hits,
+          (unsigned long long)counts[0].blocks_prefetched,
+          (unsigned long long)counts[0].bytes_d2h,
+          (unsigned long long)counts[1].blocks_selected,
+          (unsigned long long)counts[1].blocks_transferred,
+          (unsigned long long)counts[1].block_hits,
+          (unsigned long long)counts[1].blocks_prefetched,
+          (unsigned long long)counts[1].bytes_d2h);
+    int same = 1;
+    for (int step = 0; step < CUT_STEPS; step++) {
+        for (int s = 0; s < BATCH_SEQS; s++) toks[s] = argmax(la + s * row, vocab);
+        for (int k = 0; k < 2; k++) {
+            struct nosa_seq_blocks bl[BATCH_SEQS];
+            for (int s = 0; s < BATCH_SEQS; s++) {
+                test_seq_table_cover(&ta[k], &tab[k][s], len[s] + step + 1);
+                bl[s] = tab[k][s].blocks;
+            }
+            struct nosa_decode_out o = {.logits = k ? lb : la};
+            REQUIRE(ops->decode(b[k], BATCH_SEQS, slots, toks, bl, &o, err, sizeof(err)) == 0,
+                    "cuda decode: %s", err);
+        }
+        same &= same_trace(la, lb, BATCH_SEQS * row);
+    }
+    CHECK(same, "%s: decode after prompts prefilled side by side differs", rc->name);
+    printf("%-14s prefill of 3 prompts side by side (150, 97, 37 + 174 tokens): logits, %llu "
+           "blocks selected, %llu transferred as each alone, and %d decode steps after it\n",
+           rc->name, (unsigned long long)counts[0].blocks_selected,
+           (unsigned long long)counts[0].blocks_transferred, CUT_STEPS);
+    for (int k = 0; k < 2; k++) {
+        ops->destroy(b[k]);
+        test_arena_free(&ta[k]);
+    }
+    free(lg);
 }
 
 int main(void)
@@ -800,6 +920,7 @@ int main(void)
     }
     for (int k = 0; k < n_runs; k++) resume_check(m, &runs[k]);
     for (int k = 0; k < n_runs; k++) prefill_cut_check(m, &runs[k]);
+    for (int k = 0; k < n_runs; k++) prefill_batch_check(m, &runs[k]);
     decode_out_check(m, &runs[4]);
     decode_out_check(m, &runs[0]);
     {

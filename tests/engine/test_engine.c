@@ -71,6 +71,7 @@ struct setup {
     int offload;
     int max_seqs;
     int prefill_chunk;
+    int lanes; /* > 0: the cpu backend as if its prefill had this many lanes */
 };
 
 /* Offload runs with a pool of 10 blocks (budget 10 selects 9 complete ones), so blocks are
@@ -90,8 +91,17 @@ static void rig_open_engine(struct rig *r, const struct setup *s)
         .prefill_chunk = s->prefill_chunk,
     };
     char err[256];
-    int rc = nosa_engine_create(g_model, &nosa_backend_cpu_ops, &cfg, r->lb ? &r->src : NULL,
-                                on_event, &r->c, &r->e, err, sizeof(err));
+    /* The cpu backend runs a call's prompts one after another, which gives what lanes
+     * side by side must: only the engine's schedule changes. */
+    static struct nosa_backend_ops lane_ops;
+    const struct nosa_backend_ops *ops = &nosa_backend_cpu_ops;
+    if (s->lanes > 0) {
+        lane_ops = nosa_backend_cpu_ops;
+        lane_ops.prefill_lanes = s->lanes;
+        ops = &lane_ops;
+    }
+    int rc = nosa_engine_create(g_model, ops, &cfg, r->lb ? &r->src : NULL, on_event, &r->c,
+                                &r->e, err, sizeof(err));
     REQUIRE(rc == 0, "engine create: %s", err);
 }
 
@@ -166,9 +176,10 @@ static struct nosa_sampling job_sampling(int j, int sampled)
 
 /* Six jobs through three slots: they join when a slot frees and leave at their own length;
  * prefill chunks of 7 tokens interleave with the others' decode. */
-static void test_batching(enum nosa_attn_mode mode, int offload, int sampled)
+static void test_batching(enum nosa_attn_mode mode, int offload, int sampled, int lanes)
 {
-    struct setup s = {.mode = mode, .offload = offload, .max_seqs = 3, .prefill_chunk = 7};
+    struct setup s = {.mode = mode, .offload = offload, .max_seqs = 3, .prefill_chunk = 7,
+                      .lanes = lanes};
     int32_t prompts[N_JOBS][128], ref[N_JOBS][MAX_TOK];
     uint32_t ref_n[N_JOBS];
     for (int j = 0; j < N_JOBS; j++) {
@@ -237,6 +248,41 @@ static void test_prefill_budget(void)
     struct nosa_engine_seq_info info;
     CHECK(nosa_engine_seq_info(r.e, 2, &info) == 0 && info.prefilling && info.n_appended == 112,
           "b prefilled 7 x 16 tokens (%u)", info.n_appended);
+    rig_close(&r);
+}
+
+/* With lanes, each of up to that many waiting prompts gets a chunk per step, in one call;
+ * a fourth waits for a lane. */
+static void test_prefill_lanes(void)
+{
+    struct setup s = {.mode = NOSA_ATTN_NOSA, .offload = 1, .max_seqs = 4, .prefill_chunk = 16,
+                      .lanes = 3};
+    struct rig r;
+    rig_open(&r, &s, 0, 4 * (CTX / 8));
+    int32_t p[4][120];
+    struct nosa_sampling sp = {.max_tokens = 5, .top_p = 1.0f};
+    for (int j = 0; j < 4; j++) {
+        make_prompt(p[j], 120, (uint32_t)j + 7u);
+        add_seq(&r, (uint64_t)j + 1, p[j], 120, sp);
+    }
+    for (int k = 0; k < 7; k++) {
+        step(&r);
+        const struct nosa_engine_step_stats *st = nosa_engine_last_step(r.e);
+        CHECK(st->prefill_tokens == 48, "step %d prefilled %u tokens (3 lanes of 16)", k,
+              st->prefill_tokens);
+    }
+    for (int j = 0; j < 4; j++) {
+        struct nosa_engine_seq_info info;
+        uint32_t want = j < 3 ? 112 : 0;
+        CHECK(nosa_engine_seq_info(r.e, (uint64_t)j + 1, &info) == 0 && info.n_appended == want,
+              "prompt %d: %u of 120 tokens prefilled after 7 steps (want %u)", j,
+              info.n_appended, want);
+    }
+    while (step(&r) > 0) {
+    }
+    for (int j = 0; j < 4; j++)
+        CHECK(r.c.finished[j + 1] && r.c.n[j + 1] == 5, "prompt %d: %u tokens", j, r.c.n[j + 1]);
+    CHECK(r.c.bad_events == 0, "bad events");
     rig_close(&r);
 }
 
@@ -500,12 +546,15 @@ int main(void)
     REQUIRE(nosa_model_config_builtin("tiny", &cfg, err, sizeof(err)) == 0, "%s", err);
     REQUIRE(nosa_model_init_random(&cfg, 1, &g_model, err, sizeof(err)) == 0, "%s", err);
     test_registry();
-    test_batching(NOSA_ATTN_NOSA, 0, 0);
-    test_batching(NOSA_ATTN_NOSA, 1, 1);
-    test_batching(NOSA_ATTN_INFLLMV2, 1, 0);
-    test_batching(NOSA_ATTN_DENSE, 0, 1);
-    test_batching(NOSA_ATTN_DENSE, 1, 0);
+    test_batching(NOSA_ATTN_NOSA, 0, 0, 0);
+    test_batching(NOSA_ATTN_NOSA, 1, 1, 0);
+    test_batching(NOSA_ATTN_INFLLMV2, 1, 0, 0);
+    test_batching(NOSA_ATTN_DENSE, 0, 1, 0);
+    test_batching(NOSA_ATTN_DENSE, 1, 0, 0);
+    test_batching(NOSA_ATTN_NOSA, 1, 1, 3);
+    test_batching(NOSA_ATTN_INFLLMV2, 1, 0, 2);
     test_prefill_budget();
+    test_prefill_lanes();
     test_resume(1, 0);
     test_resume(1, 1);
     test_resume(0, 1);
