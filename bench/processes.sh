@@ -88,7 +88,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
   stop_node
   if [ -n "$out" ]; then
-    mkdir -p "$out/logs" && cp "$run"/*.log "$out/logs/" 2>/dev/null
+    mkdir -p "$out/logs" && cp "$run"/*.log "$run"/beats-*.csv "$out/logs/" 2>/dev/null
   fi
   rm -rf "$run"
 }
@@ -173,7 +173,7 @@ for i in range(b):
                                           str(tokens), "--ignore-eos", "--no-stream"],
                                  stdout=log, stderr=subprocess.STDOUT))
 submit_failed = sum(j.wait() != 0 for j in jobs)
-beats = {}  # heartbeat time -> (running, generated, hit, moved, step s, prefilled)
+beats = {}  # heartbeat time -> (running, generated, hit, moved, step s, prefilled, tok/s)
 done = failed = 0
 deadline = time.time() + 3600
 while not submit_failed and done + failed < b and time.time() < deadline:
@@ -186,10 +186,16 @@ while not submit_failed and done + failed < b and time.time() < deadline:
             t = round(now - w["heartbeat_age_s"], 2)
             if not any(abs(t - u) < 0.05 for u in beats):
                 beats[t] = (w["running"], w["tokens"], w["cache_hit_rate"],
-                            w["blocks_moved_per_step"], w["step_seconds"], w["prefill_tokens"])
+                            w["blocks_moved_per_step"], w["step_seconds"], w["prefill_tokens"],
+                            w["tokens_per_s"])
     except (ValueError, KeyError, IndexError, subprocess.TimeoutExpired):
         pass
     time.sleep(0.2)
+with open(f"{run}/beats-{mode}-{ctx}-{b}.csv", "w") as f:  # every heartbeat, for a look later
+    f.write("time,running,tokens,hit_rate,blocks_moved_per_step,step_seconds,prefill_tokens,"
+            "tokens_per_s\n")
+    for t in sorted(beats):
+        f.write(",".join(str(x) for x in (t,) + beats[t]) + "\n")
 errors = submit_failed + failed + (b - done - failed if not submit_failed else 0)
 # The decode window: from the first heartbeat by which every prompt (and its BOS) was
 # prefilled to the last one while all b jobs still ran.
@@ -210,10 +216,16 @@ win = [v for _, v in full[1:]]  # each heartbeat's window ends at it: these are 
 hit = sum(v[2] for v in win) / len(win)
 moved = sum(v[3] for v in win) / len(win)
 step_ms = 1e3 * sum(v[4] for v in win) / len(win)
+# The worker's own rate over the same heartbeat windows (its clock, its token count): a
+# second estimate, which should agree.
+tps_worker = sum(v[6] for v in win) / len(win)
+note = ""
+if abs(tps - tps_worker) > 0.2 * tps_worker:
+    note = f"the heartbeats' own tokens/s is {tps_worker:.0f} (beats csv)"
 # The prompt and BOS, plus the tokens each job had generated, midway through the window.
 ctx_mean = ctx + 1 + (v0[1] + v1[1]) / (2 * b)
 print(f"processes,{backend},{mode},{ctx},{b},{ctx_mean:.0f},{tps:.1f},{hit:.4f},{moved:.1f},"
-      f"{step_ms:.3f},{len(full)},")
+      f"{step_ms:.3f},{len(full)},{note}")
 PY
 }
 
