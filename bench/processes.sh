@@ -5,10 +5,11 @@
 # docs/PROCESSES.md), submits `batch` jobs at once through the `nosa` CLI (prompts of
 # `context` random bytes, which the byte tokenizer makes `context` tokens after BOS,
 # --ignore-eos, --max-tokens --tokens, --no-stream: the coordinator keeps the tokens), waits
-# until the coordinator counts them all completed, and reads decode tokens/s from the worker's heartbeat counters
-# over the heartbeats during which every job was decoding (nosa --json status, polled every
-# 0.2 s: each heartbeat carries the worker's generated and prefilled token totals, its age
-# dates it; the window starts once every prompt is prefilled). Then,
+# until the coordinator counts them all completed, and reads decode tokens/s from the worker's
+# heartbeat counters over the heartbeats during which every job was decoding (nosa --json
+# status, polled every 0.2 s: each heartbeat carries the worker's step, generated and
+# prefilled token totals, its stats_age_s dates it; the window starts once every prompt is
+# prefilled, and its tokens per step must be the batch). Then,
 # unless --no-compare, the in-process driver (nosa-bench --fill prefill, workload random, the
 # same model, backend, mode, batch, context) runs the same point, and one table holds both.
 # What the process driver adds to the in-process one: prefill through the engine's scheduler,
@@ -133,7 +134,7 @@ PY
 [ -n "$group_bytes" ] || { echo "processes.sh: cannot read the geometry of $model/config.json" >&2; exit 2; }
 
 rows=$run/rows.csv
-echo "driver,backend,mode,context,batch,context_mean,tokens_per_s,hit_rate,blocks_per_step,step_ms,heartbeats,note" >"$rows"
+echo "driver,backend,mode,context,batch,context_mean,tokens_per_s,hit_rate,blocks_per_step,step_ms,tokens_per_step,heartbeats,note" >"$rows"
 
 # One point through the processes: measures, appends a row to $rows.
 point_processes() { # mode context batch
@@ -173,59 +174,67 @@ for i in range(b):
                                           str(tokens), "--ignore-eos", "--no-stream"],
                                  stdout=log, stderr=subprocess.STDOUT))
 submit_failed = sum(j.wait() != 0 for j in jobs)
-beats = {}  # heartbeat time -> (running, generated, hit, moved, step s, prefilled, tok/s)
+# Heartbeats with statistics, keyed by the worker's step total (the same heartbeat seen by
+# several polls is one entry): step total -> (time, running, generated, hit, moved, step s,
+# prefilled, tok/s). Its time is when the coordinator received it (stats_age_s: the pulse
+# thread's heartbeats and the Tokens messages do not move it), which is when the worker's
+# window for it ended; running is the coordinator's count at the first poll that saw it (jobs
+# only leave once all are assigned, so all b running then means all b ran until it).
+beats = {}
 done = failed = 0
 deadline = time.time() + 3600
 while not submit_failed and done + failed < b and time.time() < deadline:
-    now = time.time()
     try:
         s = json.loads(subprocess.run(base + ["status"], capture_output=True, timeout=10).stdout)
+        now = time.time()
         done, failed = s["completed"], s["failed"]
         w = s["workers"][0]
-        if "tokens" in w:
-            t = round(now - w["heartbeat_age_s"], 2)
-            if not any(abs(t - u) < 0.05 for u in beats):
-                beats[t] = (w["running"], w["tokens"], w["cache_hit_rate"],
-                            w["blocks_moved_per_step"], w["step_seconds"], w["prefill_tokens"],
-                            w["tokens_per_s"])
+        if "steps" in w and w["stats_age_s"] >= 0 and w["steps"] not in beats:
+            beats[w["steps"]] = (round(now - w["stats_age_s"], 3), w["running"], w["tokens"],
+                                 w["cache_hit_rate"], w["blocks_moved_per_step"],
+                                 w["step_seconds"], w["prefill_tokens"], w["tokens_per_s"])
     except (ValueError, KeyError, IndexError, subprocess.TimeoutExpired):
         pass
     time.sleep(0.2)
 with open(f"{run}/beats-{mode}-{ctx}-{b}.csv", "w") as f:  # every heartbeat, for a look later
-    f.write("time,running,tokens,hit_rate,blocks_moved_per_step,step_seconds,prefill_tokens,"
-            "tokens_per_s\n")
-    for t in sorted(beats):
-        f.write(",".join(str(x) for x in (t,) + beats[t]) + "\n")
+    f.write("steps,time,running,tokens,hit_rate,blocks_moved_per_step,step_seconds,"
+            "prefill_tokens,tokens_per_s\n")
+    for n in sorted(beats):
+        f.write(",".join(str(x) for x in (n,) + beats[n]) + "\n")
 errors = submit_failed + failed + (b - done - failed if not submit_failed else 0)
 # The decode window: from the first heartbeat by which every prompt (and its BOS) was
 # prefilled to the last one while all b jobs still ran.
-full = sorted((t, v) for t, v in beats.items() if v[0] == b and v[5] >= b * (ctx + 1))
+full = [(n, v) for n, v in sorted(beats.items()) if v[1] == b and v[6] >= b * (ctx + 1)]
 note = ""
 if errors:
     note = f"{errors} of {b} jobs failed or unfinished (job and worker logs)"
-elif len(full) < 3 or full[-1][1][1] <= full[0][1][1]:
-    # Too few heartbeats, or none that counted a token since the first: a decode faster
-    # than the heartbeat (the pulse thread repeats the last step's totals meanwhile).
+elif len(full) < 3 or full[-1][0] <= full[0][0]:
     note = f"{len(full)} heartbeats in the decode window: raise --tokens"
 if note:
-    print(f"processes,{backend},{mode},{ctx},{b},,,,,,{len(full)},{note}")
+    print(f"processes,{backend},{mode},{ctx},{b},,,,,,,{len(full)},{note}")
     sys.exit(0)
-(t0, v0), (t1, v1) = full[0], full[-1]
-tps = (v1[1] - v0[1]) / (t1 - t0)
-win = [v for _, v in full[1:]]  # each heartbeat's window ends at it: these are all decode
-hit = sum(v[2] for v in win) / len(win)
-moved = sum(v[3] for v in win) / len(win)
-step_ms = 1e3 * sum(v[4] for v in win) / len(win)
-# The worker's own rate over the same heartbeat windows (its clock, its token count): a
-# second estimate, which should agree.
-tps_worker = sum(v[6] for v in win) / len(win)
-note = ""
+(n0, v0), (n1, v1) = full[0], full[-1]
+tps = (v1[2] - v0[2]) / (v1[0] - v0[0])
+tokens_per_step = (v1[2] - v0[2]) / (n1 - n0)  # b in a window of decode steps only
+# Each later heartbeat's figures are means over its own steps (since the heartbeat before
+# it): weighted by those steps, they are the window's means.
+win = [(n - p, v) for (p, _), (n, v) in zip(full, full[1:])]
+steps = sum(k for k, _ in win)
+hit = sum(k * v[3] for k, v in win) / steps
+moved = sum(k * v[4] for k, v in win) / steps
+step_ms = 1e3 * sum(k * v[5] for k, v in win) / steps
+# The worker's own rate over the same windows (its clock, its token count): a second
+# estimate, which should agree.
+tps_worker = sum(k * v[7] for k, v in win) / steps
+notes = []
 if abs(tps - tps_worker) > 0.2 * tps_worker:
-    note = f"the heartbeats' own tokens/s is {tps_worker:.0f} (beats csv)"
+    notes.append(f"the heartbeats' own tokens/s is {tps_worker:.0f} (beats csv)")
+if tokens_per_step != b:
+    notes.append(f"{tokens_per_step:.2f} tokens per step, not {b}: not all decode")
 # The prompt and BOS, plus the tokens each job had generated, midway through the window.
-ctx_mean = ctx + 1 + (v0[1] + v1[1]) / (2 * b)
+ctx_mean = ctx + 1 + (v0[2] + v1[2]) / (2 * b)
 print(f"processes,{backend},{mode},{ctx},{b},{ctx_mean:.0f},{tps:.1f},{hit:.4f},{moved:.1f},"
-      f"{step_ms:.3f},{len(full)},{note}")
+      f"{step_ms:.3f},{tokens_per_step:.2f},{len(full)},{'; '.join(notes)}")
 PY
 }
 
@@ -235,13 +244,13 @@ point_inprocess() { # mode context batch
   "$bin/nosa-bench" --backend "$backend" --model "$model" --modes "$mode" --batch "$b" \
     --context "$ctx" --workload random --fill prefill --steps 16 --warmup 4 \
     --out "$d" >"$run/inproc-$mode-$ctx-$b.log" 2>&1 ||
-    { echo "inprocess,$backend,$mode,$ctx,$b,,,,,,,nosa-bench failed (log)" >>"$rows"; return 1; }
+    { echo "inprocess,$backend,$mode,$ctx,$b,,,,,,,,nosa-bench failed (log)" >>"$rows"; return 1; }
   python3 - "$d/bench.csv" "$backend" >>"$rows" <<'PY'
 import csv, sys
 r = next(csv.DictReader(open(sys.argv[1])))
 print(f"inprocess,{sys.argv[2]},{r['mode']},{r['context']},{r['batch']},"
       f"{float(r['context_mean']):.0f},{float(r['tokens_per_s']):.1f},{float(r['hit_rate']):.4f},"
-      f"{float(r['blocks_per_step']):.1f},{float(r['step_ms']):.3f},,")
+      f"{float(r['blocks_per_step']):.1f},{float(r['step_ms']):.3f},,,")
 PY
 }
 
@@ -250,7 +259,7 @@ for mode in ${modes//,/ }; do
     for b in ${batches//,/ }; do
       echo "== $mode context $ctx batch $b: processes"
       point_processes "$mode" "$ctx" "$b" ||
-        echo "processes,$backend,$mode,$ctx,$b,,,,,,,the node did not start (logs)" >>"$rows"
+        echo "processes,$backend,$mode,$ctx,$b,,,,,,,,the node did not start (logs)" >>"$rows"
       stop_node
       if [ "$compare" = 1 ]; then
         echo "== $mode context $ctx batch $b: in process"
@@ -264,11 +273,12 @@ python3 - "$rows" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 print(f"{'driver':10} {'backend':7} {'mode':17} {'context':>7} {'batch':>5} {'ctx mean':>8} "
-      f"{'tok/s':>9} {'hit':>6} {'blk/step':>9} {'step_ms':>8}  note")
+      f"{'tok/s':>9} {'hit':>6} {'blk/step':>9} {'step_ms':>8} {'tok/step':>8}  note")
 for r in rows:
     print(f"{r['driver']:10} {r['backend']:7} {r['mode']:17} {r['context']:>7} {r['batch']:>5} "
           f"{r['context_mean'] or '-':>8} {r['tokens_per_s'] or '-':>9} {r['hit_rate'] or '-':>6} "
-          f"{r['blocks_per_step'] or '-':>9} {r['step_ms'] or '-':>8}  {r['note']}")
+          f"{r['blocks_per_step'] or '-':>9} {r['step_ms'] or '-':>8} {r['tokens_per_step'] or '-':>8}  "
+          f"{r['note']}")
 PY
 if [ -n "$out" ]; then mkdir -p "$out" && cp "$rows" "$out/processes.csv"; fi
 failures=$(python3 -c 'import csv,sys; print(sum(1 for r in csv.DictReader(open(sys.argv[1])) if not r["tokens_per_s"]))' "$rows")

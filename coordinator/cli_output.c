@@ -132,6 +132,8 @@ void cli_print_status(int json, const Nosa__Serve__StatusReply *s)
                 cJSON_AddNumberToObject(x, "blocks_moved_per_step", st->blocks_moved_per_step);
                 cJSON_AddNumberToObject(x, "bytes_moved_per_step", st->bytes_moved_per_step);
                 cJSON_AddNumberToObject(x, "cache_hit_rate", w->stats->cache_hit_rate);
+                cJSON_AddNumberToObject(x, "stats_age_s", w->stats_age_s);
+                cJSON_AddNumberToObject(x, "steps", (double)w->stats->steps);
                 cJSON_AddNumberToObject(x, "tokens", (double)w->stats->tokens);
                 cJSON_AddNumberToObject(x, "prefill_tokens", (double)w->stats->prefill_tokens);
             }

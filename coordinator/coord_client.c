@@ -194,6 +194,7 @@ static void on_status(struct coord *c, const struct nosa_msg_peer *peer, uint64_
         ws[i].running = w->assigned;
         ws[i].max_seqs = w->max_seqs;
         ws[i].last_heartbeat_age_s = (double)(now - w->last_seen_ms) / 1000.0;
+        ws[i].stats_age_s = w->stats_ms ? (double)(now - w->stats_ms) / 1000.0 : -1.0;
         ws[i].gpu = w->gpu;
         ws[i].kvhost = w->kvhost >= 0 ? (char *)kh->h[w->kvhost].endpoint : "";
         ss[i].tokens_per_s = w->stats.tokens_per_s;

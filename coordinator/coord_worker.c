@@ -171,6 +171,7 @@ static void on_heartbeat(struct coord_worker *w, const Nosa__Serve__Heartbeat *h
     /* h->running and h->free_slots are not kept: the coordinator's own count of what it
      * assigned is never older than a heartbeat (docs/COORDINATOR.md). */
     if (h->stats) {
+        w->stats_ms = coord_now_ms();
         w->stats.tokens_per_s = h->stats->tokens_per_s;
         w->stats.step_seconds = h->stats->step_seconds;
         w->stats.blocks_moved_per_step = h->stats->blocks_moved_per_step;

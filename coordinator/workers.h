@@ -34,7 +34,8 @@ struct coord_worker {
     int kvhost;                /* index of the kv-host it attached to (its arena), or
                                 * COORD_KVHOST_UNKNOWN: its jobs' sequences may be anywhere */
     uint32_t assigned;         /* jobs we have assigned it that have not ended */
-    uint64_t last_seen_ms;
+    uint64_t last_seen_ms;     /* any message: liveness */
+    uint64_t stats_ms;         /* the last Heartbeat with statistics (0: none yet) */
     uint64_t full_until_ms;    /* it answered ERROR_NO_SPACE: no assignments until then */
     uint32_t registrations;    /* Registers answered: an Assign is stamped with this count */
     int pidfd;                 /* the registered process when it runs on this host, else -1 */

@@ -2,7 +2,8 @@
 # processes_sh.sh PROCESSES_SH BIN_DIR: the benchmark's process driver (bench/processes.sh) on
 # CPU with the tiny model, nosa offloaded and resident, batch 2, context 256: it exits 0 and
 # processes.csv holds both drivers' row for each point, the process rows measured over at
-# least three heartbeats with every prompt prefilled, tokens/s > 0, the mean context past the
+# least three heartbeats with every prompt prefilled, 2 tokens per step in that window and
+# tokens/s within batch / step time (no note), tokens/s > 0, the mean context past the
 # prompt, the resident rows hitting every block and moving none, the offloaded ones moving
 # some with a hit rate in (0, 1); nothing is left running or in /dev/shm afterwards.
 set -uo pipefail
@@ -34,6 +35,12 @@ for mode in ("nosa-offload", "nosa-resident"):
         check(float(r["context_mean"]) > 257, f"{driver} {mode}: mean context {r['context_mean']}")
         if driver == "processes":
             check(int(r["heartbeats"]) >= 3, f"{mode}: {r['heartbeats']} heartbeats")
+            # Every step of the window decodes both jobs, and tokens/s cannot beat the batch
+            # over the mean step (the worker also spends time between steps).
+            check(float(r["tokens_per_step"]) == 2.0, f"{mode}: {r['tokens_per_step']} tokens per step")
+            bound = 2 / (float(r["step_ms"]) / 1e3)
+            check(tps <= 1.05 * bound, f"{mode}: tokens/s {tps} above batch / step {bound:.1f}")
+            check(r["note"] == "", f"{mode}: note '{r['note']}'")
         if mode.endswith("resident"):
             check(hit == 1.0 and moved == 0.0, f"{driver} {mode}: hit {hit}, moved {moved}")
         else:
