@@ -37,9 +37,12 @@ struct bench_mode {
 /* Decode-time input tokens. rho = 0 is "random" (uniform ids every step); rho > 0 is
  * "correlated": each slot's next input repeats its previous input with probability rho, else
  * a uniform id. A repeated input gives the same layer-0 hidden state up to RoPE, so queries
- * drift slowly and query-aware selection becomes more local. */
+ * drift slowly and query-aware selection becomes more local. greedy: each slot's next input
+ * is its last step's argmax (the last prompt token first), what a served greedy job feeds
+ * back: the process driver's workload (bench/processes.sh). */
 struct bench_workload {
     double rho;
+    int greedy;
     char name[32];
 };
 
@@ -49,7 +52,8 @@ struct bench_workload {
  *   groups (a shared, read-only prefix in the arena). Fast; sequences share their prefix KV.
  * SYNTHETIC: like SHARED but the template blocks are written directly (random bf16 K/V of the
  *   model's scale, cis computed from V with the model's eviction head): no model compute.
- * PREFILL: every slot prefilled with its own random tokens, in chunks. Honest and slow. */
+ * PREFILL: every slot prefilled with its own random tokens (--prompt), in chunks. Honest and
+ *   slow. */
 enum bench_fill {
     BENCH_FILL_SHARED = 0,
     BENCH_FILL_SYNTHETIC = 1,
@@ -77,6 +81,8 @@ struct bench_opts {
     int dense_max_cap;      /* never run dense above this batch */
     enum bench_fill fill;
     int prefill_chunk;
+    int prompt_text;        /* --prompt text: PREFILL prompts of printable bytes (ids 32..126,
+                               what bench/processes.sh submits); else uniform ids */
     double fill_timeout;    /* SHARED: > 0: synthesize instead when the template prefill would
                                take longer than this many seconds (projected after one chunk) */
     int pool_blocks;        /* 0: backend default (2 x budget) */

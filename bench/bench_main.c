@@ -27,13 +27,16 @@ static void bench_usage(FILE *f)
             "                     (default: all four; also infllmv2-resident)\n"
             "  --batch LIST       batch sizes (default 8,16,32,64,128)\n"
             "  --context LIST     context lengths, K/M suffixes (default 16K,32K,64K,128K)\n"
-            "  --workload LIST    random | correlated:RHO (default random,correlated:0.9)\n"
+            "  --workload LIST    random | correlated:RHO | greedy (each row's argmax fed\n"
+            "                     back) (default random,correlated:0.9)\n"
             "  --steps N          timed decode steps per point (default 16)\n"
             "  --warmup N         untimed steps before them (default 4)\n"
             "  --settle N         untimed steps each slot decodes once put in place, before\n"
             "                     the warm-up of its first point (default 0; docs/BENCH.md)\n"
             "  --fill KIND        shared | synthetic | prefill (default shared)\n"
             "  --prefill-chunk N  tokens per prefill call (default 8192)\n"
+            "  --prompt KIND      prefill: random (uniform ids, default) | text (printable\n"
+            "                     bytes, ids 32..126, as bench/processes.sh submits)\n"
             "  --fill-timeout S   shared: synthesize the template when its prefill would take\n"
             "                     longer than S seconds (default 0: never)\n"
             "  --gpu-mem SIZE     device memory for the dense largest-batch search\n"
@@ -109,9 +112,11 @@ bad:
 static int bench_parse_workload(const char *s, struct bench_workload *w, char *err,
                                 size_t errlen)
 {
-    if (strcmp(s, "random") == 0) {
+    w->greedy = 0;
+    if (strcmp(s, "random") == 0 || strcmp(s, "greedy") == 0) {
         w->rho = 0.0;
-        snprintf(w->name, sizeof(w->name), "random");
+        w->greedy = s[0] == 'g';
+        snprintf(w->name, sizeof(w->name), "%s", s);
         return 0;
     }
     if (strncmp(s, "correlated:", 11) == 0) {
@@ -123,7 +128,7 @@ static int bench_parse_workload(const char *s, struct bench_workload *w, char *e
             snprintf(w->name, sizeof(w->name), "correlated-%.6g", w->rho);
         return 0;
     }
-    nosa_set_error(err, errlen, "unknown workload '%s' (random, correlated:RHO)", s);
+    nosa_set_error(err, errlen, "unknown workload '%s' (random, correlated:RHO, greedy)", s);
     return -EINVAL;
 }
 
@@ -168,7 +173,7 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
         {"query-aware", 1, 0, 'q'}, {"device", 1, 0, 'd'}, {"seed", 1, 0, 'S'},
         {"out", 1, 0, 'o'},      {"fill-timeout", 1, 0, 'T'}, {"devices", 1, 0, 'v'},
         {"link-test", 1, 0, 'L'}, {"logits", 0, 0, 'l'}, {"sample", 0, 0, 'Y'},
-        {"help", 0, 0, 'h'},
+        {"prompt", 1, 0, 'X'},   {"help", 0, 0, 'h'},
         {0, 0, 0, 0},
     };
     static char backend_buf[64] = "auto", modes_buf[256] =
@@ -214,6 +219,14 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
         case 'o': o->out_dir = optarg; break;
         case 'l': o->logits_to_host = 1; break;
         case 'Y': o->sample_rows = 1; break;
+        case 'X':
+            if (!strcmp(optarg, "random")) o->prompt_text = 0;
+            else if (!strcmp(optarg, "text")) o->prompt_text = 1;
+            else {
+                nosa_set_error(err, errlen, "--prompt: '%s' (random, text)", optarg);
+                rc = -EINVAL;
+            }
+            break;
         case 'T': rc = nosa_parse_double(optarg, 0.0, 1e9, &o->fill_timeout, err, errlen); break;
         case 'f':
             if (!strcmp(optarg, "shared")) o->fill = BENCH_FILL_SHARED;
@@ -267,6 +280,11 @@ static int bench_parse_args(int argc, char **argv, struct bench_opts *o, char *e
             return -ERANGE;
         }
         o->contexts[o->n_contexts++] = (int)v;
+    }
+    if (o->prompt_text && o->fill != BENCH_FILL_PREFILL) {
+        nosa_set_error(err, errlen, "--prompt text needs --fill prefill (the other fills "
+                       "write no prompt of their own)");
+        return -EINVAL;
     }
     return 0;
 }
@@ -354,6 +372,11 @@ static int bench_ctx_setup(struct bench_ctx *c, int *slots, char *err, size_t er
     for (int i = 0; i < o->n_batches; i++)
         max_batch = o->batches[i] > max_batch ? o->batches[i] : max_batch;
     for (int i = 0; i < o->n_modes; i++) dense |= o->modes[i].attn == NOSA_ATTN_DENSE;
+    if (o->prompt_text && cfg->vocab_size < 127) {
+        nosa_set_error(err, errlen, "--prompt text: the vocabulary (%d) does not hold the "
+                       "printable bytes 32..126", cfg->vocab_size);
+        return -EINVAL;
+    }
     if (o->fill == BENCH_FILL_PREFILL) {
         c->slot_groups = (uint64_t)bench_run_max_context(o, cfg, lmax) / bs + 1;
     } else {

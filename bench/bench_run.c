@@ -394,7 +394,9 @@ static int bench_inst_prefill(struct bench_inst *in, const int *slots, int n_slo
             for (int j = 0; j < n_g; j++) {
                 int s = slots[g + j];
                 int32_t *t = toks + (size_t)j * (size_t)chunk;
-                for (int i = 0; i < k; i++) t[i] = bench_rng_token(&in->rng[s], vocab);
+                for (int i = 0; i < k; i++)
+                    t[i] = o->prompt_text ? 32 + bench_rng_token(&in->rng[s], 95)
+                                          : bench_rng_token(&in->rng[s], vocab);
                 reqs[j] = (struct nosa_prefill_req){s, t, k, &in->tbl[s], NULL};
                 in->prev[s] = t[k - 1];
             }
@@ -437,10 +439,16 @@ static int bench_inst_fill(struct bench_inst *in, int n, char *err, size_t errle
     return rc;
 }
 
-static void bench_inst_next_tokens(struct bench_inst *in, int a, int n, double rho)
+static void bench_inst_next_tokens(struct bench_inst *in, int a, int n,
+                                   const struct bench_workload *w)
 {
     int vocab = in->c->model->cfg.vocab_size;
+    double rho = w->rho;
     for (int s = a; s < n; s++) {
+        if (w->greedy) { /* prev: the last prompt token, then each step's argmax */
+            in->tokens[s] = in->prev[s];
+            continue;
+        }
         int repeat = rho > 0.0 && bench_rng_unit(&in->rng[s]) < rho;
         in->tokens[s] = repeat ? in->prev[s] : bench_rng_token(&in->rng[s], vocab);
         in->prev[s] = in->tokens[s];
@@ -448,11 +456,11 @@ static void bench_inst_next_tokens(struct bench_inst *in, int a, int n, double r
 }
 
 /* One decode step over slots [a, n); adds its statistics to acc and its wall time to *wall. */
-static int bench_inst_step(struct bench_inst *in, int a, int n, double rho,
+static int bench_inst_step(struct bench_inst *in, int a, int n, const struct bench_workload *w,
                            struct nosa_step_stats *acc, struct nosa_step_stats *st, double *wall,
                            char *err, size_t errlen)
 {
-    bench_inst_next_tokens(in, a, n, rho);
+    bench_inst_next_tokens(in, a, n, w);
     double t0 = bench_now();
     /* Greedy, as a worker's greedy rows: the backend returns each row's argmax; with
      * --logits every row's logits too, with --sample every row's draw (docs/BENCH.md). */
@@ -471,6 +479,8 @@ static int bench_inst_step(struct bench_inst *in, int a, int n, double rho,
     double dt = bench_now() - t0;
     if (rc) return rc;
     for (int s = a; s < n; s++) in->pos[s]++;
+    if (w->greedy)
+        for (int s = a; s < n; s++) in->prev[s] = in->argmax[s];
     if (!acc) return 0;
     in->ops->stats(in->b, st);
     *wall += dt;
@@ -501,7 +511,7 @@ struct bench_gate {
 struct bench_phase {
     struct bench_inst *in;
     int n;                  /* the point's batch */
-    double rho;
+    const struct bench_workload *w;
     int fresh;              /* restart slots [0, n) first (bench_inst_restart) */
     struct bench_gate *gate; /* NULL: the instance runs alone */
     struct nosa_step_stats acc;
@@ -527,10 +537,10 @@ static void bench_phase_run(struct bench_phase *ph)
     ph->fill_s = bench_now() - t0;
     /* The new slots alone first: their hit rate rises for a while after a fill. */
     for (int i = 0; i < o->settle && first_new < ph->n && !ph->rc; i++)
-        ph->rc = bench_inst_step(in, first_new, ph->n, ph->rho, NULL, &st, &ph->wall,
+        ph->rc = bench_inst_step(in, first_new, ph->n, ph->w, NULL, &st, &ph->wall,
                                  ph->err, sizeof(ph->err));
     for (int i = 0; i < o->warmup && !ph->rc; i++)
-        ph->rc = bench_inst_step(in, 0, ph->n, ph->rho, NULL, &st, &ph->wall, ph->err,
+        ph->rc = bench_inst_step(in, 0, ph->n, ph->w, NULL, &st, &ph->wall, ph->err,
                                  sizeof(ph->err));
     if (ph->gate) {
         struct bench_gate *g = ph->gate;
@@ -552,7 +562,7 @@ static void bench_phase_run(struct bench_phase *ph)
     ph->t_begin = bench_now();
     for (int i = 0; i < o->steps && !ph->rc; i++) {
         for (int s = 0; s < ph->n; s++) ph->ctx_sum += (double)in->pos[s];
-        ph->rc = bench_inst_step(in, 0, ph->n, ph->rho, &ph->acc, &st, &ph->wall, ph->err,
+        ph->rc = bench_inst_step(in, 0, ph->n, ph->w, &ph->acc, &st, &ph->wall, ph->err,
                                  sizeof(ph->err));
     }
     ph->t_end = bench_now();
@@ -806,7 +816,7 @@ int bench_run_instance(struct bench_ctx *c, const struct nosa_backend_ops *ops,
              * slots and inputs, so alone and together do exactly the same work. */
             for (int d = 0; d < nd; d++) {
                 ph[d] = (struct bench_phase){.in = &in[d], .n = sp->batches[bi],
-                                             .rho = w->rho, .fresh = nd > 1};
+                                             .w = w, .fresh = nd > 1};
                 bench_phase_run(&ph[d]);
                 if ((rc = ph[d].rc)) {
                     nosa_set_error(err, errlen, "device %d: %s", in[d].device, ph[d].err);

@@ -10,8 +10,10 @@
 # status, polled every 0.2 s: each heartbeat carries the worker's step, generated and
 # prefilled token totals, its stats_age_s dates it; the window starts once every prompt is
 # prefilled, and its tokens per step must be the batch). Then,
-# unless --no-compare, the in-process driver (nosa-bench --fill prefill, workload random, the
-# same model, backend, mode, batch, context) runs the same point, and one table holds both.
+# unless --no-compare, the in-process driver runs the same point with the same workload
+# (nosa-bench --fill prefill --prompt text --workload greedy: printable-byte prompts, each
+# step's argmax fed back; the same model, backend, mode, batch, context), and one table holds
+# both.
 # What the process driver adds to the in-process one: prefill through the engine's scheduler,
 # the block tables from the kv-host, the worker's heartbeats and the coordinator's batching;
 # what it cannot do: the shared synthetic template (every job prefills its own prompt), so
@@ -238,11 +240,12 @@ print(f"processes,{backend},{mode},{ctx},{b},{ctx_mean:.0f},{tps:.1f},{hit:.4f},
 PY
 }
 
-# The same point in process (nosa-bench: every slot prefilled with its own random prompt).
+# The same point in process (nosa-bench: every slot prefilled with its own printable-byte
+# prompt, decoding greedily on its own argmax, as the jobs above).
 point_inprocess() { # mode context batch
   local mode=$1 ctx=$2 b=$3 d=$run/inproc-$1-$2-$3
   "$bin/nosa-bench" --backend "$backend" --model "$model" --modes "$mode" --batch "$b" \
-    --context "$ctx" --workload random --fill prefill --steps 16 --warmup 4 \
+    --context "$ctx" --workload greedy --fill prefill --prompt text --steps 16 --warmup 4 \
     --out "$d" >"$run/inproc-$mode-$ctx-$b.log" 2>&1 ||
     { echo "inprocess,$backend,$mode,$ctx,$b,,,,,,,,nosa-bench failed (log)" >>"$rows"; return 1; }
   python3 - "$d/bench.csv" "$backend" >>"$rows" <<'PY'

@@ -300,6 +300,42 @@ static void check_rho_settle_run(const char *dir, const cJSON *plain_rows)
     cJSON_Delete(root);
 }
 
+/* The run with --workload greedy --fill prefill --prompt text: each slot's input is its last
+ * argmax, so offloaded and resident (equal tokens, step by step) end on the same tokens. */
+static void check_greedy_run(const char *dir)
+{
+    cJSON *root = load_json(dir);
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(root, "rows"), *row;
+    REQUIRE(cJSON_GetArraySize(rows) == 2, "greedy run: %d rows, want 2",
+            cJSON_GetArraySize(rows));
+    cJSON_ArrayForEach(row, rows) {
+        CHECK(strcmp(str(row, "workload"), "greedy") == 0, "workload %s", str(row, "workload"));
+        CHECK(num(row, "rho") == 0.0, "greedy rho %g", num(row, "rho"));
+    }
+    const char *a = str(cJSON_GetArrayItem(rows, 0), "greedy_hash");
+    const char *b = str(cJSON_GetArrayItem(rows, 1), "greedy_hash");
+    CHECK(strcmp(a, b) == 0, "greedy: offloaded ends on %s, resident on %s", a, b);
+    cJSON_Delete(root);
+}
+
+/* Runs nosa-bench with bad arguments: it must fail with the message named. */
+static void check_bench_refuses(const char *bench, const char *const *args, const char *want)
+{
+    char cmd[8192];
+    int n = snprintf(cmd, sizeof(cmd), "'%s'", bench);
+    for (int i = 0; args[i]; i++) n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " %s", args[i]);
+    snprintf(cmd + n, sizeof(cmd) - (size_t)n, " 2>&1");
+    FILE *p = popen(cmd, "r");
+    REQUIRE(p, "popen %s failed", cmd);
+    char out[4096] = "";
+    size_t got = fread(out, 1, sizeof(out) - 1, p);
+    out[got] = 0;
+    int status = pclose(p);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) != 0, "%s: exit status %d, want failure",
+          cmd, status);
+    CHECK(strstr(out, want) != NULL, "%s: output '%s' lacks '%s'", cmd, out, want);
+}
+
 /* Runs nosa-bench on the tiny model's two grid points into dir; extra arguments appended. */
 static void run_bench(const char *bench, const char *dir, const char *batch,
                       const char *const *extra, int n_extra)
@@ -330,21 +366,30 @@ int main(int argc, char **argv)
     REQUIRE(argc == 2, "usage: test_bench_smoke PATH/nosa-bench");
     char dir[] = "/tmp/nosa-bench-smoke-XXXXXX";
     REQUIRE(mkdtemp(dir), "mkdtemp failed");
-    char one2[4200], one3[4200], two[4200], lg2[4200], r995[4200], path[4300];
+    char one2[4200], one3[4200], two[4200], lg2[4200], r995[4200], greedy[4200], path[4300];
     snprintf(one2, sizeof(one2), "%s/one-b2", dir);
     snprintf(one3, sizeof(one3), "%s/one-b3", dir);
     snprintf(two, sizeof(two), "%s/two", dir);
     snprintf(lg2, sizeof(lg2), "%s/logits-b2", dir);
     snprintf(r995, sizeof(r995), "%s/rho-0.995", dir);
+    snprintf(greedy, sizeof(greedy), "%s/greedy", dir);
     static const char *const multi[] = {"--devices", "0,1", "--link-test", "1M"};
     static const char *const logits[] = {"--logits"};
     static const char *const rho3[] = {"--workload", "correlated:0.995", /* the later wins */
                                        "--settle", "5"};
+    static const char *const greedy_args[] = {"--workload", "greedy", "--fill", "prefill",
+                                              "--prompt", "text"};
     run_bench(argv[1], one2, "2", NULL, 0);
     run_bench(argv[1], one3, "3", NULL, 0);
     run_bench(argv[1], two, "2,3", multi, 4);
     run_bench(argv[1], lg2, "2", logits, 1);
     run_bench(argv[1], r995, "2", rho3, 4);
+    run_bench(argv[1], greedy, "2", greedy_args, 6);
+    check_greedy_run(greedy);
+    static const char *const no_prefill[] = {"--prompt", "text", "--fill", "shared", NULL};
+    static const char *const bad_prompt[] = {"--prompt", "words", NULL};
+    check_bench_refuses(argv[1], no_prefill, "--prompt text needs --fill prefill");
+    check_bench_refuses(argv[1], bad_prompt, "--prompt: 'words' (random, text)");
     cJSON *r2 = load_json(one2), *r3 = load_json(one3), *rm = load_json(two);
     cJSON *rl = load_json(lg2);
     check_single(r2);
