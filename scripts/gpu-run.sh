@@ -90,7 +90,8 @@ fi
 # racecheck over everything (kernel filters made the sanitizer fail here); hazards inside
 # cuBLAS's own kernels (nvjet*) are counted apart: racecheck does not follow their
 # asynchronous-copy barriers. One configuration that reaches every kernel of ours (nosa,
-# offloaded) against the CPU, 70 steps. RACECHECK_TESTS="..." picks the binaries (default both).
+# offloaded) against the CPU, 70 steps, and its prompts prefilled side by side.
+# RACECHECK_TESTS="..." picks the binaries (default both).
 for t in ${RACECHECK_TESTS:-test_cuda_kernels test_cuda_backend}; do
   want racecheck || break
   NOSA_TEST_ONLY=nosa-off NOSA_TEST_STEPS=70 run "$t.racecheck" 300 "$cs" --tool racecheck \

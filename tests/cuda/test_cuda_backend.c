@@ -877,13 +877,17 @@ int main(void)
         {"nosa-pf3", NOSA_ATTN_NOSA, 1, 3},
     };
     const int n_runs = (int)(sizeof(runs) / sizeof(runs[0]));
-    /* NOSA_TEST_ONLY=<run name>: that configuration against the CPU, nothing else (for slow
-     * tools such as racecheck). */
+    /* NOSA_TEST_ONLY=<run name>: that configuration against the CPU, its decode outputs and
+     * its prompts side by side (the prefill's lanes), nothing else (for slow tools such as
+     * racecheck). */
     const char *only = getenv("NOSA_TEST_ONLY");
     for (int i = 0; i < n_runs; i++) {
         if (only && strcmp(only, runs[i].name) != 0) continue;
         run_mode(m, &runs[i], NULL);
-        if (only) decode_out_check(m, &runs[i]);
+        if (only) {
+            decode_out_check(m, &runs[i]);
+            prefill_batch_check(m, &runs[i]);
+        }
     }
     if (only) {
         nosa_model_free(m);
