@@ -98,21 +98,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-start() { # name argv...: in the background, log run/name.log
-  local name=$1; shift
-  echo "== $*" >>"$run/$name.log"
-  "$@" >>"$run/$name.log" 2>&1 </dev/null &
-  pids+=($!)
-}
-cli() { "$bin/nosa" --coordinator "ipc://$run/coord.sock" --run-dir "$run" --json "$@"; }
-wait_until() { # seconds description command...
-  local limit=$1 what=$2; shift 2
-  local deadline=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || { echo "processes.sh: $what not within ${limit}s" >&2; return 1; }
-    sleep 0.2
-  done
-}
+. scripts/node-procs.sh
+node_timeout() { echo "processes.sh: $*" >&2; }
 worker_alive() { cli status | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if any(w["alive"] for w in s["workers"]) else 1)'; }
 
 if [ -z "$model" ]; then

@@ -55,6 +55,8 @@ mode=${NOSA_E2E_MODE:-nosa}
 parallel=${NOSA_E2E_PARALLEL:-4}
 kill_tokens=${NOSA_E2E_KILL_TOKENS:-}
 . scripts/devrun-e2e.sh
+. scripts/node-procs.sh
+node_timeout() { fail "$*"; }
 bin=${NOSA_E2E_BIN:-$(devrun_e2e_bin nosa)}
 bin=$(cd "$bin" && pwd) || exit 1
 for b in "${bins[@]}"; do [ -x "$bin/$b" ] || { echo "gpu-e2e: $bin/$b is not built" >&2; exit 1; }; done
@@ -91,13 +93,6 @@ trap 'exit 130' INT TERM
 summary=()
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-
-start() { # name argv...: in the background, log run/name.log, pid into pids
-  local name=$1; shift
-  echo "== $*" >>"$run/$name.log"
-  "$@" >>"$run/$name.log" 2>&1 </dev/null &
-  pids+=($!)
-}
 
 # The processes of one configuration, started directly: kv-host, coordinator, two workers on
 # the one device. Sets n_workers and wpid.
@@ -166,19 +161,8 @@ alive_count() {
   echo $n
 }
 
-cli() { "$bin/nosa" --coordinator "ipc://$run/coord.sock" --run-dir "$run" --json "$@"; }
-
 # One field of `nosa --json status` (python expression over s, the status object).
 status_py() { cli status 2>/dev/null | python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
-
-wait_until() { # seconds description command...
-  local limit=$1 what=$2; shift 2
-  local deadline=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || { fail "$what not within ${limit}s"; return 1; }
-    sleep 0.2
-  done
-}
 
 all_alive() { [ "$(status_py 'sum(w["alive"] for w in s["workers"])')" = "$n_workers" ]; }
 # Every worker (or 6, one per kill job) holds jobs (their heartbeats say) and the clients got 4
