@@ -151,6 +151,32 @@ static void test_no_coordinator(void)
     /* the CURVE keys are for tcp; the ipc tests below do not use them */
 }
 
+/* stats_age_s dates the last Heartbeat with statistics; heartbeat_age_s any message. A
+ * worker that sends only bare heartbeats (its pulse thread) for 250 ms keeps the second near
+ * zero while the first grows, and steps is the last statistics' count. */
+static void test_stats_age(struct bg *b)
+{
+    fw_heartbeat(b->w);
+    uint64_t until = ch_now_ms() + 250;
+    while (ch_now_ms() < until) {
+        ch_sleep_ms(40);
+        fw_pump(b->w);
+        fw_heartbeat_bare(b->w);
+    }
+    char *out = run(NULL, (const char *[]){"--json", "status", NULL}, 0, NULL, NULL);
+    cJSON *o = last_json(out);
+    const cJSON *w = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "workers"), 0);
+    double stats_age = jnum(w, "stats_age_s"), hb_age = jnum(w, "heartbeat_age_s");
+    CHECK(stats_age >= 0.25 && stats_age < 5.0, "stats_age_s %g, want >= 0.25: %s", stats_age,
+          out);
+    CHECK(hb_age >= 0.0 && hb_age < stats_age - 0.15,
+          "heartbeat_age_s %g, want well below stats_age_s %g: %s", hb_age, stats_age, out);
+    CHECK(jnum(w, "steps") == (double)b->w->stat_beats, "steps %g, want %llu: %s",
+          jnum(w, "steps"), (unsigned long long)b->w->stat_beats, out);
+    cJSON_Delete(o);
+    free(out);
+}
+
 static void test_commands(struct bg *b)
 {
     char *out = run(b, (const char *[]){"--json", "status", NULL}, 0, NULL, NULL);
@@ -348,6 +374,7 @@ int main(int argc, char **argv)
     struct bg b = {.w = &w};
     b.cl = cl_open(&g_e);
     REQUIRE(b.cl, "raw client");
+    test_stats_age(&b);
     test_commands(&b);
     test_terminal(&b);
     test_restart_and_drain(&b);

@@ -380,7 +380,8 @@ void fw_pump_n(struct fake_worker *w, int max)
     }
 }
 
-static void send_heartbeat(struct fake_worker *w, int leaving)
+/* with_stats: as a worker's step loop does (0: as its pulse thread, liveness only). */
+static void send_heartbeat(struct fake_worker *w, int leaving, int with_stats)
 {
     Nosa__Serve__StepStats st = NOSA__SERVE__STEP_STATS__INIT;
     st.tokens_per_s = 100.0;
@@ -392,7 +393,10 @@ static void send_heartbeat(struct fake_worker *w, int leaving)
     h.worker_name = w->name;
     h.running = (uint32_t)w->n_jobs;
     h.free_slots = w->max_seqs - (uint32_t)w->n_jobs;
-    h.stats = &st;
+    if (with_stats) {
+        st.steps = ++w->stat_beats;
+        h.stats = &st;
+    }
     h.leaving = leaving;
     Nosa__Serve__WorkerMsg m = NOSA__SERVE__WORKER_MSG__INIT;
     m.body_case = NOSA__SERVE__WORKER_MSG__BODY_HEARTBEAT;
@@ -402,12 +406,17 @@ static void send_heartbeat(struct fake_worker *w, int leaving)
 
 void fw_heartbeat(struct fake_worker *w)
 {
-    if (!w->silent) send_heartbeat(w, 0);
+    if (!w->silent) send_heartbeat(w, 0, 1);
+}
+
+void fw_heartbeat_bare(struct fake_worker *w)
+{
+    if (!w->silent) send_heartbeat(w, 0, 0);
 }
 
 void fw_leave(struct fake_worker *w)
 {
-    send_heartbeat(w, 1);
+    send_heartbeat(w, 1, 1);
     w->silent = 1;
 }
 

@@ -67,6 +67,7 @@ struct fake_worker {
     int last_error_code;
     char last_error[256]; /* its message */
     int silent;           /* stops heartbeats and tokens (a hung worker) */
+    uint64_t stat_beats;  /* heartbeats with statistics sent: the last one's StepStats.steps */
 };
 int fw_open(struct ch_env *e, struct fake_worker *w, const char *name, uint32_t max_seqs,
             uint32_t max_context);
@@ -78,7 +79,10 @@ int fw_register(struct fake_worker *w);
 void fw_pump(struct fake_worker *w);
 /* Handles at most max messages (max < 0: all), to hold later ones back in the socket. */
 void fw_pump_n(struct fake_worker *w, int max);
+/* A Heartbeat with StepStats (fixed figures; steps = ++stat_beats), as the step loop sends. */
 void fw_heartbeat(struct fake_worker *w);
+/* A Heartbeat without StepStats, as the worker's pulse thread sends between steps. */
+void fw_heartbeat_bare(struct fake_worker *w);
 /* Heartbeat with leaving set (the worker stops), then silent. */
 void fw_leave(struct fake_worker *w);
 /* Sends JobFinished{job_id, reason, generated_tokens} (the job stays in its list). */
