@@ -54,6 +54,11 @@ struct bench_workload {
  *   model's scale, cis computed from V with the model's eviction head): no model compute.
  * PREFILL: every slot prefilled with its own random tokens (--prompt), in chunks. Honest and
  *   slow. */
+/* --prompt text: prompt ids BENCH_TEXT_FIRST .. BENCH_TEXT_LAST, the printable bytes (the
+ * byte tokenizer's ids for them, what bench/processes.sh submits). */
+#define BENCH_TEXT_FIRST 32
+#define BENCH_TEXT_LAST 126
+
 enum bench_fill {
     BENCH_FILL_SHARED = 0,
     BENCH_FILL_SYNTHETIC = 1,
@@ -81,7 +86,7 @@ struct bench_opts {
     int dense_max_cap;      /* never run dense above this batch */
     enum bench_fill fill;
     int prefill_chunk;
-    int prompt_text;        /* --prompt text: PREFILL prompts of printable bytes (ids 32..126,
+    int prompt_text;        /* --prompt text: PREFILL prompts of printable bytes (BENCH_TEXT_*,
                                what bench/processes.sh submits); else uniform ids */
     double fill_timeout;    /* SHARED: > 0: synthesize instead when the template prefill would
                                take longer than this many seconds (projected after one chunk) */

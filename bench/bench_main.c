@@ -115,7 +115,7 @@ static int bench_parse_workload(const char *s, struct bench_workload *w, char *e
     w->greedy = 0;
     if (strcmp(s, "random") == 0 || strcmp(s, "greedy") == 0) {
         w->rho = 0.0;
-        w->greedy = s[0] == 'g';
+        w->greedy = strcmp(s, "greedy") == 0;
         snprintf(w->name, sizeof(w->name), "%s", s);
         return 0;
     }
@@ -372,9 +372,10 @@ static int bench_ctx_setup(struct bench_ctx *c, int *slots, char *err, size_t er
     for (int i = 0; i < o->n_batches; i++)
         max_batch = o->batches[i] > max_batch ? o->batches[i] : max_batch;
     for (int i = 0; i < o->n_modes; i++) dense |= o->modes[i].attn == NOSA_ATTN_DENSE;
-    if (o->prompt_text && cfg->vocab_size < 127) {
+    if (o->prompt_text && cfg->vocab_size <= BENCH_TEXT_LAST) {
         nosa_set_error(err, errlen, "--prompt text: the vocabulary (%d) does not hold the "
-                       "printable bytes 32..126", cfg->vocab_size);
+                       "printable bytes %d..%d", cfg->vocab_size, BENCH_TEXT_FIRST,
+                       BENCH_TEXT_LAST);
         return -EINVAL;
     }
     if (o->fill == BENCH_FILL_PREFILL) {

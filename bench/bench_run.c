@@ -395,8 +395,11 @@ static int bench_inst_prefill(struct bench_inst *in, const int *slots, int n_slo
                 int s = slots[g + j];
                 int32_t *t = toks + (size_t)j * (size_t)chunk;
                 for (int i = 0; i < k; i++)
-                    t[i] = o->prompt_text ? 32 + bench_rng_token(&in->rng[s], 95)
-                                          : bench_rng_token(&in->rng[s], vocab);
+                    t[i] = o->prompt_text
+                               ? BENCH_TEXT_FIRST +
+                                     bench_rng_token(&in->rng[s],
+                                                     BENCH_TEXT_LAST - BENCH_TEXT_FIRST + 1)
+                               : bench_rng_token(&in->rng[s], vocab);
                 reqs[j] = (struct nosa_prefill_req){s, t, k, &in->tbl[s], NULL};
                 in->prev[s] = t[k - 1];
             }

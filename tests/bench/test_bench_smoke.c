@@ -11,6 +11,7 @@
  * bytes both ways, the greedy hash of the last logits), the aggregate row must be the sum of
  * the together rows, and the files must carry the new columns and the scaling table. */
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,22 +319,45 @@ static void check_greedy_run(const char *dir)
     cJSON_Delete(root);
 }
 
-/* Runs nosa-bench with bad arguments: it must fail with the message named. */
-static void check_bench_refuses(const char *bench, const char *const *args, const char *want)
+/* Runs args (args[0] the binary, NULL-terminated); with log, its stdout and stderr go to that
+ * file. Returns the wait status. */
+static int bench_exec(const char *const *args, const char *log)
 {
-    char cmd[8192];
-    int n = snprintf(cmd, sizeof(cmd), "'%s'", bench);
-    for (int i = 0; args[i]; i++) n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " %s", args[i]);
-    snprintf(cmd + n, sizeof(cmd) - (size_t)n, " 2>&1");
-    FILE *p = popen(cmd, "r");
-    REQUIRE(p, "popen %s failed", cmd);
-    char out[4096] = "";
-    size_t got = fread(out, 1, sizeof(out) - 1, p);
-    out[got] = 0;
-    int status = pclose(p);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) != 0, "%s: exit status %d, want failure",
-          cmd, status);
-    CHECK(strstr(out, want) != NULL, "%s: output '%s' lacks '%s'", cmd, out, want);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0, "fork failed");
+    if (pid == 0) {
+        if (log) {
+            int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(126);
+        }
+        execv(args[0], (char *const *)args);
+        perror("execv");
+        _exit(127);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid failed");
+    return status;
+}
+
+/* Runs nosa-bench with bad arguments (NULL-terminated; its output to log): it must fail with
+ * the message named. */
+static void check_bench_refuses(const char *bench, const char *const *args, const char *log,
+                                const char *want)
+{
+    const char *argv[16] = {bench};
+    int n = 1;
+    for (int i = 0; args[i]; i++) {
+        REQUIRE(n < 15, "check_bench_refuses: too many arguments");
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    int status = bench_exec(argv, log);
+    char *out = test_read_file(log);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) != 0, "nosa-bench %s ...: status %d, want "
+          "a failure", args[0], status);
+    CHECK(out && strstr(out, want), "nosa-bench %s ...: output '%s' lacks '%s'", args[0],
+          out ? out : "", want);
+    free(out);
 }
 
 /* Runs nosa-bench on the tiny model's two grid points into dir; extra arguments appended. */
@@ -348,15 +372,7 @@ static void run_bench(const char *bench, const char *dir, const char *batch,
     for (int i = 0; i < n_extra; i++) args[n++] = extra[i];
     args[n] = NULL;
     REQUIRE(mkdir(dir, 0700) == 0, "mkdir %s failed", dir);
-    pid_t pid = fork();
-    REQUIRE(pid >= 0, "fork failed");
-    if (pid == 0) {
-        execv(bench, (char *const *)args);
-        perror("execv");
-        _exit(127);
-    }
-    int status = 0;
-    REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid failed");
+    int status = bench_exec(args, NULL);
     REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "nosa-bench failed (status %d)",
             status);
 }
@@ -388,8 +404,9 @@ int main(int argc, char **argv)
     check_greedy_run(greedy);
     static const char *const no_prefill[] = {"--prompt", "text", "--fill", "shared", NULL};
     static const char *const bad_prompt[] = {"--prompt", "words", NULL};
-    check_bench_refuses(argv[1], no_prefill, "--prompt text needs --fill prefill");
-    check_bench_refuses(argv[1], bad_prompt, "--prompt: 'words' (random, text)");
+    snprintf(path, sizeof(path), "%s/refused.log", dir);
+    check_bench_refuses(argv[1], no_prefill, path, "--prompt text needs --fill prefill");
+    check_bench_refuses(argv[1], bad_prompt, path, "--prompt: 'words' (random, text)");
     cJSON *r2 = load_json(one2), *r3 = load_json(one3), *rm = load_json(two);
     cJSON *rl = load_json(lg2);
     check_single(r2);
