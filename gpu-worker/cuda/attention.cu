@@ -401,18 +401,33 @@ static __global__ void attention_combine_kernel(float *outp, const float *part, 
     }
 }
 
+void attention_partial_launch(float *part, const float *qkv, int ld,
+                              const uint8_t *const *ptrs, const uint8_t *const *miss_src,
+                              const int32_t *n_ent, cuda_kv kv, cuda_step st, int rep,
+                              float scale, int chunk, int n_chunks, cudaStream_t s)
+{
+    att_kernel_fn fn = att_kernel_for(kv.head_dim);
+    if (!fn) return; /* attention_init refused the shape */
+    fn<<<dim3(n_chunks, st.n * kv.n_kv, (rep + ATT_G - 1) / ATT_G), 32,
+         attention_smem_bytes(kv), s>>>(part, qkv, ld, ptrs, miss_src, n_ent, kv, st, rep,
+                                        scale, chunk);
+}
+
+void attention_combine_launch(float *out, const float *part, cuda_kv kv, int n, int rep,
+                              int n_chunks, cudaStream_t s)
+{
+    int threads = kv.head_dim < 128 ? 32 : 128;
+    size_t w_bytes = (size_t)att_combine_pad(n_chunks) * sizeof(float);
+    attention_combine_kernel<<<dim3(n * kv.n_kv, rep), threads, w_bytes, s>>>(
+        out, part, kv.n_kv, rep, kv.head_dim, n_chunks);
+}
+
 void attention_launch(float *out, float *part, const float *qkv, int ld,
                       const uint8_t *const *ptrs, const uint8_t *const *miss_src,
                       const int32_t *n_ent, cuda_kv kv, cuda_step st, int rep, float scale,
                       int chunk, int n_chunks, cudaStream_t s)
 {
-    int n_heads = st.n * kv.n_kv;
-    att_kernel_fn fn = att_kernel_for(kv.head_dim);
-    if (!fn) return; /* attention_init refused the shape */
-    fn<<<dim3(n_chunks, n_heads, (rep + ATT_G - 1) / ATT_G), 32, attention_smem_bytes(kv), s>>>(
-        part, qkv, ld, ptrs, miss_src, n_ent, kv, st, rep, scale, chunk);
-    int threads = kv.head_dim < 128 ? 32 : 128;
-    size_t w_bytes = (size_t)att_combine_pad(n_chunks) * sizeof(float);
-    attention_combine_kernel<<<dim3(n_heads, rep), threads, w_bytes, s>>>(
-        out, part, kv.n_kv, rep, kv.head_dim, n_chunks);
+    attention_partial_launch(part, qkv, ld, ptrs, miss_src, n_ent, kv, st, rep, scale, chunk,
+                             n_chunks, s);
+    attention_combine_launch(out, part, kv, st.n, rep, n_chunks, s);
 }

@@ -39,4 +39,12 @@ void attention_launch(float *out, float *part, const float *qkv, int ld,
                       const uint8_t *const *ptrs, const uint8_t *const *miss_src,
                       const int32_t *n_ent, cuda_kv kv, cuda_step st, int rep, float scale,
                       int chunk, int n_chunks, cudaStream_t s);
+/* attention_launch's two kernels one at a time (bench_cuda_attention times them apart):
+ * the chunks' partial states into part, then their merge into out. */
+void attention_partial_launch(float *part, const float *qkv, int ld,
+                              const uint8_t *const *ptrs, const uint8_t *const *miss_src,
+                              const int32_t *n_ent, cuda_kv kv, cuda_step st, int rep,
+                              float scale, int chunk, int n_chunks, cudaStream_t s);
+void attention_combine_launch(float *out, const float *part, cuda_kv kv, int n, int rep,
+                              int n_chunks, cudaStream_t s);
 #endif

@@ -8,9 +8,12 @@
  * plus a full open block per (token, KV head), as a sparse decode step reads them. Prints
  * the device-to-device copy rate (cudaMemcpyAsync, 1 GiB, bytes read + written per second),
  * then per batch and split size (blocks per CTA; "auto" = what the backend picks): the median
- * time of 20 launches, the bytes of the blocks read / that time, and its fraction of the copy
- * rate; then the same with every miss_every-th selected block a miss read from mapped,
- * pinned host memory (and installed in the pool), as an offloaded step. */
+ * time of 20 launches alone and of 20 runs of 16 launches queued back to back (per launch: a
+ * step replays its kernels from a graph, so the host's launch calls are not in its time), the
+ * bytes of the blocks read / that time as a fraction of the copy rate, the partial kernel and
+ * the combine queued on their own; then the same with every miss_every-th selected block a
+ * miss read from mapped, pinned host memory (and installed in the pool), as an offloaded
+ * step. */
 #include <algorithm>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,31 +149,42 @@ int main(int argc, char **argv)
     size_t host_blocks = host_bytes / bb;
     float scale = 1.0f;
 
-    printf("%-6s %-6s %-9s %9s %9s %7s %12s %9s\n", "batch", "split", "reads", "ms", "GB/s",
-           "of copy", "miss MB", "miss GB/s");
+    printf("%-6s %-6s %-9s %8s %7s %8s %7s %8s %8s %9s %9s\n", "batch", "split", "reads",
+           "ms alone", "of copy", "ms queue", "of copy", "partial", "combine", "miss MB",
+           "miss GB/s");
     for (int n : batch_list) {
         int lists = n * n_kv;
-        std::vector<const uint8_t *> ptrs((size_t)lists * (n_sel + 1));
-        std::vector<const uint8_t *> miss((size_t)lists * n_sel, NULL);
+        /* n_sets draws of the blocks, launched in turn when queued: one draw read again
+         * back to back would be served partly from L2 at small batches. */
+        const int n_sets = 4;
+        const uint8_t **dptrs[n_sets], **dmiss[n_sets];
+        size_t n_miss = 0;
+        for (int k = 0; k < n_sets; k++) {
+            std::vector<const uint8_t *> ptrs((size_t)lists * (n_sel + 1));
+            std::vector<const uint8_t *> miss((size_t)lists * n_sel, NULL);
+            n_miss = 0;
+            for (int l = 0; l < lists; l++)
+                for (int e = 0; e < n_ent; e++) {
+                    ptrs[(size_t)l * (n_sel + 1) + e] =
+                        pool + (size_t)(rnd() % pool_blocks) * bb;
+                    if (e < n_sel && e % miss_every == miss_every - 1) {
+                        miss[(size_t)l * n_sel + e] =
+                            host_dev + (size_t)(rnd() % host_blocks) * bb;
+                        n_miss++;
+                    }
+                }
+            CK(cudaMalloc((void **)&dptrs[k], ptrs.size() * sizeof(void *)));
+            CK(cudaMemcpy(dptrs[k], ptrs.data(), ptrs.size() * sizeof(void *),
+                          cudaMemcpyHostToDevice));
+            CK(cudaMalloc((void **)&dmiss[k], miss.size() * sizeof(void *)));
+            CK(cudaMemcpy(dmiss[k], miss.data(), miss.size() * sizeof(void *),
+                          cudaMemcpyHostToDevice));
+        }
         std::vector<int32_t> ne(lists, n_ent), slot(n), pos(n, n_sel * bs + bs - 1);
         for (int s = 0; s < n; s++) slot[s] = s;
-        size_t n_miss = 0;
-        for (int l = 0; l < lists; l++)
-            for (int e = 0; e < n_ent; e++) {
-                ptrs[(size_t)l * (n_sel + 1) + e] = pool + (size_t)(rnd() % pool_blocks) * bb;
-                if (e < n_sel && e % miss_every == miss_every - 1) {
-                    miss[(size_t)l * n_sel + e] = host_dev + (size_t)(rnd() % host_blocks) * bb;
-                    n_miss++;
-                }
-            }
-        const uint8_t **dptrs, **dmiss;
         int32_t *dne, *dslot, *dpos;
         float *dq, *dout, *dpart;
         int ld = (n_kv * rep + 2 * n_kv) * d;
-        CK(cudaMalloc((void **)&dptrs, ptrs.size() * sizeof(void *)));
-        CK(cudaMemcpy(dptrs, ptrs.data(), ptrs.size() * sizeof(void *), cudaMemcpyHostToDevice));
-        CK(cudaMalloc((void **)&dmiss, miss.size() * sizeof(void *)));
-        CK(cudaMemcpy(dmiss, miss.data(), miss.size() * sizeof(void *), cudaMemcpyHostToDevice));
         CK(cudaMalloc((void **)&dne, lists * sizeof(int32_t)));
         CK(cudaMemcpy(dne, ne.data(), lists * sizeof(int32_t), cudaMemcpyHostToDevice));
         CK(cudaMalloc((void **)&dslot, n * sizeof(int32_t)));
@@ -184,27 +198,49 @@ int main(int argc, char **argv)
         cuda_step st = {dslot, dpos, n};
         double bytes = (double)lists * n_ent * (double)bb;
         int autoc = attention_chunk_for(lists, n_ent, resident);
-        int splits[] = {autoc, 1, 4, 16};
-        for (int k = 0; k < 4; k++) {
+        int splits[] = {autoc, 1, 2, 3, 4, 8, 16};
+        const int n_splits = (int)(sizeof(splits) / sizeof(splits[0]));
+        const int rounds = 4 * n_sets; /* launches per queued timing */
+        for (int k = 0; k < n_splits; k++) {
             int chunk = splits[k];
             if (k > 0 && chunk == autoc) continue;
             int n_chunks = (n_ent + chunk - 1) / chunk;
             for (int with_miss = 0; with_miss < 2; with_miss++) {
+                auto miss_of = [&](int r) { return with_miss ? dmiss[r % n_sets] : NULL; };
+                /* alone: one launch pair between the events (the GPU also waits for the
+                 * host's launch calls); queued: `rounds` pairs back to back, as in a step's
+                 * graph, per pair; then each kernel queued on its own. */
                 double ms = time_ms([&] {
-                    attention_launch(dout, dpart, dq, ld, dptrs, with_miss ? dmiss : NULL, dne,
-                                     kv, st, rep, scale, chunk, n_chunks, 0);
+                    attention_launch(dout, dpart, dq, ld, dptrs[0], miss_of(0), dne, kv, st,
+                                     rep, scale, chunk, n_chunks, 0);
                 }, 20);
-                double gbs = bytes / (ms * 1e-3) / 1e9;
+                double qms = time_ms([&] {
+                    for (int r = 0; r < rounds; r++)
+                        attention_launch(dout, dpart, dq, ld, dptrs[r % n_sets], miss_of(r),
+                                         dne, kv, st, rep, scale, chunk, n_chunks, 0);
+                }, 20) / rounds;
+                double pms = time_ms([&] {
+                    for (int r = 0; r < rounds; r++)
+                        attention_partial_launch(dpart, dq, ld, dptrs[r % n_sets], miss_of(r),
+                                                 dne, kv, st, rep, scale, chunk, n_chunks, 0);
+                }, 20) / rounds;
+                double cms = time_ms([&] {
+                    for (int r = 0; r < rounds; r++)
+                        attention_combine_launch(dout, dpart, kv, n, rep, n_chunks, 0);
+                }, 20) / rounds;
+                double gbs = bytes / (ms * 1e-3) / 1e9, qgbs = bytes / (qms * 1e-3) / 1e9;
                 double mmb = with_miss ? (double)n_miss * bb / 1e6 : 0.0;
                 char split[16];
                 snprintf(split, sizeof(split), "%d%s", chunk, k == 0 ? " auto" : "");
-                printf("%-6d %-6s %-9s %9.4f %9.1f %6.1f%% %12.1f", n, split,
-                       with_miss ? "w/ misses" : "pool", ms, gbs, 100.0 * gbs / copy_gbs, mmb);
-                if (with_miss) printf(" %9.1f", mmb * 1e6 / (ms * 1e-3) / 1e9);
+                printf("%-6d %-6s %-9s %8.4f %6.1f%% %8.4f %6.1f%% %8.4f %8.4f %9.1f", n, split,
+                       with_miss ? "w/ misses" : "pool", ms, 100.0 * gbs / copy_gbs, qms,
+                       100.0 * qgbs / copy_gbs, pms, cms, mmb);
+                if (with_miss) printf(" %9.1f", mmb * 1e6 / (qms * 1e-3) / 1e9);
                 printf("\n");
             }
         }
-        cudaFree(dptrs), cudaFree(dmiss), cudaFree(dne), cudaFree(dslot), cudaFree(dpos);
+        for (int k = 0; k < n_sets; k++) cudaFree(dptrs[k]), cudaFree(dmiss[k]);
+        cudaFree(dne), cudaFree(dslot), cudaFree(dpos);
         cudaFree(dq), cudaFree(dout), cudaFree(dpart);
     }
     cudaFreeHost(host);
