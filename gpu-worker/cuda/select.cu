@@ -5,6 +5,9 @@
 
 #define SELECT_THREADS 1024
 #define SELECT_WARPS (SELECT_THREADS / 32)
+#define SELECT_SQ_KEYS 2  /* group_softmax_sum: keys per thread and pass */
+#define SELECT_SQ_HEADS 4 /* heads whose logits are loaded together */
+#define SELECT_POOL_LOADS 8 /* max_pool: window units loaded together */
 
 /* sq[c] = sum over the query heads g of softmax_c(lg[g][c]) (g ascending, f32), for
  * c < n_c, reading the logits once: each head's max and sum over all keys come from the
@@ -27,12 +30,39 @@ static __device__ void group_softmax_sum(float *sq, const float *lgall, const fl
         if (lane == 0) gstat[g] = m, gstat[rep + g] = 1.0f / sum;
     }
     __syncthreads();
-    for (int c = threadIdx.x; c < n_c; c += blockDim.x) {
-        float acc = 0.0f;
-        for (int g = 0; g < rep; g++)
-            acc = __fadd_rn(acc, __fmul_rn(expf(lgall[(size_t)g * max_c + c] - gstat[g]),
-                                           gstat[rep + g]));
-        sq[c] = acc;
+    /* SELECT_SQ_KEYS keys per thread a blockDim apart (coalesced), SELECT_SQ_HEADS heads'
+     * logits loaded before they are added: a thread's loads are in flight together rather
+     * than one per add, which left the CTA waiting on one load's latency at a time. The
+     * adds keep the order above (g ascending), so the bits do not change. */
+    const int span = SELECT_SQ_KEYS * (int)blockDim.x;
+    for (int c0 = threadIdx.x; c0 < n_c; c0 += span) {
+        float acc[SELECT_SQ_KEYS];
+#pragma unroll
+        for (int k = 0; k < SELECT_SQ_KEYS; k++) acc[k] = 0.0f;
+        for (int g0 = 0; g0 < rep; g0 += SELECT_SQ_HEADS) {
+            float v[SELECT_SQ_HEADS][SELECT_SQ_KEYS];
+#pragma unroll
+            for (int j = 0; j < SELECT_SQ_HEADS; j++)
+#pragma unroll
+                for (int k = 0; k < SELECT_SQ_KEYS; k++) {
+                    int c = c0 + k * (int)blockDim.x;
+                    v[j][k] = g0 + j < rep && c < n_c ? lgall[(size_t)(g0 + j) * max_c + c]
+                                                      : 0.0f;
+                }
+#pragma unroll
+            for (int j = 0; j < SELECT_SQ_HEADS; j++) {
+                if (g0 + j >= rep) break;
+                float m = gstat[g0 + j], inv = gstat[rep + g0 + j];
+#pragma unroll
+                for (int k = 0; k < SELECT_SQ_KEYS; k++)
+                    acc[k] = __fadd_rn(acc[k], __fmul_rn(expf(v[j][k] - m), inv));
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < SELECT_SQ_KEYS; k++) {
+            int c = c0 + k * (int)blockDim.x;
+            if (c < n_c) sq[c] = acc[k];
+        }
     }
     __syncthreads();
 }
@@ -79,7 +109,9 @@ static __device__ void compact_flags(int32_t *sel, int32_t *n_sel, const float *
     if (threadIdx.x == 0) *n_sel = total;
 }
 
-/* out[m] = max of s over the compressed units overlapping block m; -inf when none. */
+/* out[m] = max of s over the compressed units overlapping block m; -inf when none. The
+ * window is loaded SELECT_POOL_LOADS units at a time, all in flight before the maxima (one
+ * load after another waited out each one's latency). */
 static __device__ void max_pool(float *out, int nb, const float *s, int n_c, int u, int r)
 {
     for (int m = threadIdx.x; m < nb; m += blockDim.x) {
@@ -87,7 +119,13 @@ static __device__ void max_pool(float *out, int nb, const float *s, int n_c, int
         if (lo < 0) lo = 0;
         if (hi > n_c - 1) hi = n_c - 1;
         float mx = -INFINITY;
-        for (int i = lo; i <= hi; i++) mx = fmaxf(mx, s[i]);
+        for (int i0 = lo; i0 <= hi; i0 += SELECT_POOL_LOADS) {
+            float v[SELECT_POOL_LOADS];
+#pragma unroll
+            for (int k = 0; k < SELECT_POOL_LOADS; k++) v[k] = i0 + k <= hi ? s[i0 + k] : -INFINITY;
+#pragma unroll
+            for (int k = 0; k < SELECT_POOL_LOADS; k++) mx = fmaxf(mx, v[k]);
+        }
         out[m] = mx;
     }
 }
