@@ -56,10 +56,13 @@ static __device__ void chunk_stats(const float (&v)[SCORE_TILES][2], float *red,
  * f32 accumulation) while the keys are read once at memory speed.
  *
  * The dot product does not depend on the order of the dimensions, so the k index of the MMA
- * is permuted to suit the loads: in k-step j (dimensions 16j .. 16j + 15) lane t = lane % 4
- * holds dimensions 16j + 4t .. 16j + 4t + 3 of its key row (one 8-byte load) as the B
- * fragment's k = {2t, 2t + 1} and {2t + 8, 2t + 9}, and the A fragment holds the query's
- * same four dimensions in the same k positions. NK = head_dim / 16. */
+ * is permuted to suit the loads: LK k-steps (16 dimensions each) are loaded together, and in
+ * k-step j = LK * j2 + s lane t = lane % 4 holds the four dimensions from
+ * 16 LK j2 + 4 LK t + 4 s of its key row as the B fragment's k = {2t, 2t + 1} and
+ * {2t + 8, 2t + 9}; the A fragment holds the query's same four dimensions in the same k
+ * positions. With LK = 2 a lane's key load is 16 bytes (8-byte loads ran the kernel 9%
+ * slower at batch 64-256, bench/RESULTS.md); head_dim 16 has one k-step, LK = 1.
+ * NK = head_dim / 16. */
 template <int NK>
 static __global__ void __launch_bounds__(SCORE_WARPS * 32)
     score_kernel(cuda_kv kv, cuda_step st, int layer, select_params p, const float *qkv, int ld,
@@ -68,6 +71,7 @@ static __global__ void __launch_bounds__(SCORE_WARPS * 32)
     __shared__ float red[2 * SCORE_WARPS * SCORE_G];
     int li = blockIdx.y, i = li / kv.n_kv, h = li % kv.n_kv;
     const int d = NK * 16;
+    constexpr int LK = NK >= 2 ? 2 : 1; /* k-steps per key load */
     int pos = st.pos[i], nb = pos / kv.block_size;
     if (p.mode == 0 || nb == 0) return; /* dense, or no complete block to select */
     int n_c = pos + 1 < kv.kernel ? 0 : (pos + 1 - kv.kernel) / kv.stride + 1;
@@ -75,7 +79,7 @@ static __global__ void __launch_bounds__(SCORE_WARPS * 32)
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     int c0 = blockIdx.x * SCORE_KEYS + warp * SCORE_TILES * 8;
     size_t ih = cu_kv_head_index(kv, st.slot[i], layer, h);
-    const uint16_t *kc = kv.kc + ih * (size_t)kv.max_c * (size_t)d + (size_t)(4 * t);
+    const uint16_t *kc = kv.kc + ih * (size_t)kv.max_c * (size_t)d + (size_t)(4 * LK * t);
     float *lg = select_scratch_logits(kv, scratch, li);
     float2 *stat = select_scratch_stats(kv, scratch, li, p.rep) + (size_t)blockIdx.x * p.rep;
     const float *qh = qkv + (size_t)i * (size_t)ld + (size_t)h * (size_t)p.rep * (size_t)d;
@@ -86,9 +90,16 @@ static __global__ void __launch_bounds__(SCORE_WARPS * 32)
     for (int tile = 0; tile < SCORE_TILES; tile++) {
         int c = c0 + tile * 8 + g;
 #pragma unroll
-        for (int j = 0; j < NK; j++)
-            kf[tile][j] = c < n_c ? *(const uint2 *)(kc + (size_t)c * d + 16 * j)
-                                  : make_uint2(0u, 0u);
+        for (int j2 = 0; j2 < NK / LK; j2++) {
+            const uint16_t *src = kc + (size_t)c * d + 16 * LK * j2;
+            if constexpr (LK == 2) {
+                uint4 w = c < n_c ? *(const uint4 *)src : make_uint4(0u, 0u, 0u, 0u);
+                kf[tile][2 * j2] = make_uint2(w.x, w.y);
+                kf[tile][2 * j2 + 1] = make_uint2(w.z, w.w);
+            } else {
+                kf[tile][j2] = c < n_c ? *(const uint2 *)src : make_uint2(0u, 0u);
+            }
+        }
     }
     for (int g0 = 0; g0 < p.rep; g0 += SCORE_G) {
         /* A fragments: a[0] = hi (row g), a[1] = lo (row g + 8) at k {2t, 2t+1}; a[2], a[3]
@@ -97,8 +108,9 @@ static __global__ void __launch_bounds__(SCORE_WARPS * 32)
         int head = g0 + g;
 #pragma unroll
         for (int j = 0; j < NK; j++) {
-            float4 q = head < p.rep ? *(const float4 *)(qh + (size_t)head * d + 16 * j + 4 * t)
-                                    : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            const float *qd =
+                qh + (size_t)head * d + 16 * LK * (j / LK) + 4 * LK * t + 4 * (j % LK);
+            float4 q = head < p.rep ? *(const float4 *)qd : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             bf16x2_split(q.x, q.y, &a[j][0], &a[j][1]);
             bf16x2_split(q.z, q.w, &a[j][2], &a[j][3]);
         }

@@ -439,12 +439,14 @@ int main(void)
         {2, 4, 128, 64, 10, 64, 1}, {1, 12, 64, 24, 7, 13, 2}, {1, 3, 256, 16, 5, 9, 3},
         {2, 8, 128, 128, 9, 100, 4}, {2, 8, 128, 64, 64, 20, 3}, {2, 8, 128, 64, 40, 9, 1}};
     for (auto &c : att_cases) test_attention(c[0], c[1], c[2], c[3], c[4], c[5], c[6]);
-    /* The 1B group (rep 8, d 128), the tiny model's, two head groups, key counts off the
-     * CTA's 128-key tiling, a token with only 5 compressed keys. */
+    /* The 1B group (rep 8, d 128), the tiny model's (d 16: the one head size with 8-byte key
+     * loads), two head groups, key counts off the CTA's 128-key tiling, a token with only 5
+     * compressed keys, head_dim 256. */
     test_score(2, 8, 128, {2047, 70001, 1234});
     test_score(2, 2, 16, {255, 4000});
     test_score(1, 16, 64, {3000, 95});
     test_score(3, 4, 32, {100, 600});
+    test_score(1, 4, 256, {900, 77});
     test_argmax(5, 512);
     test_argmax(2, 73448);
     test_sample(24, 512);
