@@ -9,7 +9,8 @@
 #                                      # summary table last
 # Phases: tests, memcheck, bench (decode step; .devrun/base/bin/bench_cuda_decode, when
 # packed, is run next to it for a before/after comparison), attention (the attention kernel
-# alone against the HBM copy rate: bench_cuda_attention), racecheck, profile, nosa-bench
+# alone against the HBM copy rate: bench_cuda_attention), select (the scoring and top-k
+# kernels alone, 128K: bench_cuda_select), racecheck, profile, nosa-bench
 # (the benchmark grid of bench/, GRID_ARGS overrides its arguments; .devrun/base/bin/nosa-bench,
 # when packed, runs the same grid after it). MEMCHECK_ENV="VAR=value ..." is set for the
 # memcheck runs only (e.g. NOSA_TEST_ONLY=nosa-off NOSA_TEST_STEPS=70 for a shorter pass).
@@ -18,15 +19,16 @@ cd "$(dirname "$0")/.."
 tests=(test_cuda_kernels test_cuda_backend)
 bench=bench_cuda_decode
 attbench=bench_cuda_attention
+selbench=bench_cuda_select
 
 if [ "${1:-}" = "--pack" ]; then
   set -e
   # Only the targets that travel (the rest of the tree may be mid-edit by others).
   cmake -S . -B build-cuda -G Ninja -DNOSA_CUDA_ARCH=90 -DCMAKE_BUILD_TYPE=Release \
     >/dev/null
-  ninja -C build-cuda "${tests[@]}" "$bench" "$attbench" nosa-bench
+  ninja -C build-cuda "${tests[@]}" "$bench" "$attbench" "$selbench" nosa-bench
   rm -rf .devrun && mkdir -p .devrun/bin
-  for t in "${tests[@]}" "$bench" "$attbench" nosa-bench; do cp build-cuda/bin/"$t" .devrun/bin/; done
+  for t in "${tests[@]}" "$bench" "$attbench" "$selbench" nosa-bench; do cp build-cuda/bin/"$t" .devrun/bin/; done
   # A build of another tree (BASE_BUILD=dir with bin/bench_cuda_decode, and bin/nosa-bench
   # where built) to compare against.
   if [ -n "${BASE_BUILD:-}" ]; then
@@ -86,6 +88,9 @@ if want bench; then
 fi
 if want attention; then
   run "$attbench" 200 .devrun/bin/"$attbench" 1b
+fi
+if want select; then
+  run "$selbench" 120 .devrun/bin/"$selbench" 1b 131072 16,64,256
 fi
 # racecheck over everything (kernel filters made the sanitizer fail here); hazards inside
 # cuBLAS's own kernels (nvjet*) are counted apart: racecheck does not follow their
