@@ -14,29 +14,14 @@
  * the combine queued on their own; then the same with every miss_every-th selected block a
  * miss read from mapped, pinned host memory (and installed in the pool), as an offloaded
  * step. */
-#include <algorithm>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <vector>
+#define BENCH_NAME "bench_cuda_attention"
+#include "bench_cuda_util.cuh"
 
 #include "attention.cuh"
 
 extern "C" {
 #include "kv_geometry.h"
-#include "model.h"
-#include "parse.h"
 }
-
-#define CK(call)                                                                            \
-    do {                                                                                    \
-        cudaError_t e_ = (call);                                                            \
-        if (e_ != cudaSuccess) {                                                            \
-            fprintf(stderr, "bench_cuda_attention: %s:%d: %s: %s\n", __FILE__, __LINE__,    \
-                    #call, cudaGetErrorString(e_));                                         \
-            exit(1);                                                                        \
-        }                                                                                   \
-    } while (0)
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void)
@@ -45,57 +30,20 @@ static uint32_t rnd(void)
     return (uint32_t)(g_rng >> 32);
 }
 
-/* Median of `reps` timed runs of f (CUDA events), in ms. */
-template <typename F> static double time_ms(F f, int reps)
-{
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a));
-    CK(cudaEventCreate(&b));
-    f(); /* warm-up */
-    std::vector<double> t;
-    for (int r = 0; r < reps; r++) {
-        CK(cudaEventRecord(a));
-        f();
-        CK(cudaEventRecord(b));
-        CK(cudaEventSynchronize(b));
-        float ms = 0;
-        CK(cudaEventElapsedTime(&ms, a, b));
-        t.push_back(ms);
-    }
-    CK(cudaGetLastError());
-    cudaEventDestroy(a), cudaEventDestroy(b);
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
-}
-
 int main(int argc, char **argv)
 {
     const char *name = argc > 1 ? argv[1] : "1b";
     const char *batches = argc > 2 ? argv[2] : "16,64,128,256";
     long miss_every = 8;
     struct nosa_model_config mc;
-    char err[256], list[256];
+    char err[256];
     std::vector<int> batch_list;
-    if (nosa_model_config_builtin(name, &mc, err, sizeof(err)) != 0) {
-        fprintf(stderr, "bench_cuda_attention: model: %s\n", err);
-        return 2;
-    }
+    if (bench_model_config(name, &mc) != 0) return 2;
     if (argc > 3 && nosa_parse_long(argv[3], 1, 1 << 20, &miss_every, err, sizeof(err)) != 0) {
         fprintf(stderr, "bench_cuda_attention: miss_every: %s\n", err);
         return 2;
     }
-    if (snprintf(list, sizeof(list), "%s", batches) >= (int)sizeof(list)) {
-        fprintf(stderr, "bench_cuda_attention: batch list longer than %zu bytes\n", sizeof(list));
-        return 2;
-    }
-    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
-        long n = 0;
-        if (nosa_parse_long(tok, 1, 4096, &n, err, sizeof(err)) != 0) {
-            fprintf(stderr, "bench_cuda_attention: batch '%s': %s\n", tok, err);
-            return 2;
-        }
-        batch_list.push_back((int)n);
-    }
+    if (bench_parse_batches(batches, &batch_list) != 0) return 2;
     int n_kv = mc.n_kv_heads, rep = mc.n_heads / mc.n_kv_heads, d = mc.head_dim;
     int bs = mc.sparse.block_size, n_sel = mc.sparse.budget_blocks, n_ent = n_sel + 1;
     struct nosa_kv_geometry g = {1, (uint32_t)n_kv, (uint32_t)bs, (uint32_t)d, 1};
@@ -119,7 +67,7 @@ int main(int argc, char **argv)
     CK(cudaMalloc((void **)&ca, copy_bytes));
     CK(cudaMalloc((void **)&cb, copy_bytes));
     CK(cudaMemset(ca, 1, copy_bytes));
-    double copy_ms = time_ms(
+    double copy_ms = bench_median_ms(
         [&] { CK(cudaMemcpyAsync(cb, ca, copy_bytes, cudaMemcpyDeviceToDevice)); }, 10);
     double copy_gbs = 2.0 * (double)copy_bytes / (copy_ms * 1e-3) / 1e9;
     printf("HBM copy (device to device, 1 GiB): %.3f ms, %.0f GB/s read + written\n", copy_ms,
@@ -210,21 +158,21 @@ int main(int argc, char **argv)
                 /* alone: one launch pair between the events (the GPU also waits for the
                  * host's launch calls); queued: `rounds` pairs back to back, as in a step's
                  * graph, per pair; then each kernel queued on its own. */
-                double ms = time_ms([&] {
+                double ms = bench_median_ms([&] {
                     attention_launch(dout, dpart, dq, ld, dptrs[0], miss_of(0), dne, kv, st,
                                      rep, scale, chunk, n_chunks, 0);
                 }, 20);
-                double qms = time_ms([&] {
+                double qms = bench_median_ms([&] {
                     for (int r = 0; r < rounds; r++)
                         attention_launch(dout, dpart, dq, ld, dptrs[r % n_sets], miss_of(r),
                                          dne, kv, st, rep, scale, chunk, n_chunks, 0);
                 }, 20) / rounds;
-                double pms = time_ms([&] {
+                double pms = bench_median_ms([&] {
                     for (int r = 0; r < rounds; r++)
                         attention_partial_launch(dpart, dq, ld, dptrs[r % n_sets], miss_of(r),
                                                  dne, kv, st, rep, scale, chunk, n_chunks, 0);
                 }, 20) / rounds;
-                double cms = time_ms([&] {
+                double cms = bench_median_ms([&] {
                     for (int r = 0; r < rounds; r++)
                         attention_combine_launch(dout, dpart, kv, n, rep, n_chunks, 0);
                 }, 20) / rounds;

@@ -9,30 +9,13 @@
  * overwritten (a step's layers read other data in between), median of 20. Prints each
  * kernel's time in us and the scoring's bytes (compressed keys read + logits written) per
  * second. Random finite inputs: the kernels' work does not depend on the values. */
-#include <algorithm>
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <vector>
+
+#define BENCH_NAME "bench_cuda_select"
+#include "bench_cuda_util.cuh"
 
 #include "score.cuh"
 #include "select.cuh"
-
-extern "C" {
-#include "model.h"
-#include "parse.h"
-}
-
-#define CK(call)                                                                            \
-    do {                                                                                    \
-        cudaError_t e_ = (call);                                                            \
-        if (e_ != cudaSuccess) {                                                            \
-            fprintf(stderr, "bench_cuda_select: %s:%d: %s: %s\n", __FILE__, __LINE__,       \
-                    #call, cudaGetErrorString(e_));                                         \
-            exit(1);                                                                        \
-        }                                                                                   \
-    } while (0)
 
 /* Finite bf16 values of either sign in [2^-15, 2) from a hash of the index. */
 static __global__ void fill_bf16_kernel(uint16_t *x, size_t n)
@@ -56,59 +39,22 @@ static __global__ void fill_f32_kernel(float *x, size_t n, float lo)
     }
 }
 
-/* Median of 20 runs of f, each after `flush` bytes were overwritten, in us. */
-template <typename F> static double time_us(F f, uint8_t *flush, size_t flush_bytes)
-{
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a));
-    CK(cudaEventCreate(&b));
-    std::vector<double> t;
-    for (int r = 0; r < 21; r++) {
-        CK(cudaMemsetAsync(flush, r, flush_bytes));
-        CK(cudaEventRecord(a));
-        f();
-        CK(cudaEventRecord(b));
-        CK(cudaEventSynchronize(b));
-        float ms = 0;
-        CK(cudaEventElapsedTime(&ms, a, b));
-        if (r > 0) t.push_back(ms * 1e3); /* the first run warms up */
-    }
-    CK(cudaGetLastError());
-    cudaEventDestroy(a), cudaEventDestroy(b);
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
-}
-
 int main(int argc, char **argv)
 {
     const char *name = argc > 1 ? argv[1] : "1b";
     const char *batches = argc > 3 ? argv[3] : "16,64,256";
     long ctx = 131072;
     struct nosa_model_config mc;
-    char err[256], list[256];
+    char err[256];
     std::vector<int> batch_list;
-    if (nosa_model_config_builtin(name, &mc, err, sizeof(err)) != 0) {
-        fprintf(stderr, "bench_cuda_select: model: %s\n", err);
-        return 2;
-    }
+    if (bench_model_config(name, &mc) != 0) return 2;
     const struct nosa_sparse_config *sc = &mc.sparse;
     if (argc > 2 &&
         nosa_parse_long(argv[2], sc->compress_kernel, 1L << 24, &ctx, err, sizeof(err)) != 0) {
         fprintf(stderr, "bench_cuda_select: context: %s\n", err);
         return 2;
     }
-    if (snprintf(list, sizeof(list), "%s", batches) >= (int)sizeof(list)) {
-        fprintf(stderr, "bench_cuda_select: batch list longer than %zu bytes\n", sizeof(list));
-        return 2;
-    }
-    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
-        long n = 0;
-        if (nosa_parse_long(tok, 1, 4096, &n, err, sizeof(err)) != 0) {
-            fprintf(stderr, "bench_cuda_select: batch '%s': %s\n", tok, err);
-            return 2;
-        }
-        batch_list.push_back((int)n);
-    }
+    if (bench_parse_batches(batches, &batch_list) != 0) return 2;
     int n_kv = mc.n_kv_heads, rep = mc.n_heads / mc.n_kv_heads, d = mc.head_dim;
     if (!score_supported(d)) {
         fprintf(stderr, "bench_cuda_select: head_dim %d is not one the scoring is built for\n",
@@ -170,9 +116,11 @@ int main(int argc, char **argv)
         cuda_step st = {dslot, dpos, n};
         auto score = [&] { score_launch(kv, st, 0, p, qkv, ld, scratch, n_c, 0); };
         auto select = [&] { select_launch(kv, st, 0, p, scratch, 0); };
-        double score_us = time_us(score, flush, flush_bytes);
-        double select_us = time_us(select, flush, flush_bytes); /* over the logits above */
-        double both_us = time_us([&] { score(), select(); }, flush, flush_bytes);
+        /* Each launch after the L2 was overwritten, median of 20, in us. */
+        auto flush_l2 = [&] { CK(cudaMemsetAsync(flush, 0x5a, flush_bytes)); };
+        double score_us = 1e3 * bench_median_ms(score, 20, flush_l2);
+        double select_us = 1e3 * bench_median_ms(select, 20, flush_l2); /* the logits above */
+        double both_us = 1e3 * bench_median_ms([&] { score(), select(); }, 20, flush_l2);
         double bytes = (double)nh * n_c * ((double)d * 2.0 + (double)rep * 4.0);
         printf("%-6d %10.2f %9.1f %10.2f %10.2f %10.2f\n", n, score_us, bytes / 1e6,
                bytes / (score_us * 1e-6) / 1e12, select_us, both_us);
