@@ -8,8 +8,9 @@
 # until the coordinator counts them all completed, and reads decode tokens/s from the worker's
 # heartbeat counters over the heartbeats during which every job was decoding (nosa --json
 # status, polled every 0.2 s: each heartbeat carries the worker's step, generated and
-# prefilled token totals, its stats_age_s dates it; the window starts once every prompt is
-# prefilled, and its tokens per step must be the batch). Then,
+# prefilled token totals and the worker's clock when it took them, stats_taken_s, which
+# times the window; the window starts once every prompt is prefilled, and its tokens per
+# step must be the batch). Then,
 # unless --no-compare, the in-process driver runs the same point with the same workload
 # (nosa-bench --fill prefill --prompt text --workload greedy: printable-byte prompts, each
 # step's argmax fed back; the same model, backend, mode, batch, context), and one table holds
@@ -165,10 +166,11 @@ for i in range(b):
 submit_failed = sum(j.wait() != 0 for j in jobs)
 # Heartbeats with statistics, keyed by the worker's step total (the same heartbeat seen by
 # several polls is one entry): step total -> (time, running, generated, hit, moved, step s,
-# prefilled, tok/s). Its time is when the coordinator received it (stats_age_s: the pulse
-# thread's heartbeats and the Tokens messages do not move it), which is when the worker's
-# window for it ended; running is the coordinator's count at the first poll that saw it (jobs
-# only leave once all are assigned, so all b running then means all b ran until it).
+# prefilled, tok/s, taken). Its time is when the coordinator received it (stats_age_s: the
+# pulse thread's heartbeats and the Tokens messages do not move it), kept in the beats file;
+# taken is the worker's clock when its window ended, which times the window; running is the
+# coordinator's count at the first poll that saw it (jobs only leave once all are assigned,
+# so all b running then means all b ran until it).
 beats = {}
 done = failed = 0
 deadline = time.time() + 3600
@@ -181,13 +183,14 @@ while not submit_failed and done + failed < b and time.time() < deadline:
         if "steps" in w and w["stats_age_s"] >= 0 and w["steps"] not in beats:
             beats[w["steps"]] = (round(now - w["stats_age_s"], 3), w["running"], w["tokens"],
                                  w["cache_hit_rate"], w["blocks_moved_per_step"],
-                                 w["step_seconds"], w["prefill_tokens"], w["tokens_per_s"])
+                                 w["step_seconds"], w["prefill_tokens"], w["tokens_per_s"],
+                                 w["stats_taken_s"])
     except (ValueError, KeyError, IndexError, subprocess.TimeoutExpired):
         pass
     time.sleep(0.2)
 with open(f"{run}/beats-{mode}-{ctx}-{b}.csv", "w") as f:  # every heartbeat, for a look later
     f.write("steps,time,running,tokens,hit_rate,blocks_moved_per_step,step_seconds,"
-            "prefill_tokens,tokens_per_s\n")
+            "prefill_tokens,tokens_per_s,taken_s\n")
     for n in sorted(beats):
         f.write(",".join(str(x) for x in (n,) + beats[n]) + "\n")
 errors = submit_failed + failed + (b - done - failed if not submit_failed else 0)
@@ -203,7 +206,10 @@ if note:
     print(f"processes,{backend},{mode},{ctx},{b},,,,,,,{len(full)},{note}")
     sys.exit(0)
 (n0, v0), (n1, v1) = full[0], full[-1]
-tps = (v1[2] - v0[2]) / (v1[0] - v0[0])
+# Timed on the worker's clock (taken_s): the coordinator's receipt of a heartbeat (time)
+# lags by however long the message waited, which on a busy machine is a good part of a
+# short window.
+tps = (v1[2] - v0[2]) / (v1[8] - v0[8])
 tokens_per_step = (v1[2] - v0[2]) / (n1 - n0)  # b in a window of decode steps only
 # Each later heartbeat's figures are means over its own steps (since the heartbeat before
 # it): weighted by those steps, they are the window's means.

@@ -136,6 +136,7 @@ void cli_print_status(int json, const Nosa__Serve__StatusReply *s)
                 cJSON_AddNumberToObject(x, "steps", (double)w->stats->steps);
                 cJSON_AddNumberToObject(x, "tokens", (double)w->stats->tokens);
                 cJSON_AddNumberToObject(x, "prefill_tokens", (double)w->stats->prefill_tokens);
+                cJSON_AddNumberToObject(x, "stats_taken_s", w->stats->taken_s);
             }
             cJSON_AddItemToArray(ws, x);
         }

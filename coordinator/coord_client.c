@@ -205,6 +205,7 @@ static void on_status(struct coord *c, const struct nosa_msg_peer *peer, uint64_
         ss[i].steps = w->stats.steps;
         ss[i].tokens = w->stats.tokens;
         ss[i].prefill_tokens = w->stats.prefill_tokens;
+        ss[i].taken_s = w->stats.taken_s;
         ws[i].stats = &ss[i];
         wsp[i] = &ws[i];
         if (w->alive) st.tokens_per_s += w->stats.tokens_per_s;

@@ -180,6 +180,7 @@ static void on_heartbeat(struct coord_worker *w, const Nosa__Serve__Heartbeat *h
         w->stats.steps = h->stats->steps;
         w->stats.tokens = h->stats->tokens;
         w->stats.prefill_tokens = h->stats->prefill_tokens;
+        w->stats.taken_s = h->stats->taken_s;
     }
 }
 

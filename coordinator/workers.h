@@ -22,6 +22,7 @@ struct coord_step_stats {
     double tokens_per_s, step_seconds, blocks_moved_per_step, bytes_moved_per_step;
     double cache_hit_rate;
     uint64_t steps, tokens, prefill_tokens;
+    double taken_s; /* the worker's clock when it took these (StepStats.taken_s) */
 };
 
 struct coord_worker {

@@ -35,6 +35,7 @@ void worker_stats_take(struct worker_stats *s, double now_s, Nosa__Serve__StepSt
     out->steps = s->total_steps;
     out->tokens = s->total_tokens;
     out->prefill_tokens = s->total_prefill_tokens;
+    out->taken_s = now_s;
     uint64_t total_steps = s->total_steps, total_tokens = s->total_tokens;
     uint64_t total_prefill = s->total_prefill_tokens;
     worker_stats_init(s, now_s);

@@ -153,7 +153,7 @@ static void test_no_coordinator(void)
 
 /* stats_age_s dates the last Heartbeat with statistics; heartbeat_age_s any message. A
  * worker that sends only bare heartbeats (its pulse thread) for 250 ms keeps the second near
- * zero while the first grows, and steps is the last statistics' count. */
+ * zero while the first grows, and steps and stats_taken_s are the last statistics'. */
 static void test_stats_age(struct bg *b)
 {
     fw_heartbeat(b->w);
@@ -173,6 +173,9 @@ static void test_stats_age(struct bg *b)
           "heartbeat_age_s %g, want well below stats_age_s %g: %s", hb_age, stats_age, out);
     CHECK(jnum(w, "steps") == (double)b->w->stat_beats, "steps %g, want %llu: %s",
           jnum(w, "steps"), (unsigned long long)b->w->stat_beats, out);
+    CHECK(jnum(w, "stats_taken_s") == 0.25 * (double)b->w->stat_beats,
+          "stats_taken_s %g, want the worker's %g: %s", jnum(w, "stats_taken_s"),
+          0.25 * (double)b->w->stat_beats, out);
     cJSON_Delete(o);
     free(out);
 }

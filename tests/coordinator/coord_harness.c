@@ -395,6 +395,7 @@ static void send_heartbeat(struct fake_worker *w, int leaving, int with_stats)
     h.free_slots = w->max_seqs - (uint32_t)w->n_jobs;
     if (with_stats) {
         st.steps = ++w->stat_beats;
+        st.taken_s = 0.25 * (double)st.steps; /* a worker clock the status must pass on */
         h.stats = &st;
     }
     h.leaving = leaving;

@@ -163,6 +163,8 @@ int fc_pump(struct fake_coord *fc, int timeout_ms)
             fc->last_steps = m->heartbeat->stats->steps;
             fc->last_tokens_total = m->heartbeat->stats->tokens;
             fc->last_prefill_total = m->heartbeat->stats->prefill_tokens;
+            fc->taken_not_after += m->heartbeat->stats->taken_s <= fc->last_taken_s;
+            fc->last_taken_s = m->heartbeat->stats->taken_s;
         }
         break;
     case NOSA__SERVE__WORKER_MSG__BODY_TOKENS: on_tokens(fc, m->tokens); break;

@@ -49,6 +49,8 @@ struct fake_coord {
     uint64_t max_heartbeat_gap_ms; /* the longest wait between two; a test may reset it */
     uint32_t last_running, last_free_slots;
     uint64_t last_steps, last_tokens_total, last_prefill_total;
+    double last_taken_s;  /* StepStats.taken_s of the last heartbeat with statistics */
+    int taken_not_after;  /* heartbeats whose taken_s was not after the one before */
     int errors;
     int last_error_code;
     char last_error[256];

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fake_coord.h"
@@ -252,6 +253,14 @@ static void test_jobs(void)
           (unsigned long long)g_fc.last_tokens_total, (unsigned long long)g_fc.last_steps,
           (unsigned long long)g_fc.last_prefill_total, (unsigned long long)total,
           (unsigned long long)prefilled);
+    /* Dated on the worker's monotonic clock, the one this process reads too. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now_s = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    CHECK(g_fc.last_taken_s > now_s - 10.0 && g_fc.last_taken_s <= now_s &&
+              g_fc.taken_not_after == 0,
+          "heartbeat taken_s %.3f, now %.3f, %d not after the one before", g_fc.last_taken_s,
+          now_s, g_fc.taken_not_after);
 }
 
 static int send_error_case(const void *bytes, size_t len, int frames, int want_code,
