@@ -560,12 +560,7 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
     b->prefill_rows = PREFILL_ROWS * b->prefill_lanes;
     b->max_tok = b->max_n > b->prefill_rows ? b->max_n : b->prefill_rows;
     b->scale = 1.0f / sqrtf((float)mc->head_dim);
-    b->sp.mode = (int)cfg->mode, b->sp.rep = b->rep;
-    b->sp.k_total = sc->budget_blocks - 1, b->sp.k_query = sc->query_aware_blocks - 1;
-    b->sp.sink = sc->sink_blocks, b->sp.window = sc->window_blocks;
-    b->sp.units = sc->block_size / sc->compress_stride;
-    b->sp.span = sc->compress_kernel / sc->compress_stride;
-    b->sp.scale = b->scale;
+    b->sp = select_params_of(sc, (int)cfg->mode, b->rep, b->scale);
     {
         cuda_kv *kv = &b->kv;
         struct nosa_kv_geometry g = {(uint32_t)mc->n_layers, (uint32_t)mc->n_kv_heads,

@@ -259,6 +259,19 @@ static __global__ void __launch_bounds__(SELECT_THREADS, 2)
     compact_flags(sel, kv.n_sel + ih, flag, nb, red_i);
 }
 
+select_params select_params_of(const struct nosa_sparse_config *sc, int mode, int rep,
+                               float scale)
+{
+    select_params p;
+    p.mode = mode, p.rep = rep;
+    p.k_total = sc->budget_blocks - 1, p.k_query = sc->query_aware_blocks - 1;
+    p.sink = sc->sink_blocks, p.window = sc->window_blocks;
+    p.units = sc->block_size / sc->compress_stride;
+    p.span = sc->compress_kernel / sc->compress_stride;
+    p.scale = scale;
+    return p;
+}
+
 void select_launch(cuda_kv kv, cuda_step st, int layer, select_params p, float *scratch,
                    cudaStream_t s)
 {

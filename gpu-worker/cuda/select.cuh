@@ -16,11 +16,21 @@
 #define NOSA_CUDA_SELECT_CUH
 #include "cuda_common.cuh"
 
+extern "C" {
+#include "model.h"
+}
+
 struct select_params {
     int mode; /* enum nosa_attn_mode */
     int rep, k_total, k_query, sink, window, units, span;
     float scale;
 };
+
+/* The parameters of a model's sparse settings: k_total and k_query leave out the open block,
+ * which every selection holds; units and span are a block's and a compression window's
+ * width in compressed keys. */
+select_params select_params_of(const struct nosa_sparse_config *sc, int mode, int rep,
+                               float scale);
 
 /* Compressed keys per softmax-statistics chunk: the scoring kernel's CTA (score.cu). */
 #define SELECT_STAT_KEYS 128

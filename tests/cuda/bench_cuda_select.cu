@@ -68,16 +68,7 @@ int main(int argc, char **argv)
     kv.max_blocks = (int)((ctx + sc->block_size - 1) / sc->block_size);
     kv.max_c = (int)((ctx - kv.kernel) / kv.stride + 1);
     kv.scratch_stride = select_scratch_floats(kv, rep);
-    /* As the backend sets them (backend_cuda.cu): the open block is not counted. */
-    select_params p = {2 /* nosa */,
-                       rep,
-                       sc->budget_blocks - 1,
-                       sc->query_aware_blocks - 1,
-                       sc->sink_blocks,
-                       sc->window_blocks,
-                       sc->block_size / sc->compress_stride,
-                       sc->compress_kernel / sc->compress_stride,
-                       1.0f / sqrtf((float)d)};
+    select_params p = select_params_of(sc, NOSA_ATTN_NOSA, rep, 1.0f / sqrtf((float)d));
     int pos = (int)ctx - 1, n_c = (pos + 1 - kv.kernel) / kv.stride + 1;
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
