@@ -166,11 +166,14 @@ for i in range(b):
 submit_failed = sum(j.wait() != 0 for j in jobs)
 # Heartbeats with statistics, keyed by the worker's step total (the same heartbeat seen by
 # several polls is one entry): step total -> (time, running, generated, hit, moved, step s,
-# prefilled, tok/s, taken). Its time is when the coordinator received it (stats_age_s: the
-# pulse thread's heartbeats and the Tokens messages do not move it), kept in the beats file;
-# taken is the worker's clock when its window ended, which times the window; running is the
-# coordinator's count at the first poll that saw it (jobs only leave once all are assigned,
-# so all b running then means all b ran until it).
+# prefilled, tok/s, taken, then the totals since start of step seconds, blocks selected,
+# blocks moved and hits). Its time is when the coordinator received it (stats_age_s: the
+# pulse thread's heartbeats and the Tokens messages do not move it); taken is the worker's
+# clock when its window ended, which times the window; running is the coordinator's count at
+# the first poll that saw it (jobs only leave once all are assigned, so all b running then
+# means all b ran until it). Polls miss heartbeats (one every 0.2 s against one per quarter
+# of the timeout), so the window's figures come from differences of totals, never from the
+# per-heartbeat means, which cover only the steps since the heartbeat just before.
 beats = {}
 done = failed = 0
 deadline = time.time() + 3600
@@ -184,13 +187,16 @@ while not submit_failed and done + failed < b and time.time() < deadline:
             beats[w["steps"]] = (round(now - w["stats_age_s"], 3), w["running"], w["tokens"],
                                  w["cache_hit_rate"], w["blocks_moved_per_step"],
                                  w["step_seconds"], w["prefill_tokens"], w["tokens_per_s"],
-                                 w["stats_taken_s"])
+                                 w["stats_taken_s"], w["step_seconds_total"],
+                                 w["blocks_selected_total"], w["blocks_moved_total"],
+                                 w["block_hits_total"])
     except (ValueError, KeyError, IndexError, subprocess.TimeoutExpired):
         pass
     time.sleep(0.2)
 with open(f"{run}/beats-{mode}-{ctx}-{b}.csv", "w") as f:  # every heartbeat, for a look later
     f.write("steps,time,running,tokens,hit_rate,blocks_moved_per_step,step_seconds,"
-            "prefill_tokens,tokens_per_s,taken_s\n")
+            "prefill_tokens,tokens_per_s,taken_s,step_seconds_total,blocks_selected_total,"
+            "blocks_moved_total,block_hits_total\n")
     for n in sorted(beats):
         f.write(",".join(str(x) for x in (n,) + beats[n]) + "\n")
 errors = submit_failed + failed + (b - done - failed if not submit_failed else 0)
@@ -210,20 +216,18 @@ if note:
 # lags by however long the message waited, which on a busy machine is a good part of a
 # short window.
 tps = (v1[2] - v0[2]) / (v1[8] - v0[8])
-tokens_per_step = (v1[2] - v0[2]) / (n1 - n0)  # b in a window of decode steps only
-# Each later heartbeat's figures are means over its own steps (since the heartbeat before
-# it): weighted by those steps, they are the window's means.
-win = [(n - p, v) for (p, _), (n, v) in zip(full, full[1:])]
-steps = sum(k for k, _ in win)
-hit = sum(k * v[3] for k, v in win) / steps
-moved = sum(k * v[4] for k, v in win) / steps
-step_ms = 1e3 * sum(k * v[5] for k, v in win) / steps
-# The worker's own rate over the same windows (its clock, its token count): a second
-# estimate, which should agree.
-tps_worker = sum(k * v[7] for k, v in win) / steps
+steps = n1 - n0
+tokens_per_step = (v1[2] - v0[2]) / steps  # b in a window of decode steps only
+selected = v1[10] - v0[10]
+hit = (v1[12] - v0[12]) / selected if selected else 0.0
+moved = (v1[11] - v0[11]) / steps
+step_ms = 1e3 * (v1[9] - v0[9]) / steps
+# The same window timed by the coordinator's receipt of the two heartbeats: a second
+# estimate, which should agree unless messages waited long.
+tps_coord = (v1[2] - v0[2]) / (v1[0] - v0[0])
 notes = []
-if abs(tps - tps_worker) > 0.2 * tps_worker:
-    notes.append(f"the heartbeats' own tokens/s is {tps_worker:.0f} (beats csv)")
+if abs(tps - tps_coord) > 0.2 * tps:
+    notes.append(f"timed by the coordinator's receipt, tokens/s is {tps_coord:.0f} (beats csv)")
 if tokens_per_step != b:
     notes.append(f"{tokens_per_step:.2f} tokens per step, not {b}: not all decode")
 # The prompt and BOS, plus the tokens each job had generated, midway through the window.

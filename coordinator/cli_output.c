@@ -136,7 +136,12 @@ void cli_print_status(int json, const Nosa__Serve__StatusReply *s)
                 cJSON_AddNumberToObject(x, "steps", (double)w->stats->steps);
                 cJSON_AddNumberToObject(x, "tokens", (double)w->stats->tokens);
                 cJSON_AddNumberToObject(x, "prefill_tokens", (double)w->stats->prefill_tokens);
-                cJSON_AddNumberToObject(x, "stats_taken_s", w->stats->taken_s);
+                cJSON_AddNumberToObject(x, "stats_taken_s", st->taken_s);
+                cJSON_AddNumberToObject(x, "step_seconds_total", st->step_seconds_total);
+                cJSON_AddNumberToObject(x, "blocks_selected_total",
+                                        (double)st->blocks_selected_total);
+                cJSON_AddNumberToObject(x, "blocks_moved_total", (double)st->blocks_moved_total);
+                cJSON_AddNumberToObject(x, "block_hits_total", (double)st->block_hits_total);
             }
             cJSON_AddItemToArray(ws, x);
         }

@@ -206,6 +206,10 @@ static void on_status(struct coord *c, const struct nosa_msg_peer *peer, uint64_
         ss[i].tokens = w->stats.tokens;
         ss[i].prefill_tokens = w->stats.prefill_tokens;
         ss[i].taken_s = w->stats.taken_s;
+        ss[i].step_seconds_total = w->stats.step_seconds_total;
+        ss[i].blocks_selected_total = w->stats.blocks_selected_total;
+        ss[i].blocks_moved_total = w->stats.blocks_moved_total;
+        ss[i].block_hits_total = w->stats.block_hits_total;
         ws[i].stats = &ss[i];
         wsp[i] = &ws[i];
         if (w->alive) st.tokens_per_s += w->stats.tokens_per_s;

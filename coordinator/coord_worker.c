@@ -181,6 +181,10 @@ static void on_heartbeat(struct coord_worker *w, const Nosa__Serve__Heartbeat *h
         w->stats.tokens = h->stats->tokens;
         w->stats.prefill_tokens = h->stats->prefill_tokens;
         w->stats.taken_s = h->stats->taken_s;
+        w->stats.step_seconds_total = h->stats->step_seconds_total;
+        w->stats.blocks_selected_total = h->stats->blocks_selected_total;
+        w->stats.blocks_moved_total = h->stats->blocks_moved_total;
+        w->stats.block_hits_total = h->stats->block_hits_total;
     }
 }
 

@@ -23,6 +23,8 @@ struct coord_step_stats {
     double cache_hit_rate;
     uint64_t steps, tokens, prefill_tokens;
     double taken_s; /* the worker's clock when it took these (StepStats.taken_s) */
+    double step_seconds_total;
+    uint64_t blocks_selected_total, blocks_moved_total, block_hits_total;
 };
 
 struct coord_worker {

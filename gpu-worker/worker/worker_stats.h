@@ -1,7 +1,8 @@
 /* worker_stats.h: the decode statistics a worker reports in each Heartbeat (StepStats).
  *
  * This module owns: the window of steps since the last heartbeat (time, tokens, blocks and
- * bytes moved, cache hits) and the totals since start. */
+ * bytes moved, cache hits) and the totals since start, which let a reader take any two
+ * heartbeats' difference as that window's exact figures. */
 #ifndef NOSA_WORKER_STATS_H
 #define NOSA_WORKER_STATS_H
 
@@ -10,13 +11,15 @@
 #include "engine.h"
 #include "serve.pb-c.h"
 
-struct worker_stats {
-    /* the window since the last heartbeat */
-    double window_start_s;
-    uint64_t steps, tokens, selected, transferred, hits, bytes_h2d;
+struct worker_stats_counts {
+    uint64_t steps, tokens, prefill_tokens, selected, transferred, hits, bytes_h2d;
     double step_seconds;
-    /* since start */
-    uint64_t total_steps, total_tokens, total_prefill_tokens;
+};
+
+struct worker_stats {
+    double window_start_s;
+    struct worker_stats_counts window; /* since the last heartbeat */
+    struct worker_stats_counts total;  /* since start */
 };
 
 void worker_stats_init(struct worker_stats *s, double now_s);

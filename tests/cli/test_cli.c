@@ -153,7 +153,8 @@ static void test_no_coordinator(void)
 
 /* stats_age_s dates the last Heartbeat with statistics; heartbeat_age_s any message. A
  * worker that sends only bare heartbeats (its pulse thread) for 250 ms keeps the second near
- * zero while the first grows, and steps and stats_taken_s are the last statistics'. */
+ * zero while the first grows, and steps, stats_taken_s and the totals are the last
+ * statistics'. */
 static void test_stats_age(struct bg *b)
 {
     fw_heartbeat(b->w);
@@ -173,9 +174,13 @@ static void test_stats_age(struct bg *b)
           "heartbeat_age_s %g, want well below stats_age_s %g: %s", hb_age, stats_age, out);
     CHECK(jnum(w, "steps") == (double)b->w->stat_beats, "steps %g, want %llu: %s",
           jnum(w, "steps"), (unsigned long long)b->w->stat_beats, out);
-    CHECK(jnum(w, "stats_taken_s") == 0.25 * (double)b->w->stat_beats,
-          "stats_taken_s %g, want the worker's %g: %s", jnum(w, "stats_taken_s"),
-          0.25 * (double)b->w->stat_beats, out);
+    double beats = (double)b->w->stat_beats;
+    CHECK(jnum(w, "stats_taken_s") == 0.25 * beats &&
+              jnum(w, "step_seconds_total") == 0.01 * beats &&
+              jnum(w, "blocks_selected_total") == 10 * beats &&
+              jnum(w, "blocks_moved_total") == 3 * beats &&
+              jnum(w, "block_hits_total") == 5 * beats,
+          "stats_taken_s and the totals, want the worker's for %g heartbeats: %s", beats, out);
     cJSON_Delete(o);
     free(out);
 }

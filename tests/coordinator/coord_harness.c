@@ -395,7 +395,12 @@ static void send_heartbeat(struct fake_worker *w, int leaving, int with_stats)
     h.free_slots = w->max_seqs - (uint32_t)w->n_jobs;
     if (with_stats) {
         st.steps = ++w->stat_beats;
-        st.taken_s = 0.25 * (double)st.steps; /* a worker clock the status must pass on */
+        /* A worker clock and totals the status must pass on. */
+        st.taken_s = 0.25 * (double)st.steps;
+        st.step_seconds_total = 0.01 * (double)st.steps;
+        st.blocks_selected_total = 10 * st.steps;
+        st.blocks_moved_total = 3 * st.steps;
+        st.block_hits_total = 5 * st.steps;
         h.stats = &st;
     }
     h.leaving = leaving;

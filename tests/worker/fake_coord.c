@@ -165,6 +165,10 @@ int fc_pump(struct fake_coord *fc, int timeout_ms)
             fc->last_prefill_total = m->heartbeat->stats->prefill_tokens;
             fc->taken_not_after += m->heartbeat->stats->taken_s <= fc->last_taken_s;
             fc->last_taken_s = m->heartbeat->stats->taken_s;
+            fc->last_step_seconds_total = m->heartbeat->stats->step_seconds_total;
+            fc->last_selected_total = m->heartbeat->stats->blocks_selected_total;
+            fc->last_moved_total = m->heartbeat->stats->blocks_moved_total;
+            fc->last_hits_total = m->heartbeat->stats->block_hits_total;
         }
         break;
     case NOSA__SERVE__WORKER_MSG__BODY_TOKENS: on_tokens(fc, m->tokens); break;

@@ -50,6 +50,8 @@ struct fake_coord {
     uint32_t last_running, last_free_slots;
     uint64_t last_steps, last_tokens_total, last_prefill_total;
     double last_taken_s;  /* StepStats.taken_s of the last heartbeat with statistics */
+    double last_step_seconds_total;
+    uint64_t last_selected_total, last_moved_total, last_hits_total;
     int taken_not_after;  /* heartbeats whose taken_s was not after the one before */
     int errors;
     int last_error_code;

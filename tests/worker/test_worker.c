@@ -18,13 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "fake_coord.h"
 #include "kvh_client.h"
 #include "node_harness.h"
 #include "test_util.h"
+#include "worker_clock.h"
 
 static struct nh_node g_node;
 static struct fake_coord g_fc;
@@ -253,14 +253,18 @@ static void test_jobs(void)
           (unsigned long long)g_fc.last_tokens_total, (unsigned long long)g_fc.last_steps,
           (unsigned long long)g_fc.last_prefill_total, (unsigned long long)total,
           (unsigned long long)prefilled);
-    /* Dated on the worker's monotonic clock, the one this process reads too. */
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double now_s = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    /* Dated on the worker's monotonic clock, which this process reads too. */
+    double now_s = worker_now_s();
     CHECK(g_fc.last_taken_s > now_s - 10.0 && g_fc.last_taken_s <= now_s &&
               g_fc.taken_not_after == 0,
           "heartbeat taken_s %.3f, now %.3f, %d not after the one before", g_fc.last_taken_s,
           now_s, g_fc.taken_not_after);
+    /* The totals since start: every selected block was a hit or was moved (offloaded). */
+    CHECK(g_fc.last_step_seconds_total > 0.0 && g_fc.last_selected_total > 0 &&
+              g_fc.last_hits_total + g_fc.last_moved_total == g_fc.last_selected_total,
+          "heartbeat totals: %.3f s of steps, %llu selected, %llu hits, %llu moved",
+          g_fc.last_step_seconds_total, (unsigned long long)g_fc.last_selected_total,
+          (unsigned long long)g_fc.last_hits_total, (unsigned long long)g_fc.last_moved_total);
 }
 
 static int send_error_case(const void *bytes, size_t len, int frames, int want_code,
