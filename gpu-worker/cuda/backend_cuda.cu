@@ -16,10 +16,7 @@
  * overlaps the rest of the step (later layers); the step joins it before returning, so a
  * block is in the arena when the call returns (ARCHITECTURE.md). The delta copy of layer l
  * depends on layer l's selection, which depends on layer l's query, so it cannot start
- * earlier; inside attention, the misses' PCIe reads overlap the hits' attention. With
- * NOSA_CUDA_PIPELINE > 1 an offloaded sparse decode step's layer takes its tokens in chunks
- * (layer_attend): one chunk's selection runs while the chunk before's attention waits on the
- * link.
+ * earlier; inside attention, the misses' PCIe reads overlap the hits' attention.
  *
  * Everything is allocated in create(): no cudaMalloc on the decode path. */
 #include <math.h>
@@ -50,7 +47,6 @@ extern "C" {
 #include "backend_cuda.h"
 #include "bf16.h"
 #include "ops.h"
-#include "parse.h"
 }
 
 #define REG_CHUNK (64ull << 30) /* cudaHostRegister at most 64 GiB per call */
@@ -67,11 +63,6 @@ extern "C" {
 /* Prompts a prefill round runs side by side (at most; fewer with fewer slots): the rounds'
  * attention side is a chain of small launches whose time barely grows with their width. */
 #define PREFILL_LANES 16
-/* The decode pipeline of token chunks (layer_attend): NOSA_CUDA_PIPELINE's ceiling and
- * default, and the fewest tokens a chunk may have (NOSA_CUDA_PIPELINE_TOKENS's default). */
-#define PIPE_MAX 8
-#define PIPE_DEFAULT 1
-#define PIPE_TOKENS_DEFAULT 32
 
 /* Phases of nosa_step_stats' time split. The delta copy runs inside attention (attention.cuh)
  * and is timed as attention: copy_s stays 0. */
@@ -87,7 +78,6 @@ struct phase_span {
  * identical work, so a graph captured for one replays any other. */
 struct step_shape {
     int n, chunk, n_chunks, score_keys, want_logits;
-    int pipe; /* token chunks of the selection/attention pipeline (1: none) */
 };
 
 struct layer_dev {
@@ -106,12 +96,9 @@ struct nosa_backend {
     void *reg_ptr[MAX_REG_CHUNKS];   /* registrations we own */
     int n_reg;
     /* stream: the step (highest priority); side: write-backs (copy engine); ahead: the
-     * read-ahead's copies (lowest priority: they have a whole step to finish); att_stream: the
-     * pipeline's attention (lowest priority, so that the next chunk's selection on the main
-     * stream takes the SMs its CTAs free while they wait on the link). */
-    cudaStream_t stream, side, ahead, att_stream;
-    cudaEvent_t ev_main, ev_side, ev_ahead, ev_att;
-    int pipe_max, pipe_tokens; /* NOSA_CUDA_PIPELINE, NOSA_CUDA_PIPELINE_TOKENS */
+     * read-ahead's copies (lowest priority: they have a whole step to finish). */
+    cudaStream_t stream, side, ahead;
+    cudaEvent_t ev_main, ev_side, ev_ahead;
     cublasHandle_t blas;
     int hid, qdim, kvdim, qkvdim, inter, vocab, n_heads, n_kv, d, rep, bs, max_n, max_tok;
     int prefill_lanes, prefill_rows; /* forward_prefill's lanes and GEMM rows */
@@ -154,7 +141,6 @@ struct nosa_backend {
     struct step_shape graph_shape, last_shape;
     int shape_repeats;
     unsigned long graph_launches, graph_captures;
-    unsigned long pipelined_steps; /* decode steps whose layers ran the pipeline */
 };
 
 static double now_seconds(void)
@@ -177,7 +163,6 @@ static void cuda_destroy(struct nosa_backend *b)
     if (b->stream) (void)cudaStreamSynchronize(b->stream);
     if (b->side) (void)cudaStreamSynchronize(b->side);
     if (b->ahead) (void)cudaStreamSynchronize(b->ahead);
-    if (b->att_stream) (void)cudaStreamSynchronize(b->att_stream);
     if (b->layers) {
         for (int l = 0; l < b->model->cfg.n_layers; l++) {
             struct layer_dev *L = &b->layers[l];
@@ -220,40 +205,14 @@ static void cuda_destroy(struct nosa_backend *b)
     if (b->ev_side) (void)cudaEventDestroy(b->ev_side);
     if (b->ev_ahead) (void)cudaEventDestroy(b->ev_ahead);
     if (b->ev_info) (void)cudaEventDestroy(b->ev_info);
-    if (b->ev_att) (void)cudaEventDestroy(b->ev_att);
     if (b->stream) (void)cudaStreamDestroy(b->stream);
     if (b->side) (void)cudaStreamDestroy(b->side);
     if (b->ahead) (void)cudaStreamDestroy(b->ahead);
-    if (b->att_stream) (void)cudaStreamDestroy(b->att_stream);
     free(b->h_groups);
     free(b->n_known);
     free(b->len);
     free(b->stepped);
     free(b);
-}
-
-/* The decode pipeline's settings from the environment: NOSA_CUDA_PIPELINE = token chunks at
- * most (1 to PIPE_MAX; 1 turns it off), NOSA_CUDA_PIPELINE_TOKENS = tokens per chunk at
- * least (the tests set 1 to reach it with two sequences). */
-static int pipeline_config(struct nosa_backend *b, char *err, size_t errlen)
-{
-    static const struct {
-        const char *name;
-        long lo, hi, def;
-    } knobs[2] = {{"NOSA_CUDA_PIPELINE", 1, PIPE_MAX, PIPE_DEFAULT},
-                  {"NOSA_CUDA_PIPELINE_TOKENS", 1, 1 << 20, PIPE_TOKENS_DEFAULT}};
-    long v[2];
-    for (int k = 0; k < 2; k++) {
-        const char *e = getenv(knobs[k].name);
-        char why[128];
-        v[k] = knobs[k].def;
-        if (e && nosa_parse_long(e, knobs[k].lo, knobs[k].hi, &v[k], why, sizeof(why))) {
-            nosa_set_error(err, errlen, "cuda backend: %s: %s", knobs[k].name, why);
-            return -EINVAL;
-        }
-    }
-    b->pipe_max = (int)v[0], b->pipe_tokens = (int)v[1];
-    return 0;
 }
 
 /* cudaMalloc of n elements of sz bytes into *p. */
@@ -674,21 +633,17 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
         CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
         CUDA_CHECK(cudaStreamCreateWithPriority(&b->stream, cudaStreamNonBlocking, greatest));
         CUDA_CHECK(cudaStreamCreateWithPriority(&b->ahead, cudaStreamNonBlocking, least));
-        CUDA_CHECK(cudaStreamCreateWithPriority(&b->att_stream, cudaStreamNonBlocking,
-                                                getenv("EXP_ATT_HI") ? greatest : least));
     }
     CUDA_CHECK(cudaStreamCreateWithFlags(&b->side, cudaStreamNonBlocking));
     CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_main, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_side, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_ahead, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_info, cudaEventDisableTiming));
-    CUDA_CHECK(cudaEventCreateWithFlags(&b->ev_att, cudaEventDisableTiming));
     CUBLAS_CHECK(cublasCreate(&b->blas));
     CUBLAS_CHECK(cublasSetStream(b->blas, b->stream));
     CUDA_CHECK(cudaMalloc(&b->blas_ws, BLAS_WORKSPACE));
     CUBLAS_CHECK(cublasSetWorkspace(b->blas, b->blas_ws, BLAS_WORKSPACE));
     if ((rc = alloc_marks(b, err, errlen))) goto fail;
-    if ((rc = pipeline_config(b, err, errlen))) goto fail;
     {
         const char *g = getenv("NOSA_CUDA_GRAPHS");
         b->use_graphs = !(g && strcmp(g, "0") == 0);
@@ -781,19 +736,7 @@ static struct step_shape step_shape_of(const struct nosa_backend *b, int n, cons
     sh.n_chunks = (ent + sh.chunk - 1) / sh.chunk;
     sh.score_keys = max_nc ? round_up(max_nc, SCORE_KEYS_GRANULE, b->kv.max_c) : 0;
     sh.want_logits = want_logits;
-    sh.pipe = 1;
     return sh;
-}
-
-/* Token chunks of a decode step of n tokens: the pipeline is for steps whose attention waits
- * on the link (offloaded, sparse); resident steps lost 20-27% to it (bench/RESULTS.md, fifth
- * session). The read-ahead's plan reads the whole step's scores after its attention, which
- * the chunks' scoring overwrites, so it keeps the step in one piece. */
-static int decode_pipe_chunks(const struct nosa_backend *b, int n)
-{
-    if (!b->kv.offload || b->sp.mode == NOSA_ATTN_DENSE || b->kv.prefetch > 0) return 1;
-    int k = n / b->pipe_tokens;
-    return k < 1 ? 1 : k > b->pipe_max ? b->pipe_max : k;
 }
 
 /* Records the next timing mark on s; returns its index, -1 when not timing. While a graph is
@@ -908,16 +851,6 @@ fail:
     return rc;
 }
 
-/* The pool lists of the tokens from token t0 of a step on (their rows), so that the
- * pipeline's chunks do not share rows. */
-static pool_lists pool_lists_from(const struct nosa_backend *b, int t0)
-{
-    size_t row = (size_t)t0 * (size_t)b->n_kv, mb = (size_t)b->kv.max_blocks;
-    pool_lists pl = b->pl;
-    pl.ptrs += row * (mb + 1), pl.n_ent += row, pl.miss_src += row * mb;
-    return pl;
-}
-
 /* Layer l's attention side for the tokens of st (distinct slots), whose rows start at row r0
  * of qkv, cis and att: append K/V (+ compression), scoring, selection, delta, attention (the
  * misses' copy inside it), then, unless `may_complete` says no token completes a block, the
@@ -925,15 +858,7 @@ static pool_lists pool_lists_from(const struct nosa_backend *b, int t0)
  * plan and copies (kv.prefetch). The write-back and the read-ahead's copies go on side
  * streams (`side_streams`, overlapping the rest of the step, which joins them) or in order
  * on the main stream, where a later token of the same slot reuses the open block the
- * write-back reads and the pool the read-ahead fills.
- * With sh->pipe > 1 (decode_pipe_chunks) the tokens go in that many chunks: chunk c's
- * scoring, selection and delta (main stream) run while chunk c - 1's attention, its misses
- * on the link, does (att stream), and the main stream joins the last attention. The chunks
- * share the selection's scratch (in main-stream order: a chunk's delta reads it before the
- * next chunk's scoring writes it) and the attention's partials (in att-stream order), and
- * each token's arithmetic is the unpipelined one (same kernels, same attention split), so
- * the result is the same bit for bit. Timed: the first chunk's selection as selection, from
- * there to the join as attention (the later chunks' selection runs beneath it). */
+ * write-back reads and the pool the read-ahead fills. */
 static int layer_attend(struct nosa_backend *b, int l, cuda_step st, int r0,
                         const struct step_shape *sh, int may_complete, int side_streams,
                         char *err, size_t errlen)
@@ -942,35 +867,24 @@ static int layer_attend(struct nosa_backend *b, int l, cuda_step st, int r0,
     cudaStream_t s = b->stream;
     int qd = b->qdim, kvd = b->kvdim, ld = b->qkvdim;
     const float *qkv = b->qkv + (size_t)r0 * (size_t)ld;
-    int m_sel, m_att = -1;
-    cudaStream_t as = s; /* the attention's stream */
+    int m_sel, m_att;
     kv_append_launch(b->kv, st, l, qkv, ld, qd, qd + kvd, b->cis + (size_t)r0 * (size_t)b->n_kv,
                      s);
     LAUNCHED();
     m_sel = mark(b, s, err, errlen);
-    for (int c = 0; c < sh->pipe; c++) {
-        int t0 = (int)((long)st.n * c / sh->pipe), t1 = (int)((long)st.n * (c + 1) / sh->pipe);
-        cuda_step sc = {st.slot + t0, st.pos + t0, t1 - t0};
-        const float *qc = qkv + (size_t)t0 * (size_t)ld;
-        pool_lists pl = pool_lists_from(b, t0);
-        score_launch(b->kv, sc, l, b->sp, qc, ld, b->sel_scratch, sh->score_keys, s);
-        LAUNCHED();
-        select_launch(b->kv, sc, l, b->sp, b->sel_scratch, s);
-        LAUNCHED();
-        pool_delta_launch(b->kv, sc, l, pl, b->arena_dev, b->d_groups, b->kv.max_blocks,
-                          b->sel_scratch, b->sp.rep, b->d_stats, s);
-        LAUNCHED();
-        if (c == 0) {
-            m_att = mark(b, s, err, errlen);
-            span(b, PHASE_SELECT, m_sel, m_att);
-        }
-        if (sh->pipe > 1 && (rc = fork_stream(b, 1, b->att_stream, &as, err, errlen))) return rc;
-        attention_launch(b->att + (size_t)(r0 + t0) * (size_t)qd, b->att_part, qc, ld, pl.ptrs,
-                         b->kv.offload ? pl.miss_src : NULL, pl.n_ent, b->kv, sc, b->rep,
-                         b->scale, sh->chunk, sh->n_chunks, as);
-        LAUNCHED();
-    }
-    if (as != s && (rc = join_stream(b, as, b->ev_att, err, errlen))) return rc;
+    score_launch(b->kv, st, l, b->sp, qkv, ld, b->sel_scratch, sh->score_keys, s);
+    LAUNCHED();
+    select_launch(b->kv, st, l, b->sp, b->sel_scratch, s);
+    LAUNCHED();
+    pool_delta_launch(b->kv, st, l, b->pl, b->arena_dev, b->d_groups, b->kv.max_blocks,
+                      b->sel_scratch, b->sp.rep, b->d_stats, s);
+    LAUNCHED();
+    m_att = mark(b, s, err, errlen);
+    span(b, PHASE_SELECT, m_sel, m_att);
+    attention_launch(b->att + (size_t)r0 * (size_t)qd, b->att_part, qkv, ld, b->pl.ptrs,
+                     b->kv.offload ? b->pl.miss_src : NULL, b->pl.n_ent, b->kv, st, b->rep,
+                     b->scale, sh->chunk, sh->n_chunks, s);
+    LAUNCHED();
     span(b, PHASE_ATTN, m_att, mark(b, s, err, errlen));
     if (may_complete && b->kv.offload) {
         pool_complete_launch(b->kv, st, l, s);
@@ -1379,9 +1293,7 @@ static int cuda_decode(struct nosa_backend *b, int n, const int *slots, const in
     {
         struct step_shape sh = step_shape_of(b, n, hp,
                                              out && (out->logits || out->argmax || drawn));
-        sh.pipe = decode_pipe_chunks(b, n);
         if ((rc = forward_decode(b, &sh, err, errlen))) return rc;
-        if (sh.pipe > 1) b->pipelined_steps++;
     }
     if (out && out->argmax) {
         argmax_launch(b->d_argmax, b->logits, n, b->vocab, b->stream);
@@ -1502,11 +1414,6 @@ extern "C" void nosa_backend_cuda_graph_counts(const struct nosa_backend *b,
 {
     *captures = b->graph_captures;
     *launches = b->graph_launches;
-}
-
-extern "C" unsigned long nosa_backend_cuda_pipelined_steps(const struct nosa_backend *b)
-{
-    return b->pipelined_steps;
 }
 
 extern "C" const struct nosa_backend_ops nosa_backend_cuda_ops = {

@@ -31,10 +31,6 @@
  *   dense;
  * - decode steps replayed from CUDA graphs give logits bit-identical to steps without graphs
  *   (NOSA_CUDA_GRAPHS=0), and graphs are in fact captured and replayed;
- * - every check runs the offloaded configurations (without the read-ahead) through the
- *   decode pipeline of token chunks (NOSA_CUDA_PIPELINE=2, chunks of one token), whose logits
- *   are bit-identical to one chunk's (NOSA_CUDA_PIPELINE=1); the resident and read-ahead
- *   configurations do not pipeline; a pipeline setting out of range fails the create;
  * - a slot rebuilt by seq_resume from the arena (then prefilled to the same length) decodes
  *   bit-identically to the slot that was prefilled, resident and offloaded;
  * - a row drawn by top-p with temperature (decode's sampled output) is, on both backends, the
@@ -509,10 +505,9 @@ static void run_mode(const struct nosa_model *m, const struct run_cfg *rc, float
 }
 
 /* GPU only: logits of the whole run for one configuration, next tokens fixed. The graph
- * counts of the backend go to graphs[2] (captures, launches) and its pipelined steps to
- * *pipelined when not NULL. */
+ * counts of the backend go to graphs[2] (captures, launches) when not NULL. */
 static void gpu_trace(const struct nosa_model *m, const struct run_cfg *rc, float *trace,
-                      unsigned long *graphs, unsigned long *pipelined)
+                      unsigned long *graphs)
 {
     char err[256];
     struct side gpu;
@@ -539,7 +534,6 @@ static void gpu_trace(const struct nosa_model *m, const struct run_cfg *rc, floa
         REQUIRE(r == 0, "decode: %s", err);
     }
     if (graphs) nosa_backend_cuda_graph_counts(gpu.b, &graphs[0], &graphs[1]);
-    if (pipelined) *pipelined = nosa_backend_cuda_pipelined_steps(gpu.b);
     side_close(&gpu);
 }
 
@@ -871,11 +865,6 @@ int main(void)
     REQUIRE(nosa_model_load(dir, &m, err, sizeof(err)) == 0, "%s", err);
     nosa_model_free(m0);
 
-    /* Two chunks of one token each, so that two sequences reach the decode pipeline: every
-     * offloaded check below runs through it; "pipelined == not" checks the path without. */
-    REQUIRE(setenv("NOSA_CUDA_PIPELINE", "2", 1) == 0 &&
-                setenv("NOSA_CUDA_PIPELINE_TOKENS", "1", 1) == 0,
-            "setenv");
     /* Indices below: 0 dense, 1-2 infllmv2, 3-4 nosa (resident, offloaded), 5-6 the two
      * offloaded with the read-ahead. */
     static const struct run_cfg runs[] = {
@@ -910,51 +899,11 @@ int main(void)
     REQUIRE(ta && tb, "out of memory");
     /* Offloaded == resident, bit for bit, with and without the read-ahead. */
     for (int k = 1; k < 5; k += 2) {
-        gpu_trace(m, &runs[k], ta, NULL, NULL);
+        gpu_trace(m, &runs[k], ta, NULL);
         for (int o = 0; o < 2; o++) {
             const struct run_cfg *off = &runs[o ? 5 + k / 2 : k + 1];
-            gpu_trace(m, off, tb, NULL, NULL);
+            gpu_trace(m, off, tb, NULL);
             CHECK(same_trace(ta, tb, tn), "%s and %s logits differ", runs[k].name, off->name);
-        }
-    }
-    /* The pipeline's chunks == one pass over the batch, bit for bit; only offloaded steps
-     * without the read-ahead pipeline. */
-    for (int k = 1; k < n_runs; k++) {
-        unsigned long piped = 0, unpiped = 0;
-        int want = runs[k].offload && !runs[k].prefetch ? g_steps : 0;
-        gpu_trace(m, &runs[k], ta, NULL, &piped);
-        REQUIRE(setenv("NOSA_CUDA_PIPELINE", "1", 1) == 0, "setenv");
-        gpu_trace(m, &runs[k], tb, NULL, &unpiped);
-        REQUIRE(setenv("NOSA_CUDA_PIPELINE", "2", 1) == 0, "setenv");
-        CHECK(same_trace(ta, tb, tn), "%s: pipelined and unpipelined logits differ",
-              runs[k].name);
-        CHECK(piped == (unsigned long)want && unpiped == 0,
-              "%s: %lu of %d steps pipelined (want %d), %lu with NOSA_CUDA_PIPELINE=1",
-              runs[k].name, piped, g_steps, want, unpiped);
-        printf("%-14s pipeline: %lu of %d steps in 2 chunks, logits identical to 1 chunk\n",
-               runs[k].name, piped, g_steps);
-    }
-    {
-        /* A pipeline setting out of range fails the create, with its name. */
-        static const char *bad[][2] = {{"NOSA_CUDA_PIPELINE", "0"},
-                                       {"NOSA_CUDA_PIPELINE", "9"},
-                                       {"NOSA_CUDA_PIPELINE", "4x"},
-                                       {"NOSA_CUDA_PIPELINE_TOKENS", "0"}};
-        for (int i = 0; i < 4; i++) {
-            struct test_arena pa;
-            test_arena_init(&pa, &m->cfg, 4);
-            struct nosa_backend_config pc = side_config(m, &runs[4], &pa.arena);
-            struct nosa_backend *pb = NULL;
-            const char *was = getenv(bad[i][0]);
-            char keep[32];
-            snprintf(keep, sizeof(keep), "%s", was ? was : "");
-            REQUIRE(setenv(bad[i][0], bad[i][1], 1) == 0, "setenv");
-            int r = nosa_backend_cuda_ops.create(m, &pc, &pb, err, sizeof(err));
-            REQUIRE(setenv(bad[i][0], keep, 1) == 0, "setenv");
-            CHECK(r == -EINVAL && !pb && strstr(err, bad[i][0]),
-                  "%s=%s: create gave %d (%s)", bad[i][0], bad[i][1], r, err);
-            if (pb) nosa_backend_cuda_ops.destroy(pb);
-            test_arena_free(&pa);
         }
     }
     /* Graph replays == direct launches, bit for bit. */
@@ -962,9 +911,9 @@ int main(void)
     for (size_t g = 0; g < sizeof(graph_runs) / sizeof(graph_runs[0]); g++) {
         int k = graph_runs[g];
         unsigned long graphs[2];
-        gpu_trace(m, &runs[k], ta, graphs, NULL);
+        gpu_trace(m, &runs[k], ta, graphs);
         REQUIRE(setenv("NOSA_CUDA_GRAPHS", "0", 1) == 0, "setenv");
-        gpu_trace(m, &runs[k], tb, NULL, NULL);
+        gpu_trace(m, &runs[k], tb, NULL);
         REQUIRE(unsetenv("NOSA_CUDA_GRAPHS") == 0, "unsetenv");
         CHECK(same_trace(ta, tb, tn), "%s: graph and direct logits differ", runs[k].name);
         CHECK(graphs[0] > 0 && graphs[1] > (unsigned long)g_steps / 2,
@@ -992,9 +941,9 @@ int main(void)
     /* A budget covering every block: the sparse modes are dense, bit for bit. */
     m->cfg.sparse.budget_blocks = MAX_CTX / m->cfg.sparse.block_size + 1;
     m->cfg.sparse.query_aware_blocks = m->cfg.sparse.budget_blocks;
-    gpu_trace(m, &runs[0], ta, NULL, NULL);
+    gpu_trace(m, &runs[0], ta, NULL);
     for (int k = 1; k < n_runs; k++) {
-        gpu_trace(m, &runs[k], tb, NULL, NULL);
+        gpu_trace(m, &runs[k], tb, NULL);
         CHECK(same_trace(ta, tb, tn), "full budget %s differs from dense", runs[k].name);
     }
     free(ta);
