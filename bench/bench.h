@@ -223,9 +223,9 @@ int bench_run_instance(struct bench_ctx *c, const struct nosa_backend_ops *ops,
                        const struct bench_instance_spec *sp, struct bench_results *res,
                        char *err, size_t errlen);
 
-/* Memory a backend instance holds on device, measured: creates it with 1 and 2 slots (cuda)
- * and returns the fixed part and the per-slot slope; -ENOTSUP on backends without device
- * memory. */
+/* Memory a backend instance holds on device, measured: creates it with L and L + 1 slots
+ * (cuda; L = ops->prefill_lanes, past which its prefill buffers stop growing) and returns
+ * the fixed part and the per-slot slope; -ENOTSUP on backends without device memory. */
 int bench_run_probe_memory(struct bench_ctx *c, const struct nosa_backend_ops *ops,
                            const struct bench_mode *mode, int max_context, int device,
                            double *fixed_b, double *per_seq_b, char *err, size_t errlen);

@@ -859,12 +859,17 @@ int bench_run_probe_memory(struct bench_ctx *c, const struct nosa_backend_ops *o
         nosa_set_error(err, errlen, "backend cpu holds no device memory");
         return -ENOTSUP;
     }
+    /* A backend sizes its prefill buffers for min(slots, prefill_lanes) prompts, so from 1 to
+     * 2 slots it also adds a lane's activations (~15 MB at the 1B shape), which batches past
+     * the lanes do not pay again: the slope is taken where the lanes are all there. */
+    int lo = ops->prefill_lanes > 1 ? ops->prefill_lanes : 1, slots[2] = {lo, lo + 1};
     double used[2] = {0.0, 0.0};
     for (int k = 0; k < 2; k++) {
         uint64_t f0, f1, t;
         int rc = bench_mem_device_info(device, &f0, &t, err, errlen);
         if (rc) return rc;
-        struct nosa_backend_config bc = bench_backend_config(c, mode, k + 1, max_context, device);
+        struct nosa_backend_config bc = bench_backend_config(c, mode, slots[k], max_context,
+                                                             device);
         struct nosa_backend *b = NULL;
         rc = ops->create(c->model, &bc, &b, err, errlen);
         if (rc) return rc;
@@ -874,6 +879,6 @@ int bench_run_probe_memory(struct bench_ctx *c, const struct nosa_backend_ops *o
         used[k] = (double)f0 - (double)f1;
     }
     *per_seq_b = used[1] - used[0];
-    *fixed_b = used[0] - *per_seq_b;
+    *fixed_b = used[0] - (double)lo * *per_seq_b;
     return 0;
 }
