@@ -6,18 +6,27 @@
 #include "mma.cuh"
 
 #define ATT_G 8       /* query heads per CTA: the MMAs' 16 rows are their hi and lo halves */
-#define ATT_MAX_NT 16 /* 8-token tiles per block held in registers: block_size <= 128 */
+#define ATT_MAX_NT 8 /* 8-token tiles of a warp's share of a block held in registers */
 /* 16-byte loads in flight per lane on a missed block: 16 (8 KB per warp) read the link
  * 0.9-3.5% faster than 8 at 128K (bench/RESULTS.md, seventh session); 32 spills. */
 #define ATT_MISS_LOADS 16
 #define ATT_MIN_CHUNK 4  /* blocks per CTA at least (attention_chunk_for) */
 #define ATT_MAX_CHUNK 16 /* blocks per CTA at most */
+#define ATT_WARPS 2      /* warps per CTA, each over its share of every block's tokens */
+
+/* Warps of a CTA: ATT_WARPS where each warp's share of a block's tokens is whole 8-token
+ * MMA tiles, else one. */
+static __host__ __device__ int att_warps(int bs)
+{
+    return bs % (8 * ATT_WARPS) == 0 ? ATT_WARPS : 1;
+}
 
 bool attention_supported(int head_dim, int block_size)
 {
     return (head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128 ||
             head_dim == 256) &&
-           block_size % 8 == 0 && block_size >= 8 && block_size <= 8 * ATT_MAX_NT;
+           block_size % 8 == 0 && block_size >= 8 &&
+           block_size / att_warps(block_size) <= 8 * ATT_MAX_NT && block_size <= 128;
 }
 
 /* A block as staged in shared memory, in 16-byte units: K rows then V rows, each followed by
@@ -87,7 +96,7 @@ static __device__ __forceinline__ void att_stage_range(uint4 *stage, const uint4
                                                        bool from_host, uint4 *install, int u0,
                                                        int u1, int k16, int bs)
 {
-    int lane = threadIdx.x;
+    int lane = threadIdx.x & 31;
     if (!from_host) {
         for (int u = u0 + lane; u < u1; u += 32)
             cp_async16(stage + att_staged_unit(u, k16, ROW16, bs), src + u);
@@ -108,15 +117,22 @@ static __device__ __forceinline__ void att_stage_range(uint4 *stage, const uint4
     }
 }
 
-/* One half of a block: K rows and the tail (half 0) or V rows (half 1). */
+/* A warp's half of its tokens [t0, t0 + tn) of a block: their K rows and bias (half 0; the
+ * last warp also the alignment padding after the bias, so that an installed block is whole)
+ * or their V rows (half 1). */
 template <int ROW16>
 static __device__ __forceinline__ void att_stage_half(uint4 *stage, const uint4 *src,
                                                       bool from_host, uint4 *install, int half,
-                                                      int k16, int n16, int bs)
+                                                      int t0, int tn, bool last, int k16,
+                                                      int n16, int bs)
 {
-    att_stage_range<ROW16>(stage, src, from_host, install, half * k16, (half + 1) * k16, k16,
-                           bs);
-    if (half == 0) att_stage_range<ROW16>(stage, src, from_host, install, 2 * k16, n16, k16, bs);
+    int r0 = half * k16 + t0 * ROW16;
+    att_stage_range<ROW16>(stage, src, from_host, install, r0, r0 + tn * ROW16, k16, bs);
+    if (half == 0) {
+        int b0 = 2 * k16 + t0 / 4; /* 4-byte bias per token */
+        att_stage_range<ROW16>(stage, src, from_host, install, b0, last ? n16 : b0 + tn / 4,
+                               k16, bs);
+    }
 }
 
 /* Where entry e of a (token, KV head)'s list is staged from: its pool slot, or for a miss
@@ -138,13 +154,20 @@ static __device__ __forceinline__ att_source att_entry_source(const uint8_t *con
     return a;
 }
 
-/* One warp per (chunk of `chunk` entries, token x KV head, group of up to 8 query heads).
- * It walks its entries with a two-stage pipeline over one staging buffer: while the QK
- * products of block e run, its V rows are in flight; while its PV products run, the K rows of
- * block e + 1 are (cp.async; a missed block's halves are read in place of the issue, see
- * att_stage_range). Six such CTAs fit an SM (35 KB of shared memory each at the 1B shape),
- * so each SM has up to 12 half blocks in flight. Both products are m16n8k16 bf16 MMAs with
- * f32 accumulators (mma.cuh):
+/* One CTA per (chunk of `chunk` entries, token x KV head, group of up to 8 query heads), of
+ * att_warps(bs) warps, warp w over tokens [w * bs / W, (w + 1) * bs / W) of every block: two
+ * warps halve the chain of loads and MMAs a CTA waits through per block (at batch 16 the
+ * kernel is bound by that chain, not by bytes) and the misses' PCIe reads each warp waits
+ * for in turn. A warp walks its entries with a two-stage pipeline over its rows of one
+ * staging buffer: while the QK products of block e run, its V rows are in flight; while its
+ * PV products run, the K rows of block e + 1 are (cp.async; a missed block's rows are read in
+ * place of the issue, see att_stage_range). At the 1B shape four such CTAs fit an SM (by
+ * registers, ~250 per thread; 35 KB of shared memory each), each warp with its half of a K
+ * or V half block in flight (8 KB). The warps' states merge through shared memory at the
+ * end. Against one warp per CTA (bench/RESULTS.md, thirteenth session): the kernel alone
+ * 82 / 86% of the copy rate at batch 128 / 256 (was 78 / 85%), misses 49.4 GB/s at 64 (48.8),
+ * but 45% at batch 16 (50%: its 640 CTAs take two waves). Both products are m16n8k16 bf16
+ * MMAs with f32 accumulators (mma.cuh):
  * - QK: A = the heads' f32 queries as bf16 hi (rows 0-7) and lo (rows 8-15) halves, B = K
  *   rows as stored (ldmatrix), so a logit is row g + row g + 8: the f32 query's products;
  * - PV: A = the softmax weights split the same way, B = V rows (ldmatrix.trans).
@@ -152,7 +175,7 @@ static __device__ __forceinline__ att_source att_entry_source(const uint8_t *con
  * each 8-token tile j: the QK accumulator layout is the PV A-fragment layout, so the weights
  * never leave registers. Online softmax (max, sum, rescale) across the chunk's blocks. */
 template <int NK>
-static __global__ void __launch_bounds__(32)
+static __global__ void __launch_bounds__(32 * ATT_WARPS)
     attention_partial_kernel(float *part, const float *qkv, int ld, const uint8_t *const *ptrs,
                              const uint8_t *const *miss_src, const int32_t *n_ent, cuda_kv kv,
                              cuda_step st, int rep, float scale, int chunk)
@@ -161,8 +184,10 @@ static __global__ void __launch_bounds__(32)
     extern __shared__ uint4 stage[];
     int c = blockIdx.x, li = blockIdx.y, g0 = blockIdx.z * ATT_G;
     int i = li / kv.n_kv, h = li % kv.n_kv, bs = kv.block_size;
-    int lane = threadIdx.x, grp = lane >> 2, t = lane & 3;
-    int k16 = bs * ROW16, n16 = (int)(kv.block_bytes / 16), n_tiles = bs / 8;
+    int lane = threadIdx.x & 31, grp = lane >> 2, t = lane & 3;
+    int nw = att_warps(bs), w = threadIdx.x >> 5, tn = bs / nw, tw = w * tn;
+    bool last_w = w == nw - 1;
+    int k16 = bs * ROW16, n16 = (int)(kv.block_bytes / 16), n_tiles = tn / 8;
     int ng = min(ATT_G, rep - g0);
     float *out = part + ((size_t)li * gridDim.x + (size_t)c) * (size_t)rep * (size_t)(D + 2);
     int ne = n_ent[li];
@@ -170,7 +195,7 @@ static __global__ void __launch_bounds__(32)
     bool head_ok = grp < ng;
     int head = g0 + grp;
     if (e0 >= e1) {
-        if (head_ok) {
+        if (w == 0 && head_ok) {
             for (int x = 2 * t; x < D; x += 8)
                 *(float2 *)(out + 2 * rep + (size_t)head * D + x) = make_float2(0.0f, 0.0f);
             if (t == 0) out[head] = -INFINITY, out[rep + head] = 0.0f;
@@ -182,9 +207,11 @@ static __global__ void __launch_bounds__(32)
     bool z0 = blockIdx.z == 0;
     {
         att_source cur = att_entry_source(pl, ml, e0, ne, z0);
-        att_stage_half<ROW16>(stage, cur.src, cur.miss, cur.ins, 0, k16, n16, bs);
+        att_stage_half<ROW16>(stage, cur.src, cur.miss, cur.ins, 0, tw, tn, last_w, k16, n16,
+                              bs);
         cp_async_commit();
-        att_stage_half<ROW16>(stage, cur.src, cur.miss, cur.ins, 1, k16, n16, bs);
+        att_stage_half<ROW16>(stage, cur.src, cur.miss, cur.ins, 1, tw, tn, last_w, k16, n16,
+                              bs);
         cp_async_commit();
     }
 
@@ -209,19 +236,21 @@ static __global__ void __launch_bounds__(32)
     const float *bias = (const float *)(stage + 2 * bs * PROW);
 
     for (int e = e0; e < e1; e++) {
-        int ntok = e == ne - 1 ? open_tokens : bs;
+        /* This warp's tokens of block e that hold keys: none only in an open block that
+         * ends before them; the warp then leaves its state as it is. */
+        int ntok = e == ne - 1 ? open_tokens : bs, nv = min(max(ntok - tw, 0), tn);
         att_source next = {NULL, NULL, false};
         if (e + 1 < e1) next = att_entry_source(pl, ml, e + 1, ne, z0);
-        cp_async_wait_all_but_one(); /* K rows and the tail of block e */
+        cp_async_wait_all_but_one(); /* K rows and the bias of block e */
         __syncwarp();
 
         float s[ATT_MAX_NT][2];
 #pragma unroll
         for (int nt = 0; nt < ATT_MAX_NT; nt++) {
-            if (nt >= n_tiles) break;
+            if (nt >= n_tiles || nv == 0) break;
             float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            /* ldmatrix rows: token 8 nt + lane % 8; matrix lane / 8 = 8 dimensions. */
-            const uint4 *kr = stage + (8 * nt + (lane & 7)) * PROW + (lane >> 3);
+            /* ldmatrix rows: token tw + 8 nt + lane % 8; matrix lane / 8 = 8 dimensions. */
+            const uint4 *kr = stage + (tw + 8 * nt + (lane & 7)) * PROW + (lane >> 3);
 #pragma unroll
             for (int j = 0; j + 1 < NK; j += 2) {
                 uint32_t b[4];
@@ -234,49 +263,53 @@ static __global__ void __launch_bounds__(32)
                 ldmatrix_x2(b, kr + 2 * (NK - 1));
                 mma_bf16_16816(acc, qa[NK - 1], b[0], b[1]);
             }
-            int tk = 8 * nt + 2 * t;
+            int tk = tw + 8 * nt + 2 * t;
             float2 bb = *(const float2 *)(bias + tk);
             s[nt][0] = tk < ntok ? (acc[0] + acc[2]) * scale + bb.x : -INFINITY;
             s[nt][1] = tk + 1 < ntok ? (acc[1] + acc[3]) * scale + bb.y : -INFINITY;
         }
-        float mb = -INFINITY;
+        if (nv > 0) {
+            float mb = -INFINITY;
 #pragma unroll
-        for (int nt = 0; nt < ATT_MAX_NT; nt++)
-            if (nt < n_tiles) mb = fmaxf(mb, fmaxf(s[nt][0], s[nt][1]));
-        mb = fmaxf(mb, __shfl_xor_sync(0xffffffffu, mb, 1));
-        mb = fmaxf(mb, __shfl_xor_sync(0xffffffffu, mb, 2));
-        float m_new = fmaxf(m_run, mb); /* finite: every block holds >= 1 token */
-        float alpha = expf(m_run - m_new);
-        m_run = m_new;
-        l_run *= alpha;
+            for (int nt = 0; nt < ATT_MAX_NT; nt++)
+                if (nt < n_tiles) mb = fmaxf(mb, fmaxf(s[nt][0], s[nt][1]));
+            mb = fmaxf(mb, __shfl_xor_sync(0xffffffffu, mb, 1));
+            mb = fmaxf(mb, __shfl_xor_sync(0xffffffffu, mb, 2));
+            float m_new = fmaxf(m_run, mb); /* finite: the warp's share holds >= 1 key */
+            float alpha = expf(m_run - m_new);
+            m_run = m_new;
+            l_run *= alpha;
 #pragma unroll
-        for (int dn = 0; dn < 2 * NK; dn++)
+            for (int dn = 0; dn < 2 * NK; dn++)
 #pragma unroll
-            for (int x = 0; x < 4; x++) o[dn][x] *= alpha;
+                for (int x = 0; x < 4; x++) o[dn][x] *= alpha;
 #pragma unroll
-        for (int nt = 0; nt < ATT_MAX_NT; nt++) {
-            if (nt >= n_tiles) break;
-            s[nt][0] = expf(s[nt][0] - m_new);
-            s[nt][1] = expf(s[nt][1] - m_new);
-            l_run += s[nt][0] + s[nt][1];
+            for (int nt = 0; nt < ATT_MAX_NT; nt++) {
+                if (nt >= n_tiles) break;
+                s[nt][0] = expf(s[nt][0] - m_new);
+                s[nt][1] = expf(s[nt][1] - m_new);
+                l_run += s[nt][0] + s[nt][1];
+            }
         }
         __syncwarp(); /* every lane is done with the K rows and the bias */
-        if (next.src) att_stage_half<ROW16>(stage, next.src, next.miss, next.ins, 0, k16, n16, bs);
+        if (next.src)
+            att_stage_half<ROW16>(stage, next.src, next.miss, next.ins, 0, tw, tn, last_w, k16,
+                                  n16, bs);
         cp_async_commit();
         cp_async_wait_all_but_one(); /* V rows of block e */
         __syncwarp();
 
 #pragma unroll
         for (int kt = 0; kt < ATT_MAX_NT / 2; kt++) {
-            if (2 * kt >= n_tiles) break;
+            if (2 * kt >= n_tiles || nv == 0) break;
             bool second = 2 * kt + 1 < n_tiles;
             uint32_t a[4];
             bf16x2_split(s[2 * kt][0], s[2 * kt][1], &a[0], &a[1]);
             bf16x2_split(second ? s[2 * kt + 1][0] : 0.0f, second ? s[2 * kt + 1][1] : 0.0f,
                          &a[2], &a[3]);
-            /* ldmatrix.trans rows: token 16 kt + 8 (matrix & 1) + lane % 8, clamped to the
-             * block's last valid token (its weight is 0 there; the row must be finite). */
-            int tok = min(16 * kt + ((lane >> 3) & 1) * 8 + (lane & 7), ntok - 1);
+            /* ldmatrix.trans rows: token tw + 16 kt + 8 (matrix & 1) + lane % 8, clamped to
+             * the warp's last valid token (its weight is 0 there; the row must be finite). */
+            int tok = min(tw + 16 * kt + ((lane >> 3) & 1) * 8 + (lane & 7), tw + nv - 1);
             const uint4 *vr = vs + tok * PROW + (lane >> 4);
 #pragma unroll
             for (int dn = 0; dn < 2 * NK; dn += 2) {
@@ -287,19 +320,56 @@ static __global__ void __launch_bounds__(32)
             }
         }
         __syncwarp(); /* every lane is done with the V rows */
-        if (next.src) att_stage_half<ROW16>(stage, next.src, next.miss, next.ins, 1, k16, n16, bs);
+        if (next.src)
+            att_stage_half<ROW16>(stage, next.src, next.miss, next.ins, 1, tw, tn, last_w, k16,
+                                  n16, bs);
         cp_async_commit();
     }
     asm volatile("cp.async.wait_all;\n" ::: "memory");
 
     l_run += __shfl_xor_sync(0xffffffffu, l_run, 1);
     l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
-    if (!head_ok) return;
+    /* The later warps' states through the stage (every warp is past its last read of it):
+     * per warp ATT_G maxima, ATT_G sums, then ATT_G x D of o unnormalised, 32 (D + 2) bytes,
+     * within the stage's 4 bs D + bytes for bs >= 16; merged by warp 0 in warp order. */
+    float *xs = (float *)stage;
+    const int xw = ATT_G * (D + 2);
+    if (nw > 1) {
+        __syncthreads();
+        if (w > 0 && head_ok) {
+            float *xo = xs + (w - 1) * xw;
+            if (t == 0) xo[grp] = m_run, xo[ATT_G + grp] = l_run;
+            float *oh = xo + 2 * ATT_G + grp * D + 2 * t;
+#pragma unroll
+            for (int dn = 0; dn < 2 * NK; dn++)
+                *(float2 *)(oh + 8 * dn) =
+                    make_float2(o[dn][0] + o[dn][2], o[dn][1] + o[dn][3]);
+        }
+        __syncthreads();
+    }
+    if (w > 0 || !head_ok) return;
+    float2 acc[2 * NK];
+#pragma unroll
+    for (int dn = 0; dn < 2 * NK; dn++)
+        acc[dn] = make_float2(o[dn][0] + o[dn][2], o[dn][1] + o[dn][3]);
+    for (int v = 1; v < nw; v++) {
+        /* A warp with no key yet has m = -inf, l = 0, o = 0: weight 0. */
+        const float *xo = xs + (v - 1) * xw;
+        float mv = xo[grp], m_new = fmaxf(m_run, mv);
+        float a = expf(m_run - m_new), bw = expf(mv - m_new);
+        l_run = l_run * a + xo[ATT_G + grp] * bw;
+        m_run = m_new;
+        const float *oh = xo + 2 * ATT_G + grp * D + 2 * t;
+#pragma unroll
+        for (int dn = 0; dn < 2 * NK; dn++) {
+            float2 ov = *(const float2 *)(oh + 8 * dn);
+            acc[dn] = make_float2(acc[dn].x * a + ov.x * bw, acc[dn].y * a + ov.y * bw);
+        }
+    }
     if (t == 0) out[head] = m_run, out[rep + head] = l_run;
     float *oh = out + 2 * rep + (size_t)head * D + 2 * t;
 #pragma unroll
-    for (int dn = 0; dn < 2 * NK; dn++)
-        *(float2 *)(oh + 8 * dn) = make_float2(o[dn][0] + o[dn][2], o[dn][1] + o[dn][3]);
+    for (int dn = 0; dn < 2 * NK; dn++) *(float2 *)(oh + 8 * dn) = acc[dn];
 }
 
 typedef void (*att_kernel_fn)(float *, const float *, int, const uint8_t *const *,
@@ -328,7 +398,8 @@ cudaError_t attention_init(const cuda_kv &kv, int device, int *resident_ctas)
     int smem = (int)attention_smem_bytes(kv), per_sm = 0, sms = 0;
     cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e == cudaSuccess)
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, 32, (size_t)smem);
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+            &per_sm, fn, 32 * att_warps(kv.block_size), (size_t)smem);
     if (e == cudaSuccess)
         e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
     if (e == cudaSuccess) *resident_ctas = per_sm * sms;
@@ -408,9 +479,9 @@ void attention_partial_launch(float *part, const float *qkv, int ld,
 {
     att_kernel_fn fn = att_kernel_for(kv.head_dim);
     if (!fn) return; /* attention_init refused the shape */
-    fn<<<dim3(n_chunks, st.n * kv.n_kv, (rep + ATT_G - 1) / ATT_G), 32,
-         attention_smem_bytes(kv), s>>>(part, qkv, ld, ptrs, miss_src, n_ent, kv, st, rep,
-                                        scale, chunk);
+    fn<<<dim3(n_chunks, st.n * kv.n_kv, (rep + ATT_G - 1) / ATT_G),
+         32 * att_warps(kv.block_size), attention_smem_bytes(kv), s>>>(
+        part, qkv, ld, ptrs, miss_src, n_ent, kv, st, rep, scale, chunk);
 }
 
 void attention_combine_launch(float *out, const float *part, cuda_kv kv, int n, int rep,

@@ -1,13 +1,15 @@
 /* attention: sparse decode attention, flash-decoding style, on the tensor cores. For each
  * (token, KV head) the block list of pool.cuh (ptrs[0 .. n_ent), the last entry the open
  * block holding pos % block_size + 1 tokens) is split into chunks of `chunk` blocks; one
- * warp per (chunk, token x KV head, group of up to 8 query heads) streams its blocks through
- * shared memory with cp.async (the V rows of a block and the K rows of the next in flight
- * while the previous half computes) and computes, for the group's query heads, the partial
- * softmax state (max, sum, weighted V) with logit = (q . k) * scale + cis (the eviction
- * score as an additive bias after the 1/sqrt(d) scaling, as the CPU reference). QK and PV
- * are bf16 MMAs with f32 accumulation; the f32 query and the f32 softmax weights enter as
- * bf16 hi + lo halves, so the products are those of f32 operands (~2^-17 relative).
+ * CTA per (chunk, token x KV head, group of up to 8 query heads), of two warps that each
+ * take half of every block's tokens (one warp where the halves are not whole 8-token
+ * tiles), streams its blocks through shared memory with cp.async (the V rows of a block and
+ * the K rows of the next in flight while the previous half computes) and computes, for the
+ * group's query heads, the partial softmax state (max, sum, weighted V) with logit =
+ * (q . k) * scale + cis (the eviction score as an additive bias after the 1/sqrt(d) scaling,
+ * as the CPU reference); the warps' states merge at the end. QK and PV are bf16 MMAs with
+ * f32 accumulation; the f32 query and the f32 softmax weights enter as bf16 hi + lo halves,
+ * so the products are those of f32 operands (~2^-17 relative).
  * attention_combine merges the chunks into out[token][q head * d]. q is read from the qkv
  * buffer (row stride ld). */
 #ifndef NOSA_CUDA_ATTENTION_CUH
@@ -15,7 +17,9 @@
 #include "cuda_common.cuh"
 
 /* The shapes the kernel is built for: head_dim 16, 32, 64, 128 or 256; block_size a
- * multiple of 8 up to 128. The backend refuses others at create. */
+ * multiple of 8 up to 64, or of 16 up to 128 (a warp holds at most 64 tokens of a block in
+ * registers, and above 64 two warps share a block only in whole 8-token tiles). The backend
+ * refuses others at create. */
 bool attention_supported(int head_dim, int block_size);
 /* Shared memory one CTA needs (one block staged whole, rows padded). The caller checks it
  * against the device limit at create. part holds rep * (head_dim + 2) floats per

@@ -590,7 +590,8 @@ static int cuda_create(const struct nosa_model *model, const struct nosa_backend
         if (!attention_supported(b->d, b->bs)) {
             nosa_set_error(err, errlen, "cuda backend: head_dim %d / block_size %d is not a shape "
                                         "the attention kernel is built for (head_dim 16, 32, 64, "
-                                        "128, 256; block_size a multiple of 8 up to 128)",
+                                        "128, 256; block_size a multiple of 8 up to 64, "
+                                        "or of 16 up to 128)",
                            b->d, b->bs);
             rc = -ENOTSUP;
             goto fail;

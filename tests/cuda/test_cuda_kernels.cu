@@ -430,14 +430,19 @@ int main(void)
     for (auto &c : swiglu_cases) test_swiglu(c[0], c[1]);
     /* n_kv, rep, d, bs, n_sel, open tokens, chunk (blocks per split) */
     /* The tiny model's shape, the 1B shape with 1-, 4- and 16-block chunks, an open block
-     * alone, two query-head groups (rep 12) with a half 16-token tile (bs 24), head_dim 256,
-     * 128-token blocks; 22 and 41 chunks (the combine's
-     * padded weights past a multiple of 8, and a second 32-chunk pass of its warp). */
+     * alone, two query-head groups (rep 12) with a half 16-token tile (bs 24, one warp per
+     * CTA), head_dim 256, 128-token blocks; 22 and 41 chunks (the combine's padded weights
+     * past a multiple of 8, and a second 32-chunk pass of its warp); open blocks that end in
+     * the first warp's share of the tokens, at its end and one past it (bs 16, 64, 128: the
+     * second warp with no key, or one). */
     static const int att_cases[][7] = {
         {2, 2, 16, 8, 9, 3, 32}, {2, 2, 16, 8, 9, 8, 2},    {2, 8, 128, 64, 63, 1, 4},
         {2, 8, 128, 64, 64, 37, 16}, {1, 4, 64, 16, 0, 5, 1}, {3, 1, 32, 8, 20, 7, 3},
         {2, 4, 128, 64, 10, 64, 1}, {1, 12, 64, 24, 7, 13, 2}, {1, 3, 256, 16, 5, 9, 3},
-        {2, 8, 128, 128, 9, 100, 4}, {2, 8, 128, 64, 64, 20, 3}, {2, 8, 128, 64, 40, 9, 1}};
+        {2, 8, 128, 128, 9, 100, 4}, {2, 8, 128, 64, 64, 20, 3}, {2, 8, 128, 64, 40, 9, 1},
+        {2, 8, 128, 64, 20, 32, 4}, {2, 8, 128, 64, 20, 33, 4}, {1, 4, 64, 16, 6, 8, 2},
+        {1, 4, 64, 16, 6, 9, 2},    {2, 8, 128, 128, 5, 64, 2}, {2, 8, 128, 128, 5, 65, 1},
+        {1, 16, 128, 64, 0, 3, 1}};
     for (auto &c : att_cases) test_attention(c[0], c[1], c[2], c[3], c[4], c[5], c[6]);
     /* The 1B group (rep 8, d 128), the tiny model's (d 16: the one head size with 8-byte key
      * loads), two head groups, key counts off the CTA's 128-key tiling, a token with only 5
