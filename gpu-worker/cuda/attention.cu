@@ -165,9 +165,9 @@ static __device__ __forceinline__ att_source att_entry_source(const uint8_t *con
  * registers, ~250 per thread; 35 KB of shared memory each), each warp with its half of a K
  * or V half block in flight (8 KB). The warps' states merge through shared memory at the
  * end. Against one warp per CTA (bench/RESULTS.md, thirteenth session): the kernel alone
- * 82 / 86% of the copy rate at batch 128 / 256 (was 78 / 85%), misses 49.4 GB/s at 64 (48.8),
- * but 45% at batch 16 (50%: its 640 CTAs take two waves). Both products are m16n8k16 bf16
- * MMAs with f32 accumulators (mma.cuh):
+ * 82 / 86% of the copy rate at batch 128 / 256 (was 78 / 85%), misses 49.4 GB/s at 64 (48.8);
+ * at batch 16 51.6% (50.0%) once attention_chunk_for keeps its CTAs in one wave. Both
+ * products are m16n8k16 bf16 MMAs with f32 accumulators (mma.cuh):
  * - QK: A = the heads' f32 queries as bf16 hi (rows 0-7) and lo (rows 8-15) halves, B = K
  *   rows as stored (ldmatrix), so a logit is row g + row g + 8: the f32 query's products;
  * - PV: A = the softmax weights split the same way, B = V rows (ldmatrix.trans).
