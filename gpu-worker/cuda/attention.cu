@@ -331,7 +331,7 @@ static __global__ void __launch_bounds__(32 * ATT_WARPS)
     l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
     /* The later warps' states through the stage (every warp is past its last read of it):
      * per warp ATT_G maxima, ATT_G sums, then ATT_G x D of o unnormalised, 32 (D + 2) bytes,
-     * within the stage's 4 bs D + bytes for bs >= 16; merged by warp 0 in warp order. */
+     * which the stage holds (attention_init checks it); merged by warp 0 in warp order. */
     float *xs = (float *)stage;
     const int xw = ATT_G * (D + 2);
     if (nw > 1) {
@@ -395,6 +395,10 @@ cudaError_t attention_init(const cuda_kv &kv, int device, int *resident_ctas)
         kv.v_off != (size_t)kv.block_size * kv.head_dim * 2u ||
         kv.bias_off != 2u * kv.v_off || kv.block_bytes % 16u != 0u)
         return cudaErrorInvalidValue; /* K then V then the bias, 16-byte units */
+    /* The later warps' states pass through the stage at the end (attention_partial_kernel). */
+    if ((size_t)(att_warps(kv.block_size) - 1) * ATT_G * (kv.head_dim + 2) * sizeof(float) >
+        attention_smem_bytes(kv))
+        return cudaErrorInvalidValue;
     int smem = (int)attention_smem_bytes(kv), per_sm = 0, sms = 0;
     cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e == cudaSuccess)
