@@ -851,6 +851,24 @@ out:
     return rc;
 }
 
+/* Device memory the backend holds when created with `slots` slots: free memory before the
+ * create minus free memory after it. */
+static int bench_probe_slots(struct bench_ctx *c, const struct nosa_backend_ops *ops,
+                             const struct bench_mode *mode, int max_context, int device,
+                             int slots, double *used, char *err, size_t errlen)
+{
+    uint64_t f0, f1, t;
+    int rc = bench_mem_device_info(device, &f0, &t, err, errlen);
+    if (rc) return rc;
+    struct nosa_backend_config bc = bench_backend_config(c, mode, slots, max_context, device);
+    struct nosa_backend *b = NULL;
+    if ((rc = ops->create(c->model, &bc, &b, err, errlen))) return rc;
+    rc = bench_mem_device_info(device, &f1, &t, err, errlen);
+    ops->destroy(b);
+    *used = (double)f0 - (double)f1;
+    return rc;
+}
+
 int bench_run_probe_memory(struct bench_ctx *c, const struct nosa_backend_ops *ops,
                            const struct bench_mode *mode, int max_context, int device,
                            double *fixed_b, double *per_seq_b, char *err, size_t errlen)
@@ -861,23 +879,24 @@ int bench_run_probe_memory(struct bench_ctx *c, const struct nosa_backend_ops *o
     }
     /* A backend sizes its prefill buffers for min(slots, prefill_lanes) prompts, so from 1 to
      * 2 slots it also adds a lane's activations (~15 MB at the 1B shape), which batches past
-     * the lanes do not pay again: the slope is taken where the lanes are all there. */
-    int lo = ops->prefill_lanes > 1 ? ops->prefill_lanes : 1, slots[2] = {lo, lo + 1};
+     * the lanes do not pay again: the slope is taken where the lanes are all there. Where
+     * that many slots do not fit (dense at long contexts on a small device), 1 and 2, saying
+     * so. */
+    int lo = ops->prefill_lanes > 1 ? ops->prefill_lanes : 1;
     double used[2] = {0.0, 0.0};
-    for (int k = 0; k < 2; k++) {
-        uint64_t f0, f1, t;
-        int rc = bench_mem_device_info(device, &f0, &t, err, errlen);
-        if (rc) return rc;
-        struct nosa_backend_config bc = bench_backend_config(c, mode, slots[k], max_context,
-                                                             device);
-        struct nosa_backend *b = NULL;
-        rc = ops->create(c->model, &bc, &b, err, errlen);
-        if (rc) return rc;
-        rc = bench_mem_device_info(device, &f1, &t, err, errlen);
-        ops->destroy(b);
-        if (rc) return rc;
-        used[k] = (double)f0 - (double)f1;
+    int rc = bench_probe_slots(c, ops, mode, max_context, device, lo, &used[0], err, errlen);
+    if (!rc) rc = bench_probe_slots(c, ops, mode, max_context, device, lo + 1, &used[1], err,
+                                    errlen);
+    if (rc == -ENOMEM && lo > 1) {
+        LOG_WARN("bench", "memory probe: %d slots of %s at %d tokens do not fit (%s); probing "
+                 "1 and 2 slots, whose difference also holds one prefill lane's buffers",
+                 lo + 1, mode->name, max_context, err);
+        lo = 1;
+        rc = bench_probe_slots(c, ops, mode, max_context, device, 1, &used[0], err, errlen);
+        if (!rc) rc = bench_probe_slots(c, ops, mode, max_context, device, 2, &used[1], err,
+                                        errlen);
     }
+    if (rc) return rc;
     *per_seq_b = used[1] - used[0];
     *fixed_b = used[0] - (double)lo * *per_seq_b;
     return 0;
