@@ -340,7 +340,7 @@ static void send_heartbeat(struct worker *w, int leaving)
 {
     Nosa__Serve__Heartbeat hb = NOSA__SERVE__HEARTBEAT__INIT;
     Nosa__Serve__StepStats st = NOSA__SERVE__STEP_STATS__INIT;
-    worker_stats_take(&w->stats, worker_now_s(), &st);
+    worker_stats_take(&w->stats, worker_now_s(), nosa_engine_totals(w->engine), &st);
     hb.worker_name = w->cfg.name;
     hb.running = (uint32_t)w->capacity.running;
     hb.free_slots = (uint32_t)w->capacity.free_slots;
@@ -574,10 +574,7 @@ static int step(struct worker *w, char *err, size_t errlen)
     char why[512];
     worker_kvh_source_clear_failures(w->kvh);
     int rc = nosa_engine_step(w->engine, why, sizeof(why));
-    if (rc >= 0) {
-        NOSA_FAULT_POINT("worker.step.after_decode");
-        worker_stats_add_step(&w->stats, nosa_engine_last_step(w->engine));
-    }
+    if (rc >= 0) NOSA_FAULT_POINT("worker.step.after_decode");
     /* A block-source failure stops the step before any compute; the engine stays usable.
      * Tokens of a step that failed in the backend are never sent (their blocks may not be
      * in the arena). */

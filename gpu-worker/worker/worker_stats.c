@@ -9,42 +9,27 @@ void worker_stats_init(struct worker_stats *s, double now_s)
     s->window_start_s = now_s;
 }
 
-static void counts_add(struct worker_stats_counts *c, const struct nosa_engine_step_stats *st)
+void worker_stats_take(struct worker_stats *s, double now_s, const struct nosa_engine_totals *t,
+                       Nosa__Serve__StepStats *out)
 {
-    c->steps++;
-    c->tokens += st->generated;
-    c->prefill_tokens += st->prefill_tokens;
-    c->selected += st->decode.blocks_selected + st->prefill.blocks_selected;
-    c->transferred += st->decode.blocks_transferred + st->prefill.blocks_transferred;
-    c->hits += st->decode.block_hits + st->prefill.block_hits;
-    c->bytes_h2d += st->decode.bytes_h2d + st->prefill.bytes_h2d;
-    c->step_seconds += st->seconds;
-}
-
-void worker_stats_add_step(struct worker_stats *s, const struct nosa_engine_step_stats *st)
-{
-    counts_add(&s->window, st);
-    counts_add(&s->total, st);
-}
-
-void worker_stats_take(struct worker_stats *s, double now_s, Nosa__Serve__StepStats *out)
-{
-    const struct worker_stats_counts *w = &s->window, *t = &s->total;
+    const struct nosa_engine_totals *a = &s->at_start;
     double wall = now_s - s->window_start_s;
-    double steps = w->steps ? (double)w->steps : 1.0;
-    out->tokens_per_s = wall > 0.0 ? (double)w->tokens / wall : 0.0;
-    out->step_seconds = w->step_seconds / steps;
-    out->blocks_moved_per_step = (double)w->transferred / steps;
-    out->bytes_moved_per_step = (double)w->bytes_h2d / steps;
-    out->cache_hit_rate = w->selected ? (double)w->hits / (double)w->selected : 0.0;
+    uint64_t steps = t->steps - a->steps, selected = t->blocks_selected - a->blocks_selected;
+    double per = steps ? (double)steps : 1.0;
+    out->tokens_per_s = wall > 0.0 ? (double)(t->generated - a->generated) / wall : 0.0;
+    out->step_seconds = (t->seconds - a->seconds) / per;
+    out->blocks_moved_per_step = (double)(t->blocks_transferred - a->blocks_transferred) / per;
+    out->bytes_moved_per_step = (double)(t->bytes_h2d - a->bytes_h2d) / per;
+    out->cache_hit_rate =
+        selected ? (double)(t->block_hits - a->block_hits) / (double)selected : 0.0;
     out->steps = t->steps;
-    out->tokens = t->tokens;
+    out->tokens = t->generated;
     out->prefill_tokens = t->prefill_tokens;
     out->taken_s = now_s;
-    out->step_seconds_total = t->step_seconds;
-    out->blocks_selected_total = t->selected;
-    out->blocks_moved_total = t->transferred;
-    out->block_hits_total = t->hits;
-    memset(&s->window, 0, sizeof(s->window));
+    out->step_seconds_total = t->seconds;
+    out->blocks_selected_total = t->blocks_selected;
+    out->blocks_moved_total = t->blocks_transferred;
+    out->block_hits_total = t->block_hits;
+    s->at_start = *t;
     s->window_start_s = now_s;
 }

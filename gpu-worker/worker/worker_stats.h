@@ -1,32 +1,26 @@
 /* worker_stats.h: the decode statistics a worker reports in each Heartbeat (StepStats).
  *
- * This module owns: the window of steps since the last heartbeat (time, tokens, blocks and
- * bytes moved, cache hits) and the totals since start, which let a reader take any two
+ * This module owns: the window since the last heartbeat, as the engine's totals then
+ * (nosa_engine_totals, which count every step since the engine's creation), so that a
+ * heartbeat carries the window's figures (time, tokens, blocks and bytes moved, cache hits)
+ * as differences of those totals, and the totals themselves, which let a reader take any two
  * heartbeats' difference as that window's exact figures. */
 #ifndef NOSA_WORKER_STATS_H
 #define NOSA_WORKER_STATS_H
 
-#include <stdint.h>
-
 #include "engine.h"
 #include "serve.pb-c.h"
 
-struct worker_stats_counts {
-    uint64_t steps, tokens, prefill_tokens, selected, transferred, hits, bytes_h2d;
-    double step_seconds;
-};
-
 struct worker_stats {
     double window_start_s;
-    struct worker_stats_counts window; /* since the last heartbeat */
-    struct worker_stats_counts total;  /* since start */
+    struct nosa_engine_totals at_start; /* the engine's totals when the window began */
 };
 
+/* A first window from now_s, the engine just created (its totals all zero). */
 void worker_stats_init(struct worker_stats *s, double now_s);
-/* Adds one engine step (its decode and prefill calls together). */
-void worker_stats_add_step(struct worker_stats *s, const struct nosa_engine_step_stats *st);
-/* Fills out (its fields only; out must be initialised) for the window ending at now_s and
- * starts a new window. */
-void worker_stats_take(struct worker_stats *s, double now_s, Nosa__Serve__StepStats *out);
+/* Fills out (its fields only; out must be initialised) for the window ending at now_s, the
+ * engine's totals then being *t, and starts a new window. */
+void worker_stats_take(struct worker_stats *s, double now_s, const struct nosa_engine_totals *t,
+                       Nosa__Serve__StepStats *out);
 
 #endif
