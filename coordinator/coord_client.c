@@ -186,7 +186,6 @@ static void on_status(struct coord *c, const struct nosa_msg_peer *peer, uint64_
     for (int i = 0; i < c->workers.n; i++) {
         const struct coord_worker *w = &c->workers.w[i];
         nosa__serve__worker_status__init(&ws[i]);
-        nosa__serve__step_stats__init(&ss[i]);
         ws[i].worker_name = (char *)w->name;
         ws[i].backend = (char *)w->backend;
         ws[i].mode = (char *)w->mode;
@@ -197,19 +196,7 @@ static void on_status(struct coord *c, const struct nosa_msg_peer *peer, uint64_
         ws[i].stats_age_s = w->stats_ms ? (double)(now - w->stats_ms) / 1000.0 : -1.0;
         ws[i].gpu = w->gpu;
         ws[i].kvhost = w->kvhost >= 0 ? (char *)kh->h[w->kvhost].endpoint : "";
-        ss[i].tokens_per_s = w->stats.tokens_per_s;
-        ss[i].step_seconds = w->stats.step_seconds;
-        ss[i].blocks_moved_per_step = w->stats.blocks_moved_per_step;
-        ss[i].bytes_moved_per_step = w->stats.bytes_moved_per_step;
-        ss[i].cache_hit_rate = w->stats.cache_hit_rate;
-        ss[i].steps = w->stats.steps;
-        ss[i].tokens = w->stats.tokens;
-        ss[i].prefill_tokens = w->stats.prefill_tokens;
-        ss[i].taken_s = w->stats.taken_s;
-        ss[i].step_seconds_total = w->stats.step_seconds_total;
-        ss[i].blocks_selected_total = w->stats.blocks_selected_total;
-        ss[i].blocks_moved_total = w->stats.blocks_moved_total;
-        ss[i].block_hits_total = w->stats.block_hits_total;
+        ss[i] = w->stats;
         ws[i].stats = &ss[i];
         wsp[i] = &ws[i];
         if (w->alive) st.tokens_per_s += w->stats.tokens_per_s;

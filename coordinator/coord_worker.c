@@ -172,19 +172,10 @@ static void on_heartbeat(struct coord_worker *w, const Nosa__Serve__Heartbeat *h
      * assigned is never older than a heartbeat (docs/COORDINATOR.md). */
     if (h->stats) {
         w->stats_ms = coord_now_ms();
-        w->stats.tokens_per_s = h->stats->tokens_per_s;
-        w->stats.step_seconds = h->stats->step_seconds;
-        w->stats.blocks_moved_per_step = h->stats->blocks_moved_per_step;
-        w->stats.bytes_moved_per_step = h->stats->bytes_moved_per_step;
-        w->stats.cache_hit_rate = h->stats->cache_hit_rate;
-        w->stats.steps = h->stats->steps;
-        w->stats.tokens = h->stats->tokens;
-        w->stats.prefill_tokens = h->stats->prefill_tokens;
-        w->stats.taken_s = h->stats->taken_s;
-        w->stats.step_seconds_total = h->stats->step_seconds_total;
-        w->stats.blocks_selected_total = h->stats->blocks_selected_total;
-        w->stats.blocks_moved_total = h->stats->blocks_moved_total;
-        w->stats.block_hits_total = h->stats->block_hits_total;
+        /* Its scalar fields; the unknown fields belong to the message h, freed after this. */
+        w->stats = *h->stats;
+        w->stats.base.n_unknown_fields = 0;
+        w->stats.base.unknown_fields = NULL;
     }
 }
 

@@ -26,6 +26,7 @@ int coord_workers_slot(struct coord_workers *t, const char *name)
     if (t->n == COORD_MAX_WORKERS) return -1;
     i = t->n++;
     memset(&t->w[i], 0, sizeof t->w[i]);
+    nosa__serve__step_stats__init(&t->w[i].stats);
     t->w[i].pidfd = -1;
     snprintf(t->w[i].name, sizeof t->w[i].name, "%s", name);
     t->w[i].kvhost = COORD_KVHOST_UNKNOWN;

@@ -14,18 +14,10 @@
 #include "coord.h"
 #include "jobs.h"
 #include "nosa_msg.h"
+#include "serve.pb-c.h"
 
 #define COORD_MAX_WORKERS 64
 #define COORD_WORKER_NAME_MAX 64
-
-struct coord_step_stats {
-    double tokens_per_s, step_seconds, blocks_moved_per_step, bytes_moved_per_step;
-    double cache_hit_rate;
-    uint64_t steps, tokens, prefill_tokens;
-    double taken_s; /* the worker's clock when it took these (StepStats.taken_s) */
-    double step_seconds_total;
-    uint64_t blocks_selected_total, blocks_moved_total, block_hits_total;
-};
 
 struct coord_worker {
     char name[COORD_WORKER_NAME_MAX];
@@ -43,7 +35,9 @@ struct coord_worker {
     uint32_t registrations;    /* Registers answered: an Assign is stamped with this count */
     int pidfd;                 /* the registered process when it runs on this host, else -1 */
     uint64_t fence_until_ms;   /* declared dead and killed: its jobs move once it exited */
-    struct coord_step_stats stats;
+    /* The last Heartbeat's statistics, every field as sent (status passes them on); the
+     * message's unknown fields are not kept. */
+    Nosa__Serve__StepStats stats;
 };
 
 struct coord_workers {
