@@ -418,16 +418,26 @@ int attention_chunk_for(int n_lists, int max_entries, int resident_ctas)
      * shape 4-block splits read blocks on the GPU 1.2x / 1.06x faster than the 1-2-block
      * splits four waves would give; offloaded steps with few misses lose up to 7% at batch
      * 16 (a warp waits for its misses in turn), bench/RESULTS.md. Where those CTAs take a
-     * little more than one wave (batch 16 with four CTAs per SM: 640 of them, 528 resident),
+     * little more than one wave (batch 16 with four CTAs per SM: 544 of them, 528 resident),
      * a chunk of up to twice as many blocks that fits one wave goes first: 8-block splits
-     * ran 51.6% of the copy rate against 45.1% for 4 (thirteenth session). The split must
-     * not depend on offload: offloaded and resident results are bit-identical. */
-    long res = resident_ctas > 0 ? resident_ctas : 1;
-    long blocks = (long)n_lists * max_entries, c = blocks / (4L * res);
+     * ran 51.6% of the copy rate against 45.1% for 4 (thirteenth session). One wave of up
+     * to 16 blocks also at batch 32 and 48 (9 and 13) read 67% and 74% against 59% and 67%
+     * for 4-block chunks, but cost offloaded steps at batch 48 3-6% of their attention time:
+     * a step's misses fall at random, and in one wave the CTA with the most sets the time
+     * (fifteenth session). The split must not depend on offload: offloaded and resident
+     * results are bit-identical. */
+    long res = resident_ctas > 0 ? resident_ctas : 1, ent = max_entries > 0 ? max_entries : 1;
+    long lists = n_lists > 0 ? n_lists : 1, c = lists * ent / (4L * res);
     c = c < ATT_MIN_CHUNK ? ATT_MIN_CHUNK : c > ATT_MAX_CHUNK ? ATT_MAX_CHUNK : c;
-    for (long k = c; k <= 2 * c && k <= ATT_MAX_CHUNK; k++)
-        if ((long)n_lists * ((max_entries + k - 1) / k) <= res) return (int)k;
-    return (int)c;
+    long k = c;
+    while (k <= 2 * c && k <= ATT_MAX_CHUNK && lists * ((ent + k - 1) / k) > res) k++;
+    if (k > 2 * c || k > ATT_MAX_CHUNK) k = c;
+    /* The fewest blocks per chunk for that many chunks, so that a list's last chunk is not
+     * what a larger size left (at batch 256 chunks of 15, 15, 15, 15 and 5 blocks read
+     * 85.5% of the copy rate, of 13 each 88.8%: fifteenth session). */
+    long nc = (ent + k - 1) / k;
+    k = (ent + nc - 1) / nc;
+    return (int)(k < ATT_MIN_CHUNK ? ATT_MIN_CHUNK : k);
 }
 
 int attention_max_chunks(int max_entries)

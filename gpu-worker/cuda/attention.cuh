@@ -30,7 +30,7 @@ size_t attention_smem_bytes(const cuda_kv &kv);
 cudaError_t attention_init(const cuda_kv &kv, int device, int *resident_ctas);
 /* Blocks per chunk for n_lists block lists of up to max_entries entries: about four waves of
  * CTAs, at least 4 and at most 16 blocks, or one wave where up to twice that many blocks per
- * chunk get there. */
+ * chunk get there; then the fewest blocks that keep that many chunks. */
 int attention_chunk_for(int n_lists, int max_entries, int resident_ctas);
 /* The most chunks a block list of max_entries entries splits into (chunks of >= 4 blocks):
  * what the partial-output buffer is sized for. */

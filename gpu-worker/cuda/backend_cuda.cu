@@ -54,7 +54,7 @@ extern "C" {
 /* Launch shapes that grow with the context are rounded up to these granules (surplus CTAs
  * find nothing to do), so a decode step's shape, and its CUDA graph, change rarely. */
 #define SCORE_KEYS_GRANULE 1024 /* compressed keys of the scoring grid */
-#define ATT_ENTRIES_GRANULE 16  /* block-list entries of the attention grid */
+#define ATT_ENTRIES_GRANULE 16  /* selected blocks of the attention grid (+ the open one) */
 #define GRAPH_AFTER 2           /* capture once a shape has repeated this many steps */
 #define BLAS_WORKSPACE (32u << 20) /* cuBLAS workspace: fixed, so graph capture allocates none */
 #define MARKS_PER_LAYER 11      /* timing events one layer records (forward()) */
@@ -732,7 +732,10 @@ static struct step_shape step_shape_of(const struct nosa_backend *b, int n, cons
     struct step_shape sh;
     memset(&sh, 0, sizeof(sh)); /* compared with memcmp */
     sh.n = n;
-    int ent = round_up(max_sel + 1, ATT_ENTRIES_GRANULE, b->max_entries);
+    /* The open block is added after the rounding: a 64-block budget's lists hold 65
+     * entries, and chunks sized for 80 left the last chunk of each what was left (16, 16,
+     * 16, 16 and 1 blocks at batch 256), fifteenth session. */
+    int ent = round_up(max_sel, ATT_ENTRIES_GRANULE, b->max_entries - 1) + 1;
     sh.chunk = attention_chunk_for(n * b->n_kv, ent, b->att_ctas);
     sh.n_chunks = (ent + sh.chunk - 1) / sh.chunk;
     sh.score_keys = max_nc ? round_up(max_nc, SCORE_KEYS_GRANULE, b->kv.max_c) : 0;

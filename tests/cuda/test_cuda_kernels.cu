@@ -444,6 +444,16 @@ int main(void)
         {1, 4, 64, 16, 6, 9, 2},    {2, 8, 128, 128, 5, 64, 2}, {2, 8, 128, 128, 5, 65, 1},
         {1, 16, 128, 64, 0, 3, 1}};
     for (auto &c : att_cases) test_attention(c[0], c[1], c[2], c[3], c[4], c[5], c[6]);
+    /* The split the backend picks for the 1B shape's 65-entry lists (2 KV heads: batch 1,
+     * 16, 32, 48, 64, 128, 256) with 528 CTAs resident (an H200's), and for a list of one
+     * entry: exact values, as measured in bench/RESULTS.md (fifteenth session). */
+    static const int split_cases[][4] = {{2, 65, 528, 4},    {32, 65, 528, 5},  {64, 65, 528, 4},
+                                         {96, 65, 528, 4},   {128, 65, 528, 4}, {256, 65, 528, 7},
+                                         {512, 65, 528, 13}, {1, 1, 528, 4}};
+    for (auto &c : split_cases)
+        CHECK(attention_chunk_for(c[0], c[1], c[2]) == c[3],
+              "attention_chunk_for(%d lists, %d entries, %d CTAs) = %d, want %d", c[0], c[1],
+              c[2], attention_chunk_for(c[0], c[1], c[2]), c[3]);
     /* The 1B group (rep 8, d 128), the tiny model's (d 16: the one head size with 8-byte key
      * loads), two head groups, key counts off the CTA's 128-key tiling, a token with only 5
      * compressed keys, head_dim 256. */
