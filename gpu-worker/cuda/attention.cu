@@ -419,7 +419,7 @@ int attention_chunk_for(int n_lists, int max_entries, int resident_ctas)
      * splits four waves would give; offloaded steps with few misses lose up to 7% at batch
      * 16 (a warp waits for its misses in turn), bench/RESULTS.md. Where those CTAs take a
      * little more than one wave (batch 16 with four CTAs per SM: 544 of them, 528 resident),
-     * a chunk of up to twice as many blocks that fits one wave goes first: 8-block splits
+     * a chunk of up to twice as many blocks that fits one wave goes first: 5-block splits
      * ran 51.6% of the copy rate against 45.1% for 4 (thirteenth session). One wave of up
      * to 16 blocks also at batch 32 and 48 (9 and 13) read 67% and 74% against 59% and 67%
      * for 4-block chunks, but cost offloaded steps at batch 48 3-6% of their attention time:

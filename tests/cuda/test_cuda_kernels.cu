@@ -450,10 +450,11 @@ int main(void)
     static const int split_cases[][4] = {{2, 65, 528, 4},    {32, 65, 528, 5},  {64, 65, 528, 4},
                                          {96, 65, 528, 4},   {128, 65, 528, 4}, {256, 65, 528, 7},
                                          {512, 65, 528, 13}, {1, 1, 528, 4}};
-    for (auto &c : split_cases)
-        CHECK(attention_chunk_for(c[0], c[1], c[2]) == c[3],
-              "attention_chunk_for(%d lists, %d entries, %d CTAs) = %d, want %d", c[0], c[1],
-              c[2], attention_chunk_for(c[0], c[1], c[2]), c[3]);
+    for (auto &c : split_cases) {
+        int chunk = attention_chunk_for(c[0], c[1], c[2]);
+        CHECK(chunk == c[3], "attention_chunk_for(%d lists, %d entries, %d CTAs) = %d, want %d",
+              c[0], c[1], c[2], chunk, c[3]);
+    }
     /* The 1B group (rep 8, d 128), the tiny model's (d 16: the one head size with 8-byte key
      * loads), two head groups, key counts off the CTA's 128-key tiling, a token with only 5
      * compressed keys, head_dim 256. */
